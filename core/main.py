@@ -1,0 +1,58 @@
+"""The `prelu-deploy` console script. Each subcommand lives beside the code it drives and imports its
+heavy dependencies (torch, onnxruntime) only when it runs, so `--help` is instant and the server never
+pulls torch in."""
+
+import sys
+
+import typer
+from rich.console import Console
+
+from prelu_deploy import __version__
+from prelu_deploy.errors import PreluDeployError
+from prelu_deploy.models import cli as models_cli
+
+app = typer.Typer(
+    name="prelu-deploy",
+    help="PReLU image classifiers: train, inspect, evaluate (and, as they land: export, build, serve, bench).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_cli.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"prelu-deploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """PReLU image classifiers from checkpoint to ONNX, TensorRT and HTTP."""
+
+
+def main() -> None:
+    """Entry point: turns a PreluDeployError into one red line and its exit code."""
+    try:
+        app(standalone_mode=False)
+    except PreluDeployError as err:
+        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(err.exit_code)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as err:  # click usage errors arrive here in standalone_mode=False
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

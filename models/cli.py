@@ -1,0 +1,163 @@
+"""`prelu-deploy train | eval | inspect`: the model-side commands. torch is imported inside the
+commands, never at module level, so the rest of the CLI starts without it."""
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from prelu_deploy.errors import DatasetError, UsageError
+
+console = Console()
+
+ArchOpt = typer.Option(None, "--arch", help="Architecture of a bare state dict (checkpoints made here record it).")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("eval")(evaluate)
+    app.command("inspect")(inspect)
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """Refuse before training, not after: an existing file (without --force), an unwritable folder."""
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists; pass --force to replace it")
+    folder = next(p for p in [out.parent, *out.parent.parents] if p.exists())
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"cannot write {out}: {folder} is not writable")
+
+
+def train(
+    arch: str = typer.Option(..., "--arch", help="Architecture (see `prelu-deploy inspect --help`, list below)."),
+    dataset: str = typer.Option("digits", "--dataset", help="'digits' or an image folder root/<label>/*.png."),
+    epochs: int = typer.Option(30, "--epochs", min=1),
+    out: Path = typer.Option(..., "--out", help="Checkpoint to write (.safetensors), atomically."),
+    act: Optional[str] = typer.Option(None, "--act", help="prelu_channel | prelu_shared | relu | leaky (default: the architecture's)."),
+    width: Optional[float] = typer.Option(None, "--width", min=0.01, help="Scale every layer's width."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="Square input side (default: the architecture's)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    lr: float = typer.Option(0.01, "--lr", min=0.0),
+    momentum: float = typer.Option(0.9, "--momentum", min=0.0, max=1.0),
+    weight_decay: float = typer.Option(5e-4, "--weight-decay", min=0.0, help="On conv/linear weights only, never on slopes."),
+    shift: int = typer.Option(1, "--shift", min=0, help="Random translation augmentation in pixels (0: off)."),
+    seed: int = typer.Option(0, "--seed"),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
+) -> None:
+    """Train an architecture on the digits or an image folder; writes a checkpoint with its metrics."""
+    from prelu_deploy.models import create_model, model_config, save_checkpoint
+    from prelu_deploy.models.data import load_dataset
+    from prelu_deploy.models.preprocess import Preprocess
+    from prelu_deploy.models.train import TrainConfig, evaluate as run_eval, train as run_train
+
+    _check_out(out, force)
+    kwargs = {k: v for k, v in {"act": act, "width": width, "input_size": input_size}.items() if v is not None}
+    cfg = model_config(arch, **kwargs)
+    data = load_dataset(dataset, (cfg.input_size, cfg.input_size), cfg.in_chans)
+    kwargs["num_classes"] = len(data.labels)
+    preprocess = Preprocess.fitted(data.train.images, interpolation=cfg.interpolation)
+    model = create_model(arch, **kwargs)
+    tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                     weight_decay=weight_decay, shift=shift, seed=seed)
+    console.print(f"training [bold]{arch}[/] {kwargs} on {data.name}: {len(data.train)} train / "
+                  f"{len(data.test)} held-out images, {epochs} epochs, seed {seed}")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("epochs", total=epochs)
+
+        def on_epoch(row: dict) -> None:
+            bar.advance(task)
+            console.print(f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  held-out "
+                          f"{row['test_loss']:.4f} / {row['test_accuracy']:.2%}  lr {row['lr']:.2e}  "
+                          f"{row['seconds']:.1f}s", highlight=False)
+
+        summary = run_train(model, data, preprocess, tc, on_epoch)
+    final = run_eval(model, data.test, preprocess)
+    metrics = {"dataset": data.name, "split": "test", "accuracy": final["accuracy"], "loss": final["loss"], "n": final["n"]}
+    save_checkpoint(model, out, labels=data.labels, preprocess=preprocess, metrics=metrics, training=summary)
+    console.print(f"held-out accuracy [bold]{final['accuracy']:.2%}[/] ({final['correct']}/{final['n']}); wrote {out}")
+
+
+def _remap_labels(data, labels: list[str]):
+    """Express a dataset's label indices in the checkpoint's label order (matched by name)."""
+    if data.labels == labels:
+        return data
+    if unknown := sorted(set(data.labels) - set(labels)):
+        raise DatasetError(f"{data.name} has labels the model does not know: {', '.join(unknown)}")
+    import numpy as np
+
+    lut = np.asarray([labels.index(name) for name in data.labels], np.int64)
+    data.train.labels, data.test.labels = lut[data.train.labels], lut[data.test.labels]
+    data.labels = labels
+    return data
+
+
+def evaluate(
+    ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors or PyTorch file)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="'digits' or an image folder (default: what it was trained on, if that was the digits)."),
+    split: str = typer.Option("test", "--split", help="test | train | all"),
+    arch: Optional[str] = ArchOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Accuracy of a checkpoint on a dataset split."""
+    from prelu_deploy.models import load_checkpoint
+    from prelu_deploy.models.data import load_dataset
+    from prelu_deploy.models.train import evaluate as run_eval
+
+    model, meta = load_checkpoint(ckpt, arch=arch)
+    dataset = dataset or (meta.metrics or {}).get("dataset")
+    if dataset is None or (dataset != "digits" and not Path(dataset).is_dir()):
+        raise UsageError("name the dataset: --dataset digits or --dataset PATH")
+    if meta.preprocess is None:
+        raise UsageError(f"{ckpt} records no preprocessing; it cannot be evaluated on images")
+    pre = meta.preprocess
+    data = load_dataset(dataset, pre.size, pre.channels)
+    if meta.labels:
+        data = _remap_labels(data, meta.labels)
+    result = {"checkpoint": str(ckpt), "arch": meta.arch, "dataset": data.name, "split": split,
+              **run_eval(model, data.split(split), pre)}
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    console.print(f"{meta.arch} on {data.name} ({split}): accuracy [bold]{result['accuracy']:.2%}[/] "
+                  f"({result['correct']}/{result['n']}), loss {result['loss']:.4f}")
+
+
+def inspect(
+    ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors or PyTorch file)."),
+    arch: Optional[str] = ArchOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Architecture summary and learned PReLU slopes per layer (He et al. 2015, Table 1)."""
+    from prelu_deploy.models import load_checkpoint
+    from prelu_deploy.models.report import slope_report, summary
+
+    model, meta = load_checkpoint(ckpt, arch=arch)
+    info = {"checkpoint": str(ckpt), "sha256": meta.sha256, "format_version": meta.format_version,
+            **summary(model), "labels": meta.labels,
+            "preprocess": meta.preprocess.to_dict() if meta.preprocess else None,
+            "metrics": meta.metrics, "slopes": slope_report(model),
+            "training": {k: v for k, v in (meta.training or {}).items() if k != "history"} or None}
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    head = Table(title=f"{ckpt}", show_header=False)
+    for key in ("arch", "kwargs", "act", "input_shape", "num_classes", "parameters", "conv_layers",
+                "linear_layers", "prelu_layers", "gflops_per_image", "labels", "preprocess", "metrics", "sha256"):
+        value = info[key]
+        head.add_row(key, f"{value:,}" if isinstance(value, int) else
+                     f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(head)
+    slopes = Table(title="learned PReLU slopes (a)")
+    for col in ("layer", "after", "kind", "channels", "mean", "min", "max"):
+        slopes.add_column(col, justify="right" if col in ("channels", "mean", "min", "max") else "left")
+    for row in info["slopes"]:
+        slopes.add_row(row["layer"], str(row["after"]), row["kind"], str(row["channels"]),
+                       f"{row['mean']:.4f}", f"{row['min']:.4f}", f"{row['max']:.4f}")
+    console.print(slopes if info["slopes"] else "no PReLU layers (act is " + info["act"] + ")")

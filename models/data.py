@@ -1,0 +1,127 @@
+"""Datasets: scikit-learn's handwritten digits (real scans, shipped inside scikit-learn) and image
+folders (`root/<label>/*.png|jpg|…`) for users' own data. Both give uint8 NHWC images at the size and
+channel count the model takes, with integer labels and the label names.
+
+Digits split (fixed and documented): of the 1,797 images in `sklearn.datasets.load_digits()` order,
+every fifth (index % 5 == 0) is held out for testing — 360 test, 1,437 train, all ten classes in both.
+Image folders: `root/train/<label>/` and `root/test/<label>/` when both exist; otherwise every fifth
+file of each label (sorted by name) is held out.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from prelu_deploy.errors import DatasetError
+from prelu_deploy.models.preprocess import read_image
+
+HOLDOUT_EVERY = 5
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+@dataclass
+class Split:
+    images: np.ndarray  # uint8 (N, H, W, C)
+    labels: np.ndarray  # int64 (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Dataset:
+    name: str  # "digits" or the folder's path
+    labels: list[str]  # class index → name
+    train: Split
+    test: Split
+
+    def split(self, which: str) -> Split:
+        if which == "all":
+            return Split(np.concatenate([self.train.images, self.test.images]),
+                         np.concatenate([self.train.labels, self.test.labels]))
+        if which not in ("train", "test"):
+            raise DatasetError(f"unknown split {which!r}; choose train, test or all")
+        return getattr(self, which)
+
+
+def _holdout(n: int) -> np.ndarray:
+    return np.arange(n) % HOLDOUT_EVERY == 0
+
+
+def load_digits() -> Dataset:
+    """The 8×8 digits as grey images: 0..16 ink values scaled to 0..255 (white ink on black)."""
+    try:
+        from sklearn.datasets import load_digits as sk_load_digits
+    except ImportError:
+        raise DatasetError("the digits dataset needs scikit-learn: pip install 'prelu-deploy[export]'") from None
+    d = sk_load_digits()
+    images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    labels = d.target.astype(np.int64)
+    test = _holdout(len(labels))
+    return Dataset("digits", [str(i) for i in range(10)], Split(images[~test], labels[~test]),
+                   Split(images[test], labels[test]))
+
+
+def _label_dirs(root: Path) -> list[Path]:
+    dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not dirs:
+        raise DatasetError(f"{root}: no label folders; expected {root}/<label>/*.png")
+    return dirs
+
+
+def _image_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DatasetError(f"{folder}: no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def _read_split(files: list[tuple[Path, int]], size, channels) -> Split:
+    images = []
+    for path, _ in files:
+        try:
+            images.append(read_image(path, size, channels))
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
+            raise DatasetError(f"{path}: not a readable image ({err})") from None
+    return Split(np.stack(images), np.asarray([label for _, label in files], np.int64))
+
+
+def load_image_folder(root: str | Path, size: tuple[int, int], channels: int) -> Dataset:
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder (a dataset is 'digits' or a folder root/<label>/*.png)")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        labels = [d.name for d in _label_dirs(root / "train")]
+        test_labels = [d.name for d in _label_dirs(root / "test")]
+        if unknown := sorted(set(test_labels) - set(labels)):
+            raise DatasetError(f"{root}/test has labels that train lacks: {', '.join(unknown)}")
+        train = [(f, i) for i, name in enumerate(labels) for f in _image_files(root / "train" / name)]
+        test = [(f, labels.index(name)) for name in test_labels for f in _image_files(root / "test" / name)]
+    else:
+        labels = [d.name for d in _label_dirs(root)]
+        train, test = [], []
+        for i, name in enumerate(labels):
+            files = _image_files(root / name)
+            held = _holdout(len(files))
+            test += [(f, i) for f, h in zip(files, held) if h]
+            train += [(f, i) for f, h in zip(files, held) if not h]
+    return Dataset(str(root), labels, _read_split(train, size, channels), _read_split(test, size, channels))
+
+
+def load_dataset(spec: str, size: tuple[int, int] | None = None, channels: int | None = None) -> Dataset:
+    """'digits' or an image folder, with images at (size, channels) — the dataset's own for digits
+    when not given."""
+    if spec == "digits":
+        data = load_digits()
+        if size is not None and (tuple(size), channels) != (data.train.images.shape[1:3], 1):
+            data.train.images, data.test.images = (_resize(s.images, size, channels) for s in (data.train, data.test))
+        return data
+    if size is None or channels is None:
+        raise DatasetError("an image folder needs the model's input size and channels")
+    return load_image_folder(spec, tuple(size), channels)
+
+
+def _resize(images: np.ndarray, size, channels) -> np.ndarray:
+    return np.stack([read_image(Image.fromarray(im[..., 0]), tuple(size), channels) for im in images])

@@ -1,0 +1,91 @@
+"""Image preprocessing as data: what a model expects is stored in its checkpoint (and later in its
+manifest) and applied by this one module, in training, evaluation and serving alike.
+
+Torch-free (Pillow + NumPy) so the server can import it without torch. An image becomes uint8 HWC at
+the model's size and channel count (`read_image`/`fit_images`), then float32 NCHW with
+x = pixel/255 · (hi − lo) + lo, then (x − mean)/std per channel (`to_tensor`).
+"""
+
+from dataclasses import asdict, dataclass
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+INTERPOLATIONS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+                  "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
+MODES = {1: "L", 3: "RGB"}
+
+
+def read_image(src: "str | Path | bytes | Image.Image", size: tuple[int, int], channels: int,
+               interpolation: str = "bilinear") -> np.ndarray:
+    """Decode (file path, encoded bytes or a PIL image), convert to grey or RGB, resize to (h, w):
+    uint8 array of shape (h, w, channels)."""
+    img = src if isinstance(src, Image.Image) else Image.open(BytesIO(src) if isinstance(src, bytes) else src)
+    img = img.convert(MODES[channels])
+    h, w = size
+    if img.size != (w, h):
+        img = img.resize((w, h), INTERPOLATIONS[interpolation])
+    return np.asarray(img, dtype=np.uint8).reshape(h, w, channels)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    size: tuple[int, int]  # (height, width) the model takes
+    channels: int  # 1: grey, 3: RGB
+    mean: tuple[float, ...]  # per channel, in the value range below
+    std: tuple[float, ...]
+    value_range: tuple[float, float] = (0.0, 1.0)  # pixel 0 → lo, 255 → hi
+    interpolation: str = "bilinear"
+
+    def __post_init__(self):
+        if self.channels not in MODES:
+            raise ValueError(f"channels must be 1 or 3, not {self.channels}")
+        if len(self.size) != 2 or min(self.size) < 1:
+            raise ValueError(f"size must be (height, width) of positive integers, not {self.size}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError(f"mean and std need {self.channels} values each")
+        if min(self.std) <= 0:
+            raise ValueError(f"std must be positive, not {self.std}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        """Rebuild from stored JSON; raises ValueError naming what is wrong."""
+        try:
+            return cls(size=tuple(int(v) for v in d["size"]), channels=int(d["channels"]),
+                       mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]),
+                       value_range=tuple(float(v) for v in d.get("value_range", (0.0, 1.0))),
+                       interpolation=str(d.get("interpolation", "bilinear")))
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"preprocessing record is incomplete or malformed ({err!r})") from None
+
+    @classmethod
+    def fitted(cls, images: np.ndarray, value_range=(0.0, 1.0), interpolation="bilinear") -> "Preprocess":
+        """Mean and std per channel measured on `images` (uint8 NHWC), e.g. a training split."""
+        lo, hi = value_range
+        x = images.astype(np.float64) / 255.0 * (hi - lo) + lo
+        mean, std = x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2))
+        return cls(size=images.shape[1:3], channels=images.shape[3], mean=tuple(mean.round(6).tolist()),
+                   std=tuple(np.maximum(std, 1e-6).round(6).tolist()), value_range=tuple(value_range),
+                   interpolation=interpolation)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.channels, *self.size)
+
+    def load_image(self, src) -> np.ndarray:
+        """One image (path, bytes or PIL image) → uint8 (h, w, channels)."""
+        return read_image(src, self.size, self.channels, self.interpolation)
+
+    def to_tensor(self, images: np.ndarray) -> np.ndarray:
+        """uint8 NHWC at this size → normalised float32 NCHW, ready for the model."""
+        lo, hi = self.value_range
+        x = images.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
+        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
