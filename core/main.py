@@ -35,24 +35,12 @@ def _root(
 
 
 def main() -> None:
-    """Entry point: turns a PreluDeployError into one red line and its exit code."""
+    """Entry point: a PreluDeployError becomes one red line on stderr and its exit code."""
     try:
-        app(standalone_mode=False)
+        app()
     except PreluDeployError as err:
         Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
-    except typer.Exit as exit_:
-        sys.exit(exit_.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except Exception as err:  # click usage errors arrive here in standalone_mode=False
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise
-
 
 if __name__ == "__main__":
     main()

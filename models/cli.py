@@ -43,7 +43,7 @@ def train(
     width: Optional[float] = typer.Option(None, "--width", min=0.01, help="Scale every layer's width."),
     input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="Square input side (default: the architecture's)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
-    lr: float = typer.Option(0.01, "--lr", min=0.0),
+    lr: float = typer.Option(0.02, "--lr", min=0.0),
     momentum: float = typer.Option(0.9, "--momentum", min=0.0, max=1.0),
     weight_decay: float = typer.Option(5e-4, "--weight-decay", min=0.0, help="On conv/linear weights only, never on slopes."),
     shift: int = typer.Option(1, "--shift", min=0, help="Random translation augmentation in pixels (0: off)."),
@@ -51,6 +51,8 @@ def train(
     force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
 ) -> None:
     """Train an architecture on the digits or an image folder; writes a checkpoint with its metrics."""
+    import torch
+
     from prelu_deploy.models import create_model, model_config, save_checkpoint
     from prelu_deploy.models.data import load_dataset
     from prelu_deploy.models.preprocess import Preprocess
@@ -62,6 +64,7 @@ def train(
     data = load_dataset(dataset, (cfg.input_size, cfg.input_size), cfg.in_chans)
     kwargs["num_classes"] = len(data.labels)
     preprocess = Preprocess.fitted(data.train.images, interpolation=cfg.interpolation)
+    torch.manual_seed(seed)  # the He-initialised weights are part of what the seed fixes
     model = create_model(arch, **kwargs)
     tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                      weight_decay=weight_decay, shift=shift, seed=seed)

@@ -78,7 +78,9 @@ def _image_files(folder: Path) -> list[Path]:
     return files
 
 
-def _read_split(files: list[tuple[Path, int]], size, channels) -> Split:
+def _read_split(files: list[tuple[Path, int]], size, channels, root: Path, which: str) -> Split:
+    if not files:
+        raise DatasetError(f"{root}: the {which} split is empty (a label needs at least 2 images to be split)")
     images = []
     for path, _ in files:
         try:
@@ -104,10 +106,11 @@ def load_image_folder(root: str | Path, size: tuple[int, int], channels: int) ->
         train, test = [], []
         for i, name in enumerate(labels):
             files = _image_files(root / name)
-            held = _holdout(len(files))
+            held = _holdout(len(files)) if len(files) > 1 else np.zeros(1, bool)
             test += [(f, i) for f, h in zip(files, held) if h]
             train += [(f, i) for f, h in zip(files, held) if not h]
-    return Dataset(str(root), labels, _read_split(train, size, channels), _read_split(test, size, channels))
+    return Dataset(str(root), labels, _read_split(train, size, channels, root, "train"),
+                   _read_split(test, size, channels, root, "test"))
 
 
 def load_dataset(spec: str, size: tuple[int, int] | None = None, channels: int | None = None) -> Dataset:

@@ -20,7 +20,7 @@ from prelu_deploy.models.preprocess import Preprocess
 class TrainConfig:
     epochs: int = 30
     batch_size: int = 64
-    lr: float = 0.01
+    lr: float = 0.02
     momentum: float = 0.9
     weight_decay: float = 5e-4
     shift: int = 1  # random translation in pixels, 0 to turn augmentation off
@@ -74,7 +74,7 @@ def train(model: nn.Module, data: Dataset, preprocess: Preprocess, cfg: TrainCon
             y = torch.from_numpy(data.train.labels[idx])
             loss = F.cross_entropy(model(x), y)
             if not torch.isfinite(loss):
-                raise PreluDeployError(f"training diverged in epoch {epoch} (loss {float(loss)}); lower --lr")
+                raise PreluDeployError(f"training diverged in epoch {epoch} (loss {loss.item()}); lower --lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -1,0 +1,53 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "models" / "weights" / "digits_prelu.safetensors"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker per core: keep each to one thread
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def _gpu_present() -> bool:
+    return shutil.which("nvidia-smi") is not None and subprocess.run(
+        ["nvidia-smi", "-L"], capture_output=True).returncode == 0
+
+
+def pytest_collection_modifyitems(config, items):
+    if _gpu_present():
+        return
+    skip = pytest.mark.skip(reason="needs an NVIDIA GPU; none on this machine (run on the lent device)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shipped() -> Path:
+    return SHIPPED
+
+
+@pytest.fixture
+def cli():
+    """Run the real `prelu-deploy` console script; returns the CompletedProcess."""
+    exe = Path(sys.executable).with_name("prelu-deploy")
+
+    def run(*args, check_rc: int | None = 0):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+        proc = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+        if check_rc is not None:
+            assert proc.returncode == check_rc, f"rc {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        return proc
+
+    return run
