@@ -23,3 +23,21 @@ class DatasetError(PreluDeployError):
     """A dataset that cannot be read or does not fit the model."""
 
     exit_code = 4
+
+
+class ExportError(PreluDeployError):
+    """A model that cannot be exported, or a destination that cannot take it."""
+
+    exit_code = 5
+
+
+class ModelDirError(PreluDeployError):
+    """A model directory that is missing, malformed or whose artifacts do not match its manifest."""
+
+    exit_code = 6
+
+
+class ParityError(PreluDeployError):
+    """A runner whose outputs disagree with PyTorch beyond the stated tolerance."""
+
+    exit_code = 7

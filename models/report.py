@@ -44,3 +44,18 @@ def summary(model: nn.Module) -> dict:
             "linear_layers": sum(isinstance(m, nn.Linear) for _, m in layers),
             "prelu_layers": sum(isinstance(m, PReLU) for m in model.modules()),
             "gflops_per_image": flops_per_image(model, shape) / 1e9}
+
+
+def negative_fractions(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """Per PReLU layer, the fraction of its inputs (pre-activations) below zero on batch `x`: shows
+    whether a parity run exercised the slopes at all."""
+    seen: dict[str, float] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, args, name=name: seen.__setitem__(name, float((args[0] < 0).double().mean())))
+             for name, m in model.named_modules() if isinstance(m, PReLU)]
+    try:
+        with torch.inference_mode():
+            model.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen

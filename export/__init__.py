@@ -1,0 +1,1 @@
+"""Checkpoint → ONNX (with the three PReLU lowerings) → the model directory with its manifest."""

@@ -1,0 +1,54 @@
+"""Golden I/O for the manifest: a few real preprocessed held-out images, plus inputs crafted so that
+every PReLU layer sees negative pre-activations (a parity check that never exercised the slopes would
+prove nothing about them), with their PyTorch logits in float32 and float64."""
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from prelu_deploy.errors import DatasetError
+from prelu_deploy.models.checkpoint import CheckpointMeta
+from prelu_deploy.models.data import load_dataset
+from prelu_deploy.models.report import negative_fractions
+
+
+def held_out_images(meta: CheckpointMeta, n: int, dataset: str | None = None) -> np.ndarray | None:
+    """The first n held-out images of the checkpoint's dataset, preprocessed; None when unavailable."""
+    dataset = dataset or (meta.metrics or {}).get("dataset")
+    pre = meta.preprocess
+    if pre is None or dataset is None or (dataset != "digits" and not Path(dataset).is_dir()):
+        return None
+    try:
+        return pre.to_tensor(load_dataset(dataset, pre.size, pre.channels).test.images[:n])
+    except DatasetError:
+        return None
+
+
+def crafted_inputs(shape: tuple[int, ...], n: int, seed: int = 0) -> np.ndarray:
+    """Zero-mean noise at 1× and 3× the normalised scale: half of every pre-activation goes negative."""
+    rng = np.random.default_rng(seed)
+    scales = np.where(np.arange(n) % 2 == 0, 1.0, 3.0).reshape(-1, 1, 1, 1)
+    return (rng.standard_normal((n, *shape)) * scales).astype(np.float32)
+
+
+def reference_logits(model: nn.Module, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch logits in float32 and in float64 (a copy of the model), the latter to tell float32
+    rounding from real divergence."""
+    with torch.inference_mode():
+        fp32 = model.eval()(torch.from_numpy(x)).numpy()
+        fp64 = copy.deepcopy(model).double().eval()(torch.from_numpy(x).double()).numpy()
+    return fp32, fp64
+
+
+def make_golden(model: nn.Module, meta: CheckpointMeta, n_real: int = 4, n_crafted: int = 4) -> dict:
+    cfg = model.config
+    real = held_out_images(meta, n_real)
+    crafted = crafted_inputs((cfg.in_chans, cfg.input_size, cfg.input_size), n_crafted)
+    inputs = crafted if real is None else np.concatenate([real, crafted])
+    fp32, fp64 = reference_logits(model, inputs)
+    return {"inputs": inputs, "logits": fp32, "logits_fp64": fp64,
+            "sources": ["held-out"] * (0 if real is None else len(real)) + ["crafted"] * n_crafted,
+            "negative_fraction": negative_fractions(model, torch.from_numpy(inputs))}

@@ -1,0 +1,90 @@
+"""checkpoint → model directory (DESIGN.md layout, loadable by Triton), written atomically."""
+
+import json
+import os
+import re
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from prelu_deploy import __version__
+from prelu_deploy.atomic import staged_dir
+from prelu_deploy.errors import ExportError, UsageError
+from prelu_deploy.export.golden import make_golden
+from prelu_deploy.export.lowering import lower, prelu_layers
+from prelu_deploy.export.onnx_export import DEFAULT_OPSET, INPUT, OUTPUT, check, to_onnx
+from prelu_deploy.export.triton import config_pbtxt
+from prelu_deploy.manifest import CONFIG, FORMAT_VERSION, GOLDEN, MANIFEST, ONNX, sha256_file
+from prelu_deploy.models import load_checkpoint
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _versions() -> dict:
+    out = {"prelu_deploy": __version__}
+    for pkg in ("torch", "onnx", "onnxscript", "onnxruntime"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _check_destination(dest: Path, force: bool) -> None:
+    if not NAME.match(dest.name):
+        raise UsageError(f"model name {dest.name!r}: use letters, digits, '_', '.', '-' (Triton's rule)")
+    if dest.exists() and not force:
+        raise UsageError(f"{dest} exists; pass --force to replace it")
+    folder = next(p for p in [dest.parent, *dest.parent.parents] if p.exists())
+    if not os.access(folder, os.W_OK) or not folder.is_dir():
+        raise ExportError(f"cannot write {dest}: {folder} is not a writable folder")
+
+
+def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "model_repository",
+                     mode: str = "native", opset: int = DEFAULT_OPSET, max_batch: int = 32,
+                     force: bool = False) -> Path:
+    """Export `checkpoint` as `<repo>/<name>/`; on any failure nothing is left at the destination."""
+    dest = Path(repo) / name
+    _check_destination(dest, force)
+    if max_batch < 1:
+        raise UsageError(f"--max-batch must be at least 1, not {max_batch}")
+    model, meta = load_checkpoint(checkpoint)
+    native = to_onnx(model, opset)
+    layers = prelu_layers(native)
+    graph = check(lower(native, mode))
+    cfg = model.config
+    properties = {"labels": json.dumps(meta.labels), "preprocess": json.dumps(meta.preprocess.to_dict() if meta.preprocess else None),
+                  "source_sha256": meta.sha256, "arch": meta.arch, "prelu_lowering": mode}
+    onnx.helper.set_model_props(graph, properties)
+    golden = make_golden(model, meta)
+    in_dims = [cfg.in_chans, cfg.input_size, cfg.input_size]
+    with staged_dir(dest) as tmp:
+        (tmp / "1").mkdir()
+        onnx.save(graph, tmp / ONNX)
+        np.savez(tmp / GOLDEN, inputs=golden["inputs"], logits=golden["logits"], logits_fp64=golden["logits_fp64"])
+        (tmp / CONFIG).write_text(config_pbtxt(name, "onnx", max_batch, [(INPUT, in_dims)], [(OUTPUT, [cfg.num_classes])]))
+        manifest = {
+            "format_version": FORMAT_VERSION, "name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "source": {"checkpoint": str(Path(checkpoint).resolve()), "sha256": meta.sha256, "arch": meta.arch,
+                       "kwargs": meta.kwargs, "metrics": meta.metrics},
+            "labels": meta.labels, "preprocess": meta.preprocess.to_dict() if meta.preprocess else None,
+            "input": {"name": INPUT, "datatype": "FP32", "shape": [-1, *in_dims]},
+            "output": {"name": OUTPUT, "datatype": "FP32", "shape": [-1, cfg.num_classes]},
+            "max_batch_size": max_batch, "opset": opset,
+            "prelu": {"lowering": mode, "layers": [{**layer, "op": _op_after(layer, mode)} for layer in layers]},
+            "golden": {"file": GOLDEN, "count": len(golden["inputs"]), "sources": golden["sources"],
+                       "negative_fraction": golden["negative_fraction"]},
+            "versions": _versions(),
+            "artifacts": {rel: sha256_file(tmp / rel) for rel in (ONNX, GOLDEN, CONFIG)},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return dest
+
+
+def _op_after(layer: dict, mode: str) -> str:
+    if not layer["shared"] or mode == "native":
+        return "PRelu"
+    return "LeakyRelu" if mode == "leaky" else "prelu_deploy::ChannelSharedPReLU"
