@@ -2,7 +2,6 @@
 every PReLU layer sees negative pre-activations (a parity check that never exercised the slopes would
 prove nothing about them), with their PyTorch logits in float32 and float64."""
 
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ from torch import nn
 from prelu_deploy.errors import DatasetError
 from prelu_deploy.models.checkpoint import CheckpointMeta
 from prelu_deploy.models.data import load_dataset
-from prelu_deploy.models.report import negative_fractions
+from prelu_deploy.models.report import negative_fractions, reference_logits
 
 
 def held_out_images(meta: CheckpointMeta, n: int, dataset: str | None = None) -> np.ndarray | None:
@@ -32,15 +31,6 @@ def crafted_inputs(shape: tuple[int, ...], n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     scales = np.where(np.arange(n) % 2 == 0, 1.0, 3.0).reshape(-1, 1, 1, 1)
     return (rng.standard_normal((n, *shape)) * scales).astype(np.float32)
-
-
-def reference_logits(model: nn.Module, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """PyTorch logits in float32 and in float64 (a copy of the model), the latter to tell float32
-    rounding from real divergence."""
-    with torch.inference_mode():
-        fp32 = model.eval()(torch.from_numpy(x)).numpy()
-        fp64 = copy.deepcopy(model).double().eval()(torch.from_numpy(x).double()).numpy()
-    return fp32, fp64
 
 
 def make_golden(model: nn.Module, meta: CheckpointMeta, n_real: int = 4, n_crafted: int = 4) -> dict:

@@ -1,6 +1,9 @@
-"""What a model is: an architecture summary and the learned PReLU slopes per layer (the view of
+"""What a model is and does: an architecture summary and the learned PReLU slopes per layer (the view of
 He et al. 2015, Table 1: channel-shared slopes, and the mean of channel-wise ones, layer by layer)."""
 
+import copy
+
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -59,3 +62,12 @@ def negative_fractions(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
         for h in hooks:
             h.remove()
     return seen
+
+
+def reference_logits(model: nn.Module, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch logits in float32 and in float64 (a copy of the model), the latter to tell float32
+    rounding from real divergence."""
+    with torch.inference_mode():
+        fp32 = model.eval()(torch.from_numpy(x)).numpy()
+        fp64 = copy.deepcopy(model).double().eval()(torch.from_numpy(x).double()).numpy()
+    return fp32, fp64

@@ -1,0 +1,101 @@
+"""Parity of a runner against PyTorch, with tolerances that depend on precision and are stated.
+
+The reference runs in float32 and in float64: the float64 logits are the truth, and the float32
+PyTorch error against them is the noise floor any float32 runner shares. A top-1 flip counts as a
+failure only where PyTorch's top-1/top-2 margin exceeds `margin_eps` of the logit scale (near-ties
+flip legitimately at lower precision).
+"""
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from prelu_deploy.errors import ModelDirError
+from prelu_deploy.manifest import read_model_dir
+from prelu_deploy.serve.runner import get_runner
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    max_abs_of_scale: float  # max |runner − float64 reference| ≤ this × max |reference logit|
+    min_cosine: float
+    margin_eps: float  # of the logit scale
+
+
+TOLERANCES = {"fp32": Tolerance(1e-4, 0.99999, 1e-3), "fp16": Tolerance(1e-2, 0.999, 5e-2)}
+
+
+def compare(out: np.ndarray, ref32: np.ndarray, ref64: np.ndarray, labels: np.ndarray | None = None,
+            precision: str = "fp32") -> dict:
+    """Every number of the parity report for one output tensor."""
+    tol = TOLERANCES[precision]
+    out64 = out.astype(np.float64)
+    scale = float(np.abs(ref64).max()) or 1.0
+    err = np.abs(out64 - ref64)
+    cos = (out64 * ref64).sum(1) / (np.linalg.norm(out64, axis=1) * np.linalg.norm(ref64, axis=1) + 1e-300)
+    top2 = np.sort(ref64, axis=1)[:, -2:]
+    decided = (top2[:, 1] - top2[:, 0]) > tol.margin_eps * scale
+    flips = out.argmax(1) != ref64.argmax(1)
+    k = min(5, ref64.shape[1])
+    top5 = np.mean([len(set(a) & set(b)) / k for a, b in zip(np.argsort(-out64, 1)[:, :k], np.argsort(-ref64, 1)[:, :k])])
+    report = {
+        "n": len(out), "precision": precision, "logit_scale": scale, "tolerance": asdict(tol),
+        "max_abs": float(err.max()), "mean_abs": float(err.mean()),
+        "max_rel": float((err / np.maximum(np.abs(ref64), 1e-6 * scale)).max()),
+        "max_abs_vs_torch_fp32": float(np.abs(out64 - ref32).max()),
+        "torch_fp32_noise": float(np.abs(ref32.astype(np.float64) - ref64).max()),
+        "min_cosine": float(cos.min()), "top1_agreement": float(1 - flips.mean()),
+        "top1_flips": int(flips.sum()), "top1_flips_beyond_margin": int((flips & decided).sum()),
+        "top5_overlap": float(top5),
+    }
+    if labels is not None:
+        report["accuracy_runner"] = float((out.argmax(1) == labels).mean())
+        report["accuracy_torch"] = float((ref64.argmax(1) == labels).mean())
+    report["failures"] = [msg for bad, msg in (
+        (report["max_abs"] > tol.max_abs_of_scale * scale, f"max abs error {report['max_abs']:.3g} > {tol.max_abs_of_scale:g} × logit scale {scale:.3g}"),
+        (report["min_cosine"] < tol.min_cosine, f"cosine {report['min_cosine']:.6f} < {tol.min_cosine}"),
+        (report["top1_flips_beyond_margin"] > 0, f"{report['top1_flips_beyond_margin']} top-1 flips where PyTorch's margin exceeds {tol.margin_eps:g} × scale"),
+    ) if bad]
+    report["passed"] = not report["failures"]
+    return report
+
+
+def run_parity(model_dir: str | Path, backend: str = "onnxruntime", dataset: str | None = None, n: int = 256,
+               checkpoint: str | Path | None = None, **runner_options) -> dict:
+    """Run the runner and the PyTorch reference on the same inputs: up to `n` held-out images plus
+    the manifest's golden inputs (crafted so every PReLU sees negative pre-activations)."""
+    import torch
+
+    from prelu_deploy.models.data import load_dataset
+    from prelu_deploy.models.report import negative_fractions, reference_logits
+    from prelu_deploy.serve.torch_runner import load_source_model
+
+    md = read_model_dir(model_dir)
+    if problems := md.verify():
+        raise ModelDirError(f"{md.path}: " + "; ".join(problems))
+    model = load_source_model(md, checkpoint)
+    runner = get_runner(backend, md.path, **runner_options)
+    m = md.manifest
+    dataset = dataset or (m["source"].get("metrics") or {}).get("dataset")
+    golden = md.golden()["inputs"]
+    images, labels = np.zeros((0, *golden.shape[1:]), np.float32), None
+    if dataset and n > 0 and m.get("preprocess"):
+        from prelu_deploy.models.preprocess import Preprocess
+
+        pre = Preprocess.from_dict(m["preprocess"])
+        split = load_dataset(dataset, pre.size, pre.channels).test
+        images, labels = pre.to_tensor(split.images[:n]), split.labels[:n]
+    inputs = np.concatenate([images, golden])
+    step = m.get("max_batch_size", 32)
+    out = np.concatenate([runner.run(inputs[i:i + step]) for i in range(0, len(inputs), step)])
+    ref32, ref64 = reference_logits(model, inputs)
+    report = {"model_dir": str(md.path), "backend": backend, "lowering": m["prelu"]["lowering"],
+              "dataset": dataset, "inputs": {"held_out": len(images), "golden": len(golden)},
+              "negative_fraction": negative_fractions(model, torch.from_numpy(inputs)),
+              "outputs": {m["output"]["name"]: compare(out, ref32, ref64, precision=runner.precision)}}
+    if labels is not None:
+        held = compare(out[:len(images)], ref32[:len(images)], ref64[:len(images)], labels, runner.precision)
+        report["accuracy"] = {"runner": held["accuracy_runner"], "torch": held["accuracy_torch"]}
+    report["passed"] = all(o["passed"] for o in report["outputs"].values())
+    return report
