@@ -1,6 +1,7 @@
 """A zoo model → an ONNX graph: dynamic batch, fixed spatial size, inputs named for what they are."""
 
 import logging
+import re
 import warnings
 
 import onnx
@@ -25,7 +26,9 @@ def to_onnx(model: nn.Module, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
             program = torch.onnx.export(
                 model.eval(), (example,), dynamo=True, opset_version=opset, input_names=[INPUT],
                 output_names=[OUTPUT], dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
-    except Exception as err:  # the exporter raises many types; the first line names the layer
+    except Exception as err:  # the exporter raises many types; name the op when it says which
+        if op := re.search(r"No ONNX function found for <OpOverload\(op='([^']+)'", str(err)):
+            raise ExportError(f"{model.arch}: unsupported layer: {op.group(1)} has no ONNX translation") from err
         raise ExportError(f"{model.arch}: torch.onnx.export failed: {str(err).strip().splitlines()[0]}") from err
     return program.model_proto
 
