@@ -1,0 +1,60 @@
+"""`prelu-deploy export` and `prelu-deploy parity`, run as a user runs them."""
+
+import json
+
+import onnx
+import pytest
+
+from prelu_deploy.manifest import read_model_dir, sha256_file
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return tmp_path_factory.mktemp("repo")
+
+
+@pytest.mark.parametrize("mode", ["native", "plugin", "leaky"])
+def test_export_then_parity_passes(cli, shipped, repo, mode):
+    out = cli("export", shipped, "--name", f"d_{mode}", "--repo", repo, "--prelu-mode", mode).stdout
+    assert f"lowering {mode}" in out
+    report = json.loads(cli("parity", repo / f"d_{mode}", "--json", "--n", "100").stdout)
+    o = report["outputs"]["logits"]
+    assert report["passed"] and o["max_abs"] <= 1e-4 * o["logit_scale"] and o["top1_agreement"] == 1.0
+    assert report["inputs"] == {"held_out": 100, "golden": 8} and report["accuracy"]["runner"] >= 0.98
+    assert all(f > 0 for f in report["negative_fraction"].values())
+    text = cli("parity", repo / f"d_{mode}", "--n", "20").stdout
+    assert "tolerance: max abs ≤ 0.0001 × scale" in text and "PASS" in text
+
+
+def test_parity_fails_on_a_wrong_graph(cli, shipped, repo):
+    """A lowering bug (a wrong slope) with a consistent manifest: parity must catch it, exit 7."""
+    cli("export", shipped, "--name", "broken", "--repo", repo, "--prelu-mode", "leaky")
+    md = read_model_dir(repo / "broken")
+    graph = onnx.load(md.onnx_path)
+    leaky = next(n for n in graph.graph.node if n.op_type == "LeakyRelu")
+    leaky.attribute[0].f += 0.5
+    onnx.save(graph, md.onnx_path)
+    md.manifest["artifacts"]["1/model.onnx"] = sha256_file(md.onnx_path)
+    (md.path / "manifest.json").write_text(json.dumps(md.manifest))
+    proc = cli("parity", md.path, check_rc=7)
+    assert "onnxruntime disagrees with PyTorch: max abs error" in proc.stderr and "FAIL" in proc.stdout
+
+
+def test_parity_refuses_a_tampered_artifact(cli, shipped, repo):
+    cli("export", shipped, "--name", "tampered", "--repo", repo)
+    with open(repo / "tampered" / "golden.npz", "ab") as f:
+        f.write(b"\0")
+    proc = cli("parity", repo / "tampered", check_rc=6)
+    assert "golden.npz sha256 differs from the manifest" in proc.stderr
+
+
+@pytest.mark.parametrize("args,rc,message", [
+    (["export", "{tmp}/none.safetensors", "--name", "x", "--repo", "{tmp}/r"], 3, "cannot read"),
+    (["export", "{shipped}", "--name", "x", "--repo", "{tmp}/r", "--prelu-mode", "fused"], 2, "unknown PReLU lowering 'fused'"),
+    (["parity", "{tmp}", "--n", "1"], 6, "not a model directory"),
+    (["parity", "{tmp}", "--backend", "tvm"], 6, "not a model directory"),
+])
+def test_bad_input(cli, tmp_path, shipped, args, rc, message):
+    proc = cli(*[a.format(tmp=tmp_path, shipped=shipped) for a in args], check_rc=rc)
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
