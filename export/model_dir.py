@@ -14,7 +14,7 @@ from prelu_deploy import __version__
 from prelu_deploy.atomic import staged_dir
 from prelu_deploy.errors import ExportError, UsageError
 from prelu_deploy.export.golden import make_golden
-from prelu_deploy.export.lowering import lower, prelu_layers
+from prelu_deploy.export.lowering import LOWERINGS, lower, prelu_layers
 from prelu_deploy.export.onnx_export import DEFAULT_OPSET, INPUT, OUTPUT, check, to_onnx
 from prelu_deploy.export.triton import config_pbtxt
 from prelu_deploy.manifest import CONFIG, FORMAT_VERSION, GOLDEN, MANIFEST, ONNX, sha256_file
@@ -51,6 +51,8 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
     _check_destination(dest, force)
     if max_batch < 1:
         raise UsageError(f"--max-batch must be at least 1, not {max_batch}")
+    if mode not in LOWERINGS:  # refuse before the slow part, not after it
+        raise UsageError(f"unknown PReLU lowering {mode!r}; choose one of {', '.join(LOWERINGS)}")
     model, meta = load_checkpoint(checkpoint)
     native = to_onnx(model, opset)
     layers = prelu_layers(native)
