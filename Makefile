@@ -15,11 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[export,serve,dev]'
 	touch $@
 
-# The main job on the bundled trained model. Until the server lands ([4/5]) it shows the model and
-# checks its accuracy on the held-out digits.
+# The main job: serve the bundled trained digits model on ONNX Runtime (CPU) at 127.0.0.1:8000.
 serve: $(STAMP)
-	$(BIN)/prelu-deploy inspect $(WEIGHTS)
-	$(BIN)/prelu-deploy eval $(WEIGHTS) --dataset digits
+	$(BIN)/prelu-deploy serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --durations=15

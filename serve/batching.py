@@ -1,0 +1,89 @@
+"""Dynamic batching: requests are gathered up to `max_batch` rows or `max_delay` seconds, run off the
+event loop in a thread, and each caller gets exactly its own rows back. The queue is bounded: when
+full, `submit` raises QueueFull at once (the HTTP layer answers 503 with Retry-After)."""
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+class QueueFull(Exception):
+    pass
+
+
+@dataclass
+class _Item:
+    x: np.ndarray
+    future: asyncio.Future
+    queued_at: float = field(default_factory=time.perf_counter)
+
+
+class DynamicBatcher:
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray], max_batch: int, max_delay_s: float,
+                 max_queue: int, instances: int = 1, on_batch: Callable[[int, list[float], float], None] | None = None):
+        self.run, self.max_batch, self.max_delay_s, self.max_queue = run, max_batch, max_delay_s, max_queue
+        self.instances, self.on_batch = instances, on_batch  # on_batch(rows, queue seconds, compute seconds)
+        self.pending_rows = 0
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(instances, thread_name_prefix="runner")
+        self._workers: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        self._workers = [asyncio.create_task(self._work()) for _ in range(self.instances)]
+
+    async def stop(self) -> None:
+        for w in self._workers:
+            w.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, x: np.ndarray) -> np.ndarray:
+        """The runner's output rows for `x`, computed in some batch with other callers' rows."""
+        if self.pending_rows + len(x) > self.max_queue:
+            raise QueueFull(f"{self.pending_rows} rows already queued (limit {self.max_queue})")
+        chunks = [x[i:i + self.max_batch] for i in range(0, len(x), self.max_batch)]
+        loop = asyncio.get_running_loop()
+        items = [_Item(c, loop.create_future()) for c in chunks]
+        for item in items:
+            self.pending_rows += len(item.x)
+            self._queue.put_nowait(item)
+        return np.concatenate(await asyncio.gather(*(i.future for i in items)))
+
+    async def _work(self) -> None:
+        carry: _Item | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            first = carry or await self._queue.get()
+            batch, rows, carry = [first], len(first.x), None
+            deadline = loop.time() + self.max_delay_s
+            while rows < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait() if loop.time() >= deadline else \
+                        await asyncio.wait_for(self._queue.get(), deadline - loop.time())
+                except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                    break
+                if rows + len(nxt.x) > self.max_batch:
+                    carry = nxt
+                    break
+                batch.append(nxt)
+                rows += len(nxt.x)
+            self.pending_rows -= rows
+            start = time.perf_counter()
+            try:
+                out = await loop.run_in_executor(self._executor, self.run, np.concatenate([i.x for i in batch]))
+            except Exception as err:  # the runner failed: every caller in the batch hears why
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(err)
+                continue
+            if self.on_batch:
+                self.on_batch(rows, [start - i.queued_at for i in batch], time.perf_counter() - start)
+            offset = 0
+            for item in batch:
+                if not item.future.done():  # a caller that went away is simply skipped
+                    item.future.set_result(out[offset:offset + len(item.x)])
+                offset += len(item.x)

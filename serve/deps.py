@@ -1,0 +1,49 @@
+"""FastAPI dependencies: the served models and settings, injected into routes."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from prelu_deploy.serve.errors import ApiError
+from prelu_deploy.serve.metrics import Metrics
+from prelu_deploy.serve.repository import ServedModel
+from prelu_deploy.serve.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_models(request: Request) -> dict[str, ServedModel]:
+    return request.app.state.models
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def _lookup(models: dict[str, ServedModel], name: str) -> ServedModel:
+    if name not in models:
+        raise ApiError(404, f"unknown model {name!r}; served: {', '.join(models) or 'none'}")
+    return models[name]
+
+
+def any_model(name: str, models: Annotated[dict, Depends(get_models)], version: str | None = None) -> ServedModel:
+    """The named model, ready or not (for metadata and readiness)."""
+    if version not in (None, "1"):
+        raise ApiError(404, f"model {name!r} has no version {version!r}; it has version '1'")
+    return _lookup(models, name)
+
+
+def ready_model(served: Annotated[ServedModel, Depends(any_model)]) -> ServedModel:
+    """The named model, which must be ready (for inference)."""
+    if not served.ready:
+        raise ApiError(503, f"model {served.name!r} is not ready: {served.reason}")
+    return served
+
+
+Models = Annotated[dict[str, ServedModel], Depends(get_models)]
+AnyModel = Annotated[ServedModel, Depends(any_model)]
+ReadyModel = Annotated[ServedModel, Depends(ready_model)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]

@@ -1,0 +1,58 @@
+"""Image classification: one or more uploaded images (multipart) or one image as the raw body →
+top-k labels with probabilities per image."""
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from starlette.datastructures import UploadFile
+
+from prelu_deploy.serve.deps import Models, SettingsDep, any_model, ready_model
+from prelu_deploy.serve.errors import ApiError
+from prelu_deploy.serve.images import decode
+from prelu_deploy.serve.routes.v2 import submit
+
+router = APIRouter(prefix="/v1", tags=["classification"])
+
+
+async def _uploads(request: Request, max_images: int) -> list[tuple[str, bytes]]:
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form(max_files=max_images + 1)
+        files = [(v.filename or k, await v.read()) for k, v in form.multi_items() if isinstance(v, UploadFile)]
+        if not files:
+            raise ApiError(400, "the multipart body holds no files")
+        if len(files) > max_images:
+            raise ApiError(400, f"{len(files)} images in one request; at most {max_images}")
+        return files
+    if ctype.startswith(("image/", "application/octet-stream")) or not ctype:
+        return [("body", await request.body())]
+    raise ApiError(415, f"content type {ctype!r}: send multipart/form-data files or one image as the body (image/*)")
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@router.post("/models/{name}/classify")
+async def classify(name: str, request: Request, models: Models, settings: SettingsDep,
+                   top_k: int | None = Query(None, ge=1, le=1000)) -> dict:
+    served = ready_model(any_model(name, models))
+    uploads = await _uploads(request, settings.max_images)
+    pre = served.preprocess
+    x = pre.to_tensor(np.stack([decode(data, f"image {fname!r}", pre, settings.max_pixels) for fname, data in uploads]))
+    probs = _softmax((await submit(served, x)).astype(np.float64))
+    labels = served.model_dir.labels or [str(i) for i in range(probs.shape[1])]
+    k = min(top_k or settings.top_k, probs.shape[1])
+    return {"model": served.name, "predictions": [
+        {"filename": fname, "top_k": [{"label": labels[i], "index": int(i), "probability": float(p[i])}
+                                      for i in np.argsort(-p)[:k]]}
+        for (fname, _), p in zip(uploads, probs)]}
+
+
+@router.post("/classify")
+async def classify_default(request: Request, models: Models, settings: SettingsDep,
+                           top_k: int | None = Query(None, ge=1, le=1000)) -> dict:
+    """The default model: the only one served, or the first in name order."""
+    if not models:
+        raise ApiError(503, "no model is served")
+    return await classify(next(iter(models)), request, models, settings, top_k)

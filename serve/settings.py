@@ -1,0 +1,19 @@
+"""The server's one settings object: every knob of `prelu-deploy serve` in one place."""
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class Settings(BaseModel):
+    repo: Path | None = None  # None: the bundled digits model, exported into a cache on first use
+    backend: str = "auto"  # auto | onnxruntime | torch
+    max_batch_size: int = Field(32, ge=1)  # rows gathered into one runner call
+    max_queue_delay_ms: float = Field(2.0, ge=0)  # how long the first request waits for company
+    max_queue: int = Field(512, ge=1)  # rows waiting per model; beyond it: 503 with Retry-After
+    instances: int = Field(1, ge=1)  # concurrent runner calls per model
+    threads: int | None = Field(None, ge=1)  # runner threads (onnxruntime intra-op)
+    max_body_bytes: int = Field(16 << 20, ge=1)  # 413 beyond it
+    max_images: int = Field(64, ge=1)  # images in one classify request
+    max_pixels: int = Field(4096 * 4096, ge=1)  # per decoded image: decompression bombs stop here
+    top_k: int = Field(5, ge=1)  # default for classify
