@@ -1,0 +1,66 @@
+"""A real `prelu-deploy serve` process on a free loopback port, for tests."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, repo: Path, *args: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        exe = Path(sys.executable).with_name("prelu-deploy")
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen([str(exe), "serve", str(repo), "--port", str(self.port), "--log-level", "warning", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stdout.read()}")
+            try:
+                urllib.request.urlopen(f"{self.url}/v2/health/live", timeout=1)
+                return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("server did not start within 60 s")
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout=30):
+        """(status, lower-cased headers, body bytes) — 4xx and 5xx included, never raised."""
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+        except urllib.error.HTTPError as err:
+            return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+    def json(self, method: str, path: str, payload=None, **kw):
+        status, headers, body = self.request(method, path, None if payload is None else json.dumps(payload).encode(),
+                                             {"content-type": "application/json"}, **kw)
+        return status, json.loads(body) if body else None
+
+    def stop(self) -> bool:
+        """SIGTERM, as an orchestrator stops it. True when the server shut down by itself in time:
+        uvicorn finishes in-flight requests, then re-raises the signal (exit status -SIGTERM)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                return False
+        return self.proc.returncode in (0, -signal.SIGTERM)
