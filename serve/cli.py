@@ -28,6 +28,9 @@ def serve(
     max_queue: int = typer.Option(512, "--max-queue", min=1, help="Queued rows per model before 503 + Retry-After."),
     instances: int = typer.Option(1, "--instances", min=1, help="Concurrent runner calls per model."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runner threads."),
+    max_images: int = typer.Option(64, "--max-images", min=1, help="Images in one classify request."),
+    max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, help="Request body limit (413 beyond)."),
+    max_pixels: int = typer.Option(4096 * 4096, "--max-pixels", min=1, help="Pixels per decoded image (413 beyond)."),
     log_level: str = typer.Option("info", "--log-level", help="critical | error | warning | info | debug"),
 ) -> None:
     """Serve every model directory in REPO over the Open Inference Protocol v2 and /v1/classify.
@@ -42,7 +45,8 @@ def serve(
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
     settings = Settings(repo=repo or bundled_repository(), backend=backend, max_batch_size=max_batch_size,
-                        max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, instances=instances, threads=threads)
+                        max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, instances=instances, threads=threads,
+                        max_images=max_images, max_body_bytes=int(max_body_mb * (1 << 20)), max_pixels=max_pixels)
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
 
 
