@@ -22,6 +22,17 @@ def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past `limit` bytes — also when no Content-Length announced it."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"body is over the limit of {limit} bytes")
+    request._body = bytes(body)  # Starlette's cache: form() parses from it
+    return request._body
+
+
 def _lookup(models: dict[str, ServedModel], name: str) -> ServedModel:
     if name not in models:
         raise ApiError(404, f"unknown model {name!r}; served: {', '.join(models) or 'none'}")

@@ -5,7 +5,7 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
 
-from prelu_deploy.serve.deps import Models, SettingsDep, any_model, ready_model
+from prelu_deploy.serve.deps import Models, SettingsDep, any_model, read_body, ready_model
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.images import decode
 from prelu_deploy.serve.routes.v2 import submit
@@ -13,8 +13,9 @@ from prelu_deploy.serve.routes.v2 import submit
 router = APIRouter(prefix="/v1", tags=["classification"])
 
 
-async def _uploads(request: Request, max_images: int) -> list[tuple[str, bytes]]:
+async def _uploads(request: Request, max_images: int, max_bytes: int) -> list[tuple[str, bytes]]:
     ctype = request.headers.get("content-type", "")
+    body = await read_body(request, max_bytes)
     if ctype.startswith("multipart/form-data"):
         form = await request.form(max_files=max_images + 1)
         files = [(v.filename or k, await v.read()) for k, v in form.multi_items() if isinstance(v, UploadFile)]
@@ -24,7 +25,7 @@ async def _uploads(request: Request, max_images: int) -> list[tuple[str, bytes]]
             raise ApiError(400, f"{len(files)} images in one request; at most {max_images}")
         return files
     if ctype.startswith(("image/", "application/octet-stream")) or not ctype:
-        return [("body", await request.body())]
+        return [("body", body)]
     raise ApiError(415, f"content type {ctype!r}: send multipart/form-data files or one image as the body (image/*)")
 
 
@@ -37,7 +38,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 async def classify(name: str, request: Request, models: Models, settings: SettingsDep,
                    top_k: int | None = Query(None, ge=1, le=1000)) -> dict:
     served = ready_model(any_model(name, models))
-    uploads = await _uploads(request, settings.max_images)
+    uploads = await _uploads(request, settings.max_images, settings.max_body_bytes)
     pre = served.preprocess
     x = pre.to_tensor(np.stack([decode(data, f"image {fname!r}", pre, settings.max_pixels) for fname, data in uploads]))
     probs = _softmax((await submit(served, x)).astype(np.float64))

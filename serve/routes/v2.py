@@ -5,7 +5,7 @@ from fastapi.responses import JSONResponse
 
 from prelu_deploy import __version__
 from prelu_deploy.serve.batching import QueueFull
-from prelu_deploy.serve.deps import AnyModel, MetricsDep, Models, ReadyModel, SettingsDep
+from prelu_deploy.serve.deps import AnyModel, Models, ReadyModel, SettingsDep, read_body
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.protocol import HEADER_LENGTH, decode_input, encode_response, parse_request
 from prelu_deploy.serve.repository import ServedModel
@@ -59,8 +59,8 @@ def model_ready(served: AnyModel) -> JSONResponse:
 
 @router.post("/models/{name}/infer")
 @router.post("/models/{name}/versions/{version}/infer")
-async def infer(request: Request, served: ReadyModel, settings: SettingsDep, metrics: MetricsDep) -> Response:
-    body = await request.body()
+async def infer(request: Request, served: ReadyModel, settings: SettingsDep) -> Response:
+    body = await read_body(request, settings.max_body_bytes)
     req, binary = parse_request(body, request.headers.get(HEADER_LENGTH))
     m = served.model_dir.manifest
     if len(req["inputs"]) != 1:

@@ -202,3 +202,15 @@ def _rename(path, name):
     md.manifest["name"] = name
     (path / "manifest.json").write_text(json.dumps(md.manifest))
     return read_model_dir(path)
+
+
+def test_chunked_body_over_the_limit_is_refused(server):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("POST", CLASSIFY, body=iter([b"x" * (256 << 10)] * 8), headers={"content-type": "image/png"},
+                 encode_chunked=True)  # 2 MiB, no Content-Length
+    response = conn.getresponse()
+    assert response.status == 413 and "over the limit" in json.loads(response.read())["error"]
+    conn.close()
+    assert server.json("GET", "/v2/health/ready")[0] == 200

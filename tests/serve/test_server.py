@@ -159,3 +159,17 @@ server.should_exit = True
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["False", "True"], out.stderr
+
+
+def test_torch_backend_serves_the_same_answers(repo, runner):
+    srv = Server(repo, "--backend", "torch")
+    try:
+        status, meta = srv.json("GET", "/v2/models/digits")
+        assert status == 200 and meta["backend"] == "torch" and meta["ready"]
+        x = runner.model_dir.golden()["inputs"][:3]
+        body = {"inputs": [{"name": "images", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+        status, out = srv.json("POST", "/v2/models/digits/infer", body)
+        got = np.asarray(out["outputs"][0]["data"], np.float32).reshape(3, 10)
+        np.testing.assert_allclose(got, runner.run(x), atol=1e-4 * np.abs(got).max())
+    finally:
+        assert srv.stop()
