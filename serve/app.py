@@ -69,7 +69,10 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
             metrics.in_flight.dec()
         parts = request.url.path.split("/")
         model = parts[parts.index("models") + 1] if "models" in parts[:-1] else "-"
-        endpoint = parts[-1] if parts[-1] in ("infer", "classify", "ready") else request.url.path if model == "-" else "metadata"
+        if model not in getattr(app.state, "models", {}):  # label values stay bounded whatever clients send
+            model = "-" if model == "-" else "unknown"
+        known = ("infer", "classify", "ready", "live", "metrics")
+        endpoint = parts[-1] if parts[-1] in known else "metadata" if model != "-" else "other"
         metrics.requests.labels(model, endpoint, str(response.status_code)).inc()
         log.debug("%s %s → %d in %.1f ms", request.method, request.url.path, response.status_code,
                   (time.perf_counter() - start) * 1e3)
