@@ -1,6 +1,7 @@
 """`prelu-deploy export`: checkpoint → model directory."""
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -10,6 +11,7 @@ console = Console()
 
 def register(app: typer.Typer) -> None:
     app.command("export")(export)
+    app.command("build")(build)
 
 
 def export(
@@ -30,3 +32,27 @@ def export(
     shared = sum(layer["shared"] for layer in m["prelu"]["layers"])
     console.print(f"exported {m['source']['arch']} → [bold]{dest}[/] (lowering {prelu_mode}: {shared} channel-shared "
                   f"of {len(m['prelu']['layers'])} PReLU layers, {m['golden']['count']} golden inputs)", highlight=False)
+
+
+def build(
+    model_dir: Path = typer.Argument(..., help="Model directory made by `prelu-deploy export`."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16"),
+    min_batch: int = typer.Option(1, "--min-batch", min=1),
+    opt_batch: Optional[int] = typer.Option(None, "--opt-batch", min=1, help="Default: min(8, max)."),
+    max_batch: Optional[int] = typer.Option(None, "--max-batch", min=1, help="Default: the manifest's max_batch_size."),
+    workspace: Optional[int] = typer.Option(None, "--workspace", min=1, help="Workspace memory limit in MB."),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Read and update this timing cache file."),
+    target_cc: Optional[list[str]] = typer.Option(None, "--target-cc", help="Target compute capability, e.g. 8.6 (repeatable)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing <name>_trt entry."),
+) -> None:
+    """Build a TensorRT plan from the model directory's ONNX graph into a sibling <name>_trt/ entry."""
+    from prelu_deploy.export.build import build_plan
+    from prelu_deploy.manifest import read_model_dir
+
+    dest = build_plan(model_dir, precision, min_batch, opt_batch, max_batch, workspace, timing_cache, target_cc, force)
+    t = read_model_dir(dest).manifest["tensorrt"]
+    plugin = f"; ChannelSharedPReLU via {t['plugin']['path']}" if t["plugin"] else ""
+    console.print(f"built {t['flavour']} {t['version']} {t['precision']} plan → [bold]{dest}[/] "
+                  f"(batch {t['profile']['min']}/{t['profile']['opt']}/{t['profile']['max']}, "
+                  f"targets {', '.join(t['target_compute_capabilities'])}, {t['build_seconds']:.2f} s{plugin})",
+                  highlight=False)

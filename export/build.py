@@ -1,0 +1,131 @@
+"""ONNX → TensorRT plan, written as a sibling Triton model entry `<name>_trt/` (a Triton entry has one
+platform, so the plan cannot sit beside the ONNX file in the same entry):
+
+    <repo>/<name>_trt/config.pbtxt      platform tensorrt_plan
+    <repo>/<name>_trt/manifest.json     the ONNX entry's manifest + a "tensorrt" section
+    <repo>/<name>_trt/golden.npz        the same golden I/O, so the entry is self-contained
+    <repo>/<name>_trt/1/model.plan
+
+TensorRT-RTX networks are strongly typed and take no precision flags: for fp16 there the ONNX graph
+is converted first (onnxconverter-common, inputs and outputs kept fp32), and the manifest says so.
+"""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import onnx
+
+from prelu_deploy.atomic import staged_dir, write_bytes
+from prelu_deploy.errors import ExportError, ModelDirError, UsageError
+from prelu_deploy.export.triton import config_pbtxt
+from prelu_deploy.manifest import CONFIG, GOLDEN, MANIFEST, read_model_dir, sha256_file
+from prelu_deploy.plugins import channel_shared_prelu as csp
+from prelu_deploy.plugins.tensorrt_lib import load_tensorrt
+
+PLAN = "1/model.plan"
+PRECISIONS = ("fp32", "fp16")
+
+
+def _fp16(graph: onnx.ModelProto) -> onnx.ModelProto:
+    from onnxconverter_common import float16
+
+    return float16.convert_float_to_float16(graph, keep_io_types=True)
+
+
+def _parse(trt, builder, logger, data: bytes):
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(data):
+        errors = [parser.get_error(i) for i in range(parser.num_errors)]
+        raise ExportError("the TensorRT ONNX parser refused the graph: " + "; ".join(
+            f"node {e.node()} ({e.node_name() or '?'}, {e.node_operator() or '?'}): {e.desc()}" for e in errors))
+    return network, parser
+
+
+def _compute_capabilities(trt, config, targets: list[str]) -> list[str]:
+    for i, cc in enumerate(targets):
+        name = "SM" + cc.replace(".", "")
+        if not hasattr(trt, "ComputeCapability") or not hasattr(trt.ComputeCapability, name):
+            known = [c for c in dir(getattr(trt, "ComputeCapability", object)) if c.startswith("SM")]
+            raise UsageError(f"--target-cc {cc}: not a target this TensorRT builds for (it knows {', '.join(known) or 'none'})")
+        config.num_compute_capabilities = len(targets)
+        config.set_compute_capability(getattr(trt.ComputeCapability, name), i)
+    return targets or ["library default"]
+
+
+def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 1, opt_batch: int | None = None,
+               max_batch: int | None = None, workspace_mb: int | None = None, timing_cache: str | Path | None = None,
+               target_cc: list[str] | None = None, force: bool = False) -> Path:
+    """Build the plan of a model directory into its sibling `<name>_trt/` entry; returns that entry."""
+    md = read_model_dir(model_dir)
+    if problems := md.verify():
+        raise ModelDirError(f"{md.path}: " + "; ".join(problems))
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose fp32 or fp16")
+    max_batch = max_batch or md.manifest["max_batch_size"]
+    opt_batch = opt_batch or min(8, max_batch)
+    if not 1 <= min_batch <= opt_batch <= max_batch:
+        raise UsageError(f"batch profile must satisfy 1 ≤ min ≤ opt ≤ max, not {min_batch}/{opt_batch}/{max_batch}")
+    dest = md.path.parent / f"{md.name}_trt"
+    if dest.exists() and not force:
+        raise UsageError(f"{dest} exists; pass --force to replace it")
+    trt, flavour = load_tensorrt()
+    graph = onnx.load(md.onnx_path)
+    conversion = None
+    if precision == "fp16" and flavour == "tensorrt_rtx":
+        graph, conversion = _fp16(graph), "onnxconverter-common float16 (inputs/outputs kept fp32); TensorRT-RTX is strongly typed"
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network, _parser = _parse(trt, builder, logger, graph.SerializeToString())
+    config = builder.create_builder_config()
+    if precision == "fp16" and flavour == "tensorrt":
+        config.set_flag(trt.BuilderFlag.FP16)
+    if workspace_mb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    if timing_cache:  # reused across builds; TensorRT-RTX's CPU-only build makes none (no kernels are timed)
+        old = Path(timing_cache).read_bytes() if Path(timing_cache).exists() else b""
+        config.set_timing_cache(config.create_timing_cache(old), ignore_mismatch=False)
+    targets = _compute_capabilities(trt, config, target_cc or [])
+    inp = md.manifest["input"]
+    dims = inp["shape"][1:]
+    profile = builder.create_optimization_profile()
+    profile.set_shape(inp["name"], (min_batch, *dims), (opt_batch, *dims), (max_batch, *dims))
+    config.add_optimization_profile(profile)
+    layers = [{"name": network.get_layer(i).name, "type": str(network.get_layer(i).type).split(".")[-1]}
+              for i in range(network.num_layers)]
+    start = time.perf_counter()
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise ExportError(f"TensorRT ({flavour}) could not build an engine for {md.path}; see its log above")
+    seconds = time.perf_counter() - start
+    cache_written = False
+    if timing_cache and (cache := config.get_timing_cache()) is not None:
+        data = bytes(cache.serialize())
+        if data:
+            write_bytes(timing_cache, data)
+            cache_written = True
+    uses_plugin = any(layer["type"].startswith("PLUGIN") for layer in layers)
+    lowering = md.manifest["prelu"]["lowering"]
+    section = {
+        "flavour": flavour, "version": trt.__version__, "precision": precision, "fp16_conversion": conversion,
+        "profile": {"min": min_batch, "opt": opt_batch, "max": max_batch}, "target_compute_capabilities": targets,
+        "workspace_mb": workspace_mb, "timing_cache": str(timing_cache) if timing_cache else None,
+        "timing_cache_written": cache_written, "build_seconds": round(seconds, 3), "network_layers": layers,
+        "plugin": ({"name": csp.OP_TYPE, "version": str(csp.VERSION), "namespace": csp.DOMAIN,
+                    "path": "registered TensorRT plugin" if uses_plugin else
+                    "ONNX function body (no plugin registered" + (": TensorRT-RTX has no plugin layers)" if flavour == "tensorrt_rtx" else ")")}
+                   if lowering == "plugin" else None),
+    }
+    with staged_dir(dest) as tmp:
+        (tmp / "1").mkdir()
+        (tmp / PLAN).write_bytes(bytes(plan))
+        shutil.copyfile(md.path / GOLDEN, tmp / GOLDEN)
+        (tmp / CONFIG).write_text(config_pbtxt(dest.name, "plan", max_batch, [(inp["name"], dims)],
+                                               [(md.manifest["output"]["name"], md.manifest["output"]["shape"][1:])]))
+        manifest = {**md.manifest, "name": dest.name, "onnx_source": str(md.onnx_path), "tensorrt": section,
+                    "max_batch_size": max_batch,
+                    "artifacts": {rel: sha256_file(tmp / rel) for rel in (PLAN, GOLDEN, CONFIG)}}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return dest

@@ -1,0 +1,99 @@
+"""TensorRT plans built on this CPU-only machine with TensorRT-RTX (ahead-of-time build): every
+lowering × precision, the sibling Triton entry, the manifest's account of what was built, and errors."""
+
+import json
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from prelu_deploy.errors import ExportError, ModelDirError, UsageError
+from prelu_deploy.export.build import build_plan
+from prelu_deploy.export.lowering import LOWERINGS
+from prelu_deploy.export.model_dir import export_model_dir
+from prelu_deploy.manifest import read_model_dir, sha256_file
+
+trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is in the trt extra (make test installs it)")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, shipped):
+    root = tmp_path_factory.mktemp("repo")
+    for mode in LOWERINGS:
+        export_model_dir(shipped, f"d_{mode}", root, mode=mode)
+    return root
+
+
+@pytest.mark.parametrize("mode", LOWERINGS)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_build_every_lowering_and_precision(repo, mode, precision):
+    entry = build_plan(repo / f"d_{mode}", precision, min_batch=1, opt_batch=4, max_batch=16, force=True)
+    assert entry.name == f"d_{mode}_trt"
+    md = read_model_dir(entry)
+    assert md.verify() == [] and (entry / "1" / "model.plan").stat().st_size > 10_000
+    t = md.manifest["tensorrt"]
+    assert (t["flavour"], t["version"], t["precision"]) == ("tensorrt_rtx", trt.__version__, precision)
+    assert t["profile"] == {"min": 1, "opt": 4, "max": 16} and md.manifest["max_batch_size"] == 16
+    assert (t["fp16_conversion"] is not None) == (precision == "fp16")
+    types = [layer["type"] for layer in t["network_layers"]]
+    if mode == "native":
+        assert "PARAMETRIC_RELU" in types
+    else:  # leaky, and plugin through its function body: activations, no PReLU layer left
+        assert "PARAMETRIC_RELU" not in types and "ACTIVATION" in types
+    if mode == "plugin":
+        assert t["plugin"]["namespace"] == "prelu_deploy" and "function body" in t["plugin"]["path"]
+        assert "TensorRT-RTX has no plugin layers" in t["plugin"]["path"]
+    else:
+        assert t["plugin"] is None
+    cfg = text_format.Parse((entry / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert (cfg.name, cfg.platform, cfg.max_batch_size) == (entry.name, "tensorrt_plan", 16)
+
+
+def test_target_compute_capabilities_and_timing_cache(repo, tmp_path):
+    entry = build_plan(repo / "d_leaky", target_cc=["8.6", "12.0"], timing_cache=tmp_path / "cache.bin", force=True)
+    t = read_model_dir(entry).manifest["tensorrt"]
+    assert t["target_compute_capabilities"] == ["8.6", "12.0"] and t["timing_cache"].endswith("cache.bin")
+    with pytest.raises(UsageError, match=r"--target-cc 9.9: not a target this TensorRT builds for \(it knows SM"):
+        build_plan(repo / "d_leaky", target_cc=["9.9"], force=True)
+
+
+def test_refusals(repo):
+    build_plan(repo / "d_native", force=True)
+    with pytest.raises(UsageError, match="exists; pass --force"):
+        build_plan(repo / "d_native")
+    with pytest.raises(UsageError, match="1 ≤ min ≤ opt ≤ max"):
+        build_plan(repo / "d_native", min_batch=8, opt_batch=4, force=True)
+    with pytest.raises(UsageError, match="unknown precision 'int8'"):
+        build_plan(repo / "d_native", "int8", force=True)
+    with pytest.raises(ModelDirError, match="not a model directory"):
+        build_plan(repo)
+
+
+def test_parser_errors_name_the_node_and_leave_nothing(repo, tmp_path):
+    import shutil
+
+    import onnx
+
+    broken = tmp_path / "broken"
+    shutil.copytree(repo / "d_plugin", broken)
+    graph = onnx.load(broken / "1" / "model.onnx")
+    del graph.functions[:]  # the custom node is left with no definition and no plugin
+    onnx.save(graph, broken / "1" / "model.onnx")
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["name"] = "broken"
+    manifest["artifacts"]["1/model.onnx"] = sha256_file(broken / "1" / "model.onnx")
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ExportError, match=r"parser refused the graph: node \d+ \(node_prelu.*ChannelSharedPReLU\)"):
+        build_plan(broken)
+    assert not (tmp_path / "broken_trt").exists()
+
+
+def test_no_tensorrt_installed_gives_the_install_hint():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['tensorrt'] = sys.modules['tensorrt_rtx'] = None\n"  # as if not installed
+            "from prelu_deploy.plugins.tensorrt_lib import load_tensorrt\n"
+            "try:\n    load_tensorrt()\nexcept Exception as e:\n    print(type(e).__name__, e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.startswith("PreluDeployError TensorRT is not installed: pip install 'prelu-deploy[trt]'")
