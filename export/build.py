@@ -84,7 +84,8 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
         config.set_flag(trt.BuilderFlag.FP16)
     if workspace_mb:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    if timing_cache:  # reused across builds; TensorRT-RTX's CPU-only build makes none (no kernels are timed)
+    use_cache = bool(timing_cache) and flavour == "tensorrt"  # timing-cache calls are no-ops in TensorRT-RTX
+    if use_cache:  # reused across builds, updated after each
         old = Path(timing_cache).read_bytes() if Path(timing_cache).exists() else b""
         config.set_timing_cache(config.create_timing_cache(old), ignore_mismatch=False)
     targets = _compute_capabilities(trt, config, target_cc or [])
@@ -101,7 +102,7 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
         raise ExportError(f"TensorRT ({flavour}) could not build an engine for {md.path}; see its log above")
     seconds = time.perf_counter() - start
     cache_written = False
-    if timing_cache and (cache := config.get_timing_cache()) is not None:
+    if use_cache and (cache := config.get_timing_cache()) is not None:
         data = bytes(cache.serialize())
         if data:
             write_bytes(timing_cache, data)
@@ -111,7 +112,8 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
     section = {
         "flavour": flavour, "version": trt.__version__, "precision": precision, "fp16_conversion": conversion,
         "profile": {"min": min_batch, "opt": opt_batch, "max": max_batch}, "target_compute_capabilities": targets,
-        "workspace_mb": workspace_mb, "timing_cache": str(timing_cache) if timing_cache else None,
+        "workspace_mb": workspace_mb, "timing_cache": str(timing_cache) if use_cache else
+        ("ignored: timing caches are no-ops in TensorRT-RTX" if timing_cache else None),
         "timing_cache_written": cache_written, "build_seconds": round(seconds, 3), "network_layers": layers,
         "plugin": ({"name": csp.OP_TYPE, "version": str(csp.VERSION), "namespace": csp.DOMAIN,
                     "path": "registered TensorRT plugin" if uses_plugin else

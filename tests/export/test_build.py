@@ -52,7 +52,8 @@ def test_build_every_lowering_and_precision(repo, mode, precision):
 def test_target_compute_capabilities_and_timing_cache(repo, tmp_path):
     entry = build_plan(repo / "d_leaky", target_cc=["8.6", "12.0"], timing_cache=tmp_path / "cache.bin", force=True)
     t = read_model_dir(entry).manifest["tensorrt"]
-    assert t["target_compute_capabilities"] == ["8.6", "12.0"] and t["timing_cache"].endswith("cache.bin")
+    assert t["target_compute_capabilities"] == ["8.6", "12.0"]
+    assert t["timing_cache"].startswith("ignored") and not t["timing_cache_written"]  # RTX: no-ops
     with pytest.raises(UsageError, match=r"--target-cc 9.9: not a target this TensorRT builds for \(it knows SM"):
         build_plan(repo / "d_leaky", target_cc=["9.9"], force=True)
 
