@@ -76,6 +76,14 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
     conversion = None
     if precision == "fp16" and flavour == "tensorrt_rtx":
         graph, conversion = _fp16(graph), "onnxconverter-common float16 (inputs/outputs kept fp32); TensorRT-RTX is strongly typed"
+    lowering = md.manifest["prelu"]["lowering"]
+    # TensorRT ≥ 10.7's parser prefers a registered plugin over the function body. Not on TensorRT-RTX:
+    # it has no plugin layers, and a registered creator makes its parser abort the process on a custom
+    # node without a body (seen with 1.7.1).
+    if lowering == "plugin" and flavour == "tensorrt":
+        from prelu_deploy.plugins.trt_plugin import register_plugins
+
+        register_plugins()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network, _parser = _parse(trt, builder, logger, graph.SerializeToString())
@@ -108,7 +116,6 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
             write_bytes(timing_cache, data)
             cache_written = True
     uses_plugin = any(layer["type"].startswith("PLUGIN") for layer in layers)
-    lowering = md.manifest["prelu"]["lowering"]
     section = {
         "flavour": flavour, "version": trt.__version__, "precision": precision, "fp16_conversion": conversion,
         "profile": {"min": min_batch, "opt": opt_batch, "max": max_batch}, "target_compute_capabilities": targets,
@@ -117,7 +124,8 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
         "timing_cache_written": cache_written, "build_seconds": round(seconds, 3), "network_layers": layers,
         "plugin": ({"name": csp.OP_TYPE, "version": str(csp.VERSION), "namespace": csp.DOMAIN,
                     "path": "registered TensorRT plugin" if uses_plugin else
-                    "ONNX function body (no plugin registered" + (": TensorRT-RTX has no plugin layers)" if flavour == "tensorrt_rtx" else ")")}
+                    "ONNX function body (" + ("TensorRT-RTX has no plugin layers, so no plugin was registered)"
+                                              if flavour == "tensorrt_rtx" else "the parser did not take the registered plugin)")}
                    if lowering == "plugin" else None),
     }
     with staged_dir(dest) as tmp:

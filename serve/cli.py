@@ -22,7 +22,7 @@ def serve(
     repo: Optional[Path] = typer.Argument(None, help="Model repository (default: the bundled digits model, exported into a cache on first use)."),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port", min=0, max=65535),
-    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | torch"),
+    backend: str = typer.Option("auto", "--backend", help="auto (tensorrt for plan entries, else onnxruntime) | onnxruntime | tensorrt | torch"),
     max_batch_size: int = typer.Option(32, "--max-batch-size", min=1, help="Rows gathered into one runner call."),
     max_queue_delay_ms: float = typer.Option(2.0, "--max-queue-delay-ms", min=0.0, help="How long a request waits for company."),
     max_queue: int = typer.Option(512, "--max-queue", min=1, help="Queued rows per model before 503 + Retry-After."),
@@ -52,7 +52,7 @@ def serve(
 
 def parity(
     model_dir: Path = typer.Argument(..., help="Model directory made by `prelu-deploy export`."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime | torch"),
+    backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime | tensorrt (a <name>_trt entry, GPU) | torch"),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="'digits' or an image folder (default: the checkpoint's)."),
     n: int = typer.Option(256, "--n", min=0, help="Held-out images to compare, besides the golden inputs."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The source checkpoint, if it moved since export."),

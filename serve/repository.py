@@ -33,15 +33,13 @@ class ServedModel:
         return self.reason is None
 
 
-def _backend(settings: Settings) -> str:
-    return "onnxruntime" if settings.backend == "auto" else settings.backend
-
-
 def load_model(path: Path, settings: Settings) -> ServedModel:
-    served = ServedModel(path.name, path, _backend(settings))
+    served = ServedModel(path.name, path, settings.backend)
     try:
         md = served.model_dir = read_model_dir(path)
         served.name = md.name
+        if served.backend == "auto":  # a plan entry runs on TensorRT, an ONNX entry on ONNX Runtime
+            served.backend = "tensorrt" if "tensorrt" in md.manifest else "onnxruntime"
         if problems := md.verify():
             served.reason = "; ".join(problems)
             return served

@@ -32,6 +32,7 @@ class Runner(Protocol):
 
 
 _BACKENDS = {"onnxruntime": "prelu_deploy.serve.onnxruntime_runner:OnnxRuntimeRunner",
+             "tensorrt": "prelu_deploy.serve.tensorrt_runner:TensorRTRunner",
              "torch": "prelu_deploy.serve.torch_runner:TorchRunner"}
 
 

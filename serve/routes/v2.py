@@ -30,7 +30,8 @@ def server_metadata() -> dict:
 
 
 def _metadata(served: ServedModel) -> dict:
-    meta = {"name": served.name, "versions": ["1"], "platform": "onnxruntime_onnx", "backend": served.backend,
+    platform = "tensorrt_plan" if served.model_dir and "tensorrt" in served.model_dir.manifest else "onnxruntime_onnx"
+    meta = {"name": served.name, "versions": ["1"], "platform": platform, "backend": served.backend,
             "ready": served.ready}
     if served.model_dir:
         m = served.model_dir.manifest

@@ -1,0 +1,75 @@
+"""The TensorRT runner: its refusals run anywhere; running a plan needs a GPU (marked gpu)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from prelu_deploy.errors import ModelDirError, PreluDeployError
+from prelu_deploy.export.lowering import LOWERINGS
+from prelu_deploy.export.model_dir import export_model_dir
+from prelu_deploy.serve.runner import get_runner
+
+pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is in the trt extra (make test installs it)")
+from prelu_deploy.export.build import build_plan  # noqa: E402
+
+from ..conftest import _gpu_present  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, shipped):
+    root = tmp_path_factory.mktemp("repo")
+    for mode in LOWERINGS:
+        export_model_dir(shipped, f"d_{mode}", root, mode=mode)
+        for precision in ("fp32", "fp16"):
+            entry = build_plan(root / f"d_{mode}", precision)
+            entry.rename(root / f"d_{mode}_{precision}_trt")
+    return root
+
+
+def test_an_onnx_entry_has_no_plan(repo):
+    with pytest.raises(ModelDirError, match=r"holds no TensorRT plan; make one with `prelu-deploy build"):
+        get_runner("tensorrt", repo / "d_native")
+
+
+def test_a_plan_from_another_tensorrt_is_refused(repo, tmp_path):
+    import shutil
+
+    entry = tmp_path / "old"
+    shutil.copytree(repo / "d_native_fp32_trt", entry)
+    manifest = json.loads((entry / "manifest.json").read_text())
+    manifest["tensorrt"]["version"] = "10.0.0"
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelDirError, match=r"plan built by tensorrt_rtx 10.0.0, but this is tensorrt_rtx .*; rebuild"):
+        get_runner("tensorrt", entry)
+
+
+def test_a_corrupt_plan_is_refused(repo, tmp_path):
+    import shutil
+
+    entry = tmp_path / "corrupt"
+    shutil.copytree(repo / "d_native_fp32_trt", entry)
+    (entry / "1" / "model.plan").write_bytes(b"not a plan")
+    with pytest.raises(ModelDirError, match="1/model.plan sha256 differs from the manifest"):
+        get_runner("tensorrt", entry)
+
+
+@pytest.mark.skipif(_gpu_present(), reason="checks the message given where there is no GPU")
+def test_without_a_gpu_says_so(repo):
+    with pytest.raises(PreluDeployError, match="the TensorRT runner needs CuPy and an NVIDIA GPU"):
+        get_runner("tensorrt", repo / "d_native_fp32_trt")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", LOWERINGS)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_gpu_parity_of_every_lowering_and_precision(repo, mode, precision):
+    from prelu_deploy.serve.parity import compare
+
+    runner = get_runner("tensorrt", repo / f"d_{mode}_{precision}_trt")
+    golden = runner.model_dir.golden()
+    for n in (1, 7, 32):
+        x = np.resize(golden["inputs"], (n, *golden["inputs"].shape[1:]))
+        ref = np.resize(golden["logits_fp64"], (n, golden["logits_fp64"].shape[1]))
+        report = compare(runner.run(x), ref.astype(np.float32), ref, precision=precision)
+        assert report["passed"], report["failures"]
