@@ -7,7 +7,6 @@ Reproduce: `.venv/bin/python docs/bench_http.py`."""
 import http.client
 import json
 import os
-import statistics
 import sys
 import tempfile
 import threading

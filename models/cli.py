@@ -115,7 +115,7 @@ def evaluate(
 
     model, meta = load_checkpoint(ckpt, arch=arch)
     dataset = dataset or (meta.metrics or {}).get("dataset")
-    if dataset is None or (dataset != "digits" and not Path(dataset).is_dir()):
+    if dataset is None:
         raise UsageError("name the dataset: --dataset digits or --dataset PATH")
     if meta.preprocess is None:
         raise UsageError(f"{ckpt} records no preprocessing; it cannot be evaluated on images")

@@ -51,8 +51,8 @@ def load_model(path: Path, settings: Settings) -> ServedModel:
         served.parity = {k: report[k] for k in ("max_abs", "logit_scale", "min_cosine", "top1_agreement", "passed")}
         if not report["passed"]:
             served.reason = "parity gate: golden outputs disagree with PyTorch: " + "; ".join(report["failures"])
-    except (PreluDeployError, ValueError, OSError, KeyError) as err:
-        served.reason = f"cannot load: {err}"
+    except (PreluDeployError, ImportError, RuntimeError, ValueError, OSError, KeyError) as err:
+        served.reason = f"cannot load: {err}"  # one broken model must not stop the others from serving
     return served
 
 
