@@ -2,7 +2,6 @@
 ready model, errors answered as {"error": "..."} with the status codes the protocol uses."""
 
 import logging
-import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -19,6 +18,53 @@ from prelu_deploy.serve.routes import classify, v2
 from prelu_deploy.serve.settings import Settings
 
 log = logging.getLogger("prelu_deploy.serve")
+
+
+class LimitsAndMetrics:
+    """Plain ASGI middleware (cheaper than @app.middleware's BaseHTTPMiddleware on every request):
+    refuses bodies announced over the limit with 413, counts requests by model/endpoint/status and
+    tracks in-flight requests. Label values stay bounded whatever paths clients send."""
+
+    def __init__(self, app, settings: Settings, metrics: Metrics):
+        self.app, self.settings, self.metrics = app, settings, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.settings.max_body_bytes):
+            if length.isdigit() and int(length) <= 4 * self.settings.max_body_bytes:
+                # read and drop a moderately oversized body, so a client that sends it all before
+                # reading (urllib, requests) gets the 413 rather than a broken pipe
+                while (await receive()).get("more_body"):
+                    pass
+            response = JSONResponse({"error": f"body of {length.decode(errors='replace')} bytes is over the limit "
+                                              f"of {self.settings.max_body_bytes}"}, status_code=413)
+            return await response(scope, receive, send)
+        status = 500
+
+        async def send_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.metrics.in_flight.dec()
+            model, endpoint = self._labels(scope)
+            self.metrics.requests.labels(model, endpoint, str(status)).inc()
+
+    @staticmethod
+    def _labels(scope) -> tuple[str, str]:
+        parts = scope["path"].split("/")
+        model = parts[parts.index("models") + 1] if "models" in parts[:-1] else "-"
+        if model not in getattr(scope["app"].state, "models", {}):
+            model = "-" if model == "-" else "unknown"
+        known = ("infer", "classify", "ready", "live", "metrics")
+        return model, parts[-1] if parts[-1] in known else "metadata" if model != "-" else "other"
 
 
 def create_app(settings: Settings, models: dict[str, ServedModel] | None = None) -> FastAPI:
@@ -55,28 +101,7 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
         where = ".".join(str(p) for p in first.get("loc", ()))
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=400)
 
-    @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-            return JSONResponse({"error": f"body of {length} bytes is over the limit of {settings.max_body_bytes}"},
-                                status_code=413)
-        metrics.in_flight.inc()
-        start = time.perf_counter()
-        try:
-            response = await call_next(request)
-        finally:
-            metrics.in_flight.dec()
-        parts = request.url.path.split("/")
-        model = parts[parts.index("models") + 1] if "models" in parts[:-1] else "-"
-        if model not in getattr(app.state, "models", {}):  # label values stay bounded whatever clients send
-            model = "-" if model == "-" else "unknown"
-        known = ("infer", "classify", "ready", "live", "metrics")
-        endpoint = parts[-1] if parts[-1] in known else "metadata" if model != "-" else "other"
-        metrics.requests.labels(model, endpoint, str(response.status_code)).inc()
-        log.debug("%s %s → %d in %.1f ms", request.method, request.url.path, response.status_code,
-                  (time.perf_counter() - start) * 1e3)
-        return response
+    app.add_middleware(LimitsAndMetrics, settings=settings, metrics=metrics)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
