@@ -61,6 +61,17 @@ def drive(port: int, name: str, x: np.ndarray, concurrency: int) -> dict:
     return {**s, "throughput": len(latencies) / (time.perf_counter() - start), "errors": len(errors)}
 
 
+def _get_live(port: int, n: int = 500) -> list[float]:
+    conn, out = http.client.HTTPConnection("127.0.0.1", port), []
+    for _ in range(n):
+        t = time.perf_counter()
+        conn.request("GET", "/v2/health/live")
+        conn.getresponse().read()
+        out.append(time.perf_counter() - t)
+    conn.close()
+    return out
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
@@ -74,11 +85,13 @@ def main() -> None:
         for name, x in inputs.items():
             runner = get_runner("onnxruntime", repo / name)
             in_process[name] = summary(interleaved({name: lambda r=runner, x=x: r.run(x)}, warmup=20, runs=200)[name])
-        rows = []
+        rows, floor = [], None
         for batching, args in (("on", ["--max-batch-size", "32", "--max-queue-delay-ms", "2"]),
                                ("off", ["--max-batch-size", "1", "--max-queue-delay-ms", "0"])):
             srv = Server(repo, *args, "--max-queue", "4096")
             try:
+                if floor is None:  # the HTTP round trip with no model work: client + uvicorn + FastAPI
+                    floor = summary(_get_live(srv.port))["median_ms"]
                 for name, x in inputs.items():
                     drive(srv.port, name, x, 4)  # warm-up
                     for c in (1, 8, 64):
@@ -94,6 +107,7 @@ def main() -> None:
     for name in inputs:
         p50 = next(r["median_ms"] for n, b, c, r in rows if n == name and b == "off" and c == 1)
         print(f"| {name} | {in_process[name]['median_ms']:.3f} | {p50:.3f} | {p50 - in_process[name]['median_ms']:.3f} |")
+    print(f"\nFloor: `GET /v2/health/live` round trip, same client, concurrency 1: p50 {floor:.3f} ms.")
     print("\n| model | batching | concurrency | p50 ms | p90 ms | p99 ms | throughput req/s | errors |")
     print("|---|---|---|---|---|---|---|---|")
     for name, batching, c, r in rows:
