@@ -3,9 +3,16 @@ top-k labels with probabilities per image."""
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from prelu_deploy.serve.deps import Models, SettingsDep, any_model, read_body, ready_model
+from prelu_deploy.serve.deps import (
+    Models,
+    SettingsDep,
+    any_model,
+    read_body,
+    ready_model,
+)
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.images import decode
 from prelu_deploy.serve.routes.v2 import submit
@@ -40,7 +47,11 @@ async def classify(name: str, request: Request, models: Models, settings: Settin
     served = ready_model(any_model(name, models))
     uploads = await _uploads(request, settings.max_images, settings.max_body_bytes)
     pre = served.preprocess
-    x = pre.to_tensor(np.stack([decode(data, f"image {fname!r}", pre, settings.max_pixels) for fname, data in uploads]))
+
+    def prepare() -> np.ndarray:  # decoding is CPU work: off the event loop
+        return pre.to_tensor(np.stack([decode(data, f"image {fname!r}", pre, settings.max_pixels) for fname, data in uploads]))
+
+    x = await run_in_threadpool(prepare)
     probs = _softmax((await submit(served, x)).astype(np.float64))
     labels = served.model_dir.labels or [str(i) for i in range(probs.shape[1])]
     k = min(top_k or settings.top_k, probs.shape[1])

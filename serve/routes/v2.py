@@ -7,7 +7,12 @@ from prelu_deploy import __version__
 from prelu_deploy.serve.batching import QueueFull
 from prelu_deploy.serve.deps import AnyModel, Models, ReadyModel, SettingsDep, read_body
 from prelu_deploy.serve.errors import ApiError
-from prelu_deploy.serve.protocol import HEADER_LENGTH, decode_input, encode_response, parse_request
+from prelu_deploy.serve.protocol import (
+    HEADER_LENGTH,
+    decode_input,
+    encode_response,
+    parse_request,
+)
 from prelu_deploy.serve.repository import ServedModel
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])

@@ -158,9 +158,8 @@ def test_corpus_is_large():
 def test_bad_request_gets_its_4xx_and_the_server_keeps_serving(server, method, path, body, headers, status):
     got, _, raw = server.request(method, path, body, headers)
     assert got == status, raw[:300]
-    if got != 405 and not (got == 404 and path == "/v2/nothing"):
-        message = json.loads(raw)["error"]
-        assert isinstance(message, str) and len(message) > 10
+    message = json.loads(raw)["error"]  # every error, routing ones included, in the protocol's form
+    assert isinstance(message, str) and len(message) >= 9
     assert server.json("GET", "/v2/health/ready") == (200, {"ready": True})
     ok, _, _ = server.request("POST", INFER, _body(_tensor()), JSON)
     assert ok == 200
