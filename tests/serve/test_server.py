@@ -172,3 +172,34 @@ def test_torch_backend_serves_the_same_answers(repo, runner):
         np.testing.assert_allclose(got, runner.run(x), atol=1e-4 * np.abs(got).max())
     finally:
         assert srv.stop()
+
+
+def test_sigterm_finishes_in_flight_requests(tmp_path):
+    """SIGTERM while a long request runs: it still gets its full answer, then the server exits."""
+    import signal
+    import threading
+
+    import torch
+
+    from prelu_deploy.models import create_model, save_checkpoint
+    from prelu_deploy.models.preprocess import Preprocess
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(create_model("cifar_prelu"), tmp_path / "c.safetensors",
+                           preprocess=Preprocess((32, 32), 3, (0.5,) * 3, (0.25,) * 3))
+    export_model_dir(ckpt, "cifar", tmp_path / "repo", mode="leaky")
+    srv = Server(tmp_path / "repo", "--max-queue", "1024")
+    x = np.random.default_rng(0).standard_normal((512, 3, 32, 32)).astype(np.float32)  # ~1 s of compute here
+    head = json.dumps({"inputs": [{"name": "images", "shape": list(x.shape), "datatype": "FP32",
+                                   "parameters": {"binary_data_size": x.nbytes}}]}).encode()
+    headers = {"Inference-Header-Content-Length": str(len(head)), "content-type": "application/octet-stream"}
+    result = {}
+    client = threading.Thread(target=lambda: result.update(
+        r=srv.request("POST", "/v2/models/cifar/infer", head + x.tobytes(), headers, timeout=60)))
+    client.start()
+    time.sleep(0.5)  # the request is being computed
+    srv.proc.send_signal(signal.SIGTERM)
+    client.join(60)
+    status, _, answer = result["r"]
+    assert status == 200 and json.loads(answer)["outputs"][0]["shape"] == [512, 10]
+    assert srv.stop()  # exited by itself
