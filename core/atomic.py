@@ -6,6 +6,17 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from prelu_deploy.errors import PreluDeployError, UsageError
+
+
+def check_destination(dest: Path, force: bool, error: type[PreluDeployError] = UsageError) -> None:
+    """Refuse before any work is done: an existing `dest` without --force, or a place we cannot write."""
+    if dest.exists() and not force:
+        raise UsageError(f"{dest} exists; pass --force to replace it")
+    folder = next(p for p in [dest.parent, *dest.parent.parents] if p.exists())
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise error(f"cannot write {dest}: {folder} is not a writable folder")
+
 
 def write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder, fsync'd, then renamed."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import onnx
 
-from prelu_deploy.atomic import staged_dir, write_bytes
+from prelu_deploy.atomic import check_destination, staged_dir, write_bytes
 from prelu_deploy.errors import ExportError, ModelDirError, UsageError
 from prelu_deploy.export.triton import config_pbtxt
 from prelu_deploy.manifest import CONFIG, GOLDEN, MANIFEST, read_model_dir, sha256_file
@@ -69,8 +69,7 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise UsageError(f"batch profile must satisfy 1 ≤ min ≤ opt ≤ max, not {min_batch}/{opt_batch}/{max_batch}")
     dest = md.path.parent / f"{md.name}_trt"
-    if dest.exists() and not force:
-        raise UsageError(f"{dest} exists; pass --force to replace it")
+    check_destination(dest, force, ExportError)
     trt, flavour = load_tensorrt()
     graph = onnx.load(md.onnx_path)
     conversion = None

@@ -1,7 +1,6 @@
 """checkpoint → model directory (DESIGN.md layout, loadable by Triton), written atomically."""
 
 import json
-import os
 import re
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -11,7 +10,7 @@ import numpy as np
 import onnx
 
 from prelu_deploy import __version__
-from prelu_deploy.atomic import staged_dir
+from prelu_deploy.atomic import check_destination, staged_dir
 from prelu_deploy.errors import ExportError, UsageError
 from prelu_deploy.export.golden import make_golden
 from prelu_deploy.export.lowering import LOWERINGS, lower, prelu_layers
@@ -33,22 +32,14 @@ def _versions() -> dict:
     return out
 
 
-def _check_destination(dest: Path, force: bool) -> None:
-    if not NAME.match(dest.name):
-        raise UsageError(f"model name {dest.name!r}: use letters, digits, '_', '.', '-' (Triton's rule)")
-    if dest.exists() and not force:
-        raise UsageError(f"{dest} exists; pass --force to replace it")
-    folder = next(p for p in [dest.parent, *dest.parent.parents] if p.exists())
-    if not os.access(folder, os.W_OK) or not folder.is_dir():
-        raise ExportError(f"cannot write {dest}: {folder} is not a writable folder")
-
-
 def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "model_repository",
                      mode: str = "native", opset: int = DEFAULT_OPSET, max_batch: int = 32,
                      force: bool = False) -> Path:
     """Export `checkpoint` as `<repo>/<name>/`; on any failure nothing is left at the destination."""
     dest = Path(repo) / name
-    _check_destination(dest, force)
+    if not NAME.match(name):
+        raise UsageError(f"model name {name!r}: use letters, digits, '_', '.', '-' (Triton's rule)")
+    check_destination(dest, force, ExportError)
     if max_batch < 1:
         raise UsageError(f"--max-batch must be at least 1, not {max_batch}")
     if mode not in LOWERINGS:  # refuse before the slow part, not after it

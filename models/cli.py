@@ -2,7 +2,6 @@
 commands, never at module level, so the rest of the CLI starts without it."""
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -11,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from prelu_deploy.atomic import check_destination
 from prelu_deploy.errors import DatasetError, UsageError
 
 console = Console()
@@ -23,15 +23,6 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("eval")(evaluate)
     app.command("inspect")(inspect)
-
-
-def _check_out(out: Path, force: bool) -> None:
-    """Refuse before training, not after: an existing file (without --force), an unwritable folder."""
-    if out.exists() and not force:
-        raise UsageError(f"{out} exists; pass --force to replace it")
-    folder = next(p for p in [out.parent, *out.parent.parents] if p.exists())
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"cannot write {out}: {folder} is not writable")
 
 
 def train(
@@ -56,9 +47,11 @@ def train(
     from prelu_deploy.models import create_model, model_config, save_checkpoint
     from prelu_deploy.models.data import load_dataset
     from prelu_deploy.models.preprocess import Preprocess
-    from prelu_deploy.models.train import TrainConfig, evaluate as run_eval, train as run_train
+    from prelu_deploy.models.train import TrainConfig
+    from prelu_deploy.models.train import evaluate as run_eval
+    from prelu_deploy.models.train import train as run_train
 
-    _check_out(out, force)
+    check_destination(out, force)
     kwargs = {k: v for k, v in {"act": act, "width": width, "input_size": input_size}.items() if v is not None}
     cfg = model_config(arch, **kwargs)
     data = load_dataset(dataset, (cfg.input_size, cfg.input_size), cfg.in_chans)
