@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    arch: str = typer.Option(..., "--arch", help="Architecture (see `prelu-deploy inspect --help`, list below)."),
+    arch: str = typer.Option(..., "--arch", help="Architecture name, e.g. digits_prelu (an unknown name lists the available ones)."),
     dataset: str = typer.Option("digits", "--dataset", help="'digits' or an image folder root/<label>/*.png."),
     epochs: int = typer.Option(30, "--epochs", min=1),
     out: Path = typer.Option(..., "--out", help="Checkpoint to write (.safetensors), atomically."),
