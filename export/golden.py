@@ -10,7 +10,7 @@ from torch import nn
 
 from prelu_deploy.errors import DatasetError
 from prelu_deploy.models.checkpoint import CheckpointMeta
-from prelu_deploy.models.data import load_dataset
+from prelu_deploy.models.data import held_out
 from prelu_deploy.models.report import negative_fractions, reference_logits
 
 
@@ -21,7 +21,7 @@ def held_out_images(meta: CheckpointMeta, n: int, dataset: str | None = None) ->
     if pre is None or dataset is None or (dataset != "digits" and not Path(dataset).is_dir()):
         return None
     try:
-        return pre.to_tensor(load_dataset(dataset, pre.size, pre.channels).test.images[:n])
+        return held_out(dataset, pre, n)[0]
     except DatasetError:
         return None
 

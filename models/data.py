@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from prelu_deploy.errors import DatasetError
-from prelu_deploy.models.preprocess import read_image
+from prelu_deploy.models.preprocess import Preprocess, read_image
 
 HOLDOUT_EVERY = 5
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
@@ -124,6 +124,13 @@ def load_dataset(spec: str, size: tuple[int, int] | None = None, channels: int |
     if size is None or channels is None:
         raise DatasetError("an image folder needs the model's input size and channels")
     return load_image_folder(spec, tuple(size), channels)
+
+
+def held_out(dataset: str, pre: Preprocess, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first n held-out images of `dataset`, preprocessed as `pre` says (float32 NCHW), and their
+    labels: the inputs export's golden set and parity's comparison both start from."""
+    split = load_dataset(dataset, pre.size, pre.channels).test
+    return pre.to_tensor(split.images[:n]), split.labels[:n]
 
 
 def _resize(images: np.ndarray, size, channels) -> np.ndarray:
