@@ -49,7 +49,8 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
     layers = prelu_layers(native)
     graph = check(lower(native, mode))
     cfg = model.config
-    properties = {"labels": json.dumps(meta.labels), "preprocess": json.dumps(meta.preprocess.to_dict() if meta.preprocess else None),
+    preprocess = meta.preprocess.to_dict() if meta.preprocess else None
+    properties = {"labels": json.dumps(meta.labels), "preprocess": json.dumps(preprocess),
                   "source_sha256": meta.sha256, "arch": meta.arch, "prelu_lowering": mode}
     onnx.helper.set_model_props(graph, properties)
     golden = make_golden(model, meta)
@@ -63,7 +64,7 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
             "format_version": FORMAT_VERSION, "name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "source": {"checkpoint": str(Path(checkpoint).resolve()), "sha256": meta.sha256, "arch": meta.arch,
                        "kwargs": meta.kwargs, "metrics": meta.metrics},
-            "labels": meta.labels, "preprocess": meta.preprocess.to_dict() if meta.preprocess else None,
+            "labels": meta.labels, "preprocess": preprocess,
             "input": {"name": INPUT, "datatype": "FP32", "shape": [-1, *in_dims]},
             "output": {"name": OUTPUT, "datatype": "FP32", "shape": [-1, cfg.num_classes]},
             "max_batch_size": max_batch, "opset": opset,
