@@ -41,3 +41,9 @@ class ParityError(PreluDeployError):
     """A runner whose outputs disagree with PyTorch beyond the stated tolerance."""
 
     exit_code = 7
+
+
+class BenchError(PreluDeployError):
+    """A benchmark target that cannot be reached or that failed every request."""
+
+    exit_code = 8

@@ -11,11 +11,12 @@ from prelu_deploy import __version__
 from prelu_deploy.errors import PreluDeployError
 from prelu_deploy.export import cli as export_cli
 from prelu_deploy.models import cli as models_cli
+from prelu_deploy.serve import bench_cli
 from prelu_deploy.serve import cli as serve_cli
 
 app = typer.Typer(
     name="prelu-deploy",
-    help="PReLU image classifiers: train, inspect, evaluate, export to ONNX, check parity against PyTorch.",
+    help="PReLU image classifiers: train, inspect, evaluate, export to ONNX, build TensorRT engines, check parity, serve, benchmark.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -23,6 +24,7 @@ app = typer.Typer(
 models_cli.register(app)
 export_cli.register(app)
 serve_cli.register(app)
+bench_cli.register(app)
 
 
 def _version(value: bool) -> None:

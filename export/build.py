@@ -57,8 +57,8 @@ def _compute_capabilities(trt, config, targets: list[str]) -> list[str]:
 
 def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 1, opt_batch: int | None = None,
                max_batch: int | None = None, workspace_mb: int | None = None, timing_cache: str | Path | None = None,
-               target_cc: list[str] | None = None, force: bool = False) -> Path:
-    """Build the plan of a model directory into its sibling `<name>_trt/` entry; returns that entry."""
+               target_cc: list[str] | None = None, force: bool = False, dest: str | Path | None = None) -> Path:
+    """Build the plan of a model directory into its sibling `<name>_trt/` entry (or `dest`); returns that entry."""
     md = read_model_dir(model_dir)
     if problems := md.verify():
         raise ModelDirError(f"{md.path}: " + "; ".join(problems))
@@ -68,7 +68,7 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
     opt_batch = opt_batch or min(8, max_batch)
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise UsageError(f"batch profile must satisfy 1 ≤ min ≤ opt ≤ max, not {min_batch}/{opt_batch}/{max_batch}")
-    dest = md.path.parent / f"{md.name}_trt"
+    dest = Path(dest) if dest else md.path.parent / f"{md.name}_trt"
     check_destination(dest, force, ExportError)
     trt, flavour = load_tensorrt()
     graph = onnx.load(md.onnx_path)

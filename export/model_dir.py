@@ -18,6 +18,7 @@ from prelu_deploy.export.onnx_export import DEFAULT_OPSET, INPUT, OUTPUT, check,
 from prelu_deploy.export.triton import config_pbtxt
 from prelu_deploy.manifest import CONFIG, FORMAT_VERSION, GOLDEN, MANIFEST, ONNX, sha256_file
 from prelu_deploy.models import load_checkpoint
+from prelu_deploy.models.report import flops_per_image
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -68,6 +69,7 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
             "input": {"name": INPUT, "datatype": "FP32", "shape": [-1, *in_dims]},
             "output": {"name": OUTPUT, "datatype": "FP32", "shape": [-1, cfg.num_classes]},
             "max_batch_size": max_batch, "opset": opset,
+            "flops_per_image": flops_per_image(model, tuple(in_dims)),  # for the benchmark's roofline
             "prelu": {"lowering": mode, "layers": [{**layer, "op": _op_after(layer, mode)} for layer in layers]},
             "golden": {"file": GOLDEN, "count": len(golden["inputs"]), "sources": golden["sources"],
                        "negative_fraction": golden["negative_fraction"]},

@@ -15,7 +15,8 @@ class OnnxRuntimeRunner:
     name = "onnxruntime"
     precision = "fp32"
 
-    def __init__(self, model_dir: str | Path, providers: list[str] | None = None, threads: int | None = None):
+    def __init__(self, model_dir: str | Path, providers: list[str] | None = None, threads: int | None = None,
+                 spinning: bool = True):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -28,6 +29,8 @@ class OnnxRuntimeRunner:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        if not spinning:  # idle threads sleep at once instead of spinning: fair to whatever runs next
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.model_dir = read_model_dir(model_dir)
         self.session = ort.InferenceSession(str(self.model_dir.onnx_path), opts, providers=providers)
         self.providers = self.session.get_providers()

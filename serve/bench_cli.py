@@ -1,0 +1,165 @@
+"""`prelu-deploy bench MODEL_DIR|ARCH` (runners in this process) and `prelu-deploy bench http URL`
+(a running server). Both print a table and write JSON + Markdown (+ PNG with --plot) reports."""
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from prelu_deploy.errors import BenchError, UsageError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _RunnersByDefault(TyperGroup):
+    """`bench X` means `bench runners X` unless X is a subcommand: the common case stays short."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["runners", *args]
+        return super().parse_args(ctx, args)
+
+
+bench_app = typer.Typer(cls=_RunnersByDefault, no_args_is_help=True, add_completion=False,
+                        help="Latency and throughput: runners in this process (bench MODEL_DIR|ARCH) or a running server (bench http URL).")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")
+
+
+def _list(option: str, value: str, kind=str) -> list:
+    try:
+        items = [kind(v.strip()) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{option}: {value!r} is not a comma-separated list of {kind.__name__}s") from None
+    if not items:
+        raise UsageError(f"{option}: give at least one value")
+    return list(dict.fromkeys(items))
+
+
+def _out_dir(out: Path, plot: bool) -> Path:
+    """Refuse before the run, not after it: an unwritable report folder, or --plot without matplotlib."""
+    from prelu_deploy.serve.bench_report import check_plotting
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out {out}: cannot create the report folder ({err.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise UsageError(f"--out {out}: not a writable folder")
+    if plot:
+        check_plotting()
+    return out
+
+
+def _finish(report: dict, raw: dict, out: Path, plot: bool, as_json: bool, table: Table) -> None:
+    from prelu_deploy.serve.bench_report import environment, write
+
+    report.update(environment())
+    paths = write(report, raw, out, plot)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        console.print(table)
+        for p in paths:
+            console.print(f"wrote {p}", highlight=False)
+
+
+OutOpt = typer.Option(Path("bench-reports"), "--out", help="Folder for the JSON, Markdown and PNG reports.")
+PlotOpt = typer.Option(False, "--plot", help="Also write PNG charts (needs matplotlib: the 'bench' extra).")
+JsonOpt = typer.Option(False, "--json", help="Print the JSON report instead of the table.")
+
+
+@bench_app.command("runners")
+def runners(
+    target: str = typer.Argument(..., help="A model directory (from export or build), or an architecture name (built He-initialised)."),
+    backend: str = typer.Option("torch,onnxruntime", "--backend", help="Comma list of torch | onnxruntime | tensorrt (needs a GPU)."),
+    prelu_mode: Optional[str] = typer.Option(None, "--prelu-mode", help="Comma list of native | plugin | leaky (default: the directory's own; native for an architecture). Others are re-exported from the source checkpoint."),
+    precision: str = typer.Option("fp32", "--precision", help="TensorRT precisions, comma list of fp32 | fp16."),
+    batch: str = typer.Option("1,8,32", "--batch", help="Comma list of batch sizes."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Candidate (e.g. onnxruntime:native) or backend the ratios are against (default: torch, else the first)."),
+    warmup: int = typer.Option(10, "--warmup", min=0, help="Warm-up calls per candidate (at least)."),
+    warmup_s: float = typer.Option(0.5, "--warmup-s", min=0.0, help="Warm-up seconds (at least)."),
+    runs: int = typer.Option(50, "--runs", min=1, help="Measured calls per candidate (at least)."),
+    duration: float = typer.Option(2.0, "--duration", min=0.0, help="Measured seconds per batch size (at least)."),
+    max_runs: int = typer.Option(100_000, "--max-runs", min=1, help="Measured calls per candidate (at most)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of ONNX Runtime and torch (default: theirs)."),
+    act: str = typer.Option("prelu_shared", "--act", help="For an architecture: prelu_shared | prelu_channel | relu | leaky."),
+    width: Optional[float] = typer.Option(None, "--width", min=0.01, help="For an architecture: scale every layer's width."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="For an architecture: square input side."),
+    out: Path = OutOpt,
+    plot: bool = PlotOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Backends × PReLU lowerings × batch sizes, interleaved in one process: latency percentiles,
+    throughput, speed-ups against a baseline, output agreement, and a roofline against a dense GEMM."""
+    from prelu_deploy.serve import bench_runners
+
+    cfg = bench_runners.RunnerBench(
+        backends=_list("--backend", backend), lowerings=_list("--prelu-mode", prelu_mode) if prelu_mode else None,
+        precisions=tuple(_list("--precision", precision)), batches=tuple(_list("--batch", batch, int)), baseline=baseline,
+        warmup=warmup, warmup_s=warmup_s, runs=runs, duration_s=duration, max_runs=max_runs, threads=threads,
+        act=act, width=width, input_size=input_size)
+    cfg.check()
+    out = _out_dir(out, plot)
+    report, raw = bench_runners.run(target, cfg, log=lambda msg: err_console.print(msg, highlight=False))
+    t = Table(title=f"{report['model']}: speed-up vs {report['baseline']}")
+    for col in ("batch", "candidate", "median ms", "p99 ms", "images/s", "speed-up", "GFLOP/s", "of GEMM", "max abs diff", "CV"):
+        t.add_column(col, justify="left" if col == "candidate" else "right")
+    for r in report["results"]:
+        t.add_row(str(r["batch"]), r["label"], f"{r['median_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['throughput']:.0f}",
+                  f"{r['speedup_vs_baseline']:.2f}×", f"{r['gflops']:.2f}" if "gflops" in r else "–",
+                  f"{r['gemm_fraction']:.1%}" if "gflops" in r else "–", f"{r['max_abs_diff_vs_baseline']:.1e}",
+                  f"[yellow]{r['cv']:.2f} high[/]" if r["high_cv"] else f"{r['cv']:.2f}")
+    _finish(report, raw, out, plot, as_json, t)
+
+
+@bench_app.command("http")
+def http(
+    url: str = typer.Argument(..., help="Server base URL, e.g. http://127.0.0.1:8000 (loopback only unless --allow-remote)."),
+    model: str = typer.Option(..., "--model", help="Model name on the server."),
+    concurrency: str = typer.Option("1,8,64", "--concurrency", help="Comma list of concurrent clients per level."),
+    duration: float = typer.Option(5.0, "--duration", help="Measured seconds per level (at most)."),
+    warmup: float = typer.Option(1.0, "--warmup", help="Unmeasured seconds of load before each level."),
+    max_requests: int = typer.Option(100_000, "--max-requests", help="Measured requests per level (at most)."),
+    batch: int = typer.Option(1, "--batch", help="Rows per request (tensors)."),
+    data: str = typer.Option("random", "--data", help="random | a .npy/.npz of input tensors (e.g. a model directory's golden.npz) | a folder of images (sent to /v1/models/NAME/classify)."),
+    encoding: str = typer.Option("binary", "--encoding", help="binary (binary tensor extension) | json."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds before a request counts as a timeout."),
+    allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a server that is not on this machine."),
+    out: Path = OutOpt,
+    plot: bool = PlotOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Drive an Open Inference Protocol v2 server at each concurrency level: p50/p90/p99 latency,
+    throughput and errors by status code. Exits 8 if the server is unreachable or a level had no success."""
+    from prelu_deploy.serve import bench_http
+
+    cfg = bench_http.HttpBench(model=model, concurrency=tuple(_list("--concurrency", concurrency, int)), duration_s=duration,
+                               warmup_s=warmup, max_requests=max_requests, batch=batch, data=data, encoding=encoding,
+                               timeout_s=timeout, allow_remote=allow_remote)
+    cfg.check()
+    out = _out_dir(out, plot)
+    report, raw = bench_http.run(url, cfg, log=lambda msg: err_console.print(msg, highlight=False))
+    t = Table(title=f"{model} at {url}: {report['workload']}")
+    for col in ("concurrency", "requests", "ok", "errors", "p50 ms", "p90 ms", "p99 ms", "requests/s", "images/s"):
+        t.add_column(col, justify="right")
+    for lv in report["levels"]:
+        lat = lv["latency"]
+        errors = ", ".join(f"{k} ×{v}" for k, v in lv["errors"].items()) or "0"
+        t.add_row(str(lv["concurrency"]), str(lv["requests"]), str(lv["ok"]), f"[red]{errors}[/]" if lv["errors"] else errors,
+                  *(f"{lat[k]:.2f}" if k in lat else "–" for k in ("median_ms", "p90_ms", "p99_ms")),
+                  f"{lv['throughput_rps']:.0f}", f"{lv['images_per_s']:.0f}")
+    _finish(report, raw, out, plot, as_json, t)
+    if failed := [lv["concurrency"] for lv in report["levels"] if lv["ok"] == 0]:
+        first = next(lv for lv in report["levels"] if lv["ok"] == 0)
+        raise BenchError(f"no request succeeded at concurrency {', '.join(map(str, failed))} "
+                         f"({', '.join(f'{k} ×{v}' for k, v in first['errors'].items()) or 'none sent'}); report written")

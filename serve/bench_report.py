@@ -1,0 +1,204 @@
+"""Benchmark reports: a JSON file (machine, versions, settings, statistics), a Markdown table to paste
+into docs, and with --plot PNG charts (matplotlib). Written atomically, named by kind, model and time."""
+
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from prelu_deploy.atomic import write_bytes
+from prelu_deploy.serve.bench import CV_HIGH
+
+PACKAGES = ("prelu-deploy", "numpy", "onnxruntime", "torch", "tensorrt", "tensorrt-rtx", "tensorrt-rtx-cu13", "cupy-cuda12x",
+            "cupy-cuda13x", "fastapi", "uvicorn")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _gpu() -> str | None:
+    """The GPU's name when CuPy and a driver are present (never imports torch)."""
+    try:
+        import cupy
+
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+        return f"{props['name'].decode()} (compute capability {props['major']}.{props['minor']})"
+    except Exception:
+        return None
+
+
+def environment() -> dict:
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"machine": {"platform": platform.platform(), "cpu": _cpu_model(), "cores": cores, "gpu": _gpu(),
+                        "python": platform.python_version()},
+            "versions": versions, "command": shlex.join(["prelu-deploy", *sys.argv[1:]])}
+
+
+def _ms(v) -> str:
+    return "–" if v is None else f"{v:.3f}" if v < 10 else f"{v:.2f}" if v < 100 else f"{v:.1f}"
+
+
+def _machine_line(report: dict) -> str:
+    m = report["machine"]
+    return f"Machine: {m['cpu']}, {m['cores']} cores" + (f", {m['gpu']}" if m["gpu"] else ", no GPU") + f"; Python {m['python']}; " + \
+        ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + "."
+
+
+def markdown_runners(r: dict) -> str:
+    s = r["settings"]
+    lines = [f"## `prelu-deploy bench`: {r['model']} ({r['target']})", "", _machine_line(r), "",
+             f"Command: `{r['command']}`", "",
+             f"Warm-up ≥ {s['warmup']} calls and ≥ {s['warmup_s']:g} s, then ≥ {s['runs']} calls and ≥ {s['duration_s']:g} s "
+             f"per candidate, the candidates interleaved round-robin in one process. Speed-up = {r['baseline']} median / "
+             "candidate median (> 1: faster). Max abs diff: the candidate's logits vs the baseline's on the same inputs "
+             "(the export's golden held-out images, repeated to the batch size).", ""]
+    if r["flops_per_image"]:
+        g = r["gemm"]["cpu"]
+        lines += [f"Roofline: {r['flops_per_image'] / 1e6:.2f} MFLOP per image (2 per multiply-add); dense float32 GEMM "
+                  f"{g['gflops']:.1f} GFLOP/s ({g['library']}, n={g['n']}), measured in this run"
+                  + "".join(f"; GPU {v['dtype']} GEMM {v['gflops']:.0f} GFLOP/s" for k, v in r["gemm"].items() if k != "cpu") + ".", ""]
+    lines += ["| batch | candidate | median ms | mean ms | p90 ms | p95 ms | p99 ms | min ms | max ms | images/s | "
+              f"speed-up vs {r['baseline']} | GFLOP/s | of GEMM | max abs diff | CV |", "|" + "---|" * 15]
+    for row in r["results"]:
+        cv = f"{row['cv']:.2f}" + (" ⚠" if row["high_cv"] else "")
+        roof = (f"{row['gflops']:.2f} | {row['gemm_fraction']:.1%}" if "gflops" in row else "– | –")
+        lines.append(f"| {row['batch']} | {row['label']} | {_ms(row['median_ms'])} | {_ms(row['mean_ms'])} | {_ms(row['p90_ms'])} | "
+                     f"{_ms(row['p95_ms'])} | {_ms(row['p99_ms'])} | {_ms(row['min_ms'])} | {_ms(row['max_ms'])} | "
+                     f"{row['throughput']:.0f} | {row['speedup_vs_baseline']:.2f}× | {roof} | "
+                     f"{row['max_abs_diff_vs_baseline']:.1e} | {cv} |")
+    gpu = [row for row in r["results"] if "gpu" in row]
+    if gpu:
+        lines += ["", "| batch | candidate | GPU compute ms (CUDA events) | host→device ms | device→host ms | CUDA graphs |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {row['batch']} | {row['label']} | {_ms(row['gpu']['compute_ms'])} | {_ms(row['gpu']['h2d_ms'])} | "
+                  f"{_ms(row['gpu']['d2h_ms'])} | {'yes' if row['gpu']['cuda_graphs'] else 'no'} |" for row in gpu]
+    lines += _cv_note(row["cv"] for row in r["results"])
+    return "\n".join(lines) + "\n"
+
+
+def _cv_note(cvs) -> list[str]:
+    worst = max(cvs, default=0.0)
+    if worst > CV_HIGH:
+        return ["", f"⚠ coefficient of variation up to {worst:.2f} (> {CV_HIGH:g}): a noisy machine; trust the ratios "
+                    "and medians, not the tails, and rerun with a longer --duration."]
+    return []
+
+
+def markdown_http(r: dict) -> str:
+    s = r["settings"]
+    lines = [f"## `prelu-deploy bench http`: {r['model']} at {r['target']}", "", _machine_line(r) +
+             " The load generator (one thread and keep-alive connection per client) runs on the same machine.", "",
+             f"Command: `{r['command']}`", "",
+             f"Workload: POST {r['endpoint']}, {r['workload']}. Each level: {s['warmup_s']:g} s warm-up, then "
+             f"{s['duration_s']:g} s or {s['max_requests']} requests measured; latency of successful (200) requests.", "",
+             "| concurrency | requests | ok | errors | p50 ms | p90 ms | p99 ms | max ms | requests/s | images/s |",
+             "|" + "---|" * 10]
+    for lv in r["levels"]:
+        lat = lv["latency"]
+        errors = ", ".join(f"{k} ×{v}" for k, v in lv["errors"].items()) or "0"
+        lines.append(f"| {lv['concurrency']} | {lv['requests']} | {lv['ok']} | {errors} | {_ms(lat.get('median_ms'))} | "
+                     f"{_ms(lat.get('p90_ms'))} | {_ms(lat.get('p99_ms'))} | {_ms(lat.get('max_ms'))} | "
+                     f"{lv['throughput_rps']:.0f} | {lv['images_per_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def check_plotting() -> None:
+    """Before a long run: --plot needs matplotlib."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        from prelu_deploy.errors import UsageError
+
+        raise UsageError("--plot needs matplotlib: pip install 'prelu-deploy[bench]'") from None
+
+
+def _figure(nrows: int, ncols: int, size: tuple[float, float]):
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(nrows, ncols, figsize=size, squeeze=False)
+
+
+def _save(plt, fig, path: Path) -> None:
+    from io import BytesIO
+
+    buf = BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes(path, buf.getvalue())
+
+
+def plot_runners(r: dict, raw: dict, path: Path) -> None:
+    """Latency distribution per candidate, one panel per batch size (boxes: quartiles; whiskers: p1–p99)."""
+    batches = sorted({b for b, _ in raw})
+    plt, fig, axes = _figure(len(batches), 1, (9, 1.2 + 0.55 * len(r["candidates"]) * len(batches)))
+    for ax, batch in zip(axes[:, 0], batches):
+        labels = r["candidates"]
+        ax.boxplot([[t * 1e3 for t in raw[(batch, c)]] for c in labels], vert=False, whis=(1, 99), showfliers=False,
+                   tick_labels=labels)
+        ax.set_title(f"{r['model']}, batch {batch}")
+        ax.set_xlabel("latency per call, ms")
+        ax.grid(axis="x", alpha=0.3)
+    _save(plt, fig, path)
+
+
+def plot_http(r: dict, raw: dict, path: Path) -> None:
+    """Throughput and p50/p99 latency against concurrency, and the latency distribution per level."""
+    levels = r["levels"]
+    plt, fig, axes = _figure(1, 3, (15, 4))
+    c = [lv["concurrency"] for lv in levels]
+    axes[0, 0].plot(c, [lv["throughput_rps"] for lv in levels], "o-")
+    axes[0, 0].set(title="throughput", xlabel="concurrency", ylabel="successful requests/s", xscale="log")
+    for key, style in (("median_ms", "o-"), ("p99_ms", "s--")):
+        axes[0, 1].plot(c, [lv["latency"].get(key, float("nan")) for lv in levels], style, label=key.replace("_ms", "").replace("median", "p50"))
+    axes[0, 1].set(title="latency", xlabel="concurrency", ylabel="ms", xscale="log")
+    axes[0, 1].legend()
+    data = [[t * 1e3 for t in raw[lv["concurrency"]]] or [float("nan")] for lv in levels]
+    axes[0, 2].boxplot(data, whis=(1, 99), showfliers=False, tick_labels=[str(x) for x in c])
+    axes[0, 2].set(title="latency distribution (p1–p99)", xlabel="concurrency", ylabel="ms")
+    for ax in axes[0]:
+        ax.grid(alpha=0.3)
+    for ax in axes[0, :2]:
+        ax.set_xticks(c, [str(x) for x in c], minor=False)
+        ax.minorticks_off()
+    fig.suptitle(f"{r['model']} at {r['target']}")
+    _save(plt, fig, path)
+
+
+def write(report: dict, raw: dict, out_dir: Path, plot: bool) -> list[Path]:
+    """JSON + Markdown (+ PNG) under `out_dir`; returns the paths written."""
+    base = out_dir / f"bench-{report['kind']}-{_safe(report['model'])}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem = next(s for s in (Path(f"{base}{f'-{i}' if i else ''}") for i in range(1000)) if not s.with_suffix(".json").exists())
+    md = markdown_runners(report) if report["kind"] == "runners" else markdown_http(report)
+    paths = [stem.with_suffix(".json"), stem.with_suffix(".md")]
+    write_bytes(paths[0], (json.dumps(report, indent=2) + "\n").encode())
+    write_bytes(paths[1], md.encode())
+    if plot:
+        png = Path(f"{stem}-latency.png" if report["kind"] == "runners" else f"{stem}-concurrency.png")
+        (plot_runners if report["kind"] == "runners" else plot_http)(report, raw, png)
+        paths.append(png)
+    return paths

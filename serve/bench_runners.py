@@ -1,0 +1,248 @@
+"""`prelu-deploy bench MODEL_DIR|ARCH`: backends × PReLU lowerings (× TensorRT precisions) × batch
+sizes in one process, the candidates interleaved per batch size, with speed-ups against a baseline, a
+check that every candidate computes what the baseline computes, and a roofline (achieved GFLOP/s
+against a dense GEMM measured in the same run)."""
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from prelu_deploy.errors import UsageError
+from prelu_deploy.manifest import ModelDir, read_model_dir
+from prelu_deploy.serve.bench import interleaved, summary
+from prelu_deploy.serve.runner import backends, get_runner
+
+LOWERINGS = ("native", "plugin", "leaky")  # as export.lowering.LOWERINGS, without importing onnx here
+PRECISIONS = ("fp32", "fp16")
+
+
+@dataclass
+class RunnerBench:
+    backends: list[str]
+    lowerings: list[str] | None = None  # None: the model directory's own (native for an architecture)
+    precisions: tuple[str, ...] = ("fp32",)  # TensorRT only; ONNX Runtime and torch run fp32
+    batches: tuple[int, ...] = (1, 8, 32)
+    baseline: str | None = None  # a candidate label or a backend name; default torch, else the first
+    warmup: int = 10
+    warmup_s: float = 0.5
+    runs: int = 50
+    duration_s: float = 2.0
+    max_runs: int = 100_000
+    threads: int | None = None
+    act: str = "prelu_shared"  # for an architecture name: how to build it (as `train` does)
+    width: float | None = None
+    input_size: int | None = None
+    seed: int = 0
+
+    def arch_kwargs(self) -> dict:
+        return {k: v for k, v in {"act": self.act, "width": self.width, "input_size": self.input_size}.items() if v is not None}
+
+    def check(self) -> None:
+        for name, values, allowed in (("--backend", self.backends, backends()), ("--prelu-mode", self.lowerings or [], LOWERINGS),
+                                      ("--precision", self.precisions, PRECISIONS)):
+            if bad := [v for v in values if v not in allowed]:
+                raise UsageError(f"{name}: unknown {', '.join(map(repr, bad))}; choose from {', '.join(allowed)}")
+        if not self.backends:
+            raise UsageError("--backend: name at least one backend")
+        if not self.batches or min(self.batches) < 1:
+            raise UsageError(f"--batch: batch sizes must be ≥ 1, not {list(self.batches)}")
+        if self.runs < 1 or self.warmup < 0 or self.duration_s < 0 or self.warmup_s < 0 or self.max_runs < self.runs:
+            raise UsageError("--runs must be ≥ 1, --max-runs ≥ --runs, and warm-up and durations ≥ 0")
+
+
+@dataclass
+class Candidate:
+    label: str  # e.g. "onnxruntime:leaky", "tensorrt:native:fp16", "torch"
+    backend: str
+    lowering: str | None
+    precision: str
+    model_dir: Path
+
+
+class Sources:
+    """The model directories the candidates need, made on demand: the one given is used where it
+    fits; other lowerings are exported from its source checkpoint, TensorRT plans built from those."""
+
+    def __init__(self, target: str, arch_kwargs: dict, seed: int, max_batch: int, workdir: Path):
+        self.workdir, self.max_batch = workdir, max_batch
+        self.given: ModelDir | None = None
+        if Path(target).is_dir():
+            self.given = read_model_dir(target)
+            self.checkpoint = Path(self.given.manifest["source"]["checkpoint"])
+            self.name = self.given.manifest["source"]["arch"]
+            if max_batch > self.given.manifest["max_batch_size"]:
+                raise UsageError(f"--batch {max_batch} is over {target}'s max batch size "
+                                 f"{self.given.manifest['max_batch_size']} (export or build it with a larger --max-batch)")
+        else:
+            self.checkpoint, self.name = self._from_architecture(target, arch_kwargs, seed), target
+        self._onnx: dict[str, Path] = {}
+
+    def _from_architecture(self, arch: str, kwargs: dict, seed: int) -> Path:
+        try:
+            import torch
+
+            from prelu_deploy.models import create_model, list_models, save_checkpoint
+        except ImportError:
+            raise UsageError(f"{arch!r} is not a model directory; benchmarking an architecture needs "
+                             "pip install 'prelu-deploy[export]'") from None
+        if arch not in list_models():
+            raise UsageError(f"{arch!r} is neither a model directory nor an architecture ({', '.join(list_models())})")
+        torch.manual_seed(seed)  # He-initialised weights: the speed of a trained model, not its accuracy
+        return save_checkpoint(create_model(arch, **kwargs), self.workdir / f"{arch}.safetensors")
+
+    @property
+    def own_lowering(self) -> str:
+        return self.given.manifest["prelu"]["lowering"] if self.given else "native"
+
+    def onnx(self, lowering: str) -> Path:
+        g = self.given
+        if g and "tensorrt" not in g.manifest and g.manifest["prelu"]["lowering"] == lowering:
+            return g.path
+        if lowering not in self._onnx:
+            from prelu_deploy.export.model_dir import export_model_dir
+
+            if not self.checkpoint.is_file():
+                raise UsageError(f"the {lowering} lowering needs a re-export, but the source checkpoint {self.checkpoint} is gone")
+            self._onnx[lowering] = export_model_dir(self.checkpoint, self.name, self.workdir / lowering, mode=lowering,
+                                                    max_batch=max(self.max_batch, 1))
+        return self._onnx[lowering]
+
+    def plan(self, lowering: str, precision: str) -> Path:
+        g = self.given
+        if g and "tensorrt" in g.manifest and (g.manifest["prelu"]["lowering"], g.manifest["tensorrt"]["precision"]) == (lowering, precision):
+            return g.path
+        from prelu_deploy.export.build import build_plan
+
+        return build_plan(self.onnx(lowering), precision, max_batch=self.max_batch,
+                          dest=self.workdir / lowering / f"{self.name}_trt_{precision}")
+
+    def any_dir(self) -> Path:
+        return self.given.path if self.given else self.onnx(self.own_lowering)
+
+
+def candidates(cfg: RunnerBench, src: Sources) -> list[Candidate]:
+    lowerings = cfg.lowerings or [src.own_lowering]
+    out = []
+    for backend in cfg.backends:
+        if backend == "torch":  # the source checkpoint: one candidate whatever the lowering
+            out.append(Candidate("torch", "torch", None, "fp32", src.any_dir()))
+        elif backend == "onnxruntime":
+            out += [Candidate(f"onnxruntime:{lo}", backend, lo, "fp32", src.onnx(lo)) for lo in lowerings]
+        else:
+            out += [Candidate(f"tensorrt:{lo}:{p}", backend, lo, p, src.plan(lo, p)) for lo in lowerings for p in cfg.precisions]
+    return out
+
+
+def gemm_rate(n: int = 1024, runs: int = 10) -> dict:
+    """Dense float32 GEMM rate of this CPU through NumPy's BLAS (all its threads): what the hardware
+    gives a compute-bound kernel, the ceiling against which a model's GFLOP/s are read."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    s = summary(interleaved({"gemm": lambda: a @ a}, warmup=2, runs=runs)["gemm"])
+    return {"device": "cpu", "library": f"numpy {np.__version__} matmul", "n": n, "dtype": "float32",
+            "median_ms": s["median_ms"], "gflops": 2 * n**3 / (s["median_ms"] * 1e6)}
+
+
+def gemm_rate_gpu(dtype: str, n: int = 8192, runs: int = 20) -> dict:
+    """The same on the GPU through CuPy (cuBLAS), timed with CUDA events."""
+    import cupy as cp
+
+    a = cp.random.standard_normal((n, n), dtype=cp.float32).astype(dtype)
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+    for _ in range(3):
+        a @ a
+    times = []
+    for _ in range(runs):
+        start.record()
+        a @ a
+        end.record()
+        end.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
+    s = summary(times)
+    return {"device": "cuda", "library": f"cupy {cp.__version__} matmul (cuBLAS)", "n": n, "dtype": dtype,
+            "median_ms": s["median_ms"], "gflops": 2 * n**3 / (s["median_ms"] * 1e6)}
+
+
+def _flops_per_image(model_dir: Path) -> int | None:
+    """From the manifest (export records it); older directories: counted on the source checkpoint."""
+    md = read_model_dir(model_dir)
+    if flops := md.manifest.get("flops_per_image"):
+        return flops
+    try:
+        from prelu_deploy.models import load_checkpoint
+        from prelu_deploy.models.report import flops_per_image
+
+        return flops_per_image(load_checkpoint(md.manifest["source"]["checkpoint"])[0], tuple(md.manifest["input"]["shape"][1:]))
+    except Exception:  # no torch here, or the checkpoint moved: the report says the roofline is unknown
+        return None
+
+
+def _inputs(model_dir: Path, batch: int) -> np.ndarray:
+    """Real held-out inputs (the golden set stored at export), repeated up to the batch size."""
+    golden = read_model_dir(model_dir).golden()["inputs"].astype(np.float32)
+    return np.ascontiguousarray(np.resize(golden, (batch, *golden.shape[1:])))
+
+
+def _baseline(cfg: RunnerBench, labels: list[str]) -> str:
+    want = cfg.baseline or ("torch" if "torch" in labels else labels[0])
+    match = [label for label in labels if label == want] or [label for label in labels if label.split(":")[0] == want]
+    if not match:
+        raise UsageError(f"--baseline {want!r} is none of this run's candidates ({', '.join(labels)})")
+    return match[0]
+
+
+def run(target: str, cfg: RunnerBench, log=print) -> tuple[dict, dict]:
+    """The report (JSON-ready) and the raw samples {(batch, label): seconds}."""
+    cfg.check()
+    with tempfile.TemporaryDirectory(prefix="prelu-deploy-bench-") as tmp:
+        src = Sources(target, cfg.arch_kwargs(), cfg.seed, max(cfg.batches), Path(tmp))
+        cands = candidates(cfg, src)
+        base = _baseline(cfg, [c.label for c in cands])
+        options = {"threads": cfg.threads} if cfg.threads else {}
+        # ONNX Runtime's pool spins after each call by default, stealing the cores of the candidate
+        # that runs next (torch's tail latency grew 20× interleaved with it): off while interleaving
+        runners = {c.label: get_runner(c.backend, c.model_dir, **options, **({"spinning": False} if c.backend == "onnxruntime" else {}))
+                   for c in cands}
+        flops = _flops_per_image(cands[0].model_dir)
+        gemm = {"cpu": gemm_rate()}
+        for p in sorted({c.precision for c in cands if c.backend == "tensorrt"}):
+            gemm[f"cuda_{p}"] = gemm_rate_gpu("float16" if p == "fp16" else "float32")
+        log(f"dense GEMM: {gemm['cpu']['gflops']:.1f} GFLOP/s on the CPU (n={gemm['cpu']['n']}, float32)")
+        results, raw = [], {}
+        for batch in cfg.batches:
+            x = _inputs(cands[0].model_dir, batch)
+            outputs = {label: r.run(x) for label, r in runners.items()}
+            timings: dict[str, list[dict]] = {label: [] for label in runners}
+
+            def call(label):
+                r = runners[label]
+                r.run(x)
+                if (t := getattr(r, "last_timings", None)) is not None:
+                    timings[label].append(t)
+
+            log(f"batch {batch}: {len(runners)} candidates interleaved …")
+            samples = interleaved({label: (lambda label=label: call(label)) for label in runners}, cfg.warmup, cfg.runs,
+                                  warmup_s=cfg.warmup_s, duration_s=cfg.duration_s, max_runs=cfg.max_runs)
+            stats = {label: summary(s, items=batch) for label, s in samples.items()}
+            for c in cands:
+                st, ref = stats[c.label], outputs[base]
+                gemm_key = f"cuda_{c.precision}" if c.backend == "tensorrt" else "cpu"
+                row = {"batch": batch, **asdict(c), "model_dir": str(c.model_dir), **st,
+                       "speedup_vs_baseline": stats[base]["median_ms"] / st["median_ms"],
+                       "max_abs_diff_vs_baseline": float(np.abs(outputs[c.label].astype(np.float64) - ref).max()),
+                       "logit_scale": float(np.abs(ref).max())}
+                if flops:
+                    row["gflops"] = flops * batch / (st["median_ms"] * 1e6)
+                    row["gemm_fraction"] = row["gflops"] / gemm[gemm_key]["gflops"]
+                if timings[c.label]:
+                    row["gpu"] = {k: float(np.median([t[k] for t in timings[c.label]])) for k in timings[c.label][0]}
+                    row["gpu"]["cuda_graphs"] = bool(getattr(runners[c.label], "cuda_graphs", False))
+                results.append(row)
+                raw[(batch, c.label)] = samples[c.label]
+        report = {"kind": "runners", "target": target, "model": src.name, "baseline": base,
+                  "candidates": [c.label for c in cands], "flops_per_image": flops, "gemm": gemm,
+                  "settings": {k: v for k, v in asdict(cfg).items()}, "results": results,
+                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return report, raw
