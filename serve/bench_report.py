@@ -192,9 +192,9 @@ def plot_http(r: dict, raw: dict, path: Path) -> None:
 def write(report: dict, raw: dict, out_dir: Path, plot: bool) -> list[Path]:
     """JSON + Markdown (+ PNG) under `out_dir`; returns the paths written."""
     base = out_dir / f"bench-{report['kind']}-{_safe(report['model'])}-{time.strftime('%Y%m%d-%H%M%S')}"
-    stem = next(s for s in (Path(f"{base}{f'-{i}' if i else ''}") for i in range(1000)) if not s.with_suffix(".json").exists())
+    stem = next(s for s in (Path(f"{base}{f'-{i}' if i else ''}") for i in range(1000)) if not Path(f"{s}.json").exists())
     md = markdown_runners(report) if report["kind"] == "runners" else markdown_http(report)
-    paths = [stem.with_suffix(".json"), stem.with_suffix(".md")]
+    paths = [Path(f"{stem}.json"), Path(f"{stem}.md")]  # not with_suffix: model names may hold dots
     write_bytes(paths[0], (json.dumps(report, indent=2) + "\n").encode())
     write_bytes(paths[1], md.encode())
     if plot:

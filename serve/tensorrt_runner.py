@@ -49,6 +49,9 @@ class TensorRTRunner:
             raise ModelDirError(f"{md.path}: TensorRT refused the plan (corrupt, or built for another GPU/library)")
         self._context = self._engine.create_execution_context()
         self._stream = cupy.cuda.Stream(non_blocking=True)
+        self._events = [cupy.cuda.Event() for _ in range(4)]  # around copy in, inference, copy out
+        self.cuda_graphs = False  # enqueued call by call; benchmarks report it
+        self.last_timings: dict[str, float] | None = None
         self._profile = t["profile"]
         self._in, self._out = md.manifest["input"], md.manifest["output"]
         self._buffers: dict[int, tuple] = {}
@@ -72,13 +75,21 @@ class TensorRTRunner:
         if not self._profile["min"] <= n <= self._profile["max"]:
             raise ValueError(f"batch {n} is outside the plan's profile {self._profile['min']}..{self._profile['max']}")
         d_in, d_out = self._io(n)
+        start, copied_in, inferred, copied_out = self._events
         with self._stream:
+            start.record(self._stream)
             d_in.set(np.ascontiguousarray(batch, np.float32), stream=self._stream)
+            copied_in.record(self._stream)
             self._context.set_input_shape(self._in["name"], tuple(batch.shape))
             self._context.set_tensor_address(self._in["name"], d_in.data.ptr)
             self._context.set_tensor_address(self._out["name"], d_out.data.ptr)
             if not self._context.execute_async_v3(self._stream.ptr):
                 raise RuntimeError("TensorRT failed to enqueue the inference")
+            inferred.record(self._stream)
             out = d_out.get(stream=self._stream)
+            copied_out.record(self._stream)
         self._stream.synchronize()
+        elapsed = self._cupy.cuda.get_elapsed_time
+        self.last_timings = {"h2d_ms": elapsed(start, copied_in), "compute_ms": elapsed(copied_in, inferred),
+                             "d2h_ms": elapsed(inferred, copied_out)}
         return out
