@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Reproduces the tables of docs/benchmarks.md on this machine: reports (JSON, Markdown, PNG) land in
+# docs/bench/. Run from the repository root after `make test` or `make serve` set up .venv:
+#   bash docs/benchmarks.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=.venv/bin/prelu-deploy
+OUT=docs/bench
+REPO=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$REPO"' EXIT
+
+# 1. In process: torch eager vs ONNX Runtime with each PReLU lowering (channel-shared PReLU everywhere).
+$B bench cifar_prelu --backend torch,onnxruntime --prelu-mode native,leaky,plugin --batch 1,8,32 --duration 3 --out $OUT --plot
+$B bench model_a --width 0.25 --input-size 112 --backend torch,onnxruntime --prelu-mode native,leaky --batch 1,8 --duration 5 --out $OUT --plot
+
+# 2. Over HTTP: the bundled digits model, dynamic batching on (defaults) and off.
+$B export models/weights/digits_prelu.safetensors --name digits --repo "$REPO" --prelu-mode leaky
+for batching in "--max-batch-size 32 --max-queue-delay-ms 2" "--max-batch-size 1 --max-queue-delay-ms 0"; do
+  $B serve "$REPO" --port 8123 --log-level warning --max-queue 4096 $batching &
+  until curl -sf http://127.0.0.1:8123/v2/health/ready >/dev/null; do sleep 0.5; done
+  $B bench http http://127.0.0.1:8123 --model digits --concurrency 1,8,64 --duration 5 \
+     --data "$REPO/digits/golden.npz" --out $OUT --plot
+  kill %1; wait %1 || true
+done
