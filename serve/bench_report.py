@@ -57,8 +57,8 @@ def _ms(v) -> str:
 
 def _machine_line(report: dict) -> str:
     m = report["machine"]
-    return f"Machine: {m['cpu']}, {m['cores']} cores" + (f", {m['gpu']}" if m["gpu"] else ", no GPU") + f"; Python {m['python']}; " + \
-        ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + "."
+    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
+    return f"Machine: {m['cpu']}, {m['cores']} cores, {m['gpu'] or 'no GPU'}; Python {m['python']}; {versions}."
 
 
 def markdown_runners(r: dict) -> str:
@@ -81,8 +81,8 @@ def markdown_runners(r: dict) -> str:
     for row in r["results"]:
         cv = f"{row['cv']:.2f}" + (" ⚠" if row["high_cv"] else "")
         roof = (f"{row['gflops']:.2f} | {row['gemm_fraction']:.1%}" if "gflops" in row else "– | –")
-        lines.append(f"| {row['batch']} | {row['label']} | {_ms(row['median_ms'])} | {_ms(row['mean_ms'])} | {_ms(row['p90_ms'])} | "
-                     f"{_ms(row['p95_ms'])} | {_ms(row['p99_ms'])} | {_ms(row['min_ms'])} | {_ms(row['max_ms'])} | "
+        times = " | ".join(_ms(row[k]) for k in ("median_ms", "mean_ms", "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms"))
+        lines.append(f"| {row['batch']} | {row['label']} | {times} | "
                      f"{row['throughput']:.0f} | {row['speedup_vs_baseline']:.2f}× | {roof} | "
                      f"{row['max_abs_diff_vs_baseline']:.1e} | {cv} |")
     gpu = [row for row in r["results"] if "gpu" in row]
@@ -176,7 +176,7 @@ def plot_http(r: dict, raw: dict, path: Path) -> None:
     axes[0, 0].plot(c, [lv["throughput_rps"] for lv in levels], "o-")
     axes[0, 0].set(title="throughput", xlabel="concurrency", ylabel="successful requests/s", xscale="log")
     for key, style in (("median_ms", "o-"), ("p99_ms", "s--")):
-        axes[0, 1].plot(c, [lv["latency"].get(key, float("nan")) for lv in levels], style, label=key.replace("_ms", "").replace("median", "p50"))
+        axes[0, 1].plot(c, [lv["latency"].get(key, float("nan")) for lv in levels], style, label="p50" if key == "median_ms" else "p99")
     axes[0, 1].set(title="latency", xlabel="concurrency", ylabel="ms", xscale="log")
     axes[0, 1].legend()
     data = [[t * 1e3 for t in raw[lv["concurrency"]]] or [float("nan")] for lv in levels]

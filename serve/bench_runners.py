@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prelu_deploy.errors import UsageError
+from prelu_deploy.errors import PreluDeployError, UsageError
 from prelu_deploy.manifest import ModelDir, read_model_dir
 from prelu_deploy.serve.bench import interleaved, summary
 from prelu_deploy.serve.runner import backends, get_runner
@@ -105,14 +105,16 @@ class Sources:
             from prelu_deploy.export.model_dir import export_model_dir
 
             if not self.checkpoint.is_file():
-                raise UsageError(f"the {lowering} lowering needs a re-export, but the source checkpoint {self.checkpoint} is gone")
+                raise UsageError(f"the {lowering} lowering needs a re-export, but the source checkpoint "
+                                 f"{self.checkpoint} is gone")
             self._onnx[lowering] = export_model_dir(self.checkpoint, self.name, self.workdir / lowering, mode=lowering,
                                                     max_batch=max(self.max_batch, 1))
         return self._onnx[lowering]
 
     def plan(self, lowering: str, precision: str) -> Path:
         g = self.given
-        if g and "tensorrt" in g.manifest and (g.manifest["prelu"]["lowering"], g.manifest["tensorrt"]["precision"]) == (lowering, precision):
+        trt = g.manifest.get("tensorrt") if g else None
+        if trt and (g.manifest["prelu"]["lowering"], trt["precision"]) == (lowering, precision):
             return g.path
         from prelu_deploy.export.build import build_plan
 
@@ -175,7 +177,7 @@ def _flops_per_image(model_dir: Path) -> int | None:
         from prelu_deploy.models.report import flops_per_image
 
         return flops_per_image(load_checkpoint(md.manifest["source"]["checkpoint"])[0], tuple(md.manifest["input"]["shape"][1:]))
-    except Exception:  # no torch here, or the checkpoint moved: the report says the roofline is unknown
+    except (ImportError, OSError, PreluDeployError):  # no torch here, or the checkpoint moved: roofline unknown
         return None
 
 
@@ -193,6 +195,39 @@ def _baseline(cfg: RunnerBench, labels: list[str]) -> str:
     return match[0]
 
 
+def _measure_batch(cfg: RunnerBench, cands: list[Candidate], runners: dict, base: str, batch: int,
+                   flops: int | None, gemm: dict) -> tuple[list[dict], dict]:
+    """One batch size: every candidate interleaved; rows of the report and the raw samples."""
+    x = _inputs(cands[0].model_dir, batch)
+    outputs = {label: r.run(x) for label, r in runners.items()}
+    timings: dict[str, list[dict]] = {label: [] for label in runners}
+
+    def call(label: str) -> None:
+        r = runners[label]
+        r.run(x)
+        if (t := getattr(r, "last_timings", None)) is not None:  # GPU runners: CUDA-event times of that call
+            timings[label].append(t)
+
+    samples = interleaved({label: (lambda label=label: call(label)) for label in runners}, cfg.warmup, cfg.runs,
+                          warmup_s=cfg.warmup_s, duration_s=cfg.duration_s, max_runs=cfg.max_runs)
+    stats = {label: summary(s, items=batch) for label, s in samples.items()}
+    rows, ref = [], outputs[base]
+    for c in cands:
+        st = stats[c.label]
+        row = {"batch": batch, **asdict(c), "model_dir": str(c.model_dir), **st,
+               "speedup_vs_baseline": stats[base]["median_ms"] / st["median_ms"],
+               "max_abs_diff_vs_baseline": float(np.abs(outputs[c.label].astype(np.float64) - ref).max()),
+               "logit_scale": float(np.abs(ref).max())}
+        if flops:
+            row["gflops"] = flops * batch / (st["median_ms"] * 1e6)
+            row["gemm_fraction"] = row["gflops"] / gemm[f"cuda_{c.precision}" if c.backend == "tensorrt" else "cpu"]["gflops"]
+        if timings[c.label]:
+            row["gpu"] = {k: float(np.median([t[k] for t in timings[c.label]])) for k in timings[c.label][0]}
+            row["gpu"]["cuda_graphs"] = bool(getattr(runners[c.label], "cuda_graphs", False))
+        rows.append(row)
+    return rows, {(batch, label): s for label, s in samples.items()}
+
+
 def run(target: str, cfg: RunnerBench, log=print) -> tuple[dict, dict]:
     """The report (JSON-ready) and the raw samples {(batch, label): seconds}."""
     cfg.check()
@@ -203,8 +238,8 @@ def run(target: str, cfg: RunnerBench, log=print) -> tuple[dict, dict]:
         options = {"threads": cfg.threads} if cfg.threads else {}
         # ONNX Runtime's pool spins after each call by default, stealing the cores of the candidate
         # that runs next (torch's tail latency grew 20× interleaved with it): off while interleaving
-        runners = {c.label: get_runner(c.backend, c.model_dir, **options, **({"spinning": False} if c.backend == "onnxruntime" else {}))
-                   for c in cands}
+        runners = {c.label: get_runner(c.backend, c.model_dir, **options,
+                                       **({"spinning": False} if c.backend == "onnxruntime" else {})) for c in cands}
         flops = _flops_per_image(cands[0].model_dir)
         gemm = {"cpu": gemm_rate()}
         for p in sorted({c.precision for c in cands if c.backend == "tensorrt"}):
@@ -212,37 +247,12 @@ def run(target: str, cfg: RunnerBench, log=print) -> tuple[dict, dict]:
         log(f"dense GEMM: {gemm['cpu']['gflops']:.1f} GFLOP/s on the CPU (n={gemm['cpu']['n']}, float32)")
         results, raw = [], {}
         for batch in cfg.batches:
-            x = _inputs(cands[0].model_dir, batch)
-            outputs = {label: r.run(x) for label, r in runners.items()}
-            timings: dict[str, list[dict]] = {label: [] for label in runners}
-
-            def call(label):
-                r = runners[label]
-                r.run(x)
-                if (t := getattr(r, "last_timings", None)) is not None:
-                    timings[label].append(t)
-
             log(f"batch {batch}: {len(runners)} candidates interleaved …")
-            samples = interleaved({label: (lambda label=label: call(label)) for label in runners}, cfg.warmup, cfg.runs,
-                                  warmup_s=cfg.warmup_s, duration_s=cfg.duration_s, max_runs=cfg.max_runs)
-            stats = {label: summary(s, items=batch) for label, s in samples.items()}
-            for c in cands:
-                st, ref = stats[c.label], outputs[base]
-                gemm_key = f"cuda_{c.precision}" if c.backend == "tensorrt" else "cpu"
-                row = {"batch": batch, **asdict(c), "model_dir": str(c.model_dir), **st,
-                       "speedup_vs_baseline": stats[base]["median_ms"] / st["median_ms"],
-                       "max_abs_diff_vs_baseline": float(np.abs(outputs[c.label].astype(np.float64) - ref).max()),
-                       "logit_scale": float(np.abs(ref).max())}
-                if flops:
-                    row["gflops"] = flops * batch / (st["median_ms"] * 1e6)
-                    row["gemm_fraction"] = row["gflops"] / gemm[gemm_key]["gflops"]
-                if timings[c.label]:
-                    row["gpu"] = {k: float(np.median([t[k] for t in timings[c.label]])) for k in timings[c.label][0]}
-                    row["gpu"]["cuda_graphs"] = bool(getattr(runners[c.label], "cuda_graphs", False))
-                results.append(row)
-                raw[(batch, c.label)] = samples[c.label]
+            rows, samples = _measure_batch(cfg, cands, runners, base, batch, flops, gemm)
+            results += rows
+            raw.update(samples)
         report = {"kind": "runners", "target": target, "model": src.name, "baseline": base,
                   "candidates": [c.label for c in cands], "flops_per_image": flops, "gemm": gemm,
-                  "settings": {k: v for k, v in asdict(cfg).items()}, "results": results,
+                  "settings": asdict(cfg), "results": results,
                   "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     return report, raw
