@@ -81,7 +81,7 @@ JsonOpt = typer.Option(False, "--json", help="Print the JSON report instead of t
 @bench_app.command("runners")
 def runners(
     target: str = typer.Argument(..., help="A model directory (from export or build), or an architecture name (built He-initialised)."),
-    backend: str = typer.Option("torch,onnxruntime", "--backend", help="Comma list of torch | onnxruntime | tensorrt (needs a GPU)."),
+    backend: str = typer.Option("torch,onnxruntime", "--backend", help="Comma list of torch | torch-compile | onnxruntime | tensorrt (needs a GPU)."),
     prelu_mode: Optional[str] = typer.Option(None, "--prelu-mode", help="Comma list of native | plugin | leaky (default: the directory's own; native for an architecture). Others are re-exported from the source checkpoint."),
     precision: str = typer.Option("fp32", "--precision", help="TensorRT precisions, comma list of fp32 | fp16."),
     batch: str = typer.Option("1,8,32", "--batch", help="Comma list of batch sizes."),
@@ -92,6 +92,7 @@ def runners(
     duration: float = typer.Option(2.0, "--duration", min=0.0, help="Measured seconds per batch size (at least)."),
     max_runs: int = typer.Option(100_000, "--max-runs", min=1, help="Measured calls per candidate (at most)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of ONNX Runtime and torch (default: theirs)."),
+    device: str = typer.Option("cpu", "--device", help="Where the torch candidates run: cpu | cuda[:N]."),
     act: str = typer.Option("prelu_shared", "--act", help="For an architecture: prelu_shared | prelu_channel | relu | leaky."),
     width: Optional[float] = typer.Option(None, "--width", min=0.01, help="For an architecture: scale every layer's width."),
     input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="For an architecture: square input side."),
@@ -106,7 +107,7 @@ def runners(
     cfg = bench_runners.RunnerBench(
         backends=_list("--backend", backend), lowerings=_list("--prelu-mode", prelu_mode) if prelu_mode else None,
         precisions=tuple(_list("--precision", precision)), batches=tuple(_list("--batch", batch, int)), baseline=baseline,
-        warmup=warmup, warmup_s=warmup_s, runs=runs, duration_s=duration, max_runs=max_runs, threads=threads,
+        warmup=warmup, warmup_s=warmup_s, runs=runs, duration_s=duration, max_runs=max_runs, threads=threads, device=device,
         act=act, width=width, input_size=input_size)
     cfg.check()
     out = _out_dir(out, plot)

@@ -3,6 +3,7 @@ sizes in one process, the candidates interleaved per batch size, with speed-ups 
 check that every candidate computes what the baseline computes, and a roofline (achieved GFLOP/s
 against a dense GEMM measured in the same run)."""
 
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -32,6 +33,7 @@ class RunnerBench:
     duration_s: float = 2.0
     max_runs: int = 100_000
     threads: int | None = None
+    device: str = "cpu"  # where the torch candidates run: cpu | cuda[:N]
     act: str = "prelu_shared"  # for an architecture name: how to build it (as `train` does)
     width: float | None = None
     input_size: int | None = None
@@ -47,6 +49,8 @@ class RunnerBench:
                 raise UsageError(f"{name}: unknown {', '.join(map(repr, bad))}; choose from {', '.join(allowed)}")
         if not self.backends:
             raise UsageError("--backend: name at least one backend")
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise UsageError(f"--device: cpu or cuda[:N], not {self.device!r}")
         if not self.batches or min(self.batches) < 1:
             raise UsageError(f"--batch: batch sizes must be ≥ 1, not {list(self.batches)}")
         if self.runs < 1 or self.warmup < 0 or self.duration_s < 0 or self.warmup_s < 0 or self.max_runs < self.runs:
@@ -55,11 +59,11 @@ class RunnerBench:
 
 @dataclass
 class Candidate:
-    label: str  # e.g. "onnxruntime:leaky", "tensorrt:native:fp16", "torch"
+    label: str  # e.g. "onnxruntime:leaky", "tensorrt:native:fp16", "torch", "torch:cuda"
     backend: str
     lowering: str | None
     precision: str
-    model_dir: Path
+    model_dir: Path | None = None  # made by Sources.model_dir once the arguments are all checked
 
 
 class Sources:
@@ -121,20 +125,25 @@ class Sources:
         return build_plan(self.onnx(lowering), precision, max_batch=self.max_batch,
                           dest=self.workdir / lowering / f"{self.name}_trt_{precision}")
 
-    def any_dir(self) -> Path:
-        return self.given.path if self.given else self.onnx(self.own_lowering)
+    def model_dir(self, c: "Candidate") -> Path:
+        if c.backend == "onnxruntime":
+            return self.onnx(c.lowering)
+        if c.backend == "tensorrt":
+            return self.plan(c.lowering, c.precision)
+        return self.given.path if self.given else self.onnx(self.own_lowering)  # torch: the source checkpoint
 
 
-def candidates(cfg: RunnerBench, src: Sources) -> list[Candidate]:
-    lowerings = cfg.lowerings or [src.own_lowering]
+def candidates(cfg: RunnerBench, own_lowering: str) -> list[Candidate]:
+    """What to measure, before any (slow) export or build."""
+    lowerings = cfg.lowerings or [own_lowering]
     out = []
     for backend in cfg.backends:
-        if backend == "torch":  # the source checkpoint: one candidate whatever the lowering
-            out.append(Candidate("torch", "torch", None, "fp32", src.any_dir()))
+        if backend.startswith("torch"):  # the source checkpoint: one candidate whatever the lowering
+            out.append(Candidate(backend if cfg.device == "cpu" else f"{backend}:{cfg.device}", backend, None, "fp32"))
         elif backend == "onnxruntime":
-            out += [Candidate(f"onnxruntime:{lo}", backend, lo, "fp32", src.onnx(lo)) for lo in lowerings]
+            out += [Candidate(f"onnxruntime:{lo}", backend, lo, "fp32") for lo in lowerings]
         else:
-            out += [Candidate(f"tensorrt:{lo}:{p}", backend, lo, p, src.plan(lo, p)) for lo in lowerings for p in cfg.precisions]
+            out += [Candidate(f"tensorrt:{lo}:{p}", backend, lo, p) for lo in lowerings for p in cfg.precisions]
     return out
 
 
@@ -148,11 +157,18 @@ def gemm_rate(n: int = 1024, runs: int = 10) -> dict:
 
 
 def gemm_rate_gpu(dtype: str, n: int = 8192, runs: int = 20) -> dict:
-    """The same on the GPU through CuPy (cuBLAS), timed with CUDA events."""
-    import cupy as cp
+    """The same on the GPU (cuBLAS through CuPy, else through torch), timed with CUDA events."""
+    try:
+        import cupy as xp
 
-    a = cp.random.standard_normal((n, n), dtype=cp.float32).astype(dtype)
-    start, end = cp.cuda.Event(), cp.cuda.Event()
+        a = xp.random.standard_normal((n, n), dtype=xp.float32).astype(dtype)
+        start, end, elapsed = xp.cuda.Event(), xp.cuda.Event(), xp.cuda.get_elapsed_time
+    except ImportError:
+        import torch as xp
+
+        a = xp.randn(n, n, device="cuda", dtype=getattr(xp, dtype))
+        start, end = xp.cuda.Event(enable_timing=True), xp.cuda.Event(enable_timing=True)
+        elapsed = lambda s, e: s.elapsed_time(e)  # noqa: E731
     for _ in range(3):
         a @ a
     times = []
@@ -161,10 +177,14 @@ def gemm_rate_gpu(dtype: str, n: int = 8192, runs: int = 20) -> dict:
         a @ a
         end.record()
         end.synchronize()
-        times.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
+        times.append(elapsed(start, end) / 1e3)
     s = summary(times)
-    return {"device": "cuda", "library": f"cupy {cp.__version__} matmul (cuBLAS)", "n": n, "dtype": dtype,
+    return {"device": "cuda", "library": f"{xp.__name__} {xp.__version__} matmul (cuBLAS)", "n": n, "dtype": dtype,
             "median_ms": s["median_ms"], "gflops": 2 * n**3 / (s["median_ms"] * 1e6)}
+
+
+def _on_gpu(c: Candidate) -> bool:
+    return c.backend == "tensorrt" or ":cuda" in c.label
 
 
 def _flops_per_image(model_dir: Path) -> int | None:
@@ -188,7 +208,7 @@ def _inputs(model_dir: Path, batch: int) -> np.ndarray:
 
 
 def _baseline(cfg: RunnerBench, labels: list[str]) -> str:
-    want = cfg.baseline or ("torch" if "torch" in labels else labels[0])
+    want = cfg.baseline or ("torch" if any(label.split(":")[0] == "torch" for label in labels) else labels[0])
     match = [label for label in labels if label == want] or [label for label in labels if label.split(":")[0] == want]
     if not match:
         raise UsageError(f"--baseline {want!r} is none of this run's candidates ({', '.join(labels)})")
@@ -220,7 +240,7 @@ def _measure_batch(cfg: RunnerBench, cands: list[Candidate], runners: dict, base
                "logit_scale": float(np.abs(ref).max())}
         if flops:
             row["gflops"] = flops * batch / (st["median_ms"] * 1e6)
-            row["gemm_fraction"] = row["gflops"] / gemm[f"cuda_{c.precision}" if c.backend == "tensorrt" else "cpu"]["gflops"]
+            row["gemm_fraction"] = row["gflops"] / gemm[f"cuda_{c.precision}" if _on_gpu(c) else "cpu"]["gflops"]
         if timings[c.label]:
             row["gpu"] = {k: float(np.median([t[k] for t in timings[c.label]])) for k in timings[c.label][0]}
             row["gpu"]["cuda_graphs"] = bool(getattr(runners[c.label], "cuda_graphs", False))
@@ -233,16 +253,18 @@ def run(target: str, cfg: RunnerBench, log=print) -> tuple[dict, dict]:
     cfg.check()
     with tempfile.TemporaryDirectory(prefix="prelu-deploy-bench-") as tmp:
         src = Sources(target, cfg.arch_kwargs(), cfg.seed, max(cfg.batches), Path(tmp))
-        cands = candidates(cfg, src)
+        cands = candidates(cfg, src.own_lowering)
         base = _baseline(cfg, [c.label for c in cands])
+        for c in cands:
+            c.model_dir = src.model_dir(c)
         options = {"threads": cfg.threads} if cfg.threads else {}
         # ONNX Runtime's pool spins after each call by default, stealing the cores of the candidate
         # that runs next (torch's tail latency grew 20× interleaved with it): off while interleaving
-        runners = {c.label: get_runner(c.backend, c.model_dir, **options,
-                                       **({"spinning": False} if c.backend == "onnxruntime" else {})) for c in cands}
+        per_backend = {"onnxruntime": {"spinning": False}, "torch": {"device": cfg.device}, "torch-compile": {"device": cfg.device}}
+        runners = {c.label: get_runner(c.backend, c.model_dir, **options, **per_backend.get(c.backend, {})) for c in cands}
         flops = _flops_per_image(cands[0].model_dir)
         gemm = {"cpu": gemm_rate()}
-        for p in sorted({c.precision for c in cands if c.backend == "tensorrt"}):
+        for p in sorted({c.precision for c in cands if _on_gpu(c)}):
             gemm[f"cuda_{p}"] = gemm_rate_gpu("float16" if p == "fp16" else "float32")
         log(f"dense GEMM: {gemm['cpu']['gflops']:.1f} GFLOP/s on the CPU (n={gemm['cpu']['n']}, float32)")
         results, raw = [], {}

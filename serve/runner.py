@@ -33,7 +33,8 @@ class Runner(Protocol):
 
 _BACKENDS = {"onnxruntime": "prelu_deploy.serve.onnxruntime_runner:OnnxRuntimeRunner",
              "tensorrt": "prelu_deploy.serve.tensorrt_runner:TensorRTRunner",
-             "torch": "prelu_deploy.serve.torch_runner:TorchRunner"}
+             "torch": "prelu_deploy.serve.torch_runner:TorchRunner",
+             "torch-compile": "prelu_deploy.serve.torch_runner:CompiledTorchRunner"}
 
 
 def backends() -> list[str]:

@@ -91,7 +91,7 @@ def test_bench_a_model_directory_uses_it_and_reexports_other_lowerings(cli, tmp_
 
 
 @pytest.mark.parametrize("args, message", [
-    (["digits_prelu", "--backend", "tensorflow"], "--backend: unknown 'tensorflow'; choose from onnxruntime, tensorrt, torch"),
+    (["digits_prelu", "--backend", "tensorflow"], "--backend: unknown 'tensorflow'; choose from onnxruntime, tensorrt, torch, torch-compile"),
     (["digits_prelu", "--prelu-mode", "relu"], "--prelu-mode: unknown 'relu'"),
     (["digits_prelu", "--batch", "1,x"], "--batch: '1,x' is not a comma-separated list of ints"),
     (["digits_prelu", "--batch", "0"], "--batch: batch sizes must be ≥ 1"),
@@ -99,10 +99,18 @@ def test_bench_a_model_directory_uses_it_and_reexports_other_lowerings(cli, tmp_
     (["no_such_net"], "'no_such_net' is neither a model directory nor an architecture"),
     (["digits_prelu", "--baseline", "tensorrt"], "--baseline 'tensorrt' is none of this run's candidates"),
     (["digits_prelu", "--runs", "10", "--max-runs", "5"], "--max-runs ≥ --runs"),
+    (["digits_prelu", "--device", "tpu"], "--device: cpu or cuda[:N], not 'tpu'"),
 ])
 def test_bad_arguments_are_refused(cli, tmp_path, args, message):
     proc = cli("bench", *FAST, *args, "--out", tmp_path, check_rc=2)
     assert message in proc.stderr and not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_torch_compile_is_a_candidate(cli, tmp_path, digits_dir):
+    proc = cli("bench", digits_dir, "--backend", "torch,torch-compile", "--batch", "2", *FAST, "--out", tmp_path, "--json")
+    eager, compiled = json.loads(proc.stdout)["results"]
+    assert (eager["label"], compiled["label"]) == ("torch", "torch-compile") and compiled["n"] >= 5
+    assert compiled["max_abs_diff_vs_baseline"] < 1e-4 * max(1.0, compiled["logit_scale"])
 
 
 def test_a_batch_over_the_directorys_limit_and_an_unwritable_out_are_refused(cli, tmp_path, digits_dir):
@@ -110,6 +118,15 @@ def test_a_batch_over_the_directorys_limit_and_an_unwritable_out_are_refused(cli
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert "cannot create the report folder" in cli("bench", digits_dir, "--out", blocker / "sub", check_rc=2).stderr
+
+
+def test_torch_on_a_missing_gpu_says_so(cli, tmp_path, digits_dir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the message given where torch has no CUDA")
+    proc = cli("bench", digits_dir, "--backend", "torch", "--device", "cuda", "--batch", "1", *FAST, "--out", tmp_path, check_rc=2)
+    assert "torch device 'cuda' is not available here" in proc.stderr
 
 
 def test_tensorrt_without_a_gpu_says_so(cli, tmp_path, digits_dir):
@@ -124,9 +141,10 @@ def test_tensorrt_without_a_gpu_says_so(cli, tmp_path, digits_dir):
 
 @pytest.mark.gpu
 def test_bench_tensorrt_on_the_gpu_reports_gpu_times(cli, tmp_path, digits_dir):
-    proc = cli("bench", digits_dir, "--backend", "onnxruntime,tensorrt", "--precision", "fp32,fp16", "--batch", "1,8",
-               *FAST, "--out", tmp_path, "--json")
+    proc = cli("bench", digits_dir, "--backend", "torch,torch-compile,onnxruntime,tensorrt", "--device", "cuda",
+               "--precision", "fp32,fp16", "--batch", "1,8", *FAST, "--out", tmp_path, "--json")
     r = json.loads(proc.stdout)
+    assert r["candidates"][:2] == ["torch:cuda", "torch-compile:cuda"] and r["baseline"] == "torch:cuda"
     gpu = [x for x in r["results"] if x["backend"] == "tensorrt"]
     assert len(gpu) == 4 and all(x["gpu"]["compute_ms"] > 0 and x["gpu"]["h2d_ms"] > 0 for x in gpu)
     assert all(x["gpu"]["compute_ms"] <= x["median_ms"] * 1.5 for x in gpu) and "cuda_fp16" in r["gemm"]
