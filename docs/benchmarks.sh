@@ -10,7 +10,7 @@ REPO=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$REPO"' EXIT
 
 # 1. In process: torch eager vs ONNX Runtime with each PReLU lowering (channel-shared PReLU everywhere).
-$B bench cifar_prelu --backend torch,onnxruntime --prelu-mode native,leaky,plugin --batch 1,8,32 --duration 3 --out $OUT --plot
+$B bench cifar_prelu --backend torch,torch-compile,onnxruntime --prelu-mode native,leaky,plugin --batch 1,8,32 --duration 3 --out $OUT --plot
 $B bench model_a --width 0.25 --input-size 112 --backend torch,onnxruntime --prelu-mode native,leaky --batch 1,8 --duration 5 --out $OUT --plot
 
 # 2. Over HTTP: the bundled digits model, dynamic batching on (defaults) and off.
