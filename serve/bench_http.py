@@ -142,7 +142,7 @@ def workload(cfg: HttpBench, meta: dict) -> Workload:
     """The requests to send: binary or JSON OIP v2 tensors (random, or real inputs from a file), or
     encoded images to /v1/models/NAME/classify (ours: the full decode + preprocess path)."""
     model = cfg.model
-    if Path(cfg.data).is_dir():
+    if cfg.data != "random" and Path(cfg.data).is_dir():
         files = sorted(p for p in Path(cfg.data).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:DISTINCT_BODIES * 4]
         if not files:
             raise UsageError(f"--data {cfg.data}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")

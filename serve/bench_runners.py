@@ -112,7 +112,7 @@ class Sources:
                 raise UsageError(f"the {lowering} lowering needs a re-export, but the source checkpoint "
                                  f"{self.checkpoint} is gone")
             self._onnx[lowering] = export_model_dir(self.checkpoint, self.name, self.workdir / lowering, mode=lowering,
-                                                    max_batch=max(self.max_batch, 1))
+                                                    max_batch=self.max_batch)
         return self._onnx[lowering]
 
     def plan(self, lowering: str, precision: str) -> Path:
@@ -148,8 +148,9 @@ def candidates(cfg: RunnerBench, own_lowering: str) -> list[Candidate]:
 
 
 def gemm_rate(n: int = 1024, runs: int = 10) -> dict:
-    """Dense float32 GEMM rate of this CPU through NumPy's BLAS (all its threads): what the hardware
-    gives a compute-bound kernel, the ceiling against which a model's GFLOP/s are read."""
+    """Dense float32 GEMM rate of this CPU through NumPy's BLAS (all its threads): what the machine
+    gives a compute-bound kernel in practice (not its peak: a runtime's convolutions may beat it), the
+    reference against which a model's GFLOP/s are read."""
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     s = summary(interleaved({"gemm": lambda: a @ a}, warmup=2, runs=runs)["gemm"])
     return {"device": "cpu", "library": f"numpy {np.__version__} matmul", "n": n, "dtype": "float32",

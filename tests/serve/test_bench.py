@@ -26,6 +26,13 @@ def test_summary_on_known_samples():
     assert summary([]) == {"n": 0}
 
 
+def test_the_lowerings_are_exports():
+    from prelu_deploy.export.lowering import LOWERINGS
+    from prelu_deploy.serve.bench_runners import LOWERINGS as BENCHED
+
+    assert BENCHED == LOWERINGS  # a copy, so that benchmarking a model directory needs no onnx import
+
+
 def test_interleaved_runs_round_robin_after_warmup():
     calls = []
     samples = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, warmup=2, runs=3)
