@@ -49,12 +49,9 @@ def _out_dir(out: Path, plot: bool) -> Path:
     """Refuse before the run, not after it: an unwritable report folder, or --plot without matplotlib."""
     from prelu_deploy.serve.bench_report import check_plotting
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"--out {out}: cannot create the report folder ({err.strerror})") from None
-    if not os.access(out, os.W_OK):
-        raise UsageError(f"--out {out}: not a writable folder")
+    existing = next(p for p in [out, *out.absolute().parents] if p.exists())  # made when the reports are written
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UsageError(f"--out {out}: cannot create the report folder ({existing} is not a writable folder)")
     if plot:
         check_plotting()
     return out
