@@ -20,12 +20,13 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from prelu_deploy.errors import BenchError, UsageError
-from prelu_deploy.serve.bench import summary
+from prelu_deploy.serve.bench import CV_HIGH, summary
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MAX_CONCURRENCY = 1024
 DISTINCT_BODIES = 16  # requests cycle through this many different payloads
+WINDOWS = 5  # a level's throughput is also counted in this many equal windows: its stability
 
 
 @dataclass
@@ -204,6 +205,7 @@ class _Level:
     def __init__(self, budget: int, deadline: float):
         self.lock, self.budget, self.deadline = threading.Lock(), budget, deadline
         self.latencies: list[float] = []
+        self.finished: list[float] = []  # when each successful request completed
         self.errors: dict[str, int] = {}
 
     def take(self) -> bool:
@@ -215,7 +217,7 @@ class _Level:
 
 
 def _client(ep: Endpoint, work: Workload, level: _Level, first: int, timeout: float) -> None:
-    conn, ok, errors, i = ep.connect(timeout), [], {}, first
+    conn, ok, finished, errors, i = ep.connect(timeout), [], [], {}, first
     path = ep.base + work.method_path
     while level.take():
         body, headers = work.bodies[i % len(work.bodies)]
@@ -231,7 +233,8 @@ def _client(ep: Endpoint, work: Workload, level: _Level, first: int, timeout: fl
         except (OSError, http.client.HTTPException):
             status = "connection error"
         if status == 200:
-            ok.append(time.perf_counter() - start)
+            finished.append(time.perf_counter())
+            ok.append(finished[-1] - start)
         else:
             errors[str(status)] = errors.get(str(status), 0) + 1
             if not isinstance(status, int):
@@ -239,6 +242,7 @@ def _client(ep: Endpoint, work: Workload, level: _Level, first: int, timeout: fl
     conn.close()
     with level.lock:
         level.latencies += ok
+        level.finished += finished
         for k, v in errors.items():
             level.errors[k] = level.errors.get(k, 0) + v
 
@@ -256,8 +260,20 @@ def drive(ep: Endpoint, work: Workload, concurrency: int, duration_s: float, max
     ok = len(level.latencies)
     return {"concurrency": concurrency, "requests": ok + sum(level.errors.values()), "ok": ok,
             "errors": dict(sorted(level.errors.items())), "wall_s": wall,
-            "throughput_rps": ok / wall, "images_per_s": ok * work.items / wall,
+            "throughput_rps": ok / wall, "images_per_s": ok * work.items / wall, **stability(level.finished, start, wall),
             "latency": summary(level.latencies, items=work.items), "_samples": level.latencies}
+
+
+def stability(finished: list[float], start: float, wall: float) -> dict:
+    """Successful requests/s in WINDOWS equal windows of the level and their coefficient of
+    variation: a level whose throughput still drifts (a server warming up, a noisy neighbour) shows
+    it here, as perf_analyzer's stability check would."""
+    if not finished:
+        return {"window_rps": [], "throughput_cv": None, "stable": False}
+    counts, _ = np.histogram(finished, bins=WINDOWS, range=(start, start + wall))
+    rps = counts / (wall / WINDOWS)
+    cv = float(rps.std() / rps.mean())
+    return {"window_rps": [float(r) for r in rps], "throughput_cv": cv, "stable": cv <= CV_HIGH}
 
 
 def run(url: str, cfg: HttpBench, log=print) -> tuple[dict, dict]:

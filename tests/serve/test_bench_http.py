@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from prelu_deploy.export.model_dir import export_model_dir
+from prelu_deploy.serve.bench_http import stability
 
 from .server import Server, free_port
 
@@ -53,12 +54,21 @@ def test_a_complete_report_from_a_live_server(cli, server, tmp_path):
         assert lv["ok"] == lv["requests"] == lat["n"] > 10 and lv["errors"] == {}
         assert lat["min_ms"] <= lat["median_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]
         assert lv["throughput_rps"] == pytest.approx(lv["ok"] / lv["wall_s"]) and lv["wall_s"] >= 0.6
+        assert len(lv["window_rps"]) == 5 and sum(lv["window_rps"]) * lv["wall_s"] / 5 == pytest.approx(lv["ok"])
     # every measured request (and the one checked before the load) reached the server, no more
     assert _served(server, 200) - before == 1 + sum(lv["ok"] for lv in r["levels"])
     md = next(tmp_path.glob("*.md")).read_text()
     assert "| concurrency | requests | ok | errors | p50 ms |" in md and f"| 3 | {r['levels'][1]['requests']} |" in md
     assert next(tmp_path.glob("*.png")).read_bytes()[:4] == b"\x89PNG"
     assert "p99 ms" in proc.stdout and "wrote" in proc.stdout
+
+
+def test_stability_across_windows():
+    steady = stability([0.1 * k + 0.05 for k in range(50)], start=0.0, wall=5.0)  # 10 requests/s throughout
+    assert steady == {"window_rps": [10.0] * 5, "throughput_cv": 0.0, "stable": True}
+    burst = stability([0.01 * k for k in range(50)], start=0.0, wall=5.0)  # all in the first second
+    assert burst["window_rps"] == [50.0, 0.0, 0.0, 0.0, 0.0] and burst["throughput_cv"] == pytest.approx(2.0)
+    assert not burst["stable"] and stability([], 0.0, 1.0)["throughput_cv"] is None
 
 
 def test_requests_are_bounded(cli, server, tmp_path):
