@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prelu_deploy.errors import ModelDirError, UsageError
+from prelu_deploy.errors import ModelDirError, PreluDeployError, UsageError
 from prelu_deploy.manifest import read_model_dir, sha256_file
 from prelu_deploy.serve.runner import TensorSpec
 
@@ -31,7 +31,10 @@ class TorchRunner:
 
     def __init__(self, model_dir: str | Path, checkpoint: str | Path | None = None, threads: int | None = None,
                  device: str = "cpu"):
-        import torch
+        try:
+            import torch
+        except ImportError:
+            raise PreluDeployError("the torch runners need torch: pip install 'prelu-deploy[export]'") from None
 
         if threads:
             torch.set_num_threads(threads)

@@ -157,3 +157,14 @@ def test_bench_tensorrt_on_the_gpu_reports_gpu_times(cli, tmp_path, digits_dir):
     assert all(x["gpu"]["compute_ms"] <= x["median_ms"] * 1.5 for x in gpu) and "cuda_fp16" in r["gemm"]
     assert all(np.isfinite(x["max_abs_diff_vs_baseline"]) for x in gpu)
     assert any(Path(p).suffix == ".md" for p in map(str, tmp_path.iterdir()))
+
+
+def test_without_torch_the_torch_runner_says_how_to_get_it(digits_dir):
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"  # as if not installed (a serve-only install)
+            "from prelu_deploy.serve.runner import get_runner\n"
+            f"try:\n    get_runner('torch', {str(digits_dir)!r})\nexcept Exception as e:\n    print(type(e).__name__, e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.startswith("PreluDeployError the torch runners need torch: pip install 'prelu-deploy[export]'")
