@@ -124,6 +124,8 @@ class Workload:
 def _tensors(cfg: HttpBench, shape: list[int]) -> np.ndarray:
     rows = shape[1:]
     if cfg.data == "random":
+        if any(d < 0 for d in rows):
+            raise UsageError(f"the model's input has dynamic dimensions {shape}: pass real tensors with --data FILE.npy")
         return np.random.default_rng(cfg.seed).standard_normal((DISTINCT_BODIES * cfg.batch, *rows), dtype=np.float32)
     path = Path(cfg.data)
     try:
