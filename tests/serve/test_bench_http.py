@@ -10,17 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prelu_deploy.export.model_dir import export_model_dir
 from prelu_deploy.serve.bench_http import stability
 
 from .server import Server, free_port
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory, shipped):
-    root = tmp_path_factory.mktemp("repo")
-    export_model_dir(shipped, "digits", root, mode="leaky")
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,6 @@ from .server import Server
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, shipped):
-    root = tmp_path_factory.mktemp("repo")
-    export_model_dir(shipped, "digits", root, mode="leaky")
-    return root
-
-
-@pytest.fixture(scope="module")
 def server(repo):
     srv = Server(repo, "--max-queue-delay-ms", "5")
     yield srv
