@@ -85,16 +85,22 @@ def parse_url(url: str, allow_remote: bool) -> Endpoint:
     return Endpoint(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
 
 
-def _get_json(ep: Endpoint, path: str, timeout: float) -> tuple[int, dict]:
+def _once(ep: Endpoint, method: str, path: str, timeout: float, body: bytes | None = None,
+          headers: dict | None = None) -> tuple[http.client.HTTPResponse, bytes]:
+    """One request on its own connection, outside the load: any failure to reach the server ends the run."""
     conn = ep.connect(timeout)
     try:
-        conn.request("GET", ep.base + path)
+        conn.request(method, ep.base + path, body, headers or {})
         r = conn.getresponse()
-        body = r.read()
+        return r, r.read()
     except OSError as err:
-        raise BenchError(f"cannot reach {ep.scheme}://{ep.host}:{ep.port}{ep.base}: {err}") from None
+        raise BenchError(f"cannot reach {ep.scheme}://{ep.host}:{ep.port}{ep.base} ({method} {path}): {err}") from None
     finally:
         conn.close()
+
+
+def _get_json(ep: Endpoint, path: str, timeout: float) -> tuple[int, dict]:
+    r, body = _once(ep, "GET", path, timeout)
     try:
         return r.status, json.loads(body) if body else {}
     except ValueError:
@@ -178,16 +184,7 @@ def workload(cfg: HttpBench, meta: dict) -> Workload:
 
 def check_response(ep: Endpoint, work: Workload, meta: dict, cfg: HttpBench) -> None:
     """One request before the load: the server must answer it correctly, or measuring it is moot."""
-    conn = ep.connect(cfg.timeout_s)
-    body, headers = work.bodies[0]
-    try:
-        conn.request("POST", ep.base + work.method_path, body, headers)
-        r = conn.getresponse()
-        data = r.read()
-    except OSError as err:
-        raise BenchError(f"POST {work.method_path}: {err}") from None
-    finally:
-        conn.close()
+    r, data = _once(ep, "POST", work.method_path, cfg.timeout_s, *work.bodies[0])
     if r.status != 200:
         return  # counted by status during the run, like every other failure
     if work.method_path.endswith("/infer"):
