@@ -202,12 +202,6 @@ def _flops_per_image(model_dir: Path) -> int | None:
         return None
 
 
-def _inputs(model_dir: Path, batch: int) -> np.ndarray:
-    """Real held-out inputs (the golden set stored at export), repeated up to the batch size."""
-    golden = read_model_dir(model_dir).golden()["inputs"].astype(np.float32)
-    return np.ascontiguousarray(np.resize(golden, (batch, *golden.shape[1:])))
-
-
 def _baseline(cfg: RunnerBench, labels: list[str]) -> str:
     want = cfg.baseline or ("torch" if any(label.split(":")[0] == "torch" for label in labels) else labels[0])
     match = [label for label in labels if label == want] or [label for label in labels if label.split(":")[0] == want]
@@ -216,10 +210,11 @@ def _baseline(cfg: RunnerBench, labels: list[str]) -> str:
     return match[0]
 
 
-def _measure_batch(cfg: RunnerBench, cands: list[Candidate], runners: dict, base: str, batch: int,
-                   flops: int | None, gemm: dict) -> tuple[list[dict], dict]:
-    """One batch size: every candidate interleaved; rows of the report and the raw samples."""
-    x = _inputs(cands[0].model_dir, batch)
+def _measure_batch(cfg: RunnerBench, cands: list[Candidate], runners: dict, base: str, golden: np.ndarray,
+                   batch: int, flops: int | None, gemm: dict) -> tuple[list[dict], dict]:
+    """One batch size: every candidate interleaved on the golden inputs repeated up to `batch`; rows
+    of the report and the raw samples."""
+    x = np.ascontiguousarray(np.resize(golden, (batch, *golden.shape[1:])))
     outputs = {label: r.run(x) for label, r in runners.items()}
     timings: dict[str, list[dict]] = {label: [] for label in runners}
 
@@ -264,6 +259,7 @@ def run(target: str, cfg: RunnerBench, log=print) -> tuple[dict, dict]:
         per_backend = {"onnxruntime": {"spinning": False}, "torch": {"device": cfg.device}, "torch-compile": {"device": cfg.device}}
         runners = {c.label: get_runner(c.backend, c.model_dir, **options, **per_backend.get(c.backend, {})) for c in cands}
         flops = _flops_per_image(cands[0].model_dir)
+        golden = read_model_dir(cands[0].model_dir).golden()["inputs"].astype(np.float32)  # real held-out images
         gemm = {"cpu": gemm_rate()}
         for p in sorted({c.precision for c in cands if _on_gpu(c)}):
             gemm[f"cuda_{p}"] = gemm_rate_gpu("float16" if p == "fp16" else "float32")
@@ -271,7 +267,7 @@ def run(target: str, cfg: RunnerBench, log=print) -> tuple[dict, dict]:
         results, raw = [], {}
         for batch in cfg.batches:
             log(f"batch {batch}: {len(runners)} candidates interleaved …")
-            rows, samples = _measure_batch(cfg, cands, runners, base, batch, flops, gemm)
+            rows, samples = _measure_batch(cfg, cands, runners, base, golden, batch, flops, gemm)
             results += rows
             raw.update(samples)
         report = {"kind": "runners", "target": target, "model": src.name, "baseline": base,
