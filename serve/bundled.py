@@ -34,7 +34,7 @@ def bundled_repository() -> Path:
             current = False
         if current:
             return repo
-    cmd = [sys.executable, "-m", "prelu_deploy.main", "export", str(ckpt), "--name", NAME, "--repo", str(repo),
+    cmd = [sys.executable, "-m", "prelu_deploy.cli", "export", str(ckpt), "--name", NAME, "--repo", str(repo),
            "--prelu-mode", "leaky", "--force"]
     print(f"exporting the bundled digits model into {repo} (first use)", file=sys.stderr)
     if subprocess.run(cmd).returncode != 0:

@@ -9,8 +9,8 @@ from prelu_deploy.errors import PreluDeployError
 from prelu_deploy.manifest import MANIFEST, ModelDir, read_model_dir
 from prelu_deploy.models.preprocess import Preprocess
 from prelu_deploy.serve.batching import DynamicBatcher
-from prelu_deploy.serve.parity import compare
-from prelu_deploy.serve.runner import Runner, get_runner
+from prelu_deploy.runners.parity import compare
+from prelu_deploy.runners.runner import Runner, get_runner
 from prelu_deploy.serve.settings import Settings
 
 log = logging.getLogger("prelu_deploy.serve")

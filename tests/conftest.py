@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from prelu_deploy.export.model_dir import export_model_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "weights" / "digits_prelu.safetensors"
 
@@ -51,3 +53,12 @@ def cli():
         return proc
 
     return run
+
+
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory, shipped):
+    """A model repository holding the bundled digits model (leaky lowering) as `digits`; read-only for
+    the tests that share it (a module that needs another defines its own `repo`)."""
+    root = tmp_path_factory.mktemp("repo")
+    export_model_dir(shipped, "digits", root, mode="leaky")
+    return root

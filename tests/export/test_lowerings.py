@@ -13,7 +13,7 @@ from prelu_deploy.models import create_model, list_models
 from prelu_deploy.models.prelu import PReLU
 from prelu_deploy.models.report import reference_logits
 from prelu_deploy.plugins import channel_shared_prelu as csp
-from prelu_deploy.serve.parity import compare
+from prelu_deploy.runners.parity import compare
 
 from ..models.sizes import SMALL
 

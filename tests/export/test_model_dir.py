@@ -15,7 +15,7 @@ from prelu_deploy.manifest import read_model_dir
 from prelu_deploy.models import create_model, save_checkpoint
 from prelu_deploy.models.preprocess import Preprocess
 from prelu_deploy.models.registry import register_model
-from prelu_deploy.serve.runner import get_runner
+from prelu_deploy.runners.runner import get_runner
 
 
 @pytest.fixture(scope="module")

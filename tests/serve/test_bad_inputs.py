@@ -12,7 +12,7 @@ from PIL import Image
 from prelu_deploy.export.model_dir import export_model_dir
 from prelu_deploy.manifest import read_model_dir
 
-from .server import Server
+from ..server import Server
 
 INFER = "/v2/models/digits/infer"
 CLASSIFY = "/v1/models/digits/classify"

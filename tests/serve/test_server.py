@@ -14,9 +14,9 @@ from PIL import Image
 
 from prelu_deploy.export.model_dir import export_model_dir
 from prelu_deploy.models.data import load_digits
-from prelu_deploy.serve.runner import get_runner
+from prelu_deploy.runners.runner import get_runner
 
-from .server import Server
+from ..server import Server
 
 
 @pytest.fixture(scope="module")

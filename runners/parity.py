@@ -13,7 +13,7 @@ import numpy as np
 
 from prelu_deploy.errors import ModelDirError
 from prelu_deploy.manifest import read_model_dir
-from prelu_deploy.serve.runner import get_runner
+from prelu_deploy.runners.runner import get_runner
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def run_parity(model_dir: str | Path, backend: str = "onnxruntime", dataset: str
     from prelu_deploy.models.data import held_out
     from prelu_deploy.models.preprocess import Preprocess
     from prelu_deploy.models.report import negative_fractions, reference_logits
-    from prelu_deploy.serve.torch_runner import load_source_model
+    from prelu_deploy.runners.torch_runner import load_source_model
 
     md = read_model_dir(model_dir)
     if problems := md.verify():

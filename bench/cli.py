@@ -47,7 +47,7 @@ def _list(option: str, value: str, kind=str) -> list:
 
 def _out_dir(out: Path, plot: bool) -> Path:
     """Refuse before the run, not after it: an unwritable report folder, or --plot without matplotlib."""
-    from prelu_deploy.serve.bench_report import check_plotting
+    from prelu_deploy.bench.report import check_plotting
 
     existing = next(p for p in [out, *out.absolute().parents] if p.exists())  # made when the reports are written
     if not existing.is_dir() or not os.access(existing, os.W_OK):
@@ -58,7 +58,7 @@ def _out_dir(out: Path, plot: bool) -> Path:
 
 
 def _finish(report: dict, raw: dict, out: Path, plot: bool, as_json: bool, table: Table) -> None:
-    from prelu_deploy.serve.bench_report import environment, write
+    from prelu_deploy.bench.report import environment, write
 
     report.update(environment())
     paths = write(report, raw, out, plot)
@@ -99,7 +99,7 @@ def runners(
 ) -> None:
     """Backends × PReLU lowerings × batch sizes, interleaved in one process: latency percentiles,
     throughput, speed-ups against a baseline, output agreement, and a roofline against a dense GEMM."""
-    from prelu_deploy.serve import bench_runners
+    from prelu_deploy.bench import runners as bench_runners
 
     cfg = bench_runners.RunnerBench(
         backends=_list("--backend", backend), lowerings=_list("--prelu-mode", prelu_mode) if prelu_mode else None,
@@ -139,7 +139,7 @@ def http(
 ) -> None:
     """Drive an Open Inference Protocol v2 server at each concurrency level: p50/p90/p99 latency,
     throughput and errors by status code. Exits 8 if the server is unreachable or a level had no success."""
-    from prelu_deploy.serve import bench_http
+    from prelu_deploy.bench import http_load as bench_http
 
     cfg = bench_http.HttpBench(model=model, concurrency=tuple(_list("--concurrency", concurrency, int)), duration_s=duration,
                                warmup_s=warmup, max_requests=max_requests, batch=batch, data=data, encoding=encoding,

@@ -6,7 +6,7 @@ import numpy as np
 
 from prelu_deploy.errors import PreluDeployError, UsageError
 from prelu_deploy.manifest import read_model_dir
-from prelu_deploy.serve.runner import TensorSpec
+from prelu_deploy.runners.runner import TensorSpec
 
 _DTYPES = {"tensor(float)": "FP32", "tensor(float16)": "FP16"}
 

@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from prelu_deploy.atomic import write_bytes
-from prelu_deploy.serve.bench import CV_HIGH
+from prelu_deploy.bench.timing import CV_HIGH
 
 PACKAGES = ("prelu-deploy", "numpy", "onnxruntime", "torch", "tensorrt", "tensorrt-rtx", "tensorrt-rtx-cu13", "cupy-cuda12x",
             "cupy-cuda13x", "fastapi", "uvicorn")

@@ -7,7 +7,7 @@ import numpy as np
 
 from prelu_deploy.errors import ModelDirError, PreluDeployError, UsageError
 from prelu_deploy.manifest import read_model_dir, sha256_file
-from prelu_deploy.serve.runner import TensorSpec
+from prelu_deploy.runners.runner import TensorSpec
 
 
 def load_source_model(model_dir, checkpoint: str | Path | None = None):

@@ -9,9 +9,10 @@ from rich.console import Console
 
 from prelu_deploy import __version__
 from prelu_deploy.errors import PreluDeployError
+from prelu_deploy.bench import cli as bench_cli
 from prelu_deploy.export import cli as export_cli
 from prelu_deploy.models import cli as models_cli
-from prelu_deploy.serve import bench_cli
+from prelu_deploy.runners import cli as runners_cli
 from prelu_deploy.serve import cli as serve_cli
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 models_cli.register(app)
 export_cli.register(app)
+runners_cli.register(app)
 serve_cli.register(app)
 bench_cli.register(app)
 
@@ -47,6 +49,3 @@ def main() -> None:
     except PreluDeployError as err:
         Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
-
-if __name__ == "__main__":
-    main()

@@ -31,10 +31,10 @@ class Runner(Protocol):
         ...
 
 
-_BACKENDS = {"onnxruntime": "prelu_deploy.serve.onnxruntime_runner:OnnxRuntimeRunner",
-             "tensorrt": "prelu_deploy.serve.tensorrt_runner:TensorRTRunner",
-             "torch": "prelu_deploy.serve.torch_runner:TorchRunner",
-             "torch-compile": "prelu_deploy.serve.torch_runner:CompiledTorchRunner"}
+_BACKENDS = {"onnxruntime": "prelu_deploy.runners.onnxruntime_runner:OnnxRuntimeRunner",
+             "tensorrt": "prelu_deploy.runners.tensorrt_runner:TensorRTRunner",
+             "torch": "prelu_deploy.runners.torch_runner:TorchRunner",
+             "torch-compile": "prelu_deploy.runners.torch_runner:CompiledTorchRunner"}
 
 
 def backends() -> list[str]:

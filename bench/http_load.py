@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from prelu_deploy.errors import BenchError, UsageError
-from prelu_deploy.serve.bench import CV_HIGH, summary
+from prelu_deploy.bench.timing import CV_HIGH, summary
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from prelu_deploy.export.model_dir import export_model_dir
-from prelu_deploy.serve.bench import interleaved, summary
+from prelu_deploy.bench.timing import interleaved, summary
 
 
 def test_summary_on_known_samples():
@@ -28,7 +28,7 @@ def test_summary_on_known_samples():
 
 def test_the_lowerings_are_exports():
     from prelu_deploy.export.lowering import LOWERINGS
-    from prelu_deploy.serve.bench_runners import LOWERINGS as BENCHED
+    from prelu_deploy.bench.runners import LOWERINGS as BENCHED
 
     assert BENCHED == LOWERINGS  # a copy, so that benchmarking a model directory needs no onnx import
 
@@ -164,7 +164,7 @@ def test_without_torch_the_torch_runner_says_how_to_get_it(digits_dir):
     import sys
 
     code = ("import sys; sys.modules['torch'] = None\n"  # as if not installed (a serve-only install)
-            "from prelu_deploy.serve.runner import get_runner\n"
+            "from prelu_deploy.runners.runner import get_runner\n"
             f"try:\n    get_runner('torch', {str(digits_dir)!r})\nexcept Exception as e:\n    print(type(e).__name__, e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert out.startswith("PreluDeployError the torch runners need torch: pip install 'prelu-deploy[export]'")

@@ -13,8 +13,8 @@ import numpy as np
 
 from prelu_deploy.errors import PreluDeployError, UsageError
 from prelu_deploy.manifest import ModelDir, read_model_dir
-from prelu_deploy.serve.bench import interleaved, summary
-from prelu_deploy.serve.runner import backends, get_runner
+from prelu_deploy.bench.timing import interleaved, summary
+from prelu_deploy.runners.runner import backends, get_runner
 
 LOWERINGS = ("native", "plugin", "leaky")  # as export.lowering.LOWERINGS, without importing onnx here
 PRECISIONS = ("fp32", "fp16")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prelu_deploy.serve.bench_http import stability
+from prelu_deploy.bench.http_load import stability
 
-from .server import Server, free_port
+from ..server import Server, free_port
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import numpy as np
 from prelu_deploy.errors import ModelDirError, PreluDeployError
 from prelu_deploy.manifest import read_model_dir
 from prelu_deploy.plugins.tensorrt_lib import load_tensorrt
-from prelu_deploy.serve.runner import TensorSpec
+from prelu_deploy.runners.runner import TensorSpec
 
 PLAN = "1/model.plan"
 

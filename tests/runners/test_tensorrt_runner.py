@@ -8,7 +8,7 @@ import pytest
 from prelu_deploy.errors import ModelDirError, PreluDeployError
 from prelu_deploy.export.lowering import LOWERINGS
 from prelu_deploy.export.model_dir import export_model_dir
-from prelu_deploy.serve.runner import get_runner
+from prelu_deploy.runners.runner import get_runner
 
 pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is in the trt extra (make test installs it)")
 from prelu_deploy.export.build import build_plan  # noqa: E402
@@ -64,7 +64,7 @@ def test_without_a_gpu_says_so(repo):
 @pytest.mark.parametrize("mode", LOWERINGS)
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_gpu_parity_of_every_lowering_and_precision(repo, mode, precision):
-    from prelu_deploy.serve.parity import compare
+    from prelu_deploy.runners.parity import compare
 
     runner = get_runner("tensorrt", repo / f"d_{mode}_{precision}_trt")
     golden = runner.model_dir.golden()

@@ -1,0 +1,60 @@
+"""`prelu-deploy parity`: a runner against PyTorch on the same inputs."""
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from prelu_deploy.errors import ParityError
+
+console = Console()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("parity")(parity)
+
+
+def parity(
+    model_dir: Path = typer.Argument(..., help="Model directory made by `prelu-deploy export`."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime | tensorrt (a <name>_trt entry, GPU) | torch"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="'digits' or an image folder (default: the checkpoint's)."),
+    n: int = typer.Option(256, "--n", min=0, help="Held-out images to compare, besides the golden inputs."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The source checkpoint, if it moved since export."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runner threads."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Max/mean abs error, max rel error, cosine, top-1/top-5 agreement and accuracies vs PyTorch
+    (float32 and float64); exits 7 when a tolerance is exceeded."""
+    from prelu_deploy.runners.parity import run_parity
+
+    report = run_parity(model_dir, backend, dataset, n, checkpoint, threads=threads)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print(report)
+    if not report["passed"]:
+        failures = [f for o in report["outputs"].values() for f in o["failures"]]
+        raise ParityError(f"{report['backend']} disagrees with PyTorch: " + "; ".join(failures))
+
+
+def _print(report: dict) -> None:
+    console.print(f"parity of [bold]{report['backend']}[/] on {report['model_dir']} (lowering {report['lowering']}): "
+                  f"{report['inputs']['held_out']} held-out + {report['inputs']['golden']} golden inputs", highlight=False)
+    neg = ", ".join(f"{k} {v:.0%}" for k, v in report["negative_fraction"].items())
+    console.print(f"negative pre-activations per PReLU layer: {neg or 'no PReLU layers'}", highlight=False)
+    for name, o in report["outputs"].items():
+        console.print(f"{name}, {o['precision']} tolerance: max abs ≤ {o['tolerance']['max_abs_of_scale']:g} × scale "
+                      f"{o['logit_scale']:.3g}; cosine ≥ {o['tolerance']['min_cosine']}; no top-1 flip where "
+                      f"PyTorch's margin > {o['tolerance']['margin_eps']:g} × scale", highlight=False, soft_wrap=True)
+        t = Table(show_header=False)
+        for key in ("max_abs", "mean_abs", "max_rel", "max_abs_vs_torch_fp32", "torch_fp32_noise", "min_cosine",
+                    "top1_agreement", "top1_flips", "top1_flips_beyond_margin", "top5_overlap"):
+            t.add_row(key + (" (vs float64)" if key in ("max_abs", "mean_abs", "max_rel") else ""),
+                      f"{o[key]:.9f}" if key == "min_cosine" else f"{o[key]:.3g}" if isinstance(o[key], float) else str(o[key]))
+        console.print(t)
+    if acc := report.get("accuracy"):
+        console.print(f"accuracy: runner {acc['runner']:.2%}, torch {acc['torch']:.2%}")
+    console.print("[bold green]PASS[/]" if report["passed"] else "[bold red]FAIL[/]")
