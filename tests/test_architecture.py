@@ -1,0 +1,70 @@
+"""The house's rules, checked: the import direction (import-linter's contracts in pyproject.toml) and
+small modules. import-linter reads the package from disk, folder by folder; the editable install maps
+several top-level folders onto `prelu_deploy`, so the test first lays them out as a wheel would."""
+
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_LINES = 300
+
+
+def _package_dirs() -> dict[str, Path]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return {pkg: ROOT / folder for pkg, folder in config["tool"]["setuptools"]["package-dir"].items()}
+
+
+@pytest.fixture(scope="module")
+def installed_layout(tmp_path_factory) -> Path:
+    """A folder holding `prelu_deploy/` exactly as `pip install .` would lay it out."""
+    site = tmp_path_factory.mktemp("site")
+    for pkg, folder in _package_dirs().items():
+        dest = site.joinpath(*pkg.split("."))
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in folder.glob("*.py"):
+            shutil.copyfile(f, dest / f.name)
+    return site
+
+
+def _lint(site: Path) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("lint-imports")
+    env = {"PYTHONPATH": str(site), "PATH": str(exe.parent)}
+    return subprocess.run([str(exe), "--config", str(ROOT / "pyproject.toml"), "--no-cache"], cwd=site,
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_import_contracts_are_kept(installed_layout):
+    proc = _lint(installed_layout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Contracts: 2 kept, 0 broken" in proc.stdout
+
+
+def test_an_upward_import_breaks_the_contract(installed_layout, tmp_path):
+    """The check can fail: models importing serve (upwards) is reported."""
+    site = tmp_path / "site"
+    shutil.copytree(installed_layout, site)
+    (site / "prelu_deploy" / "models" / "upward.py").write_text("from prelu_deploy.serve import settings  # noqa\n")
+    proc = _lint(site)
+    assert proc.returncode != 0
+    assert "prelu_deploy.models.upward -> prelu_deploy.serve.settings" in proc.stdout
+
+
+def test_every_folder_is_a_package_of_the_house():
+    """Every folder of Python code under the top-level folders is mapped in pyproject.toml (else a
+    wheel would lack it, and the contracts would not see it)."""
+    mapped = set(_package_dirs().values())
+    for folder in mapped:
+        for sub in folder.iterdir():
+            if sub.is_dir() and any(sub.glob("*.py")):
+                assert sub in mapped, f"{sub.relative_to(ROOT)} holds Python code but is not in package-dir"
+
+
+def test_no_module_exceeds_300_lines():
+    long = {str(f.relative_to(ROOT)): n for folder in set(_package_dirs().values()) for f in folder.glob("*.py")
+            if (n := len(f.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
