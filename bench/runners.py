@@ -12,12 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from prelu_deploy.errors import PreluDeployError, UsageError
-from prelu_deploy.manifest import ModelDir, read_model_dir
+from prelu_deploy.manifest import LOWERINGS, PRECISIONS, ModelEntry, read_entry
 from prelu_deploy.bench.timing import interleaved, summary
 from prelu_deploy.runners.runner import backends, get_runner
 
-LOWERINGS = ("native", "plugin", "leaky")  # as export.lowering.LOWERINGS, without importing onnx here
-PRECISIONS = ("fp32", "fp16")
 
 
 @dataclass
@@ -72,14 +70,13 @@ class Sources:
 
     def __init__(self, target: str, arch_kwargs: dict, seed: int, max_batch: int, workdir: Path):
         self.workdir, self.max_batch = workdir, max_batch
-        self.given: ModelDir | None = None
+        self.given: ModelEntry | None = None
         if Path(target).is_dir():
-            self.given = read_model_dir(target)
-            self.checkpoint = Path(self.given.manifest["source"]["checkpoint"])
-            self.name = self.given.manifest["source"]["arch"]
-            if max_batch > self.given.manifest["max_batch_size"]:
+            self.given = read_entry(target)
+            self.checkpoint, self.name = Path(self.given.source.checkpoint), self.given.source.arch
+            if max_batch > self.given.profile.max:
                 raise UsageError(f"--batch {max_batch} is over {target}'s max batch size "
-                                 f"{self.given.manifest['max_batch_size']} (export or build it with a larger --max-batch)")
+                                 f"{self.given.profile.max} (export or build it with a larger --max-batch)")
         else:
             self.checkpoint, self.name = self._from_architecture(target, arch_kwargs, seed), target
         self._onnx: dict[str, Path] = {}
@@ -99,11 +96,11 @@ class Sources:
 
     @property
     def own_lowering(self) -> str:
-        return self.given.manifest["prelu"]["lowering"] if self.given else "native"
+        return self.given.lowering if self.given else "native"
 
     def onnx(self, lowering: str) -> Path:
         g = self.given
-        if g and "tensorrt" not in g.manifest and g.manifest["prelu"]["lowering"] == lowering:
+        if g and not g.is_plan and g.lowering == lowering:
             return g.path
         if lowering not in self._onnx:
             from prelu_deploy.export.model_dir import export_model_dir
@@ -117,8 +114,7 @@ class Sources:
 
     def plan(self, lowering: str, precision: str) -> Path:
         g = self.given
-        trt = g.manifest.get("tensorrt") if g else None
-        if trt and (g.manifest["prelu"]["lowering"], trt["precision"]) == (lowering, precision):
+        if g and g.is_plan and (g.lowering, g.precision) == (lowering, precision):
             return g.path
         from prelu_deploy.export.build import build_plan
 
@@ -190,14 +186,14 @@ def _on_gpu(c: Candidate) -> bool:
 
 def _flops_per_image(model_dir: Path) -> int | None:
     """From the manifest (export records it); older directories: counted on the source checkpoint."""
-    md = read_model_dir(model_dir)
-    if flops := md.manifest.get("flops_per_image"):
+    md = read_entry(model_dir)
+    if flops := md.flops_per_image:
         return flops
     try:
         from prelu_deploy.models import load_checkpoint
         from prelu_deploy.models.report import flops_per_image
 
-        return flops_per_image(load_checkpoint(md.manifest["source"]["checkpoint"])[0], tuple(md.manifest["input"]["shape"][1:]))
+        return flops_per_image(load_checkpoint(md.source.checkpoint)[0], tuple(md.input.dims))
     except (ImportError, OSError, PreluDeployError):  # no torch here, or the checkpoint moved: roofline unknown
         return None
 
@@ -221,7 +217,7 @@ def _measure_batch(cfg: RunnerBench, cands: list[Candidate], runners: dict, base
     def call(label: str) -> None:
         r = runners[label]
         r.run(x)
-        if (t := getattr(r, "last_timings", None)) is not None:  # GPU runners: CUDA-event times of that call
+        if (t := r.timings()) is not None:  # GPU runners: CUDA-event times of that call
             timings[label].append(t)
 
     samples = interleaved({label: (lambda label=label: call(label)) for label in runners}, cfg.warmup, cfg.runs,
@@ -239,7 +235,7 @@ def _measure_batch(cfg: RunnerBench, cands: list[Candidate], runners: dict, base
             row["gemm_fraction"] = row["gflops"] / gemm[f"cuda_{c.precision}" if _on_gpu(c) else "cpu"]["gflops"]
         if timings[c.label]:
             row["gpu"] = {k: float(np.median([t[k] for t in timings[c.label]])) for k in timings[c.label][0]}
-            row["gpu"]["cuda_graphs"] = bool(getattr(runners[c.label], "cuda_graphs", False))
+            row["gpu"]["cuda_graphs"] = runners[c.label].cuda_graphs
         rows.append(row)
     return rows, {(batch, label): s for label, s in samples.items()}
 
@@ -259,17 +255,21 @@ def run(target: str, cfg: RunnerBench, log=print) -> tuple[dict, dict]:
         per_backend = {"onnxruntime": {"spinning": False}, "torch": {"device": cfg.device}, "torch-compile": {"device": cfg.device}}
         runners = {c.label: get_runner(c.backend, c.model_dir, **options, **per_backend.get(c.backend, {})) for c in cands}
         flops = _flops_per_image(cands[0].model_dir)
-        golden = read_model_dir(cands[0].model_dir).golden()["inputs"].astype(np.float32)  # real held-out images
+        golden = read_entry(cands[0].model_dir).golden_io()["inputs"].astype(np.float32)  # real held-out images
         gemm = {"cpu": gemm_rate()}
         for p in sorted({c.precision for c in cands if _on_gpu(c)}):
             gemm[f"cuda_{p}"] = gemm_rate_gpu("float16" if p == "fp16" else "float32")
         log(f"dense GEMM: {gemm['cpu']['gflops']:.1f} GFLOP/s on the CPU (n={gemm['cpu']['n']}, float32)")
         results, raw = [], {}
-        for batch in cfg.batches:
-            log(f"batch {batch}: {len(runners)} candidates interleaved …")
-            rows, samples = _measure_batch(cfg, cands, runners, base, golden, batch, flops, gemm)
-            results += rows
-            raw.update(samples)
+        try:
+            for batch in cfg.batches:
+                log(f"batch {batch}: {len(runners)} candidates interleaved …")
+                rows, samples = _measure_batch(cfg, cands, runners, base, golden, batch, flops, gemm)
+                results += rows
+                raw.update(samples)
+        finally:
+            for r in runners.values():
+                r.close()
         report = {"kind": "runners", "target": target, "model": src.name, "baseline": base,
                   "candidates": [c.label for c in cands], "flops_per_image": flops, "gemm": gemm,
                   "settings": asdict(cfg), "results": results,

@@ -1,26 +1,33 @@
-"""The model directory and its manifest: one format, read and written here, torch-free, so export
-writes it and the server reads it without either importing the other.
+"""The model entry: one typed object for a model directory, read and written here and nowhere else,
+torch-free, so export and build write it and the runners, parity, bench and the server read it
+without any of them knowing the manifest's keys. Laid out as a Triton model repository entry:
 
     <repo>/<name>/config.pbtxt     Triton's model config
-    <repo>/<name>/manifest.json    ours: labels, preprocessing, lowering, provenance, hashes, golden I/O
+    <repo>/<name>/manifest.json    ours: labels, preprocessing, lowering, provenance, hashes
     <repo>/<name>/golden.npz       golden inputs and their PyTorch logits (float32 and float64)
-    <repo>/<name>/1/model.onnx
+    <repo>/<name>/1/model.onnx     (platform onnxruntime_onnx) or 1/model.plan (tensorrt_plan)
+
+A malformed manifest is refused when read, with the field named.
 """
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 
+from prelu_deploy.atomic import write_bytes
 from prelu_deploy.errors import ModelDirError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 CONFIG = "config.pbtxt"
 GOLDEN = "golden.npz"
-ONNX = "1/model.onnx"
+ONNX, PLAN = "1/model.onnx", "1/model.plan"
+PLATFORMS = {"onnxruntime_onnx": ONNX, "tensorrt_plan": PLAN}  # Triton's platform names → the artifact
+LOWERINGS = ("native", "plugin", "leaky")  # of channel-shared PReLU (DESIGN.md)
+PRECISIONS = ("fp32", "fp16")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -31,53 +38,231 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-@dataclass
-class ModelDir:
-    path: Path
-    manifest: dict
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]  # -1 for the batch dimension
+    datatype: str = "FP32"  # Open Inference Protocol name
 
     @property
-    def name(self) -> str:
-        return self.manifest["name"]
+    def dims(self) -> list[int]:
+        """The shape without the batch dimension."""
+        return list(self.shape[1:])
+
+
+@dataclass(frozen=True)
+class BatchProfile:
+    """The batch sizes a runner accepts: TensorRT's optimisation profile, or 1..max_batch_size."""
+    min: int
+    opt: int
+    max: int
+
+
+@dataclass(frozen=True)
+class Source:
+    """Provenance: the checkpoint the entry was exported from."""
+    checkpoint: str
+    sha256: str
+    arch: str
+    kwargs: dict = field(default_factory=dict)
+    metrics: dict | None = None
 
     @property
-    def onnx_path(self) -> Path:
-        return self.path / ONNX
+    def dataset(self) -> str | None:
+        return (self.metrics or {}).get("dataset")
+
+
+@dataclass(frozen=True)
+class TensorRT:
+    """How a plan was built (the `tensorrt` section of a plan entry)."""
+    flavour: str  # tensorrt | tensorrt_rtx
+    version: str
+    precision: str
+    profile: BatchProfile
+    target_compute_capabilities: list[str]
+    fp16_conversion: str | None = None
+    workspace_mb: int | None = None
+    timing_cache: str | None = None
+    timing_cache_written: bool = False
+    build_seconds: float | None = None
+    network_layers: list[dict] = field(default_factory=list)
+    plugin: dict | None = None  # {"name", "version", "namespace", "path"} for the plugin lowering
 
     @property
-    def labels(self) -> list[str] | None:
-        return self.manifest.get("labels")
+    def uses_registered_plugin(self) -> bool:
+        return bool(self.plugin) and self.plugin["path"].startswith("registered")
 
-    def golden(self) -> dict[str, np.ndarray]:
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    platform: str  # onnxruntime_onnx | tensorrt_plan
+    input: TensorSpec
+    output: TensorSpec
+    max_batch_size: int
+    lowering: str
+    prelu_layers: list[dict]
+    source: Source
+    preprocess: dict | None  # the checkpoint's preprocessing record (models.preprocess reads it)
+    labels: list[str] | None = None
+    golden: dict = field(default_factory=dict)  # {"count", "sources", "negative_fraction"}
+    versions: dict = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)  # relative path → sha256
+    created: str | None = None
+    opset: int | None = None
+    flops_per_image: int | None = None
+    onnx_source: str | None = None  # a plan entry: the ONNX graph it was built from
+    tensorrt: TensorRT | None = None
+    path: Path = Path(".")  # where it was read from (not stored)
+
+    @property
+    def is_plan(self) -> bool:
+        return self.platform == "tensorrt_plan"
+
+    @property
+    def artifact(self) -> Path:
+        """The model file a runner loads: 1/model.onnx or 1/model.plan."""
+        return self.path / PLATFORMS[self.platform]
+
+    @property
+    def precision(self) -> str:
+        """The precision the artifact computes in: what parity tolerances apply."""
+        return self.tensorrt.precision if self.tensorrt else "fp32"
+
+    @property
+    def profile(self) -> BatchProfile:
+        if self.tensorrt:
+            return self.tensorrt.profile
+        return BatchProfile(1, min(8, self.max_batch_size), self.max_batch_size)
+
+    def golden_io(self) -> dict[str, np.ndarray]:
         """{"inputs", "logits", "logits_fp64"} as stored at export."""
-        with np.load(self.path / GOLDEN) as z:
-            return {k: z[k] for k in z.files}
+        try:
+            with np.load(self.path / GOLDEN) as z:
+                return {k: z[k] for k in ("inputs", "logits", "logits_fp64")}
+        except (OSError, ValueError, KeyError) as err:
+            raise ModelDirError(f"{self.path / GOLDEN}: unreadable golden I/O ({err})") from None
 
     def verify(self) -> list[str]:
         """Problems with the artifacts: missing files, sha256 that differ from the manifest."""
         problems = []
-        for rel, expected in self.manifest["artifacts"].items():
+        for rel, expected in self.artifacts.items():
             f = self.path / rel
             if not f.is_file():
                 problems.append(f"{rel} is missing")
             elif sha256_file(f) != expected:
                 problems.append(f"{rel} sha256 differs from the manifest (file changed after export)")
+        if PLATFORMS[self.platform] not in self.artifacts:
+            problems.append(f"the manifest lists no {PLATFORMS[self.platform]} for platform {self.platform}")
         return problems
 
+    def verified(self) -> "ModelEntry":
+        """This entry, or ModelDirError naming every artifact that does not match."""
+        if problems := self.verify():
+            raise ModelDirError(f"{self.path}: " + "; ".join(problems))
+        return self
 
-def read_model_dir(path: str | Path) -> ModelDir:
+    def write(self, folder: Path) -> "ModelEntry":
+        """Hash the artifacts present in `folder` and write manifest.json there (atomically)."""
+        present = [rel for rel in (PLATFORMS[self.platform], GOLDEN, CONFIG) if (folder / rel).is_file()]
+        entry = replace(self, artifacts={rel: sha256_file(folder / rel) for rel in present}, path=folder)
+        write_bytes(folder / MANIFEST, (json.dumps(entry.to_dict(), indent=2) + "\n").encode())
+        return entry
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("path", "lowering", "prelu_layers")}
+        d = json.loads(json.dumps({k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in d.items()},
+                                  default=list))
+        d["prelu"] = {"lowering": self.lowering, "layers": self.prelu_layers}
+        if self.onnx_source is None:
+            d.pop("onnx_source")
+        if self.tensorrt is None:
+            d.pop("tensorrt")
+        return {"format_version": FORMAT_VERSION, **d}
+
+
+class _Reader:
+    """Typed reads of the manifest's fields; a wrong or missing one is a ModelDirError that names it."""
+
+    def __init__(self, where: Path):
+        self.where = where
+
+    def get(self, d, key: str, kind, path: str, optional: bool = False):
+        if not isinstance(d, dict):
+            raise ModelDirError(f"{self.where}: manifest field {path.rpartition('.')[0] or 'top level'} must be an object")
+        value = d.get(key)
+        if value is None and optional:
+            return None
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if not ok:
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            state = "is missing" if key not in d else f"is {type(value).__name__}, not {names}"
+            raise ModelDirError(f"{self.where}: manifest field {path!r} {state}")
+        return value
+
+    def tensor(self, d, key: str) -> TensorSpec:
+        t = self.get(d, key, dict, key)
+        shape = self.get(t, "shape", list, f"{key}.shape")
+        if len(shape) < 2 or shape[0] != -1 or not all(isinstance(s, int) and s > 0 for s in shape[1:]):
+            raise ModelDirError(f"{self.where}: manifest field '{key}.shape' must be [-1, positive dims…], not {shape}")
+        return TensorSpec(self.get(t, "name", str, f"{key}.name"), tuple(shape), self.get(t, "datatype", str, f"{key}.datatype"))
+
+    def profile(self, d, path: str) -> BatchProfile:
+        p = BatchProfile(*(self.get(d, k, int, f"{path}.{k}") for k in ("min", "opt", "max")))
+        if not 1 <= p.min <= p.opt <= p.max:
+            raise ModelDirError(f"{self.where}: manifest field {path!r} must satisfy 1 ≤ min ≤ opt ≤ max, not {p}")
+        return p
+
+
+def _entry(m: dict, path: Path, where: Path) -> ModelEntry:
+    r = _Reader(where)
+    prelu, src = r.get(m, "prelu", dict, "prelu"), r.get(m, "source", dict, "source")
+    lowering = r.get(prelu, "lowering", str, "prelu.lowering")
+    if lowering not in LOWERINGS:
+        raise ModelDirError(f"{where}: manifest field 'prelu.lowering' is {lowering!r}, not one of {', '.join(LOWERINGS)}")
+    max_batch = r.get(m, "max_batch_size", int, "max_batch_size")
+    if max_batch < 1:
+        raise ModelDirError(f"{where}: manifest field 'max_batch_size' must be ≥ 1, not {max_batch}")
+    artifacts = r.get(m, "artifacts", dict, "artifacts")
+    if not all(isinstance(v, str) for v in artifacts.values()):
+        raise ModelDirError(f"{where}: manifest field 'artifacts' must map paths to sha256 strings")
+    trt = None
+    if (t := r.get(m, "tensorrt", dict, "tensorrt", optional=True)) is not None:
+        precision = r.get(t, "precision", str, "tensorrt.precision")
+        if precision not in PRECISIONS:
+            raise ModelDirError(f"{where}: manifest field 'tensorrt.precision' is {precision!r}, not fp32 or fp16")
+        trt = TensorRT(
+            flavour=r.get(t, "flavour", str, "tensorrt.flavour"), version=r.get(t, "version", str, "tensorrt.version"),
+            precision=precision, profile=r.profile(r.get(t, "profile", dict, "tensorrt.profile"), "tensorrt.profile"),
+            target_compute_capabilities=r.get(t, "target_compute_capabilities", list, "tensorrt.target_compute_capabilities"),
+            fp16_conversion=t.get("fp16_conversion"), workspace_mb=t.get("workspace_mb"), timing_cache=t.get("timing_cache"),
+            timing_cache_written=bool(t.get("timing_cache_written")), build_seconds=t.get("build_seconds"),
+            network_layers=t.get("network_layers") or [], plugin=r.get(t, "plugin", dict, "tensorrt.plugin", optional=True))
+    return ModelEntry(
+        name=r.get(m, "name", str, "name"), platform="tensorrt_plan" if trt else "onnxruntime_onnx",
+        input=r.tensor(m, "input"), output=r.tensor(m, "output"), max_batch_size=max_batch, lowering=lowering,
+        prelu_layers=r.get(prelu, "layers", list, "prelu.layers"),
+        source=Source(r.get(src, "checkpoint", str, "source.checkpoint"), r.get(src, "sha256", str, "source.sha256"),
+                      r.get(src, "arch", str, "source.arch"), r.get(src, "kwargs", dict, "source.kwargs", optional=True) or {},
+                      r.get(src, "metrics", dict, "source.metrics", optional=True)),
+        preprocess=r.get(m, "preprocess", dict, "preprocess", optional=True),
+        labels=r.get(m, "labels", list, "labels", optional=True), golden=r.get(m, "golden", dict, "golden", optional=True) or {},
+        versions=r.get(m, "versions", dict, "versions", optional=True) or {}, artifacts=artifacts,
+        created=m.get("created"), opset=m.get("opset"), flops_per_image=r.get(m, "flops_per_image", int, "flops_per_image", optional=True),
+        onnx_source=m.get("onnx_source"), tensorrt=trt, path=path)
+
+
+def read_entry(path: str | Path) -> ModelEntry:
+    """The model entry at `path`; ModelDirError (exit 6) naming the field when the manifest is malformed."""
     path = Path(path)
     mf = path / MANIFEST
     if not mf.is_file():
         raise ModelDirError(f"{path}: not a model directory (no {MANIFEST}); make one with `prelu-deploy export`")
     try:
         manifest = json.loads(mf.read_text())
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, RecursionError) as err:
         raise ModelDirError(f"{mf}: unreadable manifest ({err})") from None
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if version != FORMAT_VERSION:
         raise ModelDirError(f"{mf}: unsupported manifest format version {version!r} (this prelu-deploy reads {FORMAT_VERSION})")
-    missing = [k for k in ("name", "artifacts", "input", "output", "preprocess") if k not in manifest]
-    if missing:
-        raise ModelDirError(f"{mf}: manifest lacks {', '.join(missing)}")
-    return ModelDir(path, manifest)
+    return _entry(manifest, path, mf)

@@ -10,22 +10,19 @@ TensorRT-RTX networks are strongly typed and take no precision flags: for fp16 t
 is converted first (onnxconverter-common, inputs and outputs kept fp32), and the manifest says so.
 """
 
-import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
 
 from prelu_deploy.atomic import check_destination, staged_dir, write_bytes
-from prelu_deploy.errors import ExportError, ModelDirError, UsageError
+from prelu_deploy.errors import ExportError, UsageError
 from prelu_deploy.export.triton import config_pbtxt
-from prelu_deploy.manifest import CONFIG, GOLDEN, MANIFEST, read_model_dir, sha256_file
+from prelu_deploy.manifest import CONFIG, GOLDEN, PLAN, PRECISIONS, BatchProfile, TensorRT, read_entry
 from prelu_deploy.plugins import channel_shared_prelu as csp
 from prelu_deploy.plugins.tensorrt_lib import load_tensorrt
-
-PLAN = "1/model.plan"
-PRECISIONS = ("fp32", "fp16")
 
 
 def _fp16(graph: onnx.ModelProto) -> onnx.ModelProto:
@@ -59,23 +56,23 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
                max_batch: int | None = None, workspace_mb: int | None = None, timing_cache: str | Path | None = None,
                target_cc: list[str] | None = None, force: bool = False, dest: str | Path | None = None) -> Path:
     """Build the plan of a model directory into its sibling `<name>_trt/` entry (or `dest`); returns that entry."""
-    md = read_model_dir(model_dir)
-    if problems := md.verify():
-        raise ModelDirError(f"{md.path}: " + "; ".join(problems))
+    md = read_entry(model_dir).verified()
+    if md.is_plan:
+        raise UsageError(f"{md.path} is already a TensorRT plan entry; build from the ONNX entry it came from ({md.onnx_source})")
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose fp32 or fp16")
-    max_batch = max_batch or md.manifest["max_batch_size"]
+    max_batch = max_batch or md.max_batch_size
     opt_batch = opt_batch or min(8, max_batch)
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise UsageError(f"batch profile must satisfy 1 ≤ min ≤ opt ≤ max, not {min_batch}/{opt_batch}/{max_batch}")
     dest = Path(dest) if dest else md.path.parent / f"{md.name}_trt"
     check_destination(dest, force, ExportError)
     trt, flavour = load_tensorrt()
-    graph = onnx.load(md.onnx_path)
+    graph = onnx.load(md.artifact)
     conversion = None
     if precision == "fp16" and flavour == "tensorrt_rtx":
         graph, conversion = _fp16(graph), "onnxconverter-common float16 (inputs/outputs kept fp32); TensorRT-RTX is strongly typed"
-    lowering = md.manifest["prelu"]["lowering"]
+    lowering = md.lowering
     # TensorRT ≥ 10.7's parser prefers a registered plugin over the function body. Not on TensorRT-RTX:
     # it has no plugin layers, and a registered creator makes its parser abort the process on a custom
     # node without a body (seen with 1.7.1).
@@ -96,10 +93,9 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
         old = Path(timing_cache).read_bytes() if Path(timing_cache).exists() else b""
         config.set_timing_cache(config.create_timing_cache(old), ignore_mismatch=False)
     targets = _compute_capabilities(trt, config, target_cc or [])
-    inp = md.manifest["input"]
-    dims = inp["shape"][1:]
+    inp, dims = md.input, md.input.dims
     profile = builder.create_optimization_profile()
-    profile.set_shape(inp["name"], (min_batch, *dims), (opt_batch, *dims), (max_batch, *dims))
+    profile.set_shape(inp.name, (min_batch, *dims), (opt_batch, *dims), (max_batch, *dims))
     config.add_optimization_profile(profile)
     layers = [{"name": network.get_layer(i).name, "type": str(network.get_layer(i).type).split(".")[-1]}
               for i in range(network.num_layers)]
@@ -115,26 +111,24 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
             write_bytes(timing_cache, data)
             cache_written = True
     uses_plugin = any(layer["type"].startswith("PLUGIN") for layer in layers)
-    section = {
-        "flavour": flavour, "version": trt.__version__, "precision": precision, "fp16_conversion": conversion,
-        "profile": {"min": min_batch, "opt": opt_batch, "max": max_batch}, "target_compute_capabilities": targets,
-        "workspace_mb": workspace_mb, "timing_cache": str(timing_cache) if use_cache else
+    section = TensorRT(
+        flavour=flavour, version=trt.__version__, precision=precision, fp16_conversion=conversion,
+        profile=BatchProfile(min_batch, opt_batch, max_batch), target_compute_capabilities=targets,
+        workspace_mb=workspace_mb, timing_cache=str(timing_cache) if use_cache else
         ("ignored: timing caches are no-ops in TensorRT-RTX" if timing_cache else None),
-        "timing_cache_written": cache_written, "build_seconds": round(seconds, 3), "network_layers": layers,
-        "plugin": ({"name": csp.OP_TYPE, "version": str(csp.VERSION), "namespace": csp.DOMAIN,
-                    "path": "registered TensorRT plugin" if uses_plugin else
-                    "ONNX function body (" + ("TensorRT-RTX has no plugin layers, so no plugin was registered)"
-                                              if flavour == "tensorrt_rtx" else "the parser did not take the registered plugin)")}
-                   if lowering == "plugin" else None),
-    }
+        timing_cache_written=cache_written, build_seconds=round(seconds, 3), network_layers=layers,
+        plugin=({"name": csp.OP_TYPE, "version": str(csp.VERSION), "namespace": csp.DOMAIN,
+                 "path": "registered TensorRT plugin" if uses_plugin else
+                 "ONNX function body (" + ("TensorRT-RTX has no plugin layers, so no plugin was registered)"
+                                           if flavour == "tensorrt_rtx" else "the parser did not take the registered plugin)")}
+                if lowering == "plugin" else None),
+    )
     with staged_dir(dest) as tmp:
         (tmp / "1").mkdir()
         (tmp / PLAN).write_bytes(bytes(plan))
         shutil.copyfile(md.path / GOLDEN, tmp / GOLDEN)
-        (tmp / CONFIG).write_text(config_pbtxt(dest.name, "plan", max_batch, [(inp["name"], dims)],
-                                               [(md.manifest["output"]["name"], md.manifest["output"]["shape"][1:])]))
-        manifest = {**md.manifest, "name": dest.name, "onnx_source": str(md.onnx_path), "tensorrt": section,
-                    "max_batch_size": max_batch,
-                    "artifacts": {rel: sha256_file(tmp / rel) for rel in (PLAN, GOLDEN, CONFIG)}}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        (tmp / CONFIG).write_text(config_pbtxt(dest.name, "plan", max_batch, [(inp.name, dims)],
+                                               [(md.output.name, md.output.dims)]))
+        replace(md, name=dest.name, platform="tensorrt_plan", onnx_source=str(md.artifact), tensorrt=section,
+                max_batch_size=max_batch).write(tmp)
     return dest

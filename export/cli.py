@@ -25,13 +25,13 @@ def export(
 ) -> None:
     """Export a checkpoint to <repo>/<name>/: ONNX graph, manifest with golden I/O, Triton config."""
     from prelu_deploy.export.model_dir import export_model_dir
-    from prelu_deploy.manifest import read_model_dir
+    from prelu_deploy.manifest import read_entry
 
     dest = export_model_dir(ckpt, name, repo, prelu_mode, opset, max_batch, force)
-    m = read_model_dir(dest).manifest
-    shared = sum(layer["shared"] for layer in m["prelu"]["layers"])
-    console.print(f"exported {m['source']['arch']} → [bold]{dest}[/] (lowering {prelu_mode}: {shared} channel-shared "
-                  f"of {len(m['prelu']['layers'])} PReLU layers, {m['golden']['count']} golden inputs)", highlight=False)
+    e = read_entry(dest)
+    shared = sum(layer["shared"] for layer in e.prelu_layers)
+    console.print(f"exported {e.source.arch} → [bold]{dest}[/] (lowering {prelu_mode}: {shared} channel-shared "
+                  f"of {len(e.prelu_layers)} PReLU layers, {e.golden['count']} golden inputs)", highlight=False)
 
 
 def build(
@@ -47,12 +47,12 @@ def build(
 ) -> None:
     """Build a TensorRT plan from the model directory's ONNX graph into a sibling <name>_trt/ entry."""
     from prelu_deploy.export.build import build_plan
-    from prelu_deploy.manifest import read_model_dir
+    from prelu_deploy.manifest import read_entry
 
     dest = build_plan(model_dir, precision, min_batch, opt_batch, max_batch, workspace, timing_cache, target_cc, force)
-    t = read_model_dir(dest).manifest["tensorrt"]
-    plugin = f"; ChannelSharedPReLU via {t['plugin']['path']}" if t["plugin"] else ""
-    console.print(f"built {t['flavour']} {t['version']} {t['precision']} plan → [bold]{dest}[/] "
-                  f"(batch {t['profile']['min']}/{t['profile']['opt']}/{t['profile']['max']}, "
-                  f"targets {', '.join(t['target_compute_capabilities'])}, {t['build_seconds']:.2f} s{plugin})",
+    t = read_entry(dest).tensorrt
+    plugin = f"; ChannelSharedPReLU via {t.plugin['path']}" if t.plugin else ""
+    console.print(f"built {t.flavour} {t.version} {t.precision} plan → [bold]{dest}[/] "
+                  f"(batch {t.profile.min}/{t.profile.opt}/{t.profile.max}, "
+                  f"targets {', '.join(t.target_compute_capabilities)}, {t.build_seconds:.2f} s{plugin})",
                   highlight=False)

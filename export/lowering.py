@@ -11,9 +11,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from prelu_deploy.errors import UsageError
+from prelu_deploy.manifest import LOWERINGS  # noqa: F401 (export.lowering.LOWERINGS: the public name)
 from prelu_deploy.plugins import channel_shared_prelu as csp
-
-LOWERINGS = ("native", "plugin", "leaky")
 
 
 def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:

@@ -16,7 +16,7 @@ from prelu_deploy.export.golden import make_golden
 from prelu_deploy.export.lowering import LOWERINGS, lower, prelu_layers
 from prelu_deploy.export.onnx_export import DEFAULT_OPSET, INPUT, OUTPUT, check, to_onnx
 from prelu_deploy.export.triton import config_pbtxt
-from prelu_deploy.manifest import CONFIG, FORMAT_VERSION, GOLDEN, MANIFEST, ONNX, sha256_file
+from prelu_deploy.manifest import CONFIG, GOLDEN, ONNX, ModelEntry, Source, TensorSpec
 from prelu_deploy.models import load_checkpoint
 from prelu_deploy.models.report import flops_per_image
 
@@ -61,22 +61,18 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
         onnx.save(graph, tmp / ONNX)
         np.savez(tmp / GOLDEN, inputs=golden["inputs"], logits=golden["logits"], logits_fp64=golden["logits_fp64"])
         (tmp / CONFIG).write_text(config_pbtxt(name, "onnx", max_batch, [(INPUT, in_dims)], [(OUTPUT, [cfg.num_classes])]))
-        manifest = {
-            "format_version": FORMAT_VERSION, "name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "source": {"checkpoint": str(Path(checkpoint).resolve()), "sha256": meta.sha256, "arch": meta.arch,
-                       "kwargs": meta.kwargs, "metrics": meta.metrics},
-            "labels": meta.labels, "preprocess": preprocess,
-            "input": {"name": INPUT, "datatype": "FP32", "shape": [-1, *in_dims]},
-            "output": {"name": OUTPUT, "datatype": "FP32", "shape": [-1, cfg.num_classes]},
-            "max_batch_size": max_batch, "opset": opset,
-            "flops_per_image": flops_per_image(model, tuple(in_dims)),  # for the benchmark's roofline
-            "prelu": {"lowering": mode, "layers": [{**layer, "op": _op_after(layer, mode)} for layer in layers]},
-            "golden": {"file": GOLDEN, "count": len(golden["inputs"]), "sources": golden["sources"],
-                       "negative_fraction": golden["negative_fraction"]},
-            "versions": _versions(),
-            "artifacts": {rel: sha256_file(tmp / rel) for rel in (ONNX, GOLDEN, CONFIG)},
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        ModelEntry(
+            name=name, platform="onnxruntime_onnx", created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            source=Source(str(Path(checkpoint).resolve()), meta.sha256, meta.arch, meta.kwargs, meta.metrics),
+            labels=meta.labels, preprocess=preprocess,
+            input=TensorSpec(INPUT, (-1, *in_dims)), output=TensorSpec(OUTPUT, (-1, cfg.num_classes)),
+            max_batch_size=max_batch, opset=opset,
+            flops_per_image=flops_per_image(model, tuple(in_dims)),  # for the benchmark's roofline
+            lowering=mode, prelu_layers=[{**layer, "op": _op_after(layer, mode)} for layer in layers],
+            golden={"file": GOLDEN, "count": len(golden["inputs"]), "sources": golden["sources"],
+                    "negative_fraction": golden["negative_fraction"]},
+            versions=_versions(),
+        ).write(tmp)
     return dest
 
 

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
 
 def parity(
     model_dir: Path = typer.Argument(..., help="Model directory made by `prelu-deploy export`."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime | tensorrt (a <name>_trt entry, GPU) | torch"),
+    backend: str = typer.Option("auto", "--backend", help="auto (the entry's own: tensorrt for a <name>_trt plan entry, else onnxruntime) | onnxruntime | tensorrt (GPU) | torch"),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="'digits' or an image folder (default: the checkpoint's)."),
     n: int = typer.Option(256, "--n", min=0, help="Held-out images to compare, besides the golden inputs."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The source checkpoint, if it moved since export."),

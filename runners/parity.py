@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from prelu_deploy.errors import ModelDirError
-from prelu_deploy.manifest import read_model_dir
-from prelu_deploy.runners.runner import get_runner
+from prelu_deploy.manifest import read_entry
+from prelu_deploy.runners.runner import get_runner, run_batched
 
 
 @dataclass(frozen=True)
@@ -57,10 +56,11 @@ def compare(out: np.ndarray, ref32: np.ndarray, ref64: np.ndarray, precision: st
     return report
 
 
-def run_parity(model_dir: str | Path, backend: str = "onnxruntime", dataset: str | None = None, n: int = 256,
+def run_parity(model_dir: str | Path, backend: str | None = None, dataset: str | None = None, n: int = 256,
                checkpoint: str | Path | None = None, **runner_options) -> dict:
-    """Run the runner and the PyTorch reference on the same inputs: up to `n` held-out images plus
-    the manifest's golden inputs (crafted so every PReLU sees negative pre-activations)."""
+    """Run the runner (default: the one the entry's artifact runs on) and the PyTorch reference on the
+    same inputs: up to `n` held-out images plus the entry's golden inputs (crafted so every PReLU sees
+    negative pre-activations). Tolerances follow the entry's precision."""
     import torch
 
     from prelu_deploy.models.data import held_out
@@ -68,25 +68,24 @@ def run_parity(model_dir: str | Path, backend: str = "onnxruntime", dataset: str
     from prelu_deploy.models.report import negative_fractions, reference_logits
     from prelu_deploy.runners.torch_runner import load_source_model
 
-    md = read_model_dir(model_dir)
-    if problems := md.verify():
-        raise ModelDirError(f"{md.path}: " + "; ".join(problems))
-    model = load_source_model(md, checkpoint)
-    runner = get_runner(backend, md.path, **runner_options)
-    m = md.manifest
-    dataset = dataset or (m["source"].get("metrics") or {}).get("dataset")
-    golden = md.golden()["inputs"]
+    entry = read_entry(model_dir).verified()
+    runner = get_runner(backend, entry, **runner_options)
+    model = load_source_model(entry, checkpoint)
+    dataset = dataset or entry.source.dataset
+    golden = entry.golden_io()["inputs"]
     images, labels = np.zeros((0, *golden.shape[1:]), np.float32), None
-    if dataset and n > 0 and m.get("preprocess"):
-        images, labels = held_out(dataset, Preprocess.from_dict(m["preprocess"]), n)
+    if dataset and n > 0 and entry.preprocess:
+        images, labels = held_out(dataset, Preprocess.from_dict(entry.preprocess), n)
     inputs = np.concatenate([images, golden])
-    step = m.get("max_batch_size", 32)
-    out = np.concatenate([runner.run(inputs[i:i + step]) for i in range(0, len(inputs), step)])
+    try:
+        out = run_batched(runner, inputs)
+    finally:
+        runner.close()
     ref32, ref64 = reference_logits(model, inputs)
-    report = {"model_dir": str(md.path), "backend": backend, "lowering": m["prelu"]["lowering"],
+    report = {"model_dir": str(entry.path), "backend": runner.name, "lowering": entry.lowering,
               "dataset": dataset, "inputs": {"held_out": len(images), "golden": len(golden)},
               "negative_fraction": negative_fractions(model, torch.from_numpy(inputs)),
-              "outputs": {m["output"]["name"]: compare(out, ref32, ref64, precision=runner.precision)}}
+              "outputs": {entry.output.name: compare(out, ref32, ref64, precision=runner.precision)}}
     if labels is not None:
         k = len(images)
         report["accuracy"] = {"runner": float((out[:k].argmax(1) == labels).mean()),

@@ -1,4 +1,4 @@
-"""PyTorch runners on the checkpoint a model directory was exported from: eager (the reference) and
+"""PyTorch runners on the checkpoint a model entry was exported from: eager (the reference) and
 torch.compile."""
 
 from pathlib import Path
@@ -6,31 +6,30 @@ from pathlib import Path
 import numpy as np
 
 from prelu_deploy.errors import ModelDirError, PreluDeployError, UsageError
-from prelu_deploy.manifest import read_model_dir, sha256_file
-from prelu_deploy.runners.runner import TensorSpec
+from prelu_deploy.manifest import ModelEntry, sha256_file
+from prelu_deploy.runners.runner import BaseRunner
 
 
-def load_source_model(model_dir, checkpoint: str | Path | None = None):
-    """The PyTorch model a model directory came from; refuses a checkpoint whose sha256 differs."""
+def load_source_model(entry: ModelEntry, checkpoint: str | Path | None = None):
+    """The PyTorch model an entry came from; refuses a checkpoint whose sha256 differs."""
     from prelu_deploy.models import load_checkpoint
 
-    source = model_dir.manifest["source"]
-    path = Path(checkpoint or source["checkpoint"])
+    path = Path(checkpoint or entry.source.checkpoint)
     if not path.is_file():
-        raise ModelDirError(f"{model_dir.path}: its source checkpoint {path} is gone; pass --checkpoint PATH")
-    if sha256_file(path) != source["sha256"]:
-        raise ModelDirError(f"{path}: sha256 differs from the checkpoint {model_dir.name} was exported from")
+        raise ModelDirError(f"{entry.path}: its source checkpoint {path} is gone; pass --checkpoint PATH")
+    if sha256_file(path) != entry.source.sha256:
+        raise ModelDirError(f"{path}: sha256 differs from the checkpoint {entry.name} was exported from")
     return load_checkpoint(path)[0]
 
 
-class TorchRunner:
+class TorchRunner(BaseRunner):
     """Eager PyTorch on `device` ("cpu", "cuda", "cuda:1"); the reference of parity, a baseline of benchmarks."""
 
     name = "torch"
-    precision = "fp32"
 
-    def __init__(self, model_dir: str | Path, checkpoint: str | Path | None = None, threads: int | None = None,
+    def __init__(self, entry: ModelEntry, checkpoint: str | Path | None = None, threads: int | None = None,
                  device: str = "cpu"):
+        super().__init__(entry)
         try:
             import torch
         except ImportError:
@@ -42,27 +41,24 @@ class TorchRunner:
             raise UsageError(f"torch device {device!r} is not available here (torch {torch.__version__}, "
                              f"CUDA {'available' if torch.cuda.is_available() else 'not available'})")
         self.device = torch.device(device)
-        self.model_dir = read_model_dir(model_dir)
-        self.model = self._prepare(load_source_model(self.model_dir, checkpoint).eval().to(self.device))
-        m = self.model_dir.manifest
-        self._in = TensorSpec(m["input"]["name"], tuple(m["input"]["shape"]), "FP32")
-        self._out = TensorSpec(m["output"]["name"], tuple(m["output"]["shape"]), "FP32")
+        self.model = self._prepare(load_source_model(entry, checkpoint).eval().to(self.device))
+
+    @property
+    def precision(self) -> str:
+        return "fp32"  # the checkpoint itself, whatever the entry's artifact computes in
 
     def _prepare(self, model):
         return model
 
-    def inputs(self) -> list[TensorSpec]:
-        return [self._in]
-
-    def outputs(self) -> list[TensorSpec]:
-        return [self._out]
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+            x = torch.from_numpy(batch).to(self.device)
             return self.model(x).float().cpu().numpy()  # .cpu() waits for the GPU: the call's time is complete
+
+    def close(self) -> None:
+        self.model = None
 
 
 class CompiledTorchRunner(TorchRunner):

@@ -3,6 +3,7 @@ ready model, errors answered as {"error": "..."} with the status codes the proto
 
 import logging
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prelu_deploy import __version__
+from prelu_deploy.runners.runner import run_batched
 from prelu_deploy.serve.batching import DynamicBatcher
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.metrics import Metrics
@@ -77,14 +79,15 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
         app.state.models = models if models is not None else load_repository(settings.repo, settings)
         for served in app.state.models.values():
             if served.ready:
-                served.batcher = DynamicBatcher(served.runner.run, settings.max_batch_size,
+                served.batcher = DynamicBatcher([partial(run_batched, r) for r in served.runners], served.max_batch,
                                                 settings.max_queue_delay_ms / 1000, settings.max_queue,
-                                                settings.instances, metrics.batch_observer(served.name))
+                                                metrics.batch_observer(served.name))
                 served.batcher.start()
         yield
         for served in app.state.models.values():
             if served.batcher:
                 await served.batcher.stop()
+            served.close()
 
     app = FastAPI(title="prelu-deploy", version=__version__, lifespan=lifespan,
                   description="PReLU image classifiers over the Open Inference Protocol v2 and a classify endpoint.")

@@ -1,5 +1,6 @@
 """Dynamic batching: requests are gathered up to `max_batch` rows or `max_delay` seconds, run off the
-event loop in a thread, and each caller gets exactly its own rows back. The queue is bounded: when
+event loop, and each caller gets exactly its own rows back. One worker per runner instance, each with
+its own thread, so a runner (a TensorRT context and stream) is never used by two threads at once. The queue is bounded: when
 full, `submit` raises QueueFull at once (the HTTP layer answers 503 with Retry-After)."""
 
 import asyncio
@@ -23,23 +24,24 @@ class _Item:
 
 
 class DynamicBatcher:
-    def __init__(self, run: Callable[[np.ndarray], np.ndarray], max_batch: int, max_delay_s: float,
-                 max_queue: int, instances: int = 1, on_batch: Callable[[int, list[float], float], None] | None = None):
-        self.run, self.max_batch, self.max_delay_s, self.max_queue = run, max_batch, max_delay_s, max_queue
-        self.instances, self.on_batch = instances, on_batch  # on_batch(rows, queue seconds, compute seconds)
+    def __init__(self, runs: list[Callable[[np.ndarray], np.ndarray]], max_batch: int, max_delay_s: float,
+                 max_queue: int, on_batch: Callable[[int, list[float], float], None] | None = None):
+        self.runs, self.max_batch, self.max_delay_s, self.max_queue = runs, max_batch, max_delay_s, max_queue
+        self.on_batch = on_batch  # on_batch(rows, queue seconds, compute seconds)
         self.pending_rows = 0
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(instances, thread_name_prefix="runner")
+        self._executors = [ThreadPoolExecutor(1, thread_name_prefix=f"runner-{i}") for i in range(len(runs))]
         self._workers: list[asyncio.Task] = []
 
     def start(self) -> None:
-        self._workers = [asyncio.create_task(self._work()) for _ in range(self.instances)]
+        self._workers = [asyncio.create_task(self._work(run, ex)) for run, ex in zip(self.runs, self._executors)]
 
     async def stop(self) -> None:
         for w in self._workers:
             w.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
-        self._executor.shutdown(wait=True)
+        for ex in self._executors:
+            ex.shutdown(wait=True)
 
     async def submit(self, x: np.ndarray) -> np.ndarray:
         """The runner's output rows for `x`, computed in some batch with other callers' rows."""
@@ -53,7 +55,7 @@ class DynamicBatcher:
             self._queue.put_nowait(item)
         return np.concatenate(await asyncio.gather(*(i.future for i in items)))
 
-    async def _work(self) -> None:
+    async def _work(self, run: Callable[[np.ndarray], np.ndarray], executor: ThreadPoolExecutor) -> None:
         carry: _Item | None = None
         loop = asyncio.get_running_loop()
         while True:
@@ -74,7 +76,7 @@ class DynamicBatcher:
             self.pending_rows -= rows
             start = time.perf_counter()
             try:
-                out = await loop.run_in_executor(self._executor, self.run, np.concatenate([i.x for i in batch]))
+                out = await loop.run_in_executor(executor, run, np.concatenate([i.x for i in batch]))
             except Exception as err:  # the runner failed: every caller in the batch hears why
                 for item in batch:
                     if not item.future.done():

@@ -9,7 +9,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from prelu_deploy.errors import PreluDeployError
-from prelu_deploy.manifest import MANIFEST, read_model_dir, sha256_file
+from prelu_deploy.manifest import MANIFEST, read_entry, sha256_file
 
 NAME = "digits"
 
@@ -29,7 +29,7 @@ def bundled_repository() -> Path:
     entry = repo / NAME
     if (entry / MANIFEST).is_file():
         try:
-            current = read_model_dir(entry).manifest["source"]["sha256"] == sha256_file(ckpt)
+            current = read_entry(entry).source.sha256 == sha256_file(ckpt)
         except PreluDeployError:
             current = False
         if current:

@@ -18,7 +18,7 @@ def serve(
     max_batch_size: int = typer.Option(32, "--max-batch-size", min=1, help="Rows gathered into one runner call."),
     max_queue_delay_ms: float = typer.Option(2.0, "--max-queue-delay-ms", min=0.0, help="How long a request waits for company."),
     max_queue: int = typer.Option(512, "--max-queue", min=1, help="Queued rows per model before 503 + Retry-After."),
-    instances: int = typer.Option(1, "--instances", min=1, help="Concurrent runner calls per model."),
+    instances: int = typer.Option(1, "--instances", min=1, help="Runner instances per model (each its own session/engine and thread): concurrent runner calls."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runner threads."),
     max_images: int = typer.Option(64, "--max-images", min=1, help="Images in one classify request."),
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, help="Request body limit (413 beyond)."),

@@ -1,16 +1,16 @@
 """The model repository loader with its parity gate: a model is served only when its artifacts match
-the manifest's sha256 and its runner reproduces the manifest's golden PyTorch logits."""
+the manifest's sha256 and every runner instance reproduces the entry's golden PyTorch logits."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prelu_deploy.errors import PreluDeployError
-from prelu_deploy.manifest import MANIFEST, ModelDir, read_model_dir
+from prelu_deploy.manifest import MANIFEST, ModelEntry, read_entry
 from prelu_deploy.models.preprocess import Preprocess
-from prelu_deploy.serve.batching import DynamicBatcher
 from prelu_deploy.runners.parity import compare
-from prelu_deploy.runners.runner import Runner, get_runner
+from prelu_deploy.runners.runner import Runner, default_backend, get_runner, run_batched
+from prelu_deploy.serve.batching import DynamicBatcher
 from prelu_deploy.serve.settings import Settings
 
 log = logging.getLogger("prelu_deploy.serve")
@@ -21,38 +21,56 @@ class ServedModel:
     name: str
     path: Path
     backend: str
-    model_dir: ModelDir | None = None
-    runner: Runner | None = None
+    entry: ModelEntry | None = None
+    runners: list[Runner] = field(default_factory=list)  # one per instance: none is shared between threads
     batcher: DynamicBatcher | None = None
     preprocess: Preprocess | None = None
     reason: str | None = None  # why it is not ready
     parity: dict | None = None  # the gate's numbers
+    max_batch: int = 32  # rows in one runner call: --max-batch-size within what the entry accepts
 
     @property
     def ready(self) -> bool:
         return self.reason is None
 
+    def close(self) -> None:
+        for runner in self.runners:
+            runner.close()
+        self.runners = []
+
+
+def _gate(served: ServedModel, runner: Runner) -> None:
+    """The golden inputs through `runner` (in batches it accepts) against PyTorch's logits."""
+    golden = served.entry.golden_io()
+    report = compare(run_batched(runner, golden["inputs"]), golden["logits"], golden["logits_fp64"],
+                     precision=runner.precision)
+    served.parity = {k: report[k] for k in ("max_abs", "logit_scale", "min_cosine", "top1_agreement", "passed")}
+    if not report["passed"]:
+        served.reason = "parity gate: golden outputs disagree with PyTorch: " + "; ".join(report["failures"])
+
 
 def load_model(path: Path, settings: Settings) -> ServedModel:
     served = ServedModel(path.name, path, settings.backend)
     try:
-        md = served.model_dir = read_model_dir(path)
-        served.name = md.name
-        if served.backend == "auto":  # a plan entry runs on TensorRT, an ONNX entry on ONNX Runtime
-            served.backend = "tensorrt" if "tensorrt" in md.manifest else "onnxruntime"
-        if problems := md.verify():
+        entry = served.entry = read_entry(path)
+        served.name = entry.name
+        served.max_batch = min(settings.max_batch_size, entry.profile.max)
+        if served.backend == "auto":
+            served.backend = default_backend(entry)
+        if problems := entry.verify():
             served.reason = "; ".join(problems)
             return served
-        served.runner = get_runner(served.backend, path, threads=settings.threads)
-        served.preprocess = Preprocess.from_dict(md.manifest["preprocess"])
-        golden = md.golden()
-        report = compare(served.runner.run(golden["inputs"]), golden["logits"], golden["logits_fp64"],
-                         precision=served.runner.precision)
-        served.parity = {k: report[k] for k in ("max_abs", "logit_scale", "min_cosine", "top1_agreement", "passed")}
-        if not report["passed"]:
-            served.reason = "parity gate: golden outputs disagree with PyTorch: " + "; ".join(report["failures"])
-    except (PreluDeployError, ImportError, RuntimeError, ValueError, OSError, KeyError) as err:
+        if entry.preprocess:
+            served.preprocess = Preprocess.from_dict(entry.preprocess)
+        for _ in range(settings.instances):
+            served.runners.append(get_runner(served.backend, entry, threads=settings.threads))
+            _gate(served, served.runners[-1])
+            if not served.ready:
+                break
+    except (PreluDeployError, ImportError, RuntimeError, ValueError, OSError, KeyError, TypeError) as err:
         served.reason = f"cannot load: {err}"  # one broken model must not stop the others from serving
+    if not served.ready:
+        served.close()
     return served
 
 
@@ -65,8 +83,8 @@ def load_repository(repo: Path, settings: Settings) -> dict[str, ServedModel]:
         served = load_model(path, settings)
         models[served.name] = served
         if served.ready:
-            log.info("model %s: ready on %s (parity gate max abs %.2g of logit scale %.3g)", served.name,
-                     served.backend, served.parity["max_abs"], served.parity["logit_scale"])
+            log.info("model %s: ready on %s ×%d (parity gate max abs %.2g of logit scale %.3g)", served.name,
+                     served.backend, len(served.runners), served.parity["max_abs"], served.parity["logit_scale"])
         else:
             log.warning("model %s: NOT ready: %s", served.name, served.reason)
     if not models:

@@ -45,15 +45,19 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 async def classify(name: str, request: Request, models: Models, settings: SettingsDep,
                    top_k: int | None = Query(None, ge=1, le=1000)) -> dict:
     served = ready_model(any_model(name, models))
-    uploads = await _uploads(request, settings.max_images, settings.max_body_bytes)
     pre = served.preprocess
+    if pre is None:
+        raise ApiError(409, f"model {served.name!r} has no preprocessing record (its checkpoint was saved without one), so "
+                            f"it cannot classify images; send tensors to /v2/models/{served.name}/infer, or re-export a checkpoint "
+                            "saved with save_checkpoint(..., preprocess=Preprocess(...))")
+    uploads = await _uploads(request, settings.max_images, settings.max_body_bytes)
 
     def prepare() -> np.ndarray:  # decoding is CPU work: off the event loop
         return pre.to_tensor(np.stack([decode(data, f"image {fname!r}", pre, settings.max_pixels) for fname, data in uploads]))
 
     x = await run_in_threadpool(prepare)
     probs = _softmax((await submit(served, x)).astype(np.float64))
-    labels = served.model_dir.labels or [str(i) for i in range(probs.shape[1])]
+    labels = served.entry.labels or [str(i) for i in range(probs.shape[1])]
     k = min(top_k or settings.top_k, probs.shape[1])
     return {"model": served.name, "predictions": [
         {"filename": fname, "top_k": [{"label": labels[i], "index": int(i), "probability": float(p[i])}

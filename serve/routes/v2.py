@@ -1,5 +1,7 @@
 """Open Inference Protocol v2: health, server and model metadata, readiness, inference."""
 
+import logging
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -15,6 +17,7 @@ from prelu_deploy.serve.protocol import (
 )
 from prelu_deploy.serve.repository import ServedModel
 
+log = logging.getLogger("prelu_deploy.serve")
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
 
 
@@ -35,14 +38,15 @@ def server_metadata() -> dict:
 
 
 def _metadata(served: ServedModel) -> dict:
-    platform = "tensorrt_plan" if served.model_dir and "tensorrt" in served.model_dir.manifest else "onnxruntime_onnx"
-    meta = {"name": served.name, "versions": ["1"], "platform": platform, "backend": served.backend,
-            "ready": served.ready}
-    if served.model_dir:
-        m = served.model_dir.manifest
-        meta["inputs"] = [{"name": m["input"]["name"], "datatype": "FP32", "shape": m["input"]["shape"]}]
-        meta["outputs"] = [{"name": m["output"]["name"], "datatype": "FP32", "shape": m["output"]["shape"]}]
-        meta["labels"], meta["prelu_lowering"] = m.get("labels"), m["prelu"]["lowering"]
+    meta = {"name": served.name, "versions": ["1"], "backend": served.backend, "ready": served.ready}
+    if e := served.entry:
+        runner = served.runners[0] if served.runners else None  # what the runner reports, else what the entry says
+        ins, outs = (runner.inputs(), runner.outputs()) if runner else ([e.input], [e.output])
+        meta["platform"] = e.platform
+        meta["inputs"] = [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in ins]
+        meta["outputs"] = [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in outs]
+        meta.update(labels=e.labels, prelu_lowering=e.lowering, precision=e.precision, max_batch_size=served.max_batch,
+                    instances=len(served.runners))
     if served.reason:
         meta["reason"] = served.reason
     if served.parity:
@@ -68,21 +72,25 @@ def model_ready(served: AnyModel) -> JSONResponse:
 async def infer(request: Request, served: ReadyModel, settings: SettingsDep) -> Response:
     body = await read_body(request, settings.max_body_bytes)
     req, binary = parse_request(body, request.headers.get(HEADER_LENGTH))
-    m = served.model_dir.manifest
+    inp, outp = served.entry.input, served.entry.output
     if len(req["inputs"]) != 1:
-        raise ApiError(400, f"this model takes exactly one input ({m['input']['name']!r}), not {len(req['inputs'])}")
-    x, _ = decode_input(req["inputs"][0], binary, 0, m["input"]["name"], m["input"]["shape"][1:], settings.max_queue)
+        raise ApiError(400, f"this model takes exactly one input ({inp.name!r}), not {len(req['inputs'])}")
+    x, _ = decode_input(req["inputs"][0], binary, 0, inp.name, inp.dims, settings.max_queue)
     for out in req.get("outputs") or []:
-        if not isinstance(out, dict) or out.get("name") != m["output"]["name"]:
+        if not isinstance(out, dict) or out.get("name") != outp.name:
             raise ApiError(400, f"unknown output {out.get('name') if isinstance(out, dict) else out!r}; "
-                                f"this model gives {m['output']['name']!r}")
+                                f"this model gives {outp.name!r}")
     y = await submit(served, x)
-    content, headers = encode_response(served.name, req, m["output"]["name"], y)
+    content, headers = encode_response(served.name, req, outp.name, y)
     return Response(content, headers=headers)
 
 
 async def submit(served: ServedModel, x):
+    """The model's output rows for `x`; a full queue is a 503, a failing runner a JSON 500 that says why."""
     try:
         return await served.batcher.submit(x)
     except QueueFull as err:
         raise ApiError(503, f"model {served.name!r} is overloaded: {err}; retry shortly", {"Retry-After": "1"}) from None
+    except Exception as err:
+        log.error("model %s: the %s runner failed: %s: %s", served.name, served.backend, type(err).__name__, err)
+        raise ApiError(500, f"model {served.name!r}: the {served.backend} runner failed ({type(err).__name__}: {err})") from None

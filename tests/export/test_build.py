@@ -11,7 +11,7 @@ from prelu_deploy.errors import ExportError, ModelDirError, UsageError
 from prelu_deploy.export.build import build_plan
 from prelu_deploy.export.lowering import LOWERINGS
 from prelu_deploy.export.model_dir import export_model_dir
-from prelu_deploy.manifest import read_model_dir, sha256_file
+from prelu_deploy.manifest import BatchProfile, read_entry, sha256_file
 
 trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is in the trt extra (make test installs it)")
 
@@ -29,31 +29,33 @@ def repo(tmp_path_factory, shipped):
 def test_build_every_lowering_and_precision(repo, mode, precision):
     entry = build_plan(repo / f"d_{mode}", precision, min_batch=1, opt_batch=4, max_batch=16, force=True)
     assert entry.name == f"d_{mode}_trt"
-    md = read_model_dir(entry)
+    md = read_entry(entry)
     assert md.verify() == [] and (entry / "1" / "model.plan").stat().st_size > 10_000
-    t = md.manifest["tensorrt"]
-    assert (t["flavour"], t["version"], t["precision"]) == ("tensorrt_rtx", trt.__version__, precision)
-    assert t["profile"] == {"min": 1, "opt": 4, "max": 16} and md.manifest["max_batch_size"] == 16
-    assert (t["fp16_conversion"] is not None) == (precision == "fp16")
-    types = [layer["type"] for layer in t["network_layers"]]
+    assert md.is_plan and md.platform == "tensorrt_plan" and md.artifact == entry / "1" / "model.plan"
+    t = md.tensorrt
+    assert (t.flavour, t.version, t.precision, md.precision) == ("tensorrt_rtx", trt.__version__, precision, precision)
+    assert t.profile == md.profile == BatchProfile(1, 4, 16) and md.max_batch_size == 16
+    assert (t.fp16_conversion is not None) == (precision == "fp16")
+    types = [layer["type"] for layer in t.network_layers]
     if mode == "native":
         assert "PARAMETRIC_RELU" in types
     else:  # leaky, and plugin through its function body: activations, no PReLU layer left
         assert "PARAMETRIC_RELU" not in types and "ACTIVATION" in types
     if mode == "plugin":
-        assert t["plugin"]["namespace"] == "prelu_deploy" and "function body" in t["plugin"]["path"]
-        assert "TensorRT-RTX has no plugin layers, so no plugin was registered" in t["plugin"]["path"]
+        assert t.plugin["namespace"] == "prelu_deploy" and "function body" in t.plugin["path"]
+        assert "TensorRT-RTX has no plugin layers, so no plugin was registered" in t.plugin["path"]
+        assert not t.uses_registered_plugin
     else:
-        assert t["plugin"] is None
+        assert t.plugin is None
     cfg = text_format.Parse((entry / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
     assert (cfg.name, cfg.platform, cfg.max_batch_size) == (entry.name, "tensorrt_plan", 16)
 
 
 def test_target_compute_capabilities_and_timing_cache(repo, tmp_path):
     entry = build_plan(repo / "d_leaky", target_cc=["8.6", "12.0"], timing_cache=tmp_path / "cache.bin", force=True)
-    t = read_model_dir(entry).manifest["tensorrt"]
-    assert t["target_compute_capabilities"] == ["8.6", "12.0"]
-    assert t["timing_cache"].startswith("ignored") and not t["timing_cache_written"]  # RTX: no-ops
+    t = read_entry(entry).tensorrt
+    assert t.target_compute_capabilities == ["8.6", "12.0"]
+    assert t.timing_cache.startswith("ignored") and not t.timing_cache_written  # RTX: no-ops
     with pytest.raises(UsageError, match=r"--target-cc 9.9: not a target this TensorRT builds for \(it knows SM"):
         build_plan(repo / "d_leaky", target_cc=["9.9"], force=True)
 

@@ -11,7 +11,7 @@ from tritonclient.grpc import model_config_pb2
 
 from prelu_deploy.errors import CheckpointError, ExportError, ModelDirError, UsageError
 from prelu_deploy.export.model_dir import export_model_dir
-from prelu_deploy.manifest import read_model_dir
+from prelu_deploy.manifest import read_entry
 from prelu_deploy.models import create_model, save_checkpoint
 from prelu_deploy.models.preprocess import Preprocess
 from prelu_deploy.models.registry import register_model
@@ -44,15 +44,15 @@ def test_onnx_file(digits_dir):
 
 
 def test_manifest_and_golden(digits_dir, shipped):
-    md = read_model_dir(digits_dir)
-    m = md.manifest
-    assert md.verify() == []
+    md = read_entry(digits_dir)
+    m = json.loads((digits_dir / "manifest.json").read_text())  # the format on disk
+    assert md.verify() == [] and md.platform == "onnxruntime_onnx" and md.lowering == "plugin" and md.precision == "fp32"
     assert m["source"]["arch"] == "digits_prelu" and m["prelu"]["lowering"] == "plugin"
     assert all(layer["op"] == "prelu_deploy::ChannelSharedPReLU" for layer in m["prelu"]["layers"])
     assert set(m["versions"]) >= {"torch", "onnx", "onnxruntime"} and m["versions"]["torch"]
     assert m["golden"]["sources"] == ["held-out"] * 4 + ["crafted"] * 4
     assert all(0.05 < f < 0.95 for f in m["golden"]["negative_fraction"].values())  # every slope exercised
-    golden = md.golden()
+    golden = md.golden_io()
     out = get_runner("onnxruntime", digits_dir).run(golden["inputs"])
     np.testing.assert_allclose(out, golden["logits_fp64"], atol=1e-4 * np.abs(golden["logits_fp64"]).max())
 
@@ -64,23 +64,23 @@ def test_tampered_artifact_is_detected(digits_dir, tmp_path):
     shutil.copytree(digits_dir, copy)
     with open(copy / "1" / "model.onnx", "ab") as f:
         f.write(b"\0")
-    assert read_model_dir(copy).verify() == ["1/model.onnx sha256 differs from the manifest (file changed after export)"]
+    assert read_entry(copy).verify() == ["1/model.onnx sha256 differs from the manifest (file changed after export)"]
     (copy / "manifest.json").write_text("{")
     with pytest.raises(ModelDirError, match="unreadable manifest"):
-        read_model_dir(copy)
+        read_entry(copy)
     with pytest.raises(ModelDirError, match="not a model directory"):
-        read_model_dir(tmp_path)
+        read_entry(tmp_path)
 
 
 def test_model_a_with_spp_exports_and_matches(tmp_path):
     torch.manual_seed(0)
     model = create_model("model_a", width=0.05, input_size=64, num_classes=12)
     ckpt = save_checkpoint(model, tmp_path / "a.safetensors", preprocess=Preprocess((64, 64), 3, (0.5,) * 3, (0.25,) * 3))
-    md = read_model_dir(export_model_dir(ckpt, "model_a", tmp_path / "repo", mode="leaky"))
-    assert md.manifest["golden"]["sources"] == ["crafted"] * 4  # no dataset recorded: crafted inputs only
-    ops = {n.op_type for n in onnx.load(md.onnx_path).graph.node}
+    md = read_entry(export_model_dir(ckpt, "model_a", tmp_path / "repo", mode="leaky"))
+    assert md.golden["sources"] == ["crafted"] * 4  # no dataset recorded: crafted inputs only
+    ops = {n.op_type for n in onnx.load(md.artifact).graph.node}
     assert "MaxPool" in ops and "PRelu" in ops  # SPP as plain pooling; channel-wise PReLU kept
-    golden = md.golden()
+    golden = md.golden_io()
     out = get_runner("onnxruntime", md.path).run(golden["inputs"])
     assert np.abs(out - golden["logits_fp64"]).max() <= 1e-4 * np.abs(golden["logits_fp64"]).max()
 
@@ -88,9 +88,9 @@ def test_model_a_with_spp_exports_and_matches(tmp_path):
 def test_existing_directory_needs_force(digits_dir, shipped):
     with pytest.raises(UsageError, match="exists; pass --force"):
         export_model_dir(shipped, "digits", digits_dir.parent)
-    before = read_model_dir(digits_dir).manifest["created"]
+    before = read_entry(digits_dir).created
     replaced = export_model_dir(shipped, "digits", digits_dir.parent, mode="leaky", force=True)
-    assert read_model_dir(replaced).manifest["prelu"]["lowering"] == "leaky" and before
+    assert read_entry(replaced).lowering == "leaky" and before
     assert sorted(p.name for p in digits_dir.parent.iterdir()) == ["digits"]  # no staging folder left
 
 

@@ -5,7 +5,9 @@ import json
 import onnx
 import pytest
 
-from prelu_deploy.manifest import read_model_dir, sha256_file
+from prelu_deploy.manifest import read_entry, sha256_file
+
+from ..manifests import edit_manifest
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +31,12 @@ def test_export_then_parity_passes(cli, shipped, repo, mode):
 def test_parity_fails_on_a_wrong_graph(cli, shipped, repo):
     """A lowering bug (a wrong slope) with a consistent manifest: parity must catch it, exit 7."""
     cli("export", shipped, "--name", "broken", "--repo", repo, "--prelu-mode", "leaky")
-    md = read_model_dir(repo / "broken")
-    graph = onnx.load(md.onnx_path)
+    md = read_entry(repo / "broken")
+    graph = onnx.load(md.artifact)
     leaky = next(n for n in graph.graph.node if n.op_type == "LeakyRelu")
     leaky.attribute[0].f += 0.5
-    onnx.save(graph, md.onnx_path)
-    md.manifest["artifacts"]["1/model.onnx"] = sha256_file(md.onnx_path)
-    (md.path / "manifest.json").write_text(json.dumps(md.manifest))
+    onnx.save(graph, md.artifact)
+    edit_manifest(md.path, lambda m: m["artifacts"].update({"1/model.onnx": sha256_file(md.artifact)}))
     proc = cli("parity", md.path, check_rc=7)
     assert "onnxruntime disagrees with PyTorch: max abs error" in proc.stderr and "FAIL" in proc.stdout
 

@@ -67,7 +67,7 @@ def test_gpu_parity_of_every_lowering_and_precision(repo, mode, precision):
     from prelu_deploy.runners.parity import compare
 
     runner = get_runner("tensorrt", repo / f"d_{mode}_{precision}_trt")
-    golden = runner.model_dir.golden()
+    golden = runner.entry.golden_io()
     for n in (1, 7, 32):
         x = np.resize(golden["inputs"], (n, *golden["inputs"].shape[1:]))
         ref = np.resize(golden["logits_fp64"], (n, golden["logits_fp64"].shape[1]))

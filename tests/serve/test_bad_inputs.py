@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from prelu_deploy.export.model_dir import export_model_dir
-from prelu_deploy.manifest import read_model_dir
+from prelu_deploy.manifest import read_entry, sha256_file
 
+from ..manifests import edit_manifest
 from ..server import Server
 
 INFER = "/v2/models/digits/infer"
@@ -173,12 +174,10 @@ def test_parity_gate_keeps_a_tampered_or_wrong_model_not_ready(repo, tmp_path):
         f.write(b"\0")
     shutil.copytree(repo / "digits", bad / "wrong")
     md = _rename(bad / "wrong", "wrong")
-    golden = md.golden()
+    golden = md.golden_io()
     np.savez(bad / "wrong" / "golden.npz", inputs=golden["inputs"], logits=golden["logits"] + 1,
              logits_fp64=golden["logits_fp64"] + 1)
-    from prelu_deploy.manifest import sha256_file
-    md.manifest["artifacts"]["golden.npz"] = sha256_file(bad / "wrong" / "golden.npz")
-    (bad / "wrong" / "manifest.json").write_text(json.dumps(md.manifest))
+    edit_manifest(bad / "wrong", lambda m: m["artifacts"].update({"golden.npz": sha256_file(bad / "wrong" / "golden.npz")}))
     shutil.copytree(repo / "digits", bad / "good")
     _rename(bad / "good", "good")
     srv = Server(bad)
@@ -197,10 +196,8 @@ def test_parity_gate_keeps_a_tampered_or_wrong_model_not_ready(repo, tmp_path):
 
 
 def _rename(path, name):
-    md = read_model_dir(path)
-    md.manifest["name"] = name
-    (path / "manifest.json").write_text(json.dumps(md.manifest))
-    return read_model_dir(path)
+    edit_manifest(path, lambda m: m.update(name=name))
+    return read_entry(path)
 
 
 def test_chunked_body_over_the_limit_is_refused(server):

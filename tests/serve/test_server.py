@@ -55,7 +55,7 @@ def test_health_and_metadata(server):
 
 @pytest.mark.parametrize("binary", [False, True])
 def test_tritonclient_equals_the_runner(server, runner, digits, binary):
-    x = runner.model_dir.golden()["inputs"][:5]
+    x = runner.entry.golden_io()["inputs"][:5]
     client = httpclient.InferenceServerClient(url=server.url[len("http://"):])
     assert client.is_server_live() and client.is_model_ready("digits")
     assert client.get_model_metadata("digits")["inputs"][0]["name"] == "images"
@@ -94,7 +94,7 @@ def _infer_body(x: np.ndarray) -> dict:
 
 
 def test_64_concurrent_clients_get_their_own_rows(server, runner, digits):
-    pre = runner.model_dir.manifest["preprocess"]
+    pre = runner.entry.preprocess
     from prelu_deploy.models.preprocess import Preprocess
 
     x = Preprocess.from_dict(pre).to_tensor(digits.test.images[:64])
@@ -158,7 +158,7 @@ def test_torch_backend_serves_the_same_answers(repo, runner):
     try:
         status, meta = srv.json("GET", "/v2/models/digits")
         assert status == 200 and meta["backend"] == "torch" and meta["ready"]
-        x = runner.model_dir.golden()["inputs"][:3]
+        x = runner.entry.golden_io()["inputs"][:3]
         body = {"inputs": [{"name": "images", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
         status, out = srv.json("POST", "/v2/models/digits/infer", body)
         got = np.asarray(out["outputs"][0]["data"], np.float32).reshape(3, 10)
