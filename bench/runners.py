@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from prelu_deploy.bench.timing import interleaved, summary
 from prelu_deploy.errors import PreluDeployError, UsageError
 from prelu_deploy.manifest import LOWERINGS, PRECISIONS, ModelEntry, read_entry
-from prelu_deploy.bench.timing import interleaved, summary
 from prelu_deploy.runners.runner import backends, get_runner
-
 
 
 @dataclass

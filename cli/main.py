@@ -8,8 +8,8 @@ import typer
 from rich.console import Console
 
 from prelu_deploy import __version__
-from prelu_deploy.errors import PreluDeployError
 from prelu_deploy.bench import cli as bench_cli
+from prelu_deploy.errors import PreluDeployError
 from prelu_deploy.export import cli as export_cli
 from prelu_deploy.models import cli as models_cli
 from prelu_deploy.runners import cli as runners_cli

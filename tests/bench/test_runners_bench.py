@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prelu_deploy.export.model_dir import export_model_dir
 from prelu_deploy.bench.timing import interleaved, summary
+from prelu_deploy.export.model_dir import export_model_dir
 
 
 def test_summary_on_known_samples():
@@ -27,8 +27,8 @@ def test_summary_on_known_samples():
 
 
 def test_the_lowerings_are_exports():
-    from prelu_deploy.export.lowering import LOWERINGS
     from prelu_deploy.bench.runners import LOWERINGS as BENCHED
+    from prelu_deploy.export.lowering import LOWERINGS
 
     assert BENCHED == LOWERINGS  # a copy, so that benchmarking a model directory needs no onnx import
 

@@ -73,3 +73,27 @@ def test_gpu_parity_of_every_lowering_and_precision(repo, mode, precision):
         ref = np.resize(golden["logits_fp64"], (n, golden["logits_fp64"].shape[1]))
         report = compare(runner.run(x), ref.astype(np.float32), ref, precision=precision)
         assert report["passed"], report["failures"]
+
+
+def test_parity_on_a_plan_entry_says_what_it_needs(cli, repo):
+    """A plan entry goes to the TensorRT runner (its own backend), never to ONNX Runtime on a missing file."""
+    entry = repo / "d_native_fp32_trt"
+    proc = cli("parity", entry, "--backend", "onnxruntime", check_rc=6)
+    assert "holds a TensorRT plan, not an ONNX graph: use --backend tensorrt" in proc.stderr
+    assert "Traceback" not in proc.stderr and "NoSuchFile" not in proc.stderr
+    if not _gpu_present():
+        proc = cli("parity", entry, check_rc=1)
+        assert "the TensorRT runner needs CuPy and an NVIDIA GPU" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.gpu
+def test_gpu_a_plan_with_max_batch_4_passes_its_gate(repo, tmp_path):
+    """8 golden rows, a plan that takes at most 4: the gate runs them in two calls."""
+    from prelu_deploy.serve.repository import load_model
+    from prelu_deploy.serve.settings import Settings
+
+    entry = build_plan(repo / "d_leaky", max_batch=4, opt_batch=2, dest=tmp_path / "d_leaky_trt")
+    served = load_model(entry, Settings(instances=2))
+    assert served.ready, served.reason
+    assert served.backend == "tensorrt" and served.max_batch == 4 and len(served.runners) == 2
+    served.close()
