@@ -89,8 +89,13 @@ class TensorRT:
     plugin: dict | None = None  # {"name", "version", "namespace", "path"} for the plugin lowering
 
     @property
+    def plugin_path(self) -> str | None:
+        """How the ChannelSharedPReLU node was built: a registered plugin or the ONNX function body."""
+        return self.plugin["path"] if self.plugin else None
+
+    @property
     def uses_registered_plugin(self) -> bool:
-        return bool(self.plugin) and self.plugin["path"].startswith("registered")
+        return (self.plugin_path or "").startswith("registered")
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,15 @@ class ModelEntry:
     def precision(self) -> str:
         """The precision the artifact computes in: what parity tolerances apply."""
         return self.tensorrt.precision if self.tensorrt else "fp32"
+
+    @property
+    def shared_prelu_count(self) -> int:
+        """Channel-shared PReLU layers (what the lowering rewrites), of len(prelu_layers)."""
+        return sum(bool(layer.get("shared")) for layer in self.prelu_layers)
+
+    @property
+    def golden_count(self) -> int:
+        return int(self.golden.get("count", 0))
 
     @property
     def profile(self) -> BatchProfile:

@@ -29,9 +29,8 @@ def export(
 
     dest = export_model_dir(ckpt, name, repo, prelu_mode, opset, max_batch, force)
     e = read_entry(dest)
-    shared = sum(layer["shared"] for layer in e.prelu_layers)
-    console.print(f"exported {e.source.arch} → [bold]{dest}[/] (lowering {prelu_mode}: {shared} channel-shared "
-                  f"of {len(e.prelu_layers)} PReLU layers, {e.golden['count']} golden inputs)", highlight=False)
+    console.print(f"exported {e.source.arch} → [bold]{dest}[/] (lowering {prelu_mode}: {e.shared_prelu_count} channel-shared "
+                  f"of {len(e.prelu_layers)} PReLU layers, {e.golden_count} golden inputs)", highlight=False)
 
 
 def build(
@@ -51,7 +50,7 @@ def build(
 
     dest = build_plan(model_dir, precision, min_batch, opt_batch, max_batch, workspace, timing_cache, target_cc, force)
     t = read_entry(dest).tensorrt
-    plugin = f"; ChannelSharedPReLU via {t.plugin['path']}" if t.plugin else ""
+    plugin = f"; ChannelSharedPReLU via {t.plugin_path}" if t.plugin else ""
     console.print(f"built {t.flavour} {t.version} {t.precision} plan → [bold]{dest}[/] "
                   f"(batch {t.profile.min}/{t.profile.opt}/{t.profile.max}, "
                   f"targets {', '.join(t.target_compute_capabilities)}, {t.build_seconds:.2f} s{plugin})",
