@@ -47,3 +47,9 @@ class BenchError(PreluDeployError):
     """A benchmark target that cannot be reached or that failed every request."""
 
     exit_code = 8
+
+
+class ListenError(PreluDeployError):
+    """The server cannot listen where it was asked to: the port is taken, or the address is not ours."""
+
+    exit_code = 9

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from prelu_deploy import __version__
 from prelu_deploy.runners.runner import run_batched
 from prelu_deploy.serve.batching import DynamicBatcher
-from prelu_deploy.serve.errors import ApiError
+from prelu_deploy.serve.errors import ApiError, ClientGone
 from prelu_deploy.serve.metrics import Metrics
 from prelu_deploy.serve.repository import ServedModel, load_repository
 from prelu_deploy.serve.routes import classify, v2
@@ -97,11 +97,18 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, err: ApiError) -> JSONResponse:
+        if isinstance(err, ClientGone):  # nobody to answer; one line, no traceback
+            log.info("%s %s: %s", request.method, request.url.path, err.message)
         return JSONResponse({"error": err.message}, status_code=err.status, headers=err.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(err.detail)}, status_code=err.status_code, headers=err.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, err: Exception) -> JSONResponse:
+        # a bug of ours: the client still gets JSON (and the traceback goes to the log, as it should)
+        return JSONResponse({"error": f"internal error ({type(err).__name__}); see the server log"}, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:

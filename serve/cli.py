@@ -1,9 +1,15 @@
 """`prelu-deploy serve`: every model directory of a repository over HTTP."""
 
+import socket
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from prelu_deploy.errors import ListenError, UsageError
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 
 
 def register(app: typer.Typer) -> None:
@@ -12,10 +18,10 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     repo: Optional[Path] = typer.Argument(None, help="Model repository (default: the bundled digits model, exported into a cache on first use)."),
-    host: str = typer.Option("127.0.0.1", "--host"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535),
     backend: str = typer.Option("auto", "--backend", help="auto (tensorrt for plan entries, else onnxruntime) | onnxruntime | tensorrt | torch"),
-    max_batch_size: int = typer.Option(32, "--max-batch-size", min=1, help="Rows gathered into one runner call."),
+    max_batch_size: int = typer.Option(32, "--max-batch-size", min=1, help="Rows gathered into one runner call (never more than the entry accepts)."),
     max_queue_delay_ms: float = typer.Option(2.0, "--max-queue-delay-ms", min=0.0, help="How long a request waits for company."),
     max_queue: int = typer.Option(512, "--max-queue", min=1, help="Queued rows per model before 503 + Retry-After."),
     instances: int = typer.Option(1, "--instances", min=1, help="Runner instances per model (each its own session/engine and thread): concurrent runner calls."),
@@ -23,20 +29,52 @@ def serve(
     max_images: int = typer.Option(64, "--max-images", min=1, help="Images in one classify request."),
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, help="Request body limit (413 beyond)."),
     max_pixels: int = typer.Option(4096 * 4096, "--max-pixels", min=1, help="Pixels per decoded image (413 beyond)."),
-    log_level: str = typer.Option("info", "--log-level", help="critical | error | warning | info | debug"),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", min=0.001, help="Seconds for a request's head to arrive (the connection is closed beyond)."),
+    body_timeout: float = typer.Option(30.0, "--body-timeout", min=0.001, help="Seconds for a request's body to arrive (408 beyond)."),
+    log_level: str = typer.Option("info", "--log-level", help=" | ".join(LOG_LEVELS)),
 ) -> None:
     """Serve every model directory in REPO over the Open Inference Protocol v2 and /v1/classify.
     torch is never imported unless --backend torch is chosen."""
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if log_level not in LOG_LEVELS:
+        raise UsageError(f"--log-level {log_level!r}: choose one of {', '.join(LOG_LEVELS)}")
+    if repo is not None and not repo.is_dir():
+        raise UsageError(f"{repo}: no such model repository (make one with `prelu-deploy export`)")
+    sock = _listen(host, port)  # before any model is loaded: a taken port fails at once
+
     import logging
 
     import uvicorn
 
     from prelu_deploy.serve.app import create_app
     from prelu_deploy.serve.bundled import bundled_repository
+    from prelu_deploy.serve.connections import protocol_with
     from prelu_deploy.serve.settings import Settings
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
     settings = Settings(repo=repo or bundled_repository(), backend=backend, max_batch_size=max_batch_size,
                         max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, instances=instances, threads=threads,
-                        max_images=max_images, max_body_bytes=int(max_body_mb * (1 << 20)), max_pixels=max_pixels)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+                        max_images=max_images, max_body_bytes=int(max_body_mb * (1 << 20)), max_pixels=max_pixels,
+                        header_timeout_s=header_timeout, body_timeout_s=body_timeout)
+    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30,
+                            http=protocol_with(header_timeout))
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or ListenError (exit 9) saying why not."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as err:
+        raise UsageError(f"--host {host!r}: not an address this machine can resolve ({err.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+        sock.listen(2048)  # now: a second bind to a port that is only bound would succeed
+    except OSError as err:
+        sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {err.strerror}; choose another --port, or stop what holds it") from None
+    sock.set_inheritable(True)
+    return sock

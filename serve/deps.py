@@ -1,10 +1,12 @@
 """FastAPI dependencies: the served models and settings, injected into routes."""
 
+import asyncio
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import ClientDisconnect
 
-from prelu_deploy.serve.errors import ApiError
+from prelu_deploy.serve.errors import ApiError, ClientGone
 from prelu_deploy.serve.metrics import Metrics
 from prelu_deploy.serve.repository import ServedModel
 from prelu_deploy.serve.settings import Settings
@@ -22,10 +24,23 @@ def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 past `limit` bytes — also when no Content-Length announced it."""
+async def read_body(request: Request, settings: Settings) -> bytes:
+    """The request body, refused with 413 past --max-body-mb (also when no Content-Length announced it)
+    and with 408 when it is not complete within --body-timeout seconds (a slow client holds no
+    connection forever); a client that disconnects midway is a ClientGone, not a server error."""
+    limit, timeout_s = settings.max_body_bytes, settings.body_timeout_s
     body = bytearray()
-    async for chunk in request.stream():
+    stream = request.stream().__aiter__()
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), max(deadline - asyncio.get_running_loop().time(), 0))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise ApiError(408, f"request body not complete within {timeout_s:g} s", {"Connection": "close"}) from None
+        except ClientDisconnect:
+            raise ClientGone("body") from None
         body += chunk
         if len(body) > limit:
             raise ApiError(413, f"body is over the limit of {limit} bytes")

@@ -5,3 +5,11 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, headers: dict | None = None):
         super().__init__(message)
         self.status, self.message, self.headers = status, message, headers or {}
+
+
+class ClientGone(ApiError):
+    """The client closed its connection before its request body was complete: nobody to answer, not
+    a server error. Counted under status 499 (nginx's "client closed request") and logged in one line."""
+
+    def __init__(self, what: str):
+        super().__init__(499, f"client disconnected before its {what} was complete")

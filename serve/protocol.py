@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 
+from prelu_deploy.manifest import TensorSpec
 from prelu_deploy.serve.errors import ApiError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -27,9 +28,41 @@ def parse_request(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
         request = json.loads(head)
     except (ValueError, UnicodeDecodeError) as err:
         raise ApiError(400, f"request is not valid JSON ({err})") from None
+    except RecursionError:
+        raise ApiError(400, "request JSON is nested too deeply") from None
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or not request["inputs"]:
         raise ApiError(400, "request needs a non-empty 'inputs' list")
+    if not isinstance(request.get("outputs") or [], list):
+        raise ApiError(400, "'outputs' must be a list of objects with a name")
+    _parameters(request, "request")
     return request, rest
+
+
+def _parameters(obj: dict, what: str) -> dict:
+    """An object's optional 'parameters', which must be an object when present."""
+    params = obj.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ApiError(400, f"{what} 'parameters' must be an object, not {type(params).__name__}")
+    return params
+
+
+def decode_request(body: bytes, header_length: str | None, inp: TensorSpec, outp: TensorSpec,
+                   max_rows: int) -> tuple[dict, np.ndarray]:
+    """A whole infer request (JSON or with the binary extension) → the request and its input rows;
+    every way it can be wrong is a 400 that says how. CPU work: the route runs it off the event loop
+    for large bodies."""
+    req, binary = parse_request(body, header_length)
+    if len(req["inputs"]) != 1:
+        raise ApiError(400, f"this model takes exactly one input ({inp.name!r}), not {len(req['inputs'])}")
+    x, _ = decode_input(req["inputs"][0], binary, 0, inp.name, inp.dims, max_rows)
+    for out in req.get("outputs") or []:
+        if not isinstance(out, dict) or out.get("name") != outp.name:
+            raise ApiError(400, f"unknown output {out.get('name') if isinstance(out, dict) else out!r}; "
+                                f"this model gives {outp.name!r}")
+        _parameters(out, f"output {outp.name!r}")
+    return req, x
 
 
 def decode_input(tensor: dict, binary: bytes, offset: int, expected_name: str, dims: list[int],
@@ -49,7 +82,7 @@ def decode_input(tensor: dict, binary: bytes, offset: int, expected_name: str, d
     if shape[0] > max_rows:
         raise ApiError(400, f"input {name!r} has {shape[0]} rows; at most {max_rows} a request")
     count = int(np.prod(shape))
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    size = _parameters(tensor, f"input {name!r}").get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size != count * 4 or offset + size > len(binary):
             raise ApiError(400, f"input {name!r}: binary_data_size {size!r} does not match shape {shape} "
@@ -59,7 +92,7 @@ def decode_input(tensor: dict, binary: bytes, offset: int, expected_name: str, d
     else:
         try:
             x = np.asarray(tensor.get("data"), dtype=np.float32)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError, RecursionError):
             raise ApiError(400, f"input {name!r} data must be a list of numbers") from None
         if x.size != count:
             raise ApiError(400, f"input {name!r} has {x.size} values; shape {shape} needs {count}")
@@ -70,11 +103,11 @@ def decode_input(tensor: dict, binary: bytes, offset: int, expected_name: str, d
 
 
 def wants_binary(request: dict, output_name: str) -> bool:
-    if (request.get("parameters") or {}).get("binary_data_output"):
+    if _parameters(request, "request").get("binary_data_output"):
         return True
     for out in request.get("outputs") or []:
         if isinstance(out, dict) and out.get("name") == output_name:
-            return bool((out.get("parameters") or {}).get("binary_data"))
+            return bool(_parameters(out, "output").get("binary_data"))
     return False
 
 

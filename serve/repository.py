@@ -5,6 +5,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prelu_deploy.atomic import clean_leftovers
 from prelu_deploy.errors import PreluDeployError
 from prelu_deploy.manifest import MANIFEST, ModelEntry, read_entry
 from prelu_deploy.models.preprocess import Preprocess
@@ -78,9 +79,17 @@ def load_repository(repo: Path, settings: Settings) -> dict[str, ServedModel]:
     """Every model directory under `repo` (a folder holding manifest.json), ready or with its reason."""
     if not repo.is_dir():
         raise PreluDeployError(f"{repo}: no such model repository (make one with `prelu-deploy export`)")
-    models = {}
-    for path in sorted(p for p in repo.iterdir() if (p / MANIFEST).is_file()):
+    for note in clean_leftovers(repo):  # what a killed export/build left: restored or removed
+        log.warning("%s: %s (left by a writer that was killed)", repo, note)
+    models: dict[str, ServedModel] = {}
+    # hidden folders are staging or backup copies of a writer, never models
+    for path in sorted(p for p in repo.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file()):
         served = load_model(path, settings)
+        if served.name in models:
+            log.error("%s: model name %r is already served from %s; this entry is NOT served (rename it in its "
+                      "manifest, or remove one)", path, served.name, models[served.name].path)
+            served.close()
+            continue
         models[served.name] = served
         if served.ready:
             log.info("model %s: ready on %s ×%d (parity gate max abs %.2g of logit scale %.3g)", served.name,

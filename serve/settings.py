@@ -17,3 +17,5 @@ class Settings(BaseModel):
     max_images: int = Field(64, ge=1)  # images in one classify request
     max_pixels: int = Field(4096 * 4096, ge=1)  # per decoded image: decompression bombs stop here
     top_k: int = Field(5, ge=1)  # default for classify
+    header_timeout_s: float = Field(10.0, gt=0)  # a request's head must arrive within this (slowloris)
+    body_timeout_s: float = Field(30.0, gt=0)  # and its body within this: 408 beyond

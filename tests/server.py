@@ -33,7 +33,7 @@ class Server:
             try:
                 urllib.request.urlopen(f"{self.url}/v2/health/live", timeout=1)
                 return
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, OSError):  # refused, or accepted but not answered while models load
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError("server did not start within 60 s")

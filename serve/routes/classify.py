@@ -15,14 +15,15 @@ from prelu_deploy.serve.deps import (
 )
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.images import decode
+from prelu_deploy.serve.settings import Settings
 from prelu_deploy.serve.routes.v2 import submit
 
 router = APIRouter(prefix="/v1", tags=["classification"])
 
 
-async def _uploads(request: Request, max_images: int, max_bytes: int) -> list[tuple[str, bytes]]:
-    ctype = request.headers.get("content-type", "")
-    body = await read_body(request, max_bytes)
+async def _uploads(request: Request, settings: Settings) -> list[tuple[str, bytes]]:
+    ctype, max_images = request.headers.get("content-type", ""), settings.max_images
+    body = await read_body(request, settings)
     if ctype.startswith("multipart/form-data"):
         form = await request.form(max_files=max_images + 1)
         files = [(v.filename or k, await v.read()) for k, v in form.multi_items() if isinstance(v, UploadFile)]
@@ -50,7 +51,7 @@ async def classify(name: str, request: Request, models: Models, settings: Settin
         raise ApiError(409, f"model {served.name!r} has no preprocessing record (its checkpoint was saved without one), so "
                             f"it cannot classify images; send tensors to /v2/models/{served.name}/infer, or re-export a checkpoint "
                             "saved with save_checkpoint(..., preprocess=Preprocess(...))")
-    uploads = await _uploads(request, settings.max_images, settings.max_body_bytes)
+    uploads = await _uploads(request, settings)
 
     def prepare() -> np.ndarray:  # decoding is CPU work: off the event loop
         return pre.to_tensor(np.stack([decode(data, f"image {fname!r}", pre, settings.max_pixels) for fname, data in uploads]))

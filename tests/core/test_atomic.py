@@ -1,0 +1,94 @@
+"""Atomic writes: old or new under the real name at every instant, and a killed writer's leftovers
+cleaned (or its backup restored) by the next writer."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from prelu_deploy.atomic import clean_leftovers, staged_dir, write_bytes
+from prelu_deploy.manifest import read_entry
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_folder_is_replaced_in_one_step(tmp_path):
+    dest = tmp_path / "m"
+    with staged_dir(dest) as tmp:
+        (tmp / "v").write_text("old")
+    with staged_dir(dest) as tmp:
+        (tmp / "v").write_text("new")
+    assert (dest / "v").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["m"]
+    with pytest.raises(RuntimeError), staged_dir(dest) as tmp:
+        (tmp / "v").write_text("half")
+        raise RuntimeError("the writer failed")
+    assert (dest / "v").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_leftovers_of_dead_writers_are_cleaned_and_a_backup_restored(tmp_path):
+    dead = _dead_pid()
+    (tmp_path / f".m.{dead}.abc.tmp").mkdir()
+    (tmp_path / f".m.{dead}.def.old").mkdir()  # killed between the two renames: m itself is missing
+    (tmp_path / f".m.{dead}.def.old" / "v").write_text("old")
+    (tmp_path / f".ckpt.safetensors.{dead}.xyz.tmp").write_bytes(b"half")
+    (tmp_path / f".m.{os.getpid()}.live.tmp").mkdir()  # a writer that still runs: not touched
+    done = clean_leftovers(tmp_path)
+    assert (tmp_path / "m" / "v").read_text() == "old"
+    assert sorted(done) == sorted([f"restored {tmp_path / 'm'} from .m.{dead}.def.old", f"removed .m.{dead}.abc.tmp",
+                                   f"removed .ckpt.safetensors.{dead}.xyz.tmp"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".m.{os.getpid()}.live.tmp", "m"]
+
+
+def test_the_next_write_of_a_file_cleans_its_leftovers(tmp_path):
+    (tmp_path / f".f.bin.{_dead_pid()}.q1.tmp").write_bytes(b"half")
+    write_bytes(tmp_path / "f.bin", b"whole")
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"] and (tmp_path / "f.bin").read_bytes() == b"whole"
+
+
+def _kill_at_random(cmd: list[str], delays: list[float], check) -> None:
+    """Run `cmd` once per delay and SIGKILL it then (or let it finish); `check()` after each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for delay in delays:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        check()
+
+
+@pytest.mark.slow
+def test_export_force_killed_at_random_moments_leaves_old_or_new(shipped, tmp_path):
+    exe = str(Path(sys.executable).with_name("prelu-deploy"))
+    cmd = [exe, "export", str(shipped), "--name", "digits", "--repo", str(tmp_path), "--force"]
+    subprocess.run(cmd, check=True, capture_output=True)
+
+    def check():
+        assert read_entry(tmp_path / "digits").verify() == []  # complete, under its real name
+
+    rng = random.Random(0)
+    _kill_at_random(cmd, [rng.uniform(1.5, 6.0) for _ in range(4)], check)
+    subprocess.run(cmd, check=True, capture_output=True)  # the next writer cleans what the killed ones left
+    assert [p.name for p in tmp_path.iterdir()] == ["digits"]
+
+
+@pytest.mark.slow
+def test_train_force_killed_at_random_moments_leaves_old_or_new(tmp_path):
+    from prelu_deploy.models import load_checkpoint
+
+    exe = str(Path(sys.executable).with_name("prelu-deploy"))
+    out = tmp_path / "c.safetensors"
+    cmd = [exe, "train", "--arch", "digits_prelu", "--dataset", "digits", "--epochs", "1", "--out", str(out), "--force"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    rng = random.Random(1)
+    _kill_at_random(cmd, [rng.uniform(1.5, 5.0) for _ in range(3)], lambda: load_checkpoint(out))
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
