@@ -55,7 +55,7 @@ def test_the_next_write_of_a_file_cleans_its_leftovers(tmp_path):
 
 
 def _kill_at_random(cmd: list[str], delays: list[float], check) -> None:
-    """Run `cmd` once per delay and SIGKILL it then (or let it finish); `check()` after each."""
+    """Run `cmd` once per delay and SIGKILL it then (or let it finish: an export takes ~10 s here); `check()` after each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for delay in delays:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -75,7 +75,7 @@ def test_export_force_killed_at_random_moments_leaves_old_or_new(shipped, tmp_pa
         assert read_entry(tmp_path / "digits").verify() == []  # complete, under its real name
 
     rng = random.Random(0)
-    _kill_at_random(cmd, [rng.uniform(1.5, 6.0) for _ in range(4)], check)
+    _kill_at_random(cmd, [rng.uniform(2.0, 12.0) for _ in range(4)], check)
     subprocess.run(cmd, check=True, capture_output=True)  # the next writer cleans what the killed ones left
     assert [p.name for p in tmp_path.iterdir()] == ["digits"]
 
