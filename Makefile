@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WEIGHTS := models/weights/digits_prelu.safetensors
 
-.PHONY: serve test weights accuracy-study clean
+.PHONY: serve test weights bundled samples accuracy-study clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,14 @@ test: $(STAMP)
 # How the bundled weights were made (about 20 s on 2 cores).
 weights: $(STAMP)
 	$(BIN)/prelu-deploy train --arch digits_prelu --dataset digits --epochs 60 --seed 0 --out $(WEIGHTS) --force
+
+# models/bundled/: the bundled model as a ready repository inside the package (rerun after `make weights`).
+bundled: $(STAMP)
+	$(BIN)/python docs/make_bundled.py
+
+# models/samples/: one real held-out digit per class, the images the README's examples send.
+samples: $(STAMP)
+	$(BIN)/python docs/make_samples.py
 
 # docs/accuracy.md: ReLU vs channel-shared vs channel-wise PReLU on the digits, same recipe, 3 seeds.
 accuracy-study: $(STAMP)

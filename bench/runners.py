@@ -72,7 +72,7 @@ class Sources:
         self.given: ModelEntry | None = None
         if Path(target).is_dir():
             self.given = read_entry(target)
-            self.checkpoint, self.name = Path(self.given.source.checkpoint), self.given.source.arch
+            self.checkpoint, self.name = self.given.checkpoint, self.given.source.arch
             if max_batch > self.given.profile.max:
                 raise UsageError(f"--batch {max_batch} is over {target}'s max batch size "
                                  f"{self.given.profile.max} (export or build it with a larger --max-batch)")
@@ -192,7 +192,7 @@ def _flops_per_image(model_dir: Path) -> int | None:
         from prelu_deploy.models import load_checkpoint
         from prelu_deploy.models.report import flops_per_image
 
-        return flops_per_image(load_checkpoint(md.source.checkpoint)[0], tuple(md.input.dims))
+        return flops_per_image(load_checkpoint(md.checkpoint)[0], tuple(md.input.dims))
     except (ImportError, OSError, PreluDeployError):  # no torch here, or the checkpoint moved: roofline unknown
         return None
 

@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from prelu_deploy import __version__
 from prelu_deploy.bench import cli as bench_cli
@@ -42,10 +43,15 @@ def _root(
     """PReLU image classifiers from checkpoint to ONNX, TensorRT and HTTP."""
 
 
+def print_error(err: Exception, console: Console | None = None) -> None:
+    """One red line; the message printed literally (an install hint's `[export]` is text, not markup)."""
+    (console or Console(stderr=True)).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Entry point: a PreluDeployError becomes one red line on stderr and its exit code."""
     try:
         app()
     except PreluDeployError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        print_error(err)
         sys.exit(err.exit_code)

@@ -110,6 +110,7 @@ class ModelEntry:
     source: Source
     preprocess: dict | None  # the checkpoint's preprocessing record (models.preprocess reads it)
     labels: list[str] | None = None
+    preprocess_origin: str | None = None  # "checkpoint", or the architecture's defaults
     golden: dict = field(default_factory=dict)  # {"count", "sources", "negative_fraction"}
     versions: dict = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)  # relative path → sha256
@@ -133,6 +134,12 @@ class ModelEntry:
     def precision(self) -> str:
         """The precision the artifact computes in: what parity tolerances apply."""
         return self.tensorrt.precision if self.tensorrt else "fp32"
+
+    @property
+    def checkpoint(self) -> Path:
+        """The source checkpoint; a relative path (a shipped entry) is relative to the entry's folder."""
+        path = Path(self.source.checkpoint)
+        return path if path.is_absolute() else (self.path / path).resolve()
 
     @property
     def shared_prelu_count(self) -> int:
@@ -260,7 +267,8 @@ def _entry(m: dict, path: Path, where: Path) -> ModelEntry:
                       r.get(src, "arch", str, "source.arch"), r.get(src, "kwargs", dict, "source.kwargs", optional=True) or {},
                       r.get(src, "metrics", dict, "source.metrics", optional=True)),
         preprocess=r.get(m, "preprocess", dict, "preprocess", optional=True),
-        labels=r.get(m, "labels", list, "labels", optional=True), golden=r.get(m, "golden", dict, "golden", optional=True) or {},
+        labels=r.get(m, "labels", list, "labels", optional=True),
+        preprocess_origin=r.get(m, "preprocess_origin", str, "preprocess_origin", optional=True), golden=r.get(m, "golden", dict, "golden", optional=True) or {},
         versions=r.get(m, "versions", dict, "versions", optional=True) or {}, artifacts=artifacts,
         created=m.get("created"), opset=m.get("opset"), flops_per_image=r.get(m, "flops_per_image", int, "flops_per_image", optional=True),
         onnx_source=m.get("onnx_source"), tensorrt=trt, path=path)

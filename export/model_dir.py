@@ -50,7 +50,8 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
     layers = prelu_layers(native)
     graph = check(lower(native, mode))
     cfg = model.config
-    preprocess = meta.preprocess.to_dict() if meta.preprocess else None
+    # a checkpoint saved without a preprocessing record is served with its architecture's defaults
+    preprocess = (meta.preprocess or cfg.default_preprocess()).to_dict()
     properties = {"labels": json.dumps(meta.labels), "preprocess": json.dumps(preprocess),
                   "source_sha256": meta.sha256, "arch": meta.arch, "prelu_lowering": mode}
     onnx.helper.set_model_props(graph, properties)
@@ -65,6 +66,7 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
             name=name, platform="onnxruntime_onnx", created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             source=Source(str(Path(checkpoint).resolve()), meta.sha256, meta.arch, meta.kwargs, meta.metrics),
             labels=meta.labels, preprocess=preprocess,
+            preprocess_origin="checkpoint" if meta.preprocess else "architecture defaults (the checkpoint has no record)",
             input=TensorSpec(INPUT, (-1, *in_dims)), output=TensorSpec(OUTPUT, (-1, cfg.num_classes)),
             max_batch_size=max_batch, opset=opset,
             flops_per_image=flops_per_image(model, tuple(in_dims)),  # for the benchmark's roofline

@@ -59,8 +59,10 @@ class Preprocess:
                        mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]),
                        value_range=tuple(float(v) for v in d.get("value_range", (0.0, 1.0))),
                        interpolation=str(d.get("interpolation", "bilinear")))
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"preprocessing record is incomplete or malformed ({err!r})") from None
+        except KeyError as err:
+            raise ValueError(f"preprocessing record lacks {err.args[0]!r}") from None
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"preprocessing record is malformed: {err}") from None
 
     @classmethod
     def fitted(cls, images: np.ndarray, value_range=(0.0, 1.0), interpolation="bilinear") -> "Preprocess":

@@ -29,6 +29,14 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def default_preprocess(self) -> "Preprocess":
+        """What a checkpoint saved without a preprocessing record is served with: the architecture's
+        registered input size, channels, mean/std and interpolation."""
+        from prelu_deploy.models.preprocess import Preprocess
+
+        return Preprocess((self.input_size, self.input_size), self.in_chans, self.mean, self.std,
+                          interpolation=self.interpolation)
+
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 _NORMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
@@ -38,6 +46,9 @@ def register_model(mean: tuple[float, ...], std: tuple[float, ...]):
     """Register a builder under its function name, with the default normalisation of its inputs."""
 
     def wrap(fn):
+        if fn.__name__ in _BUILDERS and _BUILDERS[fn.__name__] is not fn:
+            raise ValueError(f"architecture {fn.__name__!r} is already registered (by {_BUILDERS[fn.__name__].__module__}); "
+                             "choose another name")
         _BUILDERS[fn.__name__] = fn
         _NORMS[fn.__name__] = (tuple(mean), tuple(std))
         return fn

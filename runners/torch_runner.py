@@ -14,7 +14,7 @@ def load_source_model(entry: ModelEntry, checkpoint: str | Path | None = None):
     """The PyTorch model an entry came from; refuses a checkpoint whose sha256 differs."""
     from prelu_deploy.models import load_checkpoint
 
-    path = Path(checkpoint or entry.source.checkpoint)
+    path = Path(checkpoint) if checkpoint else entry.checkpoint
     if not path.is_file():
         raise ModelDirError(f"{entry.path}: its source checkpoint {path} is gone; pass --checkpoint PATH")
     if sha256_file(path) != entry.source.sha256:

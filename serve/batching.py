@@ -1,7 +1,10 @@
-"""Dynamic batching: requests are gathered up to `max_batch` rows or `max_delay` seconds, run off the
-event loop, and each caller gets exactly its own rows back. One worker per runner instance, each with
-its own thread, so a runner (a TensorRT context and stream) is never used by two threads at once. The queue is bounded: when
-full, `submit` raises QueueFull at once (the HTTP layer answers 503 with Retry-After)."""
+"""Dynamic batching without a wait when idle. One worker per runner instance, each with its own thread
+(a runner — a TensorRT context and stream — is never used by two threads at once). A free worker takes
+at once everything queued, up to `max_batch` rows: a lone request on an idle server runs immediately,
+and under load a batch forms from what arrived while every instance was busy. `max_delay_s` (default
+0) only ever adds a wait under load — when the worker found a backlog — and bounds it from the moment
+the oldest request of the batch was queued. Each caller gets exactly its own rows back. The queue is
+bounded: when full, `submit` raises QueueFull at once (the HTTP layer answers 503 with Retry-After)."""
 
 import asyncio
 import time
@@ -61,10 +64,12 @@ class DynamicBatcher:
         while True:
             first = carry or await self._queue.get()
             batch, rows, carry = [first], len(first.x), None
-            deadline = loop.time() + self.max_delay_s
+            # a wait for company only under load, and never past max_delay after the oldest row was queued
+            deadline = loop.time() + self.max_delay_s - (time.perf_counter() - first.queued_at)
             while rows < self.max_batch:
                 try:
-                    nxt = self._queue.get_nowait() if loop.time() >= deadline else \
+                    backlog = len(batch) > 1 or not self._queue.empty()
+                    nxt = self._queue.get_nowait() if not backlog or loop.time() >= deadline else \
                         await asyncio.wait_for(self._queue.get(), deadline - loop.time())
                 except (asyncio.QueueEmpty, asyncio.TimeoutError):
                     break

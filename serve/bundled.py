@@ -1,6 +1,9 @@
-"""The bundled trained digits model as a model repository, exported into a cache on first use.
+"""The bundled trained digits model as a ready model repository, shipped inside the package
+(models/bundled/, made by `make bundled`): a torch-free install serves it with no export step.
 
-The export runs in a child process, so the server process itself never imports torch."""
+Where that copy is absent or does not match the shipped checkpoint (a source tree whose weights were
+retrained), it is exported into a cache on first use, in a child process so that the server process
+itself never imports torch."""
 
 import os
 import subprocess
@@ -18,26 +21,35 @@ def shipped_checkpoint() -> Path:
     return Path(str(files("prelu_deploy.models") / "weights" / "digits_prelu.safetensors"))
 
 
+def packaged_repository() -> Path:
+    return Path(str(files("prelu_deploy.models") / "bundled"))
+
+
 def cache_dir() -> Path:
     root = os.environ.get("PRELU_DEPLOY_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "prelu-deploy"
     return Path(root)
 
 
+def _current(repo: Path, ckpt: Path) -> bool:
+    """The repository's entry exists, reads, and was exported from the shipped checkpoint."""
+    if not (repo / NAME / MANIFEST).is_file():
+        return False
+    try:
+        return read_entry(repo / NAME).source.sha256 == sha256_file(ckpt)
+    except (PreluDeployError, OSError):
+        return False
+
+
 def bundled_repository() -> Path:
-    """The cached repository holding the bundled model, (re-)exported when missing or out of date."""
-    ckpt, repo = shipped_checkpoint(), cache_dir() / "model_repository"
-    entry = repo / NAME
-    if (entry / MANIFEST).is_file():
-        try:
-            current = read_entry(entry).source.sha256 == sha256_file(ckpt)
-        except PreluDeployError:
-            current = False
-        if current:
+    """The repository holding the bundled model: the packaged one, else a cached export."""
+    ckpt, packaged, cached = shipped_checkpoint(), packaged_repository(), cache_dir() / "model_repository"
+    for repo in (packaged, cached):
+        if _current(repo, ckpt):
             return repo
-    cmd = [sys.executable, "-m", "prelu_deploy.cli", "export", str(ckpt), "--name", NAME, "--repo", str(repo),
+    cmd = [sys.executable, "-m", "prelu_deploy.cli", "export", str(ckpt), "--name", NAME, "--repo", str(cached),
            "--prelu-mode", "leaky", "--force"]
-    print(f"exporting the bundled digits model into {repo} (first use)", file=sys.stderr)
+    print(f"exporting the bundled digits model into {cached} (the packaged copy is missing or out of date)", file=sys.stderr)
     if subprocess.run(cmd).returncode != 0:
-        raise PreluDeployError(f"could not export the bundled model into {repo}; install the export extra "
+        raise PreluDeployError(f"could not export the bundled model into {cached}; install the export extra "
                                "(pip install 'prelu-deploy[export]') or pass a model repository")
-    return repo
+    return cached

@@ -22,7 +22,7 @@ def serve(
     port: int = typer.Option(8000, "--port", min=0, max=65535),
     backend: str = typer.Option("auto", "--backend", help="auto (tensorrt for plan entries, else onnxruntime) | onnxruntime | tensorrt | torch"),
     max_batch_size: int = typer.Option(32, "--max-batch-size", min=1, help="Rows gathered into one runner call (never more than the entry accepts)."),
-    max_queue_delay_ms: float = typer.Option(2.0, "--max-queue-delay-ms", min=0.0, help="How long a request waits for company."),
+    max_queue_delay_ms: float = typer.Option(0.0, "--max-queue-delay-ms", min=0.0, help="Under load only: the longest a batch waits for more rows after its oldest request was queued (0: never wait; an idle server never waits)."),
     max_queue: int = typer.Option(512, "--max-queue", min=1, help="Queued rows per model before 503 + Retry-After."),
     instances: int = typer.Option(1, "--instances", min=1, help="Runner instances per model (each its own session/engine and thread): concurrent runner calls."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runner threads."),

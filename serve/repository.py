@@ -29,6 +29,7 @@ class ServedModel:
     reason: str | None = None  # why it is not ready
     parity: dict | None = None  # the gate's numbers
     max_batch: int = 32  # rows in one runner call: --max-batch-size within what the entry accepts
+    no_classify: str | None = None  # why /classify cannot take images (tensors still work)
 
     @property
     def ready(self) -> bool:
@@ -61,8 +62,11 @@ def load_model(path: Path, settings: Settings) -> ServedModel:
         if problems := entry.verify():
             served.reason = "; ".join(problems)
             return served
-        if entry.preprocess:
-            served.preprocess = Preprocess.from_dict(entry.preprocess)
+        try:  # without usable preprocessing a model still serves tensors; only /classify is refused
+            served.preprocess = Preprocess.from_dict(entry.preprocess or {})
+        except ValueError as err:
+            served.no_classify = f"its preprocessing record is unusable ({err})" if entry.preprocess else \
+                "it has no preprocessing record (exported before records were kept); re-export it"
         for _ in range(settings.instances):
             served.runners.append(get_runner(served.backend, entry, threads=settings.threads))
             _gate(served, served.runners[-1])

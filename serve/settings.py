@@ -9,7 +9,7 @@ class Settings(BaseModel):
     repo: Path | None = None  # None: the bundled digits model, exported into a cache on first use
     backend: str = "auto"  # auto | onnxruntime | torch
     max_batch_size: int = Field(32, ge=1)  # rows gathered into one runner call
-    max_queue_delay_ms: float = Field(2.0, ge=0)  # how long the first request waits for company
+    max_queue_delay_ms: float = Field(0.0, ge=0)  # under load only: the longest a batch waits for more rows
     max_queue: int = Field(512, ge=1)  # rows waiting per model; beyond it: 503 with Retry-After
     instances: int = Field(1, ge=1)  # concurrent runner calls per model
     threads: int | None = Field(None, ge=1)  # runner threads (onnxruntime intra-op)

@@ -48,9 +48,8 @@ async def classify(name: str, request: Request, models: Models, settings: Settin
     served = ready_model(any_model(name, models))
     pre = served.preprocess
     if pre is None:
-        raise ApiError(409, f"model {served.name!r} has no preprocessing record (its checkpoint was saved without one), so "
-                            f"it cannot classify images; send tensors to /v2/models/{served.name}/infer, or re-export a checkpoint "
-                            "saved with save_checkpoint(..., preprocess=Preprocess(...))")
+        raise ApiError(503, f"model {served.name!r} cannot classify images: {served.no_classify}; "
+                            f"send tensors to /v2/models/{served.name}/infer")
     uploads = await _uploads(request, settings)
 
     def prepare() -> np.ndarray:  # decoding is CPU work: off the event loop

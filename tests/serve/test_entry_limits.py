@@ -106,3 +106,20 @@ def test_a_failing_runner_answers_json_with_a_status(repo, tmp_path):
         assert srv.stop()
     log = srv.proc.stdout.read()
     assert "Traceback" not in log and "the onnxruntime runner failed" in log
+
+
+def test_a_lone_request_is_not_delayed_by_the_queue_delay(repo):
+    """The queue delay bounds a wait under load; an idle server runs a lone request at once (here a
+    1 s delay would show as ≥ 1 s per request)."""
+    import time
+
+    srv = Server(repo, "--max-queue-delay-ms", "1000")
+    body = {"inputs": [{"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.0] * 64}]}
+    try:
+        assert srv.json("POST", "/v2/models/digits/infer", body)[0] == 200  # warm
+        start = time.monotonic()
+        for _ in range(5):
+            assert srv.json("POST", "/v2/models/digits/infer", body)[0] == 200
+        assert (time.monotonic() - start) / 5 < 0.5
+    finally:
+        assert srv.stop()
