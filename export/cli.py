@@ -18,7 +18,7 @@ def export(
     ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors or PyTorch file)."),
     name: str = typer.Option(..., "--name", help="Model name: the folder under --repo and the served name."),
     repo: Path = typer.Option(Path("model_repository"), "--repo", help="Model repository (Triton layout)."),
-    prelu_mode: str = typer.Option("native", "--prelu-mode", help="native (PRelu) | plugin (ChannelSharedPReLU custom op) | leaky (LeakyRelu)."),
+    prelu_mode: str = typer.Option("leaky", "--prelu-mode", help="leaky (LeakyRelu: the same function, fused into the conv by runtimes; the fast default) | native (PRelu) | plugin (ChannelSharedPReLU custom op)."),
     opset: int = typer.Option(18, "--opset", min=18, help="ONNX opset of the graph."),
     max_batch: int = typer.Option(32, "--max-batch", min=1, help="Triton max_batch_size; the graph's batch stays dynamic."),
     force: bool = typer.Option(False, "--force", help="Replace an existing model directory."),

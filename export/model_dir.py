@@ -34,7 +34,7 @@ def _versions() -> dict:
 
 
 def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "model_repository",
-                     mode: str = "native", opset: int = DEFAULT_OPSET, max_batch: int = 32,
+                     mode: str = "leaky", opset: int = DEFAULT_OPSET, max_batch: int = 32,
                      force: bool = False) -> Path:
     """Export `checkpoint` as `<repo>/<name>/`; on any failure nothing is left at the destination."""
     dest = Path(repo) / name
