@@ -16,6 +16,7 @@ from prelu_deploy.runners.runner import run_batched
 from prelu_deploy.serve.batching import DynamicBatcher
 from prelu_deploy.serve.errors import ApiError, ClientGone
 from prelu_deploy.serve.metrics import Metrics
+from prelu_deploy.serve.openapi import install_docs
 from prelu_deploy.serve.repository import ServedModel, load_repository
 from prelu_deploy.serve.routes import classify, v2
 from prelu_deploy.serve.settings import Settings
@@ -89,8 +90,9 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
                 await served.batcher.stop()
             served.close()
 
-    app = FastAPI(title="prelu-deploy", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="prelu-deploy", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="PReLU image classifiers over the Open Inference Protocol v2 and a classify endpoint.")
+    install_docs(app)
     app.state.settings, app.state.metrics = settings, metrics
     app.include_router(v2.router)
     app.include_router(classify.router)

@@ -15,10 +15,12 @@ from prelu_deploy.serve.deps import (
 )
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.images import decode
+from prelu_deploy.serve.openapi import CLASSIFY, CLASSIFY_RESPONSE, errors
 from prelu_deploy.serve.settings import Settings
 from prelu_deploy.serve.routes.v2 import submit
 
 router = APIRouter(prefix="/v1", tags=["classification"])
+CLASSIFY_ERRORS = {200: CLASSIFY_RESPONSE, **errors(400, 404, 408, 413, 415, 500, 503)}
 
 
 async def _uploads(request: Request, settings: Settings) -> list[tuple[str, bytes]]:
@@ -42,7 +44,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-@router.post("/models/{name}/classify")
+@router.post("/models/{name}/classify", openapi_extra=CLASSIFY, responses=CLASSIFY_ERRORS)
 async def classify(name: str, request: Request, models: Models, settings: SettingsDep,
                    top_k: int | None = Query(None, ge=1, le=1000)) -> dict:
     served = ready_model(any_model(name, models))
@@ -65,7 +67,7 @@ async def classify(name: str, request: Request, models: Models, settings: Settin
         for (fname, _), p in zip(uploads, probs)]}
 
 
-@router.post("/classify")
+@router.post("/classify", openapi_extra=CLASSIFY, responses=CLASSIFY_ERRORS)
 async def classify_default(request: Request, models: Models, settings: SettingsDep,
                            top_k: int | None = Query(None, ge=1, le=1000)) -> dict:
     """The default model: the only one served, or the first in name order."""

@@ -10,12 +10,14 @@ from prelu_deploy import __version__
 from prelu_deploy.serve.batching import QueueFull
 from prelu_deploy.serve.deps import AnyModel, Models, ReadyModel, SettingsDep, read_body
 from prelu_deploy.serve.errors import ApiError
+from prelu_deploy.serve.openapi import INFER, INFER_RESPONSE, errors
 from prelu_deploy.serve.protocol import HEADER_LENGTH, decode_request, encode_response
 from prelu_deploy.serve.repository import ServedModel
 
 log = logging.getLogger("prelu_deploy.serve")
 INLINE_DECODE_BYTES = 64 << 10  # smaller bodies decode faster than a hop to a thread
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
+INFER_ERRORS = {200: INFER_RESPONSE, **errors(400, 404, 408, 413, 415, 500, 503)}
 
 
 @router.get("/health/live")
@@ -23,7 +25,7 @@ def live() -> dict:
     return {"live": True}
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", responses={503: {"description": "Not every model is ready"}})
 def ready(models: Models) -> JSONResponse:
     ok = bool(models) and all(m.ready for m in models.values())
     return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
@@ -51,21 +53,21 @@ def _metadata(served: ServedModel) -> dict:
     return meta
 
 
-@router.get("/models/{name}")
-@router.get("/models/{name}/versions/{version}")
+@router.get("/models/{name}", responses=errors(404))
+@router.get("/models/{name}/versions/{version}", responses=errors(404))
 def model_metadata(served: AnyModel) -> dict:
     return _metadata(served)
 
 
-@router.get("/models/{name}/ready")
-@router.get("/models/{name}/versions/{version}/ready")
+@router.get("/models/{name}/ready", responses={**errors(404), 503: {"description": "Not ready (the reason is given)"}})
+@router.get("/models/{name}/versions/{version}/ready", responses={**errors(404), 503: {"description": "Not ready"}})
 def model_ready(served: AnyModel) -> JSONResponse:
     body = {"name": served.name, "ready": served.ready, **({"reason": served.reason} if served.reason else {})}
     return JSONResponse(body, status_code=200 if served.ready else 503)
 
 
-@router.post("/models/{name}/infer")
-@router.post("/models/{name}/versions/{version}/infer")
+@router.post("/models/{name}/infer", openapi_extra=INFER, responses=INFER_ERRORS)
+@router.post("/models/{name}/versions/{version}/infer", openapi_extra=INFER, responses=INFER_ERRORS)
 async def infer(request: Request, served: ReadyModel, settings: SettingsDep) -> Response:
     body = await read_body(request, settings)
     args = (body, request.headers.get(HEADER_LENGTH), served.entry.input, served.entry.output, settings.max_queue)
