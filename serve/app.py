@@ -18,7 +18,7 @@ from prelu_deploy.serve.errors import ApiError, ClientGone
 from prelu_deploy.serve.metrics import Metrics
 from prelu_deploy.serve.openapi import install_docs
 from prelu_deploy.serve.repository import ServedModel, load_repository
-from prelu_deploy.serve.routes import classify, v2
+from prelu_deploy.serve.routes import classify, page, v2
 from prelu_deploy.serve.settings import Settings
 
 log = logging.getLogger("prelu_deploy.serve")
@@ -96,6 +96,7 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
     app.state.settings, app.state.metrics = settings, metrics
     app.include_router(v2.router)
     app.include_router(classify.router)
+    app.include_router(page.router)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, err: ApiError) -> JSONResponse:
