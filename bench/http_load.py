@@ -21,9 +21,9 @@ import numpy as np
 
 from prelu_deploy.bench.timing import CV_HIGH, summary
 from prelu_deploy.errors import BenchError, UsageError
+from prelu_deploy.models.data import IMAGE_SUFFIXES
 from prelu_deploy.serve.protocol import HEADER_LENGTH
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MAX_CONCURRENCY = 1024
 DISTINCT_BODIES = 16  # requests cycle through this many different payloads
 WINDOWS = 5  # a level's throughput is also counted in this many equal windows: its stability

@@ -8,13 +8,53 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from prelu_deploy.errors import ParityError
+from prelu_deploy.errors import ParityError, UsageError
 
 console = Console()
 
 
 def register(app: typer.Typer) -> None:
     app.command("parity")(parity)
+    app.command("classify")(classify)
+
+
+def classify(
+    images: list[Path] = typer.Argument(..., help="Image files or folders of images."),
+    model: Path = typer.Option(..., "--model", help="A model directory (ONNX Runtime, or TensorRT for a plan) or a checkpoint (torch)."),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="Labels per image."),
+    backend: str = typer.Option("auto", "--backend", help="For a model directory: auto | onnxruntime | tensorrt | torch."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runner threads."),
+    as_json: bool = typer.Option(False, "--json", help="Print the server's /classify answer as JSON."),
+) -> None:
+    """Classify images without a server: the same preprocessing and answer as POST /v1/classify."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from prelu_deploy.models.data import IMAGE_SUFFIXES
+    from prelu_deploy.runners.classify import classify_files
+
+    files = []
+    for p in images:
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UsageError(f"{p}: no such image file or folder")
+    if not files:
+        raise UsageError(f"no images in {', '.join(map(str, images))} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    with Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(), console=Console(stderr=True),
+                  transient=True, disable=len(files) < 64 or as_json) as bar:
+        task = bar.add_task("images", total=len(files))
+        answer = classify_files(files, model, top_k, backend, threads, on_batch=lambda n: bar.advance(task, n))
+    if as_json:
+        typer.echo(json.dumps({"model": str(model), "predictions": answer}, indent=2))
+        return
+    t = Table("image", "label", "probability", "top-k")
+    for p in answer:
+        best = p["top_k"][0]
+        t.add_row(p["filename"], best["label"], f"{best['probability']:.2%}",
+                  ", ".join(f"{c['label']} {c['probability']:.1%}" for c in p["top_k"][1:]))
+    console.print(t)
 
 
 def parity(

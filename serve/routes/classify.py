@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from prelu_deploy.runners.classify import predictions
 from prelu_deploy.serve.deps import (
     Models,
     SettingsDep,
@@ -39,11 +40,6 @@ async def _uploads(request: Request, settings: Settings) -> list[tuple[str, byte
     raise ApiError(415, f"content type {ctype!r}: send multipart/form-data files or one image as the body (image/*)")
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 @router.post("/models/{name}/classify", openapi_extra=CLASSIFY, responses=CLASSIFY_ERRORS)
 async def classify(name: str, request: Request, models: Models, settings: SettingsDep,
                    top_k: int | None = Query(None, ge=1, le=1000)) -> dict:
@@ -58,13 +54,9 @@ async def classify(name: str, request: Request, models: Models, settings: Settin
         return pre.to_tensor(np.stack([decode(data, f"image {fname!r}", pre, settings.max_pixels) for fname, data in uploads]))
 
     x = await run_in_threadpool(prepare)
-    probs = _softmax((await submit(served, x)).astype(np.float64))
-    labels = served.entry.labels or [str(i) for i in range(probs.shape[1])]
-    k = min(top_k or settings.top_k, probs.shape[1])
-    return {"model": served.name, "predictions": [
-        {"filename": fname, "top_k": [{"label": labels[i], "index": int(i), "probability": float(p[i])}
-                                      for i in np.argsort(-p)[:k]]}
-        for (fname, _), p in zip(uploads, probs)]}
+    logits = await submit(served, x)
+    return {"model": served.name, "predictions": predictions([name for name, _ in uploads], logits, served.entry.labels,
+                                                             top_k or settings.top_k)}
 
 
 @router.post("/classify", openapi_extra=CLASSIFY, responses=CLASSIFY_ERRORS)

@@ -59,3 +59,17 @@ def test_bad_input(cli, tmp_path, shipped, args, rc, message):
     proc = cli(*[a.format(tmp=tmp_path, shipped=shipped) for a in args], check_rc=rc)
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_classify_without_a_server(cli, shipped):
+    """The samples through `prelu-deploy classify`, on the bundled model directory and on its checkpoint:
+    the server's answer format, the right digit for each."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for model in (root / "models" / "bundled" / "digits", shipped):
+        answer = json.loads(cli("classify", root / "models" / "samples", "--model", model, "--top-k", "3", "--json").stdout)
+        assert len(answer["predictions"]) == 10
+        for p in answer["predictions"]:
+            assert len(p["top_k"]) == 3 and p["top_k"][0]["label"] == Path(p["filename"]).stem[-1]
+    assert "no such image file or folder" in cli("classify", "nope.png", "--model", shipped, check_rc=2).stderr
