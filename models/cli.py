@@ -39,6 +39,9 @@ def train(
     weight_decay: float = typer.Option(5e-4, "--weight-decay", min=0.0, help="On conv/linear weights only, never on slopes."),
     shift: int = typer.Option(1, "--shift", min=0, help="Random translation augmentation in pixels (0: off)."),
     seed: int = typer.Option(0, "--seed"),
+    fit: str = typer.Option("stretch", "--fit", help="How an image of any size becomes the input, recorded for serving: stretch | center_crop | ink_box (digit-style: polarity, ink crop, centred square)."),
+    warp_copies: int = typer.Option(0, "--warp-copies", min=0, help="Add this many warped copies of each training image (shear, rotation, scale, blur; grey images)."),
+    glyphs: int = typer.Option(0, "--glyphs", min=0, help="Add this many font-drawn digits 0–9 to the training split (labels '0'..'9' only)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
 ) -> None:
     """Train an architecture on the digits or an image folder; writes a checkpoint with its metrics."""
@@ -46,7 +49,7 @@ def train(
 
     from prelu_deploy.models import create_model, model_config, save_checkpoint
     from prelu_deploy.models.data import load_dataset
-    from prelu_deploy.models.preprocess import Preprocess
+    from prelu_deploy.models.preprocess import FITS, Preprocess
     from prelu_deploy.models.train import TrainConfig
     from prelu_deploy.models.train import evaluate as run_eval
     from prelu_deploy.models.train import train as run_train
@@ -54,9 +57,12 @@ def train(
     check_destination(out, force)
     kwargs = {k: v for k, v in {"act": act, "width": width, "input_size": input_size}.items() if v is not None}
     cfg = model_config(arch, **kwargs)
-    data = load_dataset(dataset, (cfg.input_size, cfg.input_size), cfg.in_chans)
+    if fit not in FITS:
+        raise UsageError(f"--fit {fit!r}: choose one of {', '.join(FITS)}")
+    data = load_dataset(dataset, (cfg.input_size, cfg.input_size), cfg.in_chans, fit)
     kwargs["num_classes"] = len(data.labels)
-    preprocess = Preprocess.fitted(data.train.images, interpolation=cfg.interpolation)
+    data.train = _augmented(data, warp_copies, glyphs, seed)
+    preprocess = Preprocess.fitted(data.train.images, interpolation=cfg.interpolation, fit=fit)
     torch.manual_seed(seed)  # the He-initialised weights are part of what the seed fixes
     model = create_model(arch, **kwargs)
     tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
@@ -78,6 +84,31 @@ def train(
     metrics = {"dataset": data.name, "split": "test", "accuracy": final["accuracy"], "loss": final["loss"], "n": final["n"]}
     save_checkpoint(model, out, labels=data.labels, preprocess=preprocess, metrics=metrics, training=summary)
     console.print(f"held-out accuracy [bold]{final['accuracy']:.2%}[/] ({final['correct']}/{final['n']}); wrote {out}")
+
+
+def _augmented(data, warp_copies: int, glyphs: int, seed: int):
+    """The training split with warped copies and font-drawn digits added (models.augment)."""
+    if not (warp_copies or glyphs):
+        return data.train
+    import numpy as np
+
+    from prelu_deploy.models.augment import glyph_digits, warped
+    from prelu_deploy.models.data import Split
+
+    if data.train.images.shape[-1] != 1:
+        raise UsageError("--warp-copies and --glyphs are for grey (1-channel) images")
+    if glyphs and data.labels != [str(i) for i in range(10)]:
+        raise UsageError(f"--glyphs adds digits 0–9; {data.name} has labels {', '.join(data.labels[:12])}")
+    rng = np.random.default_rng(seed)
+    images, labels = [data.train.images], [data.train.labels]
+    if warp_copies:
+        images.append(warped(data.train.images, warp_copies, rng))
+        labels.append(np.tile(data.train.labels, warp_copies))
+    if glyphs:
+        extra, extra_labels = glyph_digits(glyphs, data.train.images.shape[1:3], rng)
+        images.append(extra)
+        labels.append(extra_labels)
+    return Split(np.concatenate(images), np.concatenate(labels))
 
 
 def _remap_labels(data, labels: list[str]):
@@ -113,7 +144,7 @@ def evaluate(
     if meta.preprocess is None:
         raise UsageError(f"{ckpt} records no preprocessing; it cannot be evaluated on images")
     pre = meta.preprocess
-    data = load_dataset(dataset, pre.size, pre.channels)
+    data = load_dataset(dataset, pre.size, pre.channels, pre.fit)
     if meta.labels:
         data = _remap_labels(data, meta.labels)
     result = {"checkpoint": str(ckpt), "arch": meta.arch, "dataset": data.name, "split": split,

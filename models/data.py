@@ -78,19 +78,19 @@ def _image_files(folder: Path) -> list[Path]:
     return files
 
 
-def _read_split(files: list[tuple[Path, int]], size, channels, root: Path, which: str) -> Split:
+def _read_split(files: list[tuple[Path, int]], size, channels, root: Path, which: str, fit: str) -> Split:
     if not files:
         raise DatasetError(f"{root}: the {which} split is empty (a label needs at least 2 images to be split)")
     images = []
     for path, _ in files:
         try:
-            images.append(read_image(path, size, channels))
+            images.append(read_image(path, size, channels, fit=fit))
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
             raise DatasetError(f"{path}: not a readable image ({err})") from None
     return Split(np.stack(images), np.asarray([label for _, label in files], np.int64))
 
 
-def load_image_folder(root: str | Path, size: tuple[int, int], channels: int) -> Dataset:
+def load_image_folder(root: str | Path, size: tuple[int, int], channels: int, fit: str = "stretch") -> Dataset:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder (a dataset is 'digits' or a folder root/<label>/*.png)")
@@ -109,29 +109,32 @@ def load_image_folder(root: str | Path, size: tuple[int, int], channels: int) ->
             held = _holdout(len(files)) if len(files) > 1 else np.zeros(1, bool)
             test += [(f, i) for f, h in zip(files, held) if h]
             train += [(f, i) for f, h in zip(files, held) if not h]
-    return Dataset(str(root), labels, _read_split(train, size, channels, root, "train"),
-                   _read_split(test, size, channels, root, "test"))
+    return Dataset(str(root), labels, _read_split(train, size, channels, root, "train", fit),
+                   _read_split(test, size, channels, root, "test", fit))
 
 
-def load_dataset(spec: str, size: tuple[int, int] | None = None, channels: int | None = None) -> Dataset:
-    """'digits' or an image folder, with images at (size, channels) — the dataset's own for digits
+def load_dataset(spec: str, size: tuple[int, int] | None = None, channels: int | None = None,
+                 fit: str = "stretch") -> Dataset:
+    """'digits' or an image folder, with images brought to (size, channels) as `fit` says (the
+    preprocessing record's; see models.preprocess.read_image) — the dataset's own size for digits
     when not given."""
     if spec == "digits":
         data = load_digits()
-        if size is not None and (tuple(size), channels) != (data.train.images.shape[1:3], 1):
-            data.train.images, data.test.images = (_resize(s.images, size, channels) for s in (data.train, data.test))
+        if fit != "stretch" or (size is not None and (tuple(size), channels) != (data.train.images.shape[1:3], 1)):
+            size, channels = tuple(size or data.train.images.shape[1:3]), channels or 1
+            data.train.images, data.test.images = (_refit(s.images, size, channels, fit) for s in (data.train, data.test))
         return data
     if size is None or channels is None:
         raise DatasetError("an image folder needs the model's input size and channels")
-    return load_image_folder(spec, tuple(size), channels)
+    return load_image_folder(spec, tuple(size), channels, fit)
 
 
 def held_out(dataset: str, pre: Preprocess, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The first n held-out images of `dataset`, preprocessed as `pre` says (float32 NCHW), and their
     labels: the inputs export's golden set and parity's comparison both start from."""
-    split = load_dataset(dataset, pre.size, pre.channels).test
+    split = load_dataset(dataset, pre.size, pre.channels, pre.fit).test
     return pre.to_tensor(split.images[:n]), split.labels[:n]
 
 
-def _resize(images: np.ndarray, size, channels) -> np.ndarray:
-    return np.stack([read_image(Image.fromarray(im[..., 0]), tuple(size), channels) for im in images])
+def _refit(images: np.ndarray, size, channels, fit: str) -> np.ndarray:
+    return np.stack([read_image(Image.fromarray(im[..., 0]), tuple(size), channels, fit=fit) for im in images])

@@ -18,16 +18,52 @@ INTERPOLATIONS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampl
 MODES = {1: "L", 3: "RGB"}
 
 
+FITS = ("stretch", "center_crop", "ink_box")
+
+
 def read_image(src: "str | Path | bytes | Image.Image", size: tuple[int, int], channels: int,
-               interpolation: str = "bilinear") -> np.ndarray:
-    """Decode (file path, encoded bytes or a PIL image), convert to grey or RGB, resize to (h, w):
-    uint8 array of shape (h, w, channels)."""
+               interpolation: str = "bilinear", fit: str = "stretch", crop_pct: float = 0.875) -> np.ndarray:
+    """Decode (file path, encoded bytes or a PIL image), convert to grey or RGB, bring to (h, w) as
+    `fit` says: uint8 array of shape (h, w, channels).
+
+    - stretch: resize to (h, w), whatever the aspect ratio;
+    - center_crop: resize the shorter side to size / crop_pct, then crop the centre (timm's recipe for
+      224-px classifiers);
+    - ink_box: for digit-style models trained on light ink on a dark square — invert when the
+      background is lighter than the ink, crop to the ink's bounding box, pad it to a centred square,
+      resize with area averaging and stretch the ink to the full range (the steps MNIST-style
+      pipelines use), so a photo or a drawing of any size looks like the training images."""
     img = src if isinstance(src, Image.Image) else Image.open(BytesIO(src) if isinstance(src, bytes) else src)
     img = img.convert(MODES[channels])
     h, w = size
+    if fit == "ink_box":
+        return ink_box(np.asarray(img, dtype=np.float32), (h, w))[..., None]
+    if fit == "center_crop":
+        scale = max(h, w) / crop_pct / min(img.size)
+        img = img.resize((max(w, round(img.width * scale)), max(h, round(img.height * scale))), INTERPOLATIONS[interpolation])
+        left, top = (img.width - w) // 2, (img.height - h) // 2
+        img = img.crop((left, top, left + w, top + h))
     if img.size != (w, h):
         img = img.resize((w, h), INTERPOLATIONS[interpolation])
     return np.asarray(img, dtype=np.uint8).reshape(h, w, channels)
+
+
+def ink_box(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A grey image (any size, float) → uint8 (h, w): light ink on black, cropped to the ink, centred."""
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if np.median(border) > 127:  # dark ink on a light background: the training images are the reverse
+        grey, border = 255 - grey, 255 - border
+    ink = np.clip(grey - np.median(border), 0, None)
+    if ink.max() <= 0:
+        return np.zeros(size, np.uint8)
+    ys, xs = np.nonzero(ink > 0.25 * ink.max())
+    ink = ink[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    ih, iw = ink.shape
+    side = max(ih, iw)
+    square = np.zeros((side, side), np.float32)
+    square[(side - ih) // 2:(side - ih) // 2 + ih, (side - iw) // 2:(side - iw) // 2 + iw] = ink
+    small = np.asarray(Image.fromarray(square).resize(size[::-1], Image.Resampling.BOX), np.float32)
+    return np.clip(small * (255.0 / max(float(small.max()), 1e-6)), 0, 255).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -38,6 +74,8 @@ class Preprocess:
     std: tuple[float, ...]
     value_range: tuple[float, float] = (0.0, 1.0)  # pixel 0 → lo, 255 → hi
     interpolation: str = "bilinear"
+    fit: str = "stretch"  # how an image of any size becomes (h, w): stretch | center_crop | ink_box (read_image)
+    crop_pct: float = 0.875  # center_crop: the fraction of the resized shorter side kept
 
     def __post_init__(self):
         if self.channels not in MODES:
@@ -50,6 +88,12 @@ class Preprocess:
             raise ValueError(f"std must be positive, not {self.std}")
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}")
+        if self.fit not in FITS:
+            raise ValueError(f"fit must be one of {', '.join(FITS)}, not {self.fit!r}")
+        if self.fit == "ink_box" and self.channels != 1:
+            raise ValueError("fit ink_box is for grey (1-channel) digit-style models")
+        if not 0 < self.crop_pct <= 1:
+            raise ValueError(f"crop_pct must be in (0, 1], not {self.crop_pct}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocess":
@@ -58,21 +102,23 @@ class Preprocess:
             return cls(size=tuple(int(v) for v in d["size"]), channels=int(d["channels"]),
                        mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]),
                        value_range=tuple(float(v) for v in d.get("value_range", (0.0, 1.0))),
-                       interpolation=str(d.get("interpolation", "bilinear")))
+                       interpolation=str(d.get("interpolation", "bilinear")), fit=str(d.get("fit", "stretch")),
+                       crop_pct=float(d.get("crop_pct", 0.875)))
         except KeyError as err:
             raise ValueError(f"preprocessing record lacks {err.args[0]!r}") from None
         except (TypeError, ValueError) as err:
             raise ValueError(f"preprocessing record is malformed: {err}") from None
 
     @classmethod
-    def fitted(cls, images: np.ndarray, value_range=(0.0, 1.0), interpolation="bilinear") -> "Preprocess":
-        """Mean and std per channel measured on `images` (uint8 NHWC), e.g. a training split."""
+    def fitted(cls, images: np.ndarray, value_range=(0.0, 1.0), interpolation="bilinear", fit="stretch") -> "Preprocess":
+        """Mean and std per channel measured on `images` (uint8 NHWC, already brought to the model's
+        size by `fit`), e.g. a training split."""
         lo, hi = value_range
         x = images.astype(np.float64) / 255.0 * (hi - lo) + lo
         mean, std = x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2))
         return cls(size=images.shape[1:3], channels=images.shape[3], mean=tuple(mean.round(6).tolist()),
                    std=tuple(np.maximum(std, 1e-6).round(6).tolist()), value_range=tuple(value_range),
-                   interpolation=interpolation)
+                   interpolation=interpolation, fit=fit)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -83,7 +129,7 @@ class Preprocess:
 
     def load_image(self, src) -> np.ndarray:
         """One image (path, bytes or PIL image) → uint8 (h, w, channels)."""
-        return read_image(src, self.size, self.channels, self.interpolation)
+        return read_image(src, self.size, self.channels, self.interpolation, self.fit, self.crop_pct)
 
     def to_tensor(self, images: np.ndarray) -> np.ndarray:
         """uint8 NHWC at this size → normalised float32 NCHW, ready for the model."""

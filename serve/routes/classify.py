@@ -17,8 +17,8 @@ from prelu_deploy.serve.deps import (
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.images import decode
 from prelu_deploy.serve.openapi import CLASSIFY, CLASSIFY_RESPONSE, errors
-from prelu_deploy.serve.settings import Settings
 from prelu_deploy.serve.routes.v2 import submit
+from prelu_deploy.serve.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["classification"])
 CLASSIFY_ERRORS = {200: CLASSIFY_RESPONSE, **errors(400, 404, 408, 413, 415, 500, 503)}

@@ -91,8 +91,30 @@ def test_preprocess_fitted_and_value_range():
     ({"size": [8, 8], "channels": 2, "mean": [0, 0], "std": [1, 1]}, "channels must be 1 or 3"),
     ({"size": [8, 8], "channels": 1, "mean": [0.5], "std": [0.0]}, "std must be positive"),
     ({"size": [8, 8], "channels": 1, "mean": [0.5, 0.5], "std": [1]}, "mean and std need 1"),
-    ({"size": [8, 8], "channels": 1}, "incomplete"),
+    ({"size": [8, 8], "channels": 1}, "preprocessing record lacks 'mean'"),
+    ({"size": [8, 8], "channels": 1, "mean": [0.5], "std": [1], "fit": "squash"}, "fit must be one of stretch, center_crop, ink_box"),
+    ({"size": [8, 8], "channels": 3, "mean": [0.5] * 3, "std": [1] * 3, "fit": "ink_box"}, "ink_box is for grey"),
+    ({"size": [8, 8], "channels": 1, "mean": [0.5], "std": [1], "crop_pct": 0}, r"crop_pct must be in \(0, 1\]"),
 ])
 def test_preprocess_record_validation(record, message):
     with pytest.raises(ValueError, match=message):
         Preprocess.from_dict(record)
+
+
+def test_fits_bring_any_picture_to_the_model_size():
+    """center_crop keeps the centre at the aspect ratio; ink_box finds dark-on-light and light-on-dark
+    ink alike, crops it and centres it."""
+    from PIL import Image
+
+    from prelu_deploy.models.preprocess import read_image
+
+    wide = np.zeros((100, 200), np.uint8)
+    wide[:, 90:110] = 255  # a bar in the centre of a wide picture
+    crop = read_image(Image.fromarray(wide), (10, 10), 1, fit="center_crop", crop_pct=1.0)[..., 0]
+    assert crop.shape == (10, 10) and crop[:, 4:6].min() > 200 and crop[:, :3].max() < 30  # not squashed
+    page = np.full((300, 300), 240, np.uint8)
+    page[40:120, 200:220] = 10  # dark ink, off-centre, on light paper
+    for img in (page, 255 - page):
+        box = read_image(Image.fromarray(img), (8, 8), 1, fit="ink_box")[..., 0]
+        assert box.max() == 255 and box[:, 3:5].min() > 200 and box[:, :2].max() == 0 and box[:, 6:].max() == 0
+    assert read_image(Image.new("L", (50, 50), 255), (8, 8), 1, fit="ink_box").max() == 0  # a blank page stays blank
