@@ -11,6 +11,7 @@ from torch import nn
 from prelu_deploy.errors import UsageError
 from prelu_deploy.models.init import he_init_
 from prelu_deploy.models.prelu import check_act, initial_slope
+from prelu_deploy.models.preprocess import Preprocess
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,9 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def default_preprocess(self) -> "Preprocess":
+    def default_preprocess(self) -> Preprocess:
         """What a checkpoint saved without a preprocessing record is served with: the architecture's
         registered input size, channels, mean/std and interpolation."""
-        from prelu_deploy.models.preprocess import Preprocess
-
         return Preprocess((self.input_size, self.input_size), self.in_chans, self.mean, self.std,
                           interpolation=self.interpolation)
 
