@@ -80,7 +80,7 @@ def runners(
     target: str = typer.Argument(..., help="A model directory (from export or build), or an architecture name (built He-initialised)."),
     backend: str = typer.Option("torch,onnxruntime", "--backend", help="Comma list of torch | torch-compile | onnxruntime | tensorrt (needs a GPU)."),
     prelu_mode: Optional[str] = typer.Option(None, "--prelu-mode", help="Comma list of native | plugin | leaky (default: the directory's own; native for an architecture). Others are re-exported from the source checkpoint."),
-    precision: str = typer.Option("fp32", "--precision", help="TensorRT precisions, comma list of fp32 | fp16."),
+    precision: str = typer.Option("fp32", "--precision", help="Comma list of fp32 | fp16 (TensorRT) | int8 (ONNX Runtime: a QDQ graph, quantized on demand)."),
     batch: str = typer.Option("1,8,32", "--batch", help="Comma list of batch sizes."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Candidate (e.g. onnxruntime:native) or backend the ratios are against (default: torch, else the first)."),
     warmup: int = typer.Option(10, "--warmup", min=0, help="Warm-up calls per candidate (at least)."),

@@ -21,7 +21,7 @@ from prelu_deploy.runners.runner import backends, get_runner
 class RunnerBench:
     backends: list[str]
     lowerings: list[str] | None = None  # None: the model directory's own (native for an architecture)
-    precisions: tuple[str, ...] = ("fp32",)  # TensorRT only; ONNX Runtime and torch run fp32
+    precisions: tuple[str, ...] = ("fp32",)  # TensorRT: fp32, fp16; ONNX Runtime: fp32, int8 (a QDQ graph); torch: fp32
     batches: tuple[int, ...] = (1, 8, 32)
     baseline: str | None = None  # a candidate label or a backend name; default torch, else the first
     warmup: int = 10
@@ -41,7 +41,7 @@ class RunnerBench:
 
     def check(self) -> None:
         for name, values, allowed in (("--backend", self.backends, backends()), ("--prelu-mode", self.lowerings or [], LOWERINGS),
-                                      ("--precision", self.precisions, PRECISIONS)):
+                                      ("--precision", self.precisions, (*PRECISIONS, "int8"))):
             if bad := [v for v in values if v not in allowed]:
                 raise UsageError(f"{name}: unknown {', '.join(map(repr, bad))}; choose from {', '.join(allowed)}")
         if not self.backends:
@@ -99,7 +99,7 @@ class Sources:
 
     def onnx(self, lowering: str) -> Path:
         g = self.given
-        if g and not g.is_plan and g.lowering == lowering:
+        if g and not g.is_plan and g.precision == "fp32" and g.lowering == lowering:
             return g.path
         if lowering not in self._onnx:
             from prelu_deploy.export.model_dir import export_model_dir
@@ -120,9 +120,19 @@ class Sources:
         return build_plan(self.onnx(lowering), precision, max_batch=self.max_batch,
                           dest=self.workdir / lowering / f"{self.name}_trt_{precision}")
 
+    def int8(self, lowering: str) -> Path:
+        g = self.given
+        if g and g.precision == "int8" and g.lowering == lowering:
+            return g.path
+        from prelu_deploy.export.quantize import quantize_entry
+
+        fp32 = read_entry(self.onnx(lowering))  # calibrated on its golden inputs: real held-out images where known
+        return quantize_entry(fp32.path, dest=self.workdir / lowering / f"{self.name}_int8",
+                              inputs=fp32.golden_io()["inputs"][fp32.golden_real()])
+
     def model_dir(self, c: "Candidate") -> Path:
         if c.backend == "onnxruntime":
-            return self.onnx(c.lowering)
+            return self.int8(c.lowering) if c.precision == "int8" else self.onnx(c.lowering)
         if c.backend == "tensorrt":
             return self.plan(c.lowering, c.precision)
         return self.given.path if self.given else self.onnx(self.own_lowering)  # torch: the source checkpoint
@@ -136,9 +146,10 @@ def candidates(cfg: RunnerBench, own_lowering: str) -> list[Candidate]:
         if backend.startswith("torch"):  # the source checkpoint: one candidate whatever the lowering
             out.append(Candidate(backend if cfg.device == "cpu" else f"{backend}:{cfg.device}", backend, None, "fp32"))
         elif backend == "onnxruntime":
-            out += [Candidate(f"onnxruntime:{lo}", backend, lo, "fp32") for lo in lowerings]
+            out += [Candidate(f"onnxruntime:{lo}" + ("" if p == "fp32" else f":{p}"), backend, lo, p)
+                    for lo in lowerings for p in cfg.precisions if p in ("fp32", "int8")]
         else:
-            out += [Candidate(f"tensorrt:{lo}:{p}", backend, lo, p) for lo in lowerings for p in cfg.precisions]
+            out += [Candidate(f"tensorrt:{lo}:{p}", backend, lo, p) for lo in lowerings for p in cfg.precisions if p != "int8"]
     return out
 
 

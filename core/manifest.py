@@ -27,7 +27,7 @@ GOLDEN = "golden.npz"
 ONNX, PLAN = "1/model.onnx", "1/model.plan"
 PLATFORMS = {"onnxruntime_onnx": ONNX, "tensorrt_plan": PLAN}  # Triton's platform names → the artifact
 LOWERINGS = ("native", "plugin", "leaky")  # of channel-shared PReLU (DESIGN.md)
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16")  # of a TensorRT build; a quantized ONNX entry computes in int8
 
 
 def sha256_file(path: str | Path) -> str:
@@ -119,6 +119,7 @@ class ModelEntry:
     flops_per_image: int | None = None
     onnx_source: str | None = None  # a plan entry: the ONNX graph it was built from
     tensorrt: TensorRT | None = None
+    int8: dict | None = None  # a quantized entry: how it was calibrated and what it cost (export.quantize)
     path: Path = Path(".")  # where it was read from (not stored)
 
     @property
@@ -133,7 +134,7 @@ class ModelEntry:
     @property
     def precision(self) -> str:
         """The precision the artifact computes in: what parity tolerances apply."""
-        return self.tensorrt.precision if self.tensorrt else "fp32"
+        return self.tensorrt.precision if self.tensorrt else "int8" if self.int8 else "fp32"
 
     @property
     def checkpoint(self) -> Path:
@@ -149,6 +150,13 @@ class ModelEntry:
     @property
     def golden_count(self) -> int:
         return int(self.golden.get("count", 0))
+
+    def golden_real(self) -> np.ndarray:
+        """Which golden rows are real held-out images (the rest are crafted noise that drives every
+        PReLU negative: out of any calibration range, so INT8 is judged on the real rows only)."""
+        sources = self.golden.get("sources") or []
+        real = np.array([s == "held-out" for s in sources], bool)
+        return real if real.any() else np.ones(max(len(sources), self.golden_count), bool)
 
     @property
     def profile(self) -> BatchProfile:
@@ -197,8 +205,9 @@ class ModelEntry:
         d["prelu"] = {"lowering": self.lowering, "layers": self.prelu_layers}
         if self.onnx_source is None:
             d.pop("onnx_source")
-        if self.tensorrt is None:
-            d.pop("tensorrt")
+        for optional in ("tensorrt", "int8"):
+            if d[optional] is None:
+                d.pop(optional)
         return {"format_version": FORMAT_VERSION, **d}
 
 
@@ -271,7 +280,7 @@ def _entry(m: dict, path: Path, where: Path) -> ModelEntry:
         preprocess_origin=r.get(m, "preprocess_origin", str, "preprocess_origin", optional=True), golden=r.get(m, "golden", dict, "golden", optional=True) or {},
         versions=r.get(m, "versions", dict, "versions", optional=True) or {}, artifacts=artifacts,
         created=m.get("created"), opset=m.get("opset"), flops_per_image=r.get(m, "flops_per_image", int, "flops_per_image", optional=True),
-        onnx_source=m.get("onnx_source"), tensorrt=trt, path=path)
+        onnx_source=m.get("onnx_source"), tensorrt=trt, int8=r.get(m, "int8", dict, "int8", optional=True), path=path)
 
 
 def read_entry(path: str | Path) -> ModelEntry:

@@ -12,6 +12,7 @@ console = Console()
 def register(app: typer.Typer) -> None:
     app.command("export")(export)
     app.command("build")(build)
+    app.command("quantize")(quantize)
 
 
 def export(
@@ -55,3 +56,25 @@ def build(
                   f"(batch {t.profile.min}/{t.profile.opt}/{t.profile.max}, "
                   f"targets {', '.join(t.target_compute_capabilities)}, {t.build_seconds:.2f} s{plugin})",
                   highlight=False)
+
+
+def quantize(
+    model_dir: Path = typer.Argument(..., help="An fp32 ONNX model directory made by `prelu-deploy export`."),
+    calibration: Optional[str] = typer.Option(None, "--calibration", help="'digits' or an image folder (default: the checkpoint's dataset); its training images calibrate."),
+    n: int = typer.Option(512, "--n", min=1, help="Calibration images."),
+    method: str = typer.Option("minmax", "--method", help="minmax | entropy | percentile"),
+    per_channel: bool = typer.Option(False, "--per-channel", help="Per-channel weight scales (per-tensor by default: faster on this CPU)."),
+    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="An ONNX node to keep in float (repeatable)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing <name>_int8 entry."),
+) -> None:
+    """INT8 with calibration on real images: a QDQ graph from onnxruntime.quantization in a sibling <name>_int8/ entry."""
+    from prelu_deploy.export.quantize import quantize_entry
+    from prelu_deploy.manifest import read_entry
+
+    dest = quantize_entry(model_dir, calibration, n, method, per_channel, exclude, force)
+    q = read_entry(dest).int8
+    scores = q["held_out"]
+    acc = (f"; held-out accuracy {scores['accuracy_fp32']:.2%} → {scores['accuracy_int8']:.2%} on {scores['n']}"
+           if scores else "")
+    console.print(f"quantized → [bold]{dest}[/] ({q['method']}, {q['calibration']['count']} calibration images from "
+                  f"{q['calibration']['source']}, {'per-channel' if per_channel else 'per-tensor'} weights{acc})", highlight=False)

@@ -55,9 +55,11 @@ def lower(model: onnx.ModelProto, mode: str) -> onnx.ModelProto:
             continue
         a, replaced = float(slope.reshape(-1)[0]), replaced + 1
         if mode == "leaky":
-            nodes.append(helper.make_node("LeakyRelu", [node.input[0]], [node.output[0]], name=node.name, alpha=a))
+            new = helper.make_node("LeakyRelu", [node.input[0]], [node.output[0]], name=node.name, alpha=a)
         else:
-            nodes.append(csp.make_node(node.input[0], node.output[0], a, node.name))
+            new = csp.make_node(node.input[0], node.output[0], a, node.name)
+        new.metadata_props.extend(node.metadata_props)  # the module it came from: per-layer parity reads it
+        nodes.append(new)
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     if mode == "plugin" and replaced:

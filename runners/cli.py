@@ -64,13 +64,14 @@ def parity(
     n: int = typer.Option(256, "--n", min=0, help="Held-out images to compare, besides the golden inputs."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The source checkpoint, if it moved since export."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runner threads."),
+    per_layer: bool = typer.Option(False, "--per-layer", help="Also compare every layer's tensor with PyTorch's and name the first beyond tolerance."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Max/mean abs error, max rel error, cosine, top-1/top-5 agreement and accuracies vs PyTorch
     (float32 and float64); exits 7 when a tolerance is exceeded."""
     from prelu_deploy.runners.parity import run_parity
 
-    report = run_parity(model_dir, backend, dataset, n, checkpoint, threads=threads)
+    report = run_parity(model_dir, backend, dataset, n, checkpoint, per_layer, threads=threads)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -81,20 +82,30 @@ def parity(
 
 
 def _print(report: dict) -> None:
+    from prelu_deploy.runners.parity import TOLERANCES
+
     console.print(f"parity of [bold]{report['backend']}[/] on {report['model_dir']} (lowering {report['lowering']}): "
                   f"{report['inputs']['held_out']} held-out + {report['inputs']['golden']} golden inputs", highlight=False)
     neg = ", ".join(f"{k} {v:.0%}" for k, v in report["negative_fraction"].items())
     console.print(f"negative pre-activations per PReLU layer: {neg or 'no PReLU layers'}", highlight=False)
     for name, o in report["outputs"].items():
-        console.print(f"{name}, {o['precision']} tolerance: max abs ≤ {o['tolerance']['max_abs_of_scale']:g} × scale "
-                      f"{o['logit_scale']:.3g}; cosine ≥ {o['tolerance']['min_cosine']}; no top-1 flip where "
-                      f"PyTorch's margin > {o['tolerance']['margin_eps']:g} × scale", highlight=False, soft_wrap=True)
+        console.print(f"{name}, {o['precision']} tolerance (logit scale {o['logit_scale']:.3g}): "
+                      f"{TOLERANCES[o['precision']].describe()}", highlight=False, soft_wrap=True)
         t = Table(show_header=False)
         for key in ("max_abs", "mean_abs", "max_rel", "max_abs_vs_torch_fp32", "torch_fp32_noise", "min_cosine",
                     "top1_agreement", "top1_flips", "top1_flips_beyond_margin", "top5_overlap"):
             t.add_row(key + (" (vs float64)" if key in ("max_abs", "mean_abs", "max_rel") else ""),
                       f"{o[key]:.9f}" if key == "min_cosine" else f"{o[key]:.3g}" if isinstance(o[key], float) else str(o[key]))
         console.print(t)
+    if layers := report.get("per_layer"):
+        t = Table("layer", "compared with", "shape", "max abs", "of scale", "min cosine", "")
+        for r in layers["layers"]:
+            t.add_row(r["layer"], r["compared_with"], "×".join(map(str, r["shape"])), f"{r['max_abs']:.3g}",
+                      f"{r['max_abs'] / r['scale']:.2e}", f"{r['min_cosine']:.6f}", "[red]beyond[/]" if r["beyond"] else "")
+        console.print(t)
+        first = layers["first_beyond_tolerance"]
+        console.print(f"first layer beyond tolerance: [bold]{first}[/]" if first else "every layer within tolerance",
+                      highlight=False)
     if acc := report.get("accuracy"):
         console.print(f"accuracy: runner {acc['runner']:.2%}, torch {acc['torch']:.2%}")
     console.print("[bold green]PASS[/]" if report["passed"] else "[bold red]FAIL[/]")

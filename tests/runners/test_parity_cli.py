@@ -25,7 +25,7 @@ def test_export_then_parity_passes(cli, shipped, repo, mode):
     assert report["inputs"] == {"held_out": 100, "golden": 8} and report["accuracy"]["runner"] >= 0.98
     assert all(f > 0 for f in report["negative_fraction"].values())
     text = cli("parity", repo / f"d_{mode}", "--n", "20").stdout
-    assert "tolerance: max abs ≤ 0.0001 × scale" in text and "PASS" in text
+    assert "fp32 tolerance" in text and "max abs ≤ 0.0001 × logit scale" in text and "PASS" in text
 
 
 def test_parity_fails_on_a_wrong_graph(cli, shipped, repo):
@@ -33,12 +33,40 @@ def test_parity_fails_on_a_wrong_graph(cli, shipped, repo):
     cli("export", shipped, "--name", "broken", "--repo", repo, "--prelu-mode", "leaky")
     md = read_entry(repo / "broken")
     graph = onnx.load(md.artifact)
-    leaky = next(n for n in graph.graph.node if n.op_type == "LeakyRelu")
+    leaky = [n for n in graph.graph.node if n.op_type == "LeakyRelu"][2]  # the third PReLU: conv3_act
     leaky.attribute[0].f += 0.5
     onnx.save(graph, md.artifact)
     edit_manifest(md.path, lambda m: m["artifacts"].update({"1/model.onnx": sha256_file(md.artifact)}))
     proc = cli("parity", md.path, check_rc=7)
     assert "onnxruntime disagrees with PyTorch: max abs error" in proc.stderr and "FAIL" in proc.stdout
+    # per layer: every layer before it within tolerance, and it named as the first beyond
+    report = json.loads(cli("parity", md.path, "--per-layer", "--json", check_rc=7).stdout)["per_layer"]
+    names = [r["layer"] for r in report["layers"]]
+    assert report["first_beyond_tolerance"] == "conv3_act" and names[:5] == ["conv1", "conv1_act", "conv2", "conv2_act", "pool1"]
+    assert not any(r["beyond"] for r in report["layers"][:names.index("conv3_act")])
+    assert "first layer beyond tolerance: conv3_act" in cli("parity", md.path, "--per-layer", check_rc=7).stdout
+
+
+def test_per_layer_matches_folded_batch_norms(cli, tmp_path):
+    """cifar_prelu's convolutions carry their batch norms after export: the fused tensor is matched to
+    the batch norm's output (never to the bare convolution's), and every layer holds."""
+    import torch
+
+    from prelu_deploy.export.model_dir import export_model_dir
+    from prelu_deploy.models import create_model, save_checkpoint
+    from prelu_deploy.runners.parity import run_parity
+
+    torch.manual_seed(0)
+    model = create_model("cifar_prelu", width=0.25)
+    for m in model.modules():  # a trained-looking batch norm, so folding it is not a no-op
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+    entry = export_model_dir(save_checkpoint(model, tmp_path / "c.safetensors"), "c", tmp_path / "repo")
+    layers = run_parity(entry, n=0, per_layer=True)["per_layer"]
+    pairs = {r["layer"]: r["compared_with"] for r in layers["layers"]}
+    assert layers["first_beyond_tolerance"] is None and len(pairs) >= 10
+    bns = [p for p in pairs.values() if p.endswith("_bn")]
+    assert len(bns) >= 4 and not [layer for layer in pairs if layer.startswith("conv") and layer[5:] == ""], pairs
 
 
 def test_parity_refuses_a_tampered_artifact(cli, shipped, repo):

@@ -1,0 +1,59 @@
+"""INT8: a QDQ graph from ONNX Runtime's quantizer, calibrated on real digits, judged by the INT8
+tolerance class (top-1 agreement, held-out accuracy drop) in parity and in the server's gate."""
+
+import json
+
+import onnx
+import pytest
+
+from prelu_deploy.errors import UsageError
+from prelu_deploy.export.model_dir import export_model_dir
+from prelu_deploy.export.quantize import quantize_entry
+from prelu_deploy.manifest import read_entry
+from prelu_deploy.serve.repository import load_model
+from prelu_deploy.serve.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, shipped):
+    root = tmp_path_factory.mktemp("q")
+    for mode in ("leaky", "native"):
+        export_model_dir(shipped, f"d_{mode}", root, mode=mode)
+        quantize_entry(root / f"d_{mode}", n=256)
+    return root
+
+
+@pytest.mark.parametrize("mode, activation", [("leaky", "LeakyRelu"), ("native", "PRelu")])
+def test_a_qdq_entry_records_how_and_what_it_cost(repo, mode, activation):
+    e = read_entry(repo / f"d_{mode}_int8")
+    assert e.precision == "int8" and e.lowering == mode and e.verify() == [] and e.name == f"d_{mode}_int8"
+    q = e.int8
+    assert q["format"] == "QDQ" and q["method"] == "minmax" and q["calibration"]["source"] == "digits"
+    assert q["calibration"]["count"] == 256 and len(q["calibration"]["sha256"]) == 64
+    scores = q["held_out"]
+    assert scores["n"] == 360 and scores["accuracy_fp32"] - scores["accuracy_int8"] <= 0.005
+    ops = [n.op_type for n in onnx.load(e.artifact).graph.node]
+    assert ops.count("QuantizeLinear") >= 5 and ops.count("DequantizeLinear") >= 10 and activation in ops
+
+
+def test_parity_and_the_gate_use_the_int8_tolerance(cli, repo):
+    proc = cli("parity", repo / "d_leaky_int8", "--n", "360", "--json")
+    report = json.loads(proc.stdout)
+    out = report["outputs"]["logits"]
+    assert report["passed"] and out["precision"] == "int8" and out["tolerance"]["min_top1"] == 0.99
+    assert out["n"] == 360 + 4  # held-out images and the real golden rows; crafted noise is not judged
+    served = load_model(repo / "d_leaky_int8", Settings())
+    assert served.ready and served.parity["passed"]
+    served.close()
+
+
+def test_refusals(repo, tmp_path):
+    with pytest.raises(UsageError, match="quantize an fp32 ONNX entry"):
+        quantize_entry(repo / "d_leaky_int8", dest=tmp_path / "x")
+    with pytest.raises(UsageError, match="--exclude: no node named nope"):
+        quantize_entry(repo / "d_leaky", exclude=["nope"], dest=tmp_path / "x")
+    with pytest.raises(UsageError, match="--method 'best'"):
+        quantize_entry(repo / "d_leaky", method="best", dest=tmp_path / "x")
+    with pytest.raises(UsageError, match="exists; pass --force"):
+        quantize_entry(repo / "d_leaky")
+    assert not (tmp_path / "x").exists()
