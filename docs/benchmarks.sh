@@ -12,6 +12,9 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$REPO"' EXIT
 # 1. In process: torch eager vs ONNX Runtime with each PReLU lowering (channel-shared PReLU everywhere).
 $B bench cifar_prelu --backend torch,torch-compile,onnxruntime --prelu-mode native,leaky,plugin --batch 1,8,32 --duration 3 --out $OUT --plot
 $B bench model_a --width 0.25 --input-size 112 --backend torch,onnxruntime --prelu-mode native,leaky --batch 1,8 --duration 5 --out $OUT --plot
+# INT8 beside fp32 by lowering (quantized on demand)
+$B bench cifar_prelu --backend onnxruntime --prelu-mode native,leaky --precision fp32,int8 --batch 1,8,32 --duration 3 --baseline onnxruntime:native --out $OUT
+$B bench model_a --width 0.25 --input-size 112 --backend onnxruntime --prelu-mode native,leaky --precision fp32,int8 --batch 1,8 --duration 3 --baseline onnxruntime:native --out $OUT
 
 # 2. Over HTTP: the bundled digits model, dynamic batching on (defaults) and off.
 $B export models/weights/digits_prelu.safetensors --name digits --repo "$REPO" --prelu-mode leaky
