@@ -30,20 +30,16 @@ async def read_body(request: Request, settings: Settings) -> bytes:
     connection forever); a client that disconnects midway is a ClientGone, not a server error."""
     limit, timeout_s = settings.max_body_bytes, settings.body_timeout_s
     body = bytearray()
-    stream = request.stream().__aiter__()
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        try:
-            chunk = await asyncio.wait_for(stream.__anext__(), max(deadline - asyncio.get_running_loop().time(), 0))
-        except StopAsyncIteration:
-            break
-        except asyncio.TimeoutError:
-            raise ApiError(408, f"request body not complete within {timeout_s:g} s", {"Connection": "close"}) from None
-        except ClientDisconnect:
-            raise ClientGone("body") from None
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, f"body is over the limit of {limit} bytes")
+    try:
+        async with asyncio.timeout(timeout_s):  # one timer for the whole body, not one per chunk
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise ApiError(413, f"body is over the limit of {limit} bytes")
+    except TimeoutError:
+        raise ApiError(408, f"request body not complete within {timeout_s:g} s", {"Connection": "close"}) from None
+    except ClientDisconnect:
+        raise ClientGone("body") from None
     request._body = bytes(body)  # Starlette's cache: form() parses from it
     return request._body
 
