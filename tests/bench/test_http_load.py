@@ -137,3 +137,39 @@ def test_unknown_models_and_wrong_tensors_are_refused(cli, server, tmp_path):
     np.save(wrong, np.zeros((2, 3, 32, 32), np.float32))
     proc = cli("bench", "http", server.url, "--model", "digits", "--data", wrong, "--out", tmp_path, check_rc=2)
     assert "tensors of shape [2, 3, 32, 32]; the model takes [N, 1, 8, 8]" in proc.stderr
+
+
+def test_the_hand_written_baseline_answers_what_the_runner_computes(repo, cli, tmp_path):
+    """bench/baseline_server.py, the HTTP benchmark's comparison: bench http drives it like ours, and
+    its answers are the runner's."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from prelu_deploy.runners.runner import get_runner
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "prelu_deploy.bench.baseline_server", str(repo / "digits"), "--port", str(port)])
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/digits/ready", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        out = tmp_path / "reports"
+        cli("bench", "http", f"http://127.0.0.1:{port}", "--model", "digits", "--concurrency", "1,4", "--duration", "1",
+            "--warmup", "0.2", "--data", repo / "digits" / "golden.npz", "--out", out, "--json")
+        report = json.loads(next(out.glob("*.json")).read_text())
+        assert report["server"]["name"] == "hand-written baseline" and all(lv["ok"] > 0 and not lv["errors"] for lv in report["levels"])
+        import tritonclient.http as httpclient
+
+        x = np.load(repo / "digits" / "golden.npz")["inputs"][:3]
+        inp = httpclient.InferInput("images", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x, binary_data=True)
+        y = httpclient.InferenceServerClient(f"127.0.0.1:{port}").infer("digits", [inp]).as_numpy("logits")
+        np.testing.assert_allclose(y, get_runner(None, repo / "digits").run(x), rtol=1e-5, atol=1e-5)
+    finally:
+        proc.terminate()
+        proc.wait(10)
