@@ -102,7 +102,7 @@ def test_bench_a_model_directory_uses_it_and_reexports_other_lowerings(cli, tmp_
     (["digits_prelu", "--prelu-mode", "relu"], "--prelu-mode: unknown 'relu'"),
     (["digits_prelu", "--batch", "1,x"], "--batch: '1,x' is not a comma-separated list of ints"),
     (["digits_prelu", "--batch", "0"], "--batch: batch sizes must be ≥ 1"),
-    (["digits_prelu", "--precision", "int8"], "--precision: unknown 'int8'"),
+    (["digits_prelu", "--precision", "bf16"], "--precision: unknown 'bf16'"),
     (["no_such_net"], "'no_such_net' is neither a model directory nor an architecture"),
     (["digits_prelu", "--baseline", "tensorrt"], "--baseline 'tensorrt' is none of this run's candidates"),
     (["digits_prelu", "--runs", "10", "--max-runs", "5"], "--max-runs ≥ --runs"),
@@ -168,3 +168,13 @@ def test_without_torch_the_torch_runner_says_how_to_get_it(digits_dir):
             f"try:\n    get_runner('torch', {str(digits_dir)!r})\nexcept Exception as e:\n    print(type(e).__name__, e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert out.startswith("PreluDeployError the torch runners need torch: pip install 'prelu-deploy[export]'")
+
+
+def test_int8_is_a_candidate_beside_fp32(cli, tmp_path, digits_dir):
+    """--precision fp32,int8: the directory's graph and a QDQ graph quantized on demand, interleaved;
+    the INT8 answers stay close to fp32's (same top-1 on the golden held-out rows)."""
+    proc = cli("bench", digits_dir, "--backend", "onnxruntime", "--precision", "fp32,int8", "--batch", "4", *FAST,
+               "--out", tmp_path, "--json")
+    fp32, int8 = json.loads(proc.stdout)["results"]
+    assert (fp32["label"], int8["label"]) == ("onnxruntime:leaky", "onnxruntime:leaky:int8") and int8["precision"] == "int8"
+    assert 0 < int8["max_abs_diff_vs_baseline"] < 0.2 * fp32["logit_scale"]
