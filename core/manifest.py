@@ -259,8 +259,8 @@ def _entry(m: dict, path: Path, where: Path) -> ModelEntry:
     trt = None
     if (t := r.get(m, "tensorrt", dict, "tensorrt", optional=True)) is not None:
         precision = r.get(t, "precision", str, "tensorrt.precision")
-        if precision not in PRECISIONS:
-            raise ModelDirError(f"{where}: manifest field 'tensorrt.precision' is {precision!r}, not fp32 or fp16")
+        if precision not in (*PRECISIONS, "int8"):
+            raise ModelDirError(f"{where}: manifest field 'tensorrt.precision' is {precision!r}, not fp32, fp16 or int8")
         trt = TensorRT(
             flavour=r.get(t, "flavour", str, "tensorrt.flavour"), version=r.get(t, "version", str, "tensorrt.version"),
             precision=precision, profile=r.profile(r.get(t, "profile", dict, "tensorrt.profile"), "tensorrt.profile"),

@@ -59,8 +59,14 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
     md = read_entry(model_dir).verified()
     if md.is_plan:
         raise UsageError(f"{md.path} is already a TensorRT plan entry; build from the ONNX entry it came from ({md.onnx_source})")
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}; choose fp32 or fp16")
+    if md.int8:  # explicit quantization: the Q/DQ nodes decide, no precision flag
+        if md.int8.get("target") != "tensorrt":
+            raise UsageError(f"{md.path} was quantized for ONNX Runtime (uint8 activations, int32 biases), which TensorRT's "
+                             f"parser refuses; quantize with --tensorrt for a TensorRT build")
+        precision = "int8"
+    elif precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose fp32 or fp16 (int8 comes from an entry made by "
+                         "`prelu-deploy quantize --tensorrt`)")
     max_batch = max_batch or md.max_batch_size
     opt_batch = opt_batch or min(8, max_batch)
     if not 1 <= min_batch <= opt_batch <= max_batch:

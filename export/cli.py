@@ -65,16 +65,19 @@ def quantize(
     method: str = typer.Option("minmax", "--method", help="minmax | entropy | percentile"),
     per_channel: bool = typer.Option(False, "--per-channel", help="Per-channel weight scales (per-tensor by default: faster on this CPU)."),
     exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="An ONNX node to keep in float (repeatable)."),
+    tensorrt: bool = typer.Option(False, "--tensorrt", help="A graph TensorRT can build (int8 symmetric activations, float biases) for `prelu-deploy build`."),
+    auto_exclude: bool = typer.Option(False, "--auto-exclude", help="Keep the modules that drift most from fp32 in float until the INT8 tolerance holds on the held-out split."),
     force: bool = typer.Option(False, "--force", help="Replace an existing <name>_int8 entry."),
 ) -> None:
     """INT8 with calibration on real images: a QDQ graph from onnxruntime.quantization in a sibling <name>_int8/ entry."""
     from prelu_deploy.export.quantize import quantize_entry
     from prelu_deploy.manifest import read_entry
 
-    dest = quantize_entry(model_dir, calibration, n, method, per_channel, exclude, force)
+    dest = quantize_entry(model_dir, calibration, n, method, per_channel, exclude, force, auto_exclude=auto_exclude, tensorrt=tensorrt)
     q = read_entry(dest).int8
     scores = q["held_out"]
     acc = (f"; held-out accuracy {scores['accuracy_fp32']:.2%} → {scores['accuracy_int8']:.2%} on {scores['n']}"
            if scores else "")
+    kept = f"; kept in float: {', '.join(q['auto_excluded_modules'])}" if q["auto_excluded_modules"] else ""
     console.print(f"quantized → [bold]{dest}[/] ({q['method']}, {q['calibration']['count']} calibration images from "
-                  f"{q['calibration']['source']}, {'per-channel' if per_channel else 'per-tensor'} weights{acc})", highlight=False)
+                  f"{q['calibration']['source']}, {'per-channel' if per_channel else 'per-tensor'} weights{acc}{kept})", highlight=False)

@@ -20,6 +20,7 @@ import onnx
 
 from prelu_deploy.atomic import check_destination, staged_dir
 from prelu_deploy.errors import DatasetError, ExportError, UsageError
+from prelu_deploy.export.tensors import cosines, module_nodes, module_tensors, run_exposed
 from prelu_deploy.export.triton import config_pbtxt
 from prelu_deploy.manifest import CONFIG, GOLDEN, ONNX, ModelEntry, read_entry
 
@@ -63,16 +64,19 @@ class _Reader:
 
 
 def quantize(model: Path, out: Path, entry: ModelEntry, x: np.ndarray, method: str, per_channel: bool,
-             exclude: list[str]) -> None:
-    """The QDQ graph of `model` (uint8 activations, int8 weights) written to `out`."""
+             exclude: list[str], tensorrt: bool = False) -> None:
+    """The QDQ graph of `model` written to `out`: uint8 activations and int8 weights for ONNX Runtime;
+    for TensorRT (explicit quantization) int8 symmetric activations and float biases, what its parser
+    takes."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     quantize_static(str(model), str(out), _Reader(entry.input.name, x, min(32, entry.max_batch_size)),
-                    quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    per_channel=per_channel, calibrate_method=methods[method], nodes_to_exclude=exclude or None,
-                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+                    quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, per_channel=per_channel, calibrate_method=methods[method],
+                    nodes_to_exclude=exclude or None,
+                    extra_options={"ActivationSymmetric": tensorrt, "WeightSymmetric": True, "QuantizeBias": not tensorrt})
 
 
 def held_out_scores(entry: ModelEntry, graphs: dict[str, Path], n: int = 1000) -> dict:
@@ -92,11 +96,29 @@ def held_out_scores(entry: ModelEntry, graphs: dict[str, Path], n: int = 1000) -
             "top1_agreement": {k: float((p == first).mean()) for k, p in preds.items()}}
 
 
+def _holds(scores: dict) -> bool:
+    """The INT8 tolerance on the held-out split: accuracy drop and top-1 agreement with fp32."""
+    return (scores["accuracy_fp32"] - scores["accuracy_int8"] <= INT8_ACCURACY_DROP
+            and scores["top1_agreement"]["int8"] >= INT8_TOP1)
+
+
+def _worst_module(fp32: Path, int8: Path, input_name: str, x: np.ndarray, skip: set[str]) -> str | None:
+    """The first module whose INT8 tensor drifts from fp32 (cosine < 0.99), else the one that drifts most."""
+    layers = {path: t for path, t in module_tensors(onnx.load(fp32)).items() if path not in skip}
+    ref = run_exposed(fp32, input_name, list(layers.values()), x)
+    got = run_exposed(int8, input_name, list(layers.values()), x)
+    worst = {path: float(cosines(got[t], ref[t]).min()) for path, t in layers.items() if got[t].shape == ref[t].shape}
+    return next((p for p, c in worst.items() if c < 0.99), min(worst, key=worst.get, default=None))
+
+
 def quantize_entry(model_dir: str | Path, calibration: str | None = None, n: int = 512, method: str = "minmax",
                    per_channel: bool = False, exclude: list[str] | None = None, force: bool = False,
-                   dest: str | Path | None = None, inputs: np.ndarray | None = None) -> Path:
+                   dest: str | Path | None = None, inputs: np.ndarray | None = None, auto_exclude: bool = False,
+                   max_rounds: int = 8, tensorrt: bool = False) -> Path:
     """Quantize an ONNX entry into its sibling `<name>_int8/` (or `dest`); returns that entry. `inputs`
-    replaces the calibration images (the benchmark of an untrained architecture has none)."""
+    replaces the calibration images (the benchmark of an untrained architecture has none). With
+    `auto_exclude`, while the INT8 tolerance does not hold on the held-out split, the nodes of the
+    module whose tensor drifts first from fp32 are kept in float and the graph quantized again."""
     entry = read_entry(model_dir).verified()
     if entry.is_plan or entry.precision != "fp32":
         raise UsageError(f"{entry.path}: quantize an fp32 ONNX entry (this one is {entry.platform}, {entry.precision})")
@@ -110,20 +132,39 @@ def quantize_entry(model_dir: str | Path, calibration: str | None = None, n: int
     nodes = {node.name for node in onnx.load(entry.artifact).graph.node}
     if unknown := sorted(set(exclude or []) - nodes):
         raise UsageError(f"--exclude: no node named {', '.join(unknown)} in {entry.artifact}")
+    probe = None
+    if auto_exclude:  # real held-out images show where the INT8 graph drifts
+        if not entry.source.dataset:
+            raise UsageError("--auto-exclude judges the held-out split: the checkpoint records no dataset")
+        from prelu_deploy.models.data import held_out
+        from prelu_deploy.models.preprocess import Preprocess
+
+        probe = held_out(entry.source.dataset, Preprocess.from_dict(entry.preprocess), 64)[0]
+    excluded, kept_float, graph = list(exclude or []), [], onnx.load(entry.artifact)
     with staged_dir(dest) as tmp:
         (tmp / "1").mkdir()
-        try:
-            quantize(entry.artifact, tmp / ONNX, entry, x, method, per_channel, exclude or [])
-        except Exception as err:  # the quantizer raises many types; say which step failed
-            raise ExportError(f"onnxruntime.quantization failed on {entry.artifact}: {err}") from None
-        scores = held_out_scores(entry, {"fp32": entry.artifact, "int8": tmp / ONNX})
+        for _ in range(max_rounds + 1):
+            try:
+                quantize(entry.artifact, tmp / ONNX, entry, x, method, per_channel, excluded, tensorrt)
+            except Exception as err:  # the quantizer raises many types; say which step failed
+                raise ExportError(f"onnxruntime.quantization failed on {entry.artifact}: {err}") from None
+            scores = held_out_scores(entry, {"fp32": entry.artifact, "int8": tmp / ONNX})
+            if not auto_exclude or _holds(scores):
+                break
+            module = _worst_module(entry.artifact, tmp / ONNX, entry.input.name, probe, set(kept_float))
+            if module is None:
+                break
+            kept_float.append(module)
+            excluded += [name for name in module_nodes(graph, module) if name not in excluded]
         shutil.copyfile(entry.path / GOLDEN, tmp / GOLDEN)
         (tmp / CONFIG).write_text(config_pbtxt(dest.name, "onnx", entry.max_batch_size, [(entry.input.name, entry.input.dims)],
                                                [(entry.output.name, entry.output.dims)]))
-        int8 = {"quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ",
-                "activations": "uint8 (asymmetric)", "weights": "int8 (symmetric)", "per_channel": per_channel,
+        int8 = {"quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ", "target": "tensorrt" if tensorrt else "onnxruntime",
+                "activations": "int8 (symmetric)" if tensorrt else "uint8 (asymmetric)", "weights": "int8 (symmetric)",
+                "biases": "float" if tensorrt else "int32", "per_channel": per_channel,
                 "method": method, "calibration": {"source": source, "count": len(x),
                                                   "sha256": hashlib.sha256(x.tobytes()).hexdigest()},
-                "excluded_nodes": sorted(exclude or []), "held_out": scores}
+                "excluded_nodes": sorted(excluded), "auto_excluded_modules": kept_float, "held_out": scores,
+                "tolerance_holds": _holds(scores) if scores else None}
         replace(entry, name=dest.name, onnx_source=str(entry.artifact), int8=int8).write(tmp)
     return dest

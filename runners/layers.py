@@ -8,41 +8,12 @@ that of the batch norm (dropout, identity) right after it that has no ONNX node 
 convolution whose batch norm the exporter folded in is compared with the batch norm's output, which is
 what the fused node computes."""
 
-import json
-
 import numpy as np
 
+from prelu_deploy.export.tensors import cosines, module_tensors, run_exposed
 from prelu_deploy.manifest import ModelEntry
 
-SCOPES = "pkg.torch.onnx.name_scopes"
 FOLDED = ("BatchNorm", "Dropout", "Identity")  # modules that leave no node of their own in an inference graph
-
-
-def onnx_layers(graph) -> dict[str, str]:
-    """Module path → the name of the last tensor its nodes produce, in graph order."""
-    out = {}
-    for node in graph.graph.node:
-        meta = {p.key: p.value for p in node.metadata_props}
-        if SCOPES in meta:
-            scopes = json.loads(meta[SCOPES].replace("'", '"'))
-            if path := ".".join(s for s in scopes[1:-1] if s):
-                out[path] = node.output[0]
-    return out
-
-
-def _run_all(entry: ModelEntry, names: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
-    """The ONNX graph with `names` exposed as outputs: each one's value on x."""
-    import onnx
-    import onnxruntime as ort
-
-    graph = onnx.load(entry.artifact)
-    exposed = {o.name for o in graph.graph.output}
-    graph.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
-                              for n in names if n not in exposed)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # every tensor as the graph says
-    session = ort.InferenceSession(graph.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return dict(zip(names, session.run(names, {entry.input.name: x})))
 
 
 def _torch_outputs(model, x: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
@@ -65,9 +36,11 @@ def _torch_outputs(model, x: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
 
 def per_layer(entry: ModelEntry, model, x: np.ndarray, max_abs_of_scale: float | None, min_cosine: float | None) -> dict:
     """Every matched layer's error, and the first one beyond the tolerance (None when all hold)."""
-    layers = onnx_layers(__import__("onnx").load(entry.artifact))
+    import onnx
+
+    layers = module_tensors(onnx.load(entry.artifact))
     ran = _torch_outputs(model, x)
-    onnx_values = _run_all(entry, list(layers.values()), x)
+    onnx_values = run_exposed(entry.artifact, entry.input.name, list(layers.values()), x)
     rows, first = [], None
     for i, (path, _, _) in enumerate(ran):
         if path not in layers:
@@ -78,11 +51,10 @@ def per_layer(entry: ModelEntry, model, x: np.ndarray, max_abs_of_scale: float |
         ref, got = ran[j][2], onnx_values[layers[path]]
         if ref.shape != got.shape:
             continue
-        a, b = got.reshape(len(x), -1).astype(np.float64), ref.reshape(len(x), -1).astype(np.float64)
-        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-300)
-        scale = float(np.abs(b).max()) or 1.0
+        scale = float(np.abs(ref).max()) or 1.0
         row = {"layer": path, "compared_with": ran[j][0], "tensor": layers[path], "shape": list(got.shape[1:]),
-               "max_abs": float(np.abs(a - b).max()), "scale": scale, "min_cosine": float(cos.min())}
+               "max_abs": float(np.abs(got.astype(np.float64) - ref).max()), "scale": scale,
+               "min_cosine": float(cosines(got, ref).min())}
         row["beyond"] = bool((max_abs_of_scale is not None and row["max_abs"] > max_abs_of_scale * scale)
                              or (min_cosine is not None and row["min_cosine"] < min_cosine))
         rows.append(row)

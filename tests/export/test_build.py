@@ -100,3 +100,19 @@ def test_no_tensorrt_installed_gives_the_install_hint():
             "try:\n    load_tensorrt()\nexcept Exception as e:\n    print(type(e).__name__, e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert out.startswith("PreluDeployError TensorRT is not installed: pip install 'prelu-deploy[trt]'")
+
+
+def test_an_int8_entry_builds_with_explicit_quantization(repo, tmp_path):
+    """A graph quantized --tensorrt (int8 symmetric activations, float biases) parses and builds; one
+    quantized for ONNX Runtime is refused before TensorRT sees it."""
+    from prelu_deploy.export.quantize import quantize_entry
+
+    onnxruntime_int8 = quantize_entry(repo / "d_leaky", n=64, dest=tmp_path / "ort_int8")
+    with pytest.raises(UsageError, match="quantized for ONNX Runtime .* quantize with --tensorrt"):
+        build_plan(onnxruntime_int8, dest=tmp_path / "x")
+    trt_int8 = quantize_entry(repo / "d_leaky", n=64, dest=tmp_path / "trt_int8", tensorrt=True)
+    entry = read_entry(build_plan(trt_int8, dest=tmp_path / "trt_int8_trt"))
+    assert entry.precision == "int8" and entry.tensorrt.precision == "int8" and entry.int8["target"] == "tensorrt"
+    assert entry.verify() == [] and entry.artifact.stat().st_size > 10_000
+    with pytest.raises(UsageError, match="int8 comes from an entry made by `prelu-deploy quantize --tensorrt`"):
+        build_plan(repo / "d_leaky", "int8", dest=tmp_path / "y")

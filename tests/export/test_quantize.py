@@ -57,3 +57,15 @@ def test_refusals(repo, tmp_path):
     with pytest.raises(UsageError, match="exists; pass --force"):
         quantize_entry(repo / "d_leaky")
     assert not (tmp_path / "x").exists()
+
+
+def test_auto_exclude_keeps_the_drifting_modules_in_float(repo, tmp_path):
+    """Calibrated on inputs 20× too small, every activation clips and INT8 collapses; --auto-exclude
+    keeps the module that drifts first from fp32 in float, round after round, and wins it back."""
+    src = read_entry(repo / "d_leaky")
+    x = src.golden_io()["inputs"][src.golden_real()] * 0.05
+    plain = read_entry(quantize_entry(src.path, dest=tmp_path / "plain", inputs=x)).int8
+    auto = read_entry(quantize_entry(src.path, dest=tmp_path / "auto", inputs=x, auto_exclude=True, max_rounds=4)).int8
+    assert plain["held_out"]["accuracy_int8"] < 0.5 and not plain["tolerance_holds"]
+    assert auto["auto_excluded_modules"][:2] == ["conv1", "conv1_act"] and len(auto["excluded_nodes"]) >= 4
+    assert auto["held_out"]["accuracy_int8"] > plain["held_out"]["accuracy_int8"] + 0.3
