@@ -87,6 +87,7 @@ class TensorRT:
     build_seconds: float | None = None
     network_layers: list[dict] = field(default_factory=list)
     plugin: dict | None = None  # {"name", "version", "namespace", "path"} for the plugin lowering
+    tf32: bool = False  # whether the builder was allowed TF32 (never for fp32)
 
     @property
     def plugin_path(self) -> str | None:
@@ -267,7 +268,7 @@ def _entry(m: dict, path: Path, where: Path) -> ModelEntry:
             target_compute_capabilities=r.get(t, "target_compute_capabilities", list, "tensorrt.target_compute_capabilities"),
             fp16_conversion=t.get("fp16_conversion"), workspace_mb=t.get("workspace_mb"), timing_cache=t.get("timing_cache"),
             timing_cache_written=bool(t.get("timing_cache_written")), build_seconds=t.get("build_seconds"),
-            network_layers=t.get("network_layers") or [], plugin=r.get(t, "plugin", dict, "tensorrt.plugin", optional=True))
+            network_layers=t.get("network_layers") or [], tf32=bool(t.get("tf32")), plugin=r.get(t, "plugin", dict, "tensorrt.plugin", optional=True))
     return ModelEntry(
         name=r.get(m, "name", str, "name"), platform="tensorrt_plan" if trt else "onnxruntime_onnx",
         input=r.tensor(m, "input"), output=r.tensor(m, "output"), max_batch_size=max_batch, lowering=lowering,

@@ -22,7 +22,7 @@ from prelu_deploy.errors import ExportError, UsageError
 from prelu_deploy.export.triton import config_pbtxt
 from prelu_deploy.manifest import CONFIG, GOLDEN, PLAN, PRECISIONS, BatchProfile, TensorRT, read_entry
 from prelu_deploy.plugins import channel_shared_prelu as csp
-from prelu_deploy.plugins.tensorrt_lib import load_tensorrt
+from prelu_deploy.plugins.tensorrt_lib import load_tensorrt, unsupported_cc
 
 
 def _fp16(graph: onnx.ModelProto) -> onnx.ModelProto:
@@ -41,9 +41,11 @@ def _parse(trt, builder, logger, data: bytes):
     return network, parser
 
 
-def _compute_capabilities(trt, config, targets: list[str]) -> list[str]:
+def _compute_capabilities(trt, flavour: str, config, targets: list[str]) -> list[str]:
     for i, cc in enumerate(targets):
         name = "SM" + cc.replace(".", "")
+        if why := unsupported_cc(flavour, cc):  # checked before the library is asked
+            raise UsageError(f"--target-cc {cc}: {why}")
         if not hasattr(trt, "ComputeCapability") or not hasattr(trt.ComputeCapability, name):
             known = [c for c in dir(getattr(trt, "ComputeCapability", object)) if c.startswith("SM")]
             raise UsageError(f"--target-cc {cc}: not a target this TensorRT builds for (it knows {', '.join(known) or 'none'})")
@@ -76,12 +78,14 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
     trt, flavour = load_tensorrt()
     graph = onnx.load(md.artifact)
     conversion = None
-    if precision == "fp16" and flavour == "tensorrt_rtx":
-        graph, conversion = _fp16(graph), "onnxconverter-common float16 (inputs/outputs kept fp32); TensorRT-RTX is strongly typed"
+    # strongly typed builders (TensorRT-RTX, TensorRT 11) have no FP16 flag: fp16 is an fp16 graph there
+    fp16_flag = flavour == "tensorrt" and hasattr(trt.BuilderFlag, "FP16")
+    if precision == "fp16" and not fp16_flag:
+        graph, conversion = _fp16(graph), f"onnxconverter-common float16 (inputs/outputs kept fp32); {flavour} {trt.__version__} is strongly typed"
     lowering = md.lowering
-    # TensorRT ≥ 10.7's parser prefers a registered plugin over the function body. Not on TensorRT-RTX:
-    # it has no plugin layers, and a registered creator makes its parser abort the process on a custom
-    # node without a body (seen with 1.7.1).
+    # The parser takes a registered plugin for a node carrying plugin_namespace (plugins/channel_shared_prelu).
+    # Not on TensorRT-RTX: it has no plugin layers, and a registered creator makes its parser abort the
+    # process on a custom node without a body (seen with 1.7.1).
     if lowering == "plugin" and flavour == "tensorrt":
         from prelu_deploy.plugins.trt_plugin import register_plugins
 
@@ -90,15 +94,19 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
     builder = trt.Builder(logger)
     network, _parser = _parse(trt, builder, logger, graph.SerializeToString())
     config = builder.create_builder_config()
-    if precision == "fp16" and flavour == "tensorrt":
+    if precision == "fp16" and fp16_flag:
         config.set_flag(trt.BuilderFlag.FP16)
+    tf32 = hasattr(trt.BuilderFlag, "TF32") and config.get_flag(trt.BuilderFlag.TF32)
+    if tf32 and precision == "fp32":  # on by default: fp32 means fp32 (TF32 erred 6–9× over the fp32 gate on an H100)
+        config.clear_flag(trt.BuilderFlag.TF32)
+        tf32 = False
     if workspace_mb:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     use_cache = bool(timing_cache) and flavour == "tensorrt"  # timing-cache calls are no-ops in TensorRT-RTX
     if use_cache:  # reused across builds, updated after each
         old = Path(timing_cache).read_bytes() if Path(timing_cache).exists() else b""
         config.set_timing_cache(config.create_timing_cache(old), ignore_mismatch=False)
-    targets = _compute_capabilities(trt, config, target_cc or [])
+    targets = _compute_capabilities(trt, flavour, config, target_cc or [])
     inp, dims = md.input, md.input.dims
     profile = builder.create_optimization_profile()
     profile.set_shape(inp.name, (min_batch, *dims), (opt_batch, *dims), (max_batch, *dims))
@@ -122,7 +130,7 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
         profile=BatchProfile(min_batch, opt_batch, max_batch), target_compute_capabilities=targets,
         workspace_mb=workspace_mb, timing_cache=str(timing_cache) if use_cache else
         ("ignored: timing caches are no-ops in TensorRT-RTX" if timing_cache else None),
-        timing_cache_written=cache_written, build_seconds=round(seconds, 3), network_layers=layers,
+        timing_cache_written=cache_written, build_seconds=round(seconds, 3), network_layers=layers, tf32=bool(tf32),
         plugin=({"name": csp.OP_TYPE, "version": str(csp.VERSION), "namespace": csp.DOMAIN,
                  "path": "registered TensorRT plugin" if uses_plugin else
                  "ONNX function body (" + ("TensorRT-RTX has no plugin layers, so no plugin was registered)"

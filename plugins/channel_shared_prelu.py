@@ -2,8 +2,11 @@
 
 The op is defined as an ONNX function whose body is standard ONNX — `LeakyRelu(alpha=@slope)`, which
 is the same function, y = x if x > 0 else slope·x — so any ONNX runtime can run it (ONNX Runtime
-inlines model-local functions), while TensorRT ≥ 10.7 takes a registered plugin of the same name
-instead of the body when one is registered.
+inlines model-local functions). TensorRT's ONNX parser looks a registered plugin up by the node's op
+type, version and `plugin_namespace` *attribute* (not its domain), and from TensorRT 10.15 it uses the
+model-local function unless that attribute is present: so the node carries
+`plugin_namespace="prelu_deploy"`, and the build falls back to the body only when no creator is
+registered (TensorRT-RTX: always).
 """
 
 import numpy as np
@@ -27,7 +30,7 @@ def function_proto() -> onnx.FunctionProto:
 
 
 def make_node(x: str, y: str, slope: float, name: str) -> onnx.NodeProto:
-    return helper.make_node(OP_TYPE, [x], [y], name=name, domain=DOMAIN, slope=float(slope))
+    return helper.make_node(OP_TYPE, [x], [y], name=name, domain=DOMAIN, slope=float(slope), plugin_namespace=DOMAIN)
 
 
 def reference(x: np.ndarray, slope: float) -> np.ndarray:

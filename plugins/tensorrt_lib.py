@@ -6,6 +6,21 @@ from types import ModuleType
 
 from prelu_deploy.errors import PreluDeployError
 
+# Where each flavour's engines run, by compute capability (measured for TensorRT-RTX 1.7.1 on an H100:
+# "Supported compute capabilities: 8.0 8.6 8.9 12.0 12.1 >12.0"); standard TensorRT runs on all of them.
+RUNS_ON = {"tensorrt_rtx": ("8.0", "8.6", "8.9", "12.")}
+HOPPER_WAY_OUT = ("install NVIDIA's `tensorrt` (its plans run on Hopper), or serve the ONNX entry with ONNX Runtime's "
+                  "CUDA provider (onnxruntime-gpu)")
+
+
+def unsupported_cc(flavour: str, cc: str) -> str | None:
+    """Why `flavour` cannot run engines on compute capability `cc` ("9.0"), or None when it can."""
+    supported = RUNS_ON.get(flavour)
+    if supported is None or any(cc == s or (s.endswith(".") and cc.startswith(s)) for s in supported):
+        return None
+    return (f"{flavour} does not run on compute capability {cc}{' (H100/H200)' if cc.startswith('9.') else ''}; "
+            f"it runs on 8.0, 8.6, 8.9 and 12.x: {HOPPER_WAY_OUT}")
+
 
 def load_tensorrt() -> tuple[ModuleType, str]:
     """(module, flavour) with flavour "tensorrt" or "tensorrt_rtx"."""

@@ -8,7 +8,7 @@ import numpy as np
 
 from prelu_deploy.errors import ModelDirError, PreluDeployError
 from prelu_deploy.manifest import ModelEntry
-from prelu_deploy.plugins.tensorrt_lib import load_tensorrt
+from prelu_deploy.plugins.tensorrt_lib import load_tensorrt, unsupported_cc
 from prelu_deploy.runners.runner import BaseRunner
 
 
@@ -29,6 +29,8 @@ class TensorRTRunner(BaseRunner):
         except Exception as err:  # no CuPy, no driver, no GPU
             raise PreluDeployError(f"the TensorRT runner needs CuPy and an NVIDIA GPU ({err})") from None
         cc = f"{cc[:-1]}.{cc[-1]}"
+        if why := unsupported_cc(flavour, cc):  # said before the library is asked, and truthfully
+            raise ModelDirError(f"{entry.path}: {why}")
         targets = t.target_compute_capabilities
         if targets != ["library default"] and cc not in targets:
             raise ModelDirError(f"{entry.path}: plan targets compute capability {', '.join(targets)}; this GPU is "
@@ -39,11 +41,9 @@ class TensorRTRunner(BaseRunner):
             register_plugins()
         self._cupy = cupy
         self._engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(entry.artifact.read_bytes())
-        if self._engine is None:
-            hint = (" TensorRT-RTX runs on compute capability 8.0, 8.6, 8.9 and 12.x, not on Hopper (9.0): there, serve "
-                    "the ONNX entry with onnxruntime-gpu" if flavour == "tensorrt_rtx" and cc.startswith("9.") else "")
+        if self._engine is None:  # its own log above says why; no guess of ours here
             raise ModelDirError(f"{entry.path}: {flavour} {trt.__version__} refused the plan on this GPU (compute "
-                                f"capability {cc}); its log above says why.{hint}")
+                                f"capability {cc}); its log above says why")
         self._context = self._engine.create_execution_context()
         self._stream = cupy.cuda.Stream(non_blocking=True)
         self._events = [cupy.cuda.Event() for _ in range(4)]  # around copy in, inference, copy out

@@ -36,6 +36,7 @@ def test_build_every_lowering_and_precision(repo, mode, precision):
     assert (t.flavour, t.version, t.precision, md.precision) == ("tensorrt_rtx", trt.__version__, precision, precision)
     assert t.profile == md.profile == BatchProfile(1, 4, 16) and md.max_batch_size == 16
     assert (t.fp16_conversion is not None) == (precision == "fp16")
+    assert not t.tf32 if precision == "fp32" else True  # fp32 means fp32: TensorRT's default TF32 cleared
     types = [layer["type"] for layer in t.network_layers]
     if mode == "native":
         assert "PARAMETRIC_RELU" in types
@@ -56,8 +57,12 @@ def test_target_compute_capabilities_and_timing_cache(repo, tmp_path):
     t = read_entry(entry).tensorrt
     assert t.target_compute_capabilities == ["8.6", "12.0"]
     assert t.timing_cache.startswith("ignored") and not t.timing_cache_written  # RTX: no-ops
-    with pytest.raises(UsageError, match=r"--target-cc 9.9: not a target this TensorRT builds for \(it knows SM"):
-        build_plan(repo / "d_leaky", target_cc=["9.9"], force=True)
+    with pytest.raises(UsageError, match=r"--target-cc 12.9: not a target this TensorRT builds for \(it knows SM"):
+        build_plan(repo / "d_leaky", target_cc=["12.9"], force=True)
+    # the support matrix, checked before the library is asked: TensorRT-RTX does not run on Hopper
+    with pytest.raises(UsageError, match=r"--target-cc 9.0: tensorrt_rtx does not run on compute capability 9.0 "
+                                         r"\(H100/H200\); it runs on 8.0, 8.6, 8.9 and 12.x: install NVIDIA's `tensorrt`"):
+        build_plan(repo / "d_leaky", target_cc=["9.0"], force=True)
 
 
 def test_refusals(repo):
@@ -116,3 +121,11 @@ def test_an_int8_entry_builds_with_explicit_quantization(repo, tmp_path):
     assert entry.verify() == [] and entry.artifact.stat().st_size > 10_000
     with pytest.raises(UsageError, match="int8 comes from an entry made by `prelu-deploy quantize --tensorrt`"):
         build_plan(repo / "d_leaky", "int8", dest=tmp_path / "y")
+
+
+def test_the_support_matrix():
+    from prelu_deploy.plugins.tensorrt_lib import unsupported_cc
+
+    assert all(unsupported_cc("tensorrt_rtx", cc) is None for cc in ("8.0", "8.6", "8.9", "12.0", "12.1"))
+    assert "H100/H200" in unsupported_cc("tensorrt_rtx", "9.0") and unsupported_cc("tensorrt_rtx", "7.5")
+    assert all(unsupported_cc("tensorrt", cc) is None for cc in ("7.5", "8.0", "9.0", "10.0", "12.0"))

@@ -91,3 +91,11 @@ def test_plugin_reference_matches_the_function_body():
     np.testing.assert_array_equal(out, csp.reference(x, -0.3))
     half = x.astype(np.float16)
     assert csp.reference(half, 0.25).dtype == np.float16
+
+
+def test_the_plugin_node_carries_plugin_namespace():
+    """TensorRT's parser finds a registered plugin by the node's plugin_namespace attribute (not its
+    domain); without it TensorRT ≥ 10.15 silently takes the function body."""
+    node = csp.make_node("x", "y", 0.25, "n")
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert node.domain == "prelu_deploy" and attrs == {"slope": 0.25, "plugin_namespace": b"prelu_deploy"}
