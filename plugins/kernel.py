@@ -1,9 +1,10 @@
 """The GPU kernel of ChannelSharedPReLU: y = x if x > 0 else slope·x, fp32 and fp16, any size.
 
 Written with CuPy (on the lent GPU machines' image): its RawKernel compiles CUDA C through NVRTC at
-first use and launches on any stream TensorRT hands us (cupy.cuda.ExternalStream), with no build step
+first use and launches on any stream TensorRT hands us (cupy.cuda.Stream.from_external), with no build step
 and no torch. Each thread handles one 16-byte vector (4 floats or 8 halves) with a scalar tail, so
-loads and stores are full-width and coalesced; a grid-stride loop covers any size. Imported lazily:
+loads and stores are full-width and coalesced (when the pointers are 16-byte aligned; otherwise
+the scalar path does it all); a grid-stride loop covers any size. Imported lazily:
 only `enqueue` on a GPU needs it. NOT YET RUN ON A GPU in the session that wrote it.
 """
 
@@ -54,14 +55,25 @@ def _kernels():
     return module.get_function("prelu_f32"), module.get_function("prelu_f16")
 
 
+def plan(n: int, half: bool, x_ptr: int, y_ptr: int, sm_count: int = 132) -> tuple[int, int]:
+    """(vectors, blocks) for n elements: 16-byte vectors only when both pointers are 16-byte aligned
+    (a misaligned vector load faults — cudaErrorMisalignedAddress — and breaks the CUDA context); the
+    scalar tail covers the rest."""
+    per_vec = 8 if half else 4
+    n_vec = n // per_vec if x_ptr % 16 == 0 and y_ptr % 16 == 0 else 0
+    work = max(n_vec, n - n_vec * per_vec)
+    return n_vec, max(1, min(-(-work // THREADS), sm_count * 8))
+
+
 def launch(x_ptr: int, y_ptr: int, n: int, half: bool, slope: float, stream_ptr: int, sm_count: int = 132) -> None:
     """y = prelu(x) on device pointers (n elements), on the CUDA stream `stream_ptr`."""
     import cupy
     import numpy as np
 
     f32, f16 = _kernels()
-    per_vec = 8 if half else 4
-    n_vec = n // per_vec
-    blocks = max(1, min(-(-max(n_vec, n % per_vec) // THREADS), sm_count * 8))
-    with cupy.cuda.ExternalStream(stream_ptr):
+    n_vec, blocks = plan(n, half, x_ptr, y_ptr, sm_count)
+    # Stream.from_external where CuPy has it (ExternalStream is deprecated)
+    external = getattr(cupy.cuda.Stream, "from_external", None)
+    stream = external(stream_ptr) if external else cupy.cuda.ExternalStream(stream_ptr)
+    with stream:
         (f16 if half else f32)((blocks,), (THREADS,), (x_ptr, y_ptr, x_ptr, y_ptr, np.int64(n_vec), np.int64(n), np.float32(slope)))

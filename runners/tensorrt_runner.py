@@ -39,7 +39,8 @@ class TensorRTRunner(BaseRunner):
             from prelu_deploy.plugins.trt_plugin import register_plugins
 
             register_plugins()
-        self._cupy = cupy
+        self._cupy, self._device = cupy, cupy.cuda.Device(device)
+        self._device.use()  # the engine, context, stream and buffers live on this device
         self._engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(entry.artifact.read_bytes())
         if self._engine is None:  # its own log above says why; no guess of ours here
             raise ModelDirError(f"{entry.path}: {flavour} {trt.__version__} refused the plan on this GPU (compute "
@@ -58,6 +59,10 @@ class TensorRTRunner(BaseRunner):
         return self._buffers[n]
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        with self._device:  # current on whichever thread runs us (one server instance = one thread)
+            return self._run_on_device(batch)
+
+    def _run_on_device(self, batch: np.ndarray) -> np.ndarray:
         d_in, d_out = self._io(len(batch))
         start, copied_in, inferred, copied_out = self._events
         name_in, name_out = self.entry.input.name, self.entry.output.name
