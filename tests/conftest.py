@@ -21,6 +21,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker per core: keep each to o
         pass
 
 
+def tensorrt_or_skip():
+    """(module, flavour) of the installed TensorRT — NVIDIA's `tensorrt` or TensorRT-RTX — or skip the
+    calling module: tests hold for either flavour."""
+    try:
+        from prelu_deploy.plugins.tensorrt_lib import load_tensorrt
+
+        return load_tensorrt()
+    except Exception:
+        pytest.skip("no TensorRT installed (the trt extra brings TensorRT-RTX; make test installs it)", allow_module_level=True)
+
+
 def _gpu_present() -> bool:
     return shutil.which("nvidia-smi") is not None and subprocess.run(
         ["nvidia-smi", "-L"], capture_output=True).returncode == 0

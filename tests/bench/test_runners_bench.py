@@ -137,8 +137,9 @@ def test_torch_on_a_missing_gpu_says_so(cli, tmp_path, digits_dir):
 
 
 def test_tensorrt_without_a_gpu_says_so(cli, tmp_path, digits_dir):
-    pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is in the trt extra")
-    from ..conftest import _gpu_present
+    from ..conftest import _gpu_present, tensorrt_or_skip
+
+    tensorrt_or_skip()
 
     if _gpu_present():
         pytest.skip("checks the message given where there is no GPU")

@@ -13,7 +13,10 @@ from prelu_deploy.export.lowering import LOWERINGS
 from prelu_deploy.export.model_dir import export_model_dir
 from prelu_deploy.manifest import BatchProfile, read_entry, sha256_file
 
-trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is in the trt extra (make test installs it)")
+from ..conftest import tensorrt_or_skip  # noqa: E402
+
+trt, FLAVOUR = tensorrt_or_skip()
+RTX = FLAVOUR == "tensorrt_rtx"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,7 @@ def test_build_every_lowering_and_precision(repo, mode, precision):
     assert md.verify() == [] and (entry / "1" / "model.plan").stat().st_size > 10_000
     assert md.is_plan and md.platform == "tensorrt_plan" and md.artifact == entry / "1" / "model.plan"
     t = md.tensorrt
-    assert (t.flavour, t.version, t.precision, md.precision) == ("tensorrt_rtx", trt.__version__, precision, precision)
+    assert (t.flavour, t.version, t.precision, md.precision) == (FLAVOUR, trt.__version__, precision, precision)
     assert t.profile == md.profile == BatchProfile(1, 4, 16) and md.max_batch_size == 16
     assert (t.fp16_conversion is not None) == (precision == "fp16")
     assert not t.tf32 if precision == "fp32" else True  # fp32 means fp32: TensorRT's default TF32 cleared
@@ -43,9 +46,12 @@ def test_build_every_lowering_and_precision(repo, mode, precision):
     else:  # leaky, and plugin through its function body: activations, no PReLU layer left
         assert "PARAMETRIC_RELU" not in types and "ACTIVATION" in types
     if mode == "plugin":
-        assert t.plugin["namespace"] == "prelu_deploy" and "function body" in t.plugin["path"]
-        assert "TensorRT-RTX has no plugin layers, so no plugin was registered" in t.plugin["path"]
-        assert not t.uses_registered_plugin
+        assert t.plugin["namespace"] == "prelu_deploy"
+        if RTX:
+            assert "function body" in t.plugin["path"] and not t.uses_registered_plugin
+            assert "TensorRT-RTX has no plugin layers, so no plugin was registered" in t.plugin["path"]
+        else:  # the node's plugin_namespace lets the parser take the registered plugin
+            assert t.uses_registered_plugin
     else:
         assert t.plugin is None
     cfg = text_format.Parse((entry / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
@@ -56,13 +62,17 @@ def test_target_compute_capabilities_and_timing_cache(repo, tmp_path):
     entry = build_plan(repo / "d_leaky", target_cc=["8.6", "12.0"], timing_cache=tmp_path / "cache.bin", force=True)
     t = read_entry(entry).tensorrt
     assert t.target_compute_capabilities == ["8.6", "12.0"]
-    assert t.timing_cache.startswith("ignored") and not t.timing_cache_written  # RTX: no-ops
+    if RTX:
+        assert t.timing_cache.startswith("ignored") and not t.timing_cache_written  # RTX: no-ops
+    else:
+        assert t.timing_cache_written
     with pytest.raises(UsageError, match=r"--target-cc 12.9: not a target this TensorRT builds for \(it knows SM"):
         build_plan(repo / "d_leaky", target_cc=["12.9"], force=True)
     # the support matrix, checked before the library is asked: TensorRT-RTX does not run on Hopper
-    with pytest.raises(UsageError, match=r"--target-cc 9.0: tensorrt_rtx does not run on compute capability 9.0 "
-                                         r"\(H100/H200\); it runs on 8.0, 8.6, 8.9 and 12.x: install NVIDIA's `tensorrt`"):
-        build_plan(repo / "d_leaky", target_cc=["9.0"], force=True)
+    if RTX:
+        with pytest.raises(UsageError, match=r"--target-cc 9.0: tensorrt_rtx does not run on compute capability 9.0 "
+                                             r"\(H100/H200\); it runs on 8.0, 8.6, 8.9 and 12.x: install NVIDIA's `tensorrt`"):
+            build_plan(repo / "d_leaky", target_cc=["9.0"], force=True)
 
 
 def test_refusals(repo):

@@ -10,10 +10,10 @@ from prelu_deploy.export.lowering import LOWERINGS
 from prelu_deploy.export.model_dir import export_model_dir
 from prelu_deploy.runners.runner import get_runner
 
-pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is in the trt extra (make test installs it)")
-from prelu_deploy.export.build import build_plan  # noqa: E402
+from ..conftest import _gpu_present, tensorrt_or_skip  # noqa: E402
 
-from ..conftest import _gpu_present  # noqa: E402
+trt, FLAVOUR = tensorrt_or_skip()
+from prelu_deploy.export.build import build_plan  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_a_plan_from_another_tensorrt_is_refused(repo, tmp_path):
     manifest = json.loads((entry / "manifest.json").read_text())
     manifest["tensorrt"]["version"] = "10.0.0"
     (entry / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ModelDirError, match=r"plan built by tensorrt_rtx 10.0.0, but this is tensorrt_rtx .*; rebuild"):
+    with pytest.raises(ModelDirError, match=rf"plan built by {FLAVOUR} 10.0.0, but this is {FLAVOUR} .*; rebuild"):
         get_runner("tensorrt", entry)
 
 
