@@ -41,7 +41,7 @@ class RunnerBench:
 
     def check(self) -> None:
         for name, values, allowed in (("--backend", self.backends, backends()), ("--prelu-mode", self.lowerings or [], LOWERINGS),
-                                      ("--precision", self.precisions, (*PRECISIONS, "int8"))):
+                                      ("--precision", self.precisions, PRECISIONS)):
             if bad := [v for v in values if v not in allowed]:
                 raise UsageError(f"{name}: unknown {', '.join(map(repr, bad))}; choose from {', '.join(allowed)}")
         if not self.backends:

@@ -12,7 +12,7 @@ A malformed manifest is refused when read, with the field named.
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,8 @@ GOLDEN = "golden.npz"
 ONNX, PLAN = "1/model.onnx", "1/model.plan"
 PLATFORMS = {"onnxruntime_onnx": ONNX, "tensorrt_plan": PLAN}  # Triton's platform names → the artifact
 LOWERINGS = ("native", "plugin", "leaky")  # of channel-shared PReLU (DESIGN.md)
-PRECISIONS = ("fp32", "fp16")  # of a TensorRT build; a quantized ONNX entry computes in int8
+PRECISIONS = ("fp32", "fp16", "int8")  # what an artifact computes in: int8 comes from `quantize`
+BUILD_PRECISIONS = ("fp32", "fp16")  # what `build --precision` asks TensorRT for
 
 
 def sha256_file(path: str | Path) -> str:
@@ -200,16 +201,13 @@ class ModelEntry:
         return entry
 
     def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("path", "lowering", "prelu_layers")}
-        d = json.loads(json.dumps({k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in d.items()},
-                                  default=list))
-        d["prelu"] = {"lowering": self.lowering, "layers": self.prelu_layers}
-        if self.onnx_source is None:
-            d.pop("onnx_source")
-        for optional in ("tensorrt", "int8"):
+        d = asdict(self)
+        del d["path"]
+        d["prelu"] = {"lowering": d.pop("lowering"), "layers": d.pop("prelu_layers")}
+        for optional in ("onnx_source", "tensorrt", "int8"):
             if d[optional] is None:
-                d.pop(optional)
-        return {"format_version": FORMAT_VERSION, **d}
+                del d[optional]
+        return {"format_version": FORMAT_VERSION, **json.loads(json.dumps(d))}  # tuples become lists, as on disk
 
 
 class _Reader:
@@ -224,10 +222,8 @@ class _Reader:
         value = d.get(key)
         if value is None and optional:
             return None
-        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        if not ok:
-            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-            state = "is missing" if key not in d else f"is {type(value).__name__}, not {names}"
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            state = "is missing" if key not in d else f"is {type(value).__name__}, not {kind.__name__}"
             raise ModelDirError(f"{self.where}: manifest field {path!r} {state}")
         return value
 
@@ -260,7 +256,7 @@ def _entry(m: dict, path: Path, where: Path) -> ModelEntry:
     trt = None
     if (t := r.get(m, "tensorrt", dict, "tensorrt", optional=True)) is not None:
         precision = r.get(t, "precision", str, "tensorrt.precision")
-        if precision not in (*PRECISIONS, "int8"):
+        if precision not in PRECISIONS:
             raise ModelDirError(f"{where}: manifest field 'tensorrt.precision' is {precision!r}, not fp32, fp16 or int8")
         trt = TensorRT(
             flavour=r.get(t, "flavour", str, "tensorrt.flavour"), version=r.get(t, "version", str, "tensorrt.version"),

@@ -20,7 +20,7 @@ import onnx
 from prelu_deploy.atomic import check_destination, staged_dir, write_bytes
 from prelu_deploy.errors import ExportError, UsageError
 from prelu_deploy.export.triton import config_pbtxt
-from prelu_deploy.manifest import CONFIG, GOLDEN, PLAN, PRECISIONS, BatchProfile, TensorRT, read_entry
+from prelu_deploy.manifest import BUILD_PRECISIONS, CONFIG, GOLDEN, PLAN, BatchProfile, TensorRT, read_entry
 from prelu_deploy.plugins import channel_shared_prelu as csp
 from prelu_deploy.plugins.tensorrt_lib import load_tensorrt, unsupported_cc
 
@@ -66,7 +66,7 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
             raise UsageError(f"{md.path} was quantized for ONNX Runtime (uint8 activations, int32 biases), which TensorRT's "
                              f"parser refuses; quantize with --tensorrt for a TensorRT build")
         precision = "int8"
-    elif precision not in PRECISIONS:
+    elif precision not in BUILD_PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose fp32 or fp16 (int8 comes from an entry made by "
                          "`prelu-deploy quantize --tensorrt`)")
     max_batch = max_batch or md.max_batch_size
