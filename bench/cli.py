@@ -148,7 +148,7 @@ def http(
     out = _out_dir(out, plot)
     report, raw = bench_http.run(url, cfg, log=lambda msg: err_console.print(msg, highlight=False))
     t = Table(title=f"{model} at {url}: {report['workload']}")
-    for col in ("concurrency", "requests", "ok", "errors", "p50 ms", "p90 ms", "p99 ms", "requests/s", "images/s", "thr. CV"):
+    for col in ("concurrency", "requests", "ok", "errors", "p50 ms", "p90 ms", "p99 ms", "requests/s", "images/s", "thr. CV", "gen. CPU"):
         t.add_column(col, justify="right")
     for lv in report["levels"]:
         lat = lv["latency"]
@@ -156,7 +156,8 @@ def http(
         t.add_row(str(lv["concurrency"]), str(lv["requests"]), str(lv["ok"]), f"[red]{errors}[/]" if lv["errors"] else errors,
                   *(f"{lat[k]:.2f}" if k in lat else "–" for k in ("median_ms", "p90_ms", "p99_ms")),
                   f"{lv['throughput_rps']:.0f}", f"{lv['images_per_s']:.0f}",
-                  "–" if lv["throughput_cv"] is None else f"{lv['throughput_cv']:.2f}" + ("" if lv["stable"] else " [yellow]unstable[/]"))
+                  "–" if lv["throughput_cv"] is None else f"{lv['throughput_cv']:.2f}" + ("" if lv["stable"] else " [yellow]unstable[/]"),
+                  f"{lv['client_cpu']:.2f}")
     _finish(report, raw, out, plot, as_json, t)
     if failed := [lv["concurrency"] for lv in report["levels"] if lv["ok"] == 0]:
         first = next(lv for lv in report["levels"] if lv["ok"] == 0)
