@@ -205,11 +205,13 @@ def write(report: dict, raw: dict, out_dir: Path, plot: bool) -> list[Path]:
     """JSON + Markdown (+ PNG) under `out_dir`; returns the paths written."""
     base = out_dir / f"bench-{report['kind']}-{_safe(report['model'])}-{time.strftime('%Y%m%d-%H%M%S')}"
     stem = next(s for s in (Path(f"{base}{f'-{i}' if i else ''}") for i in range(1000)) if not Path(f"{s}.json").exists())
-    md = markdown_runners(report) if report["kind"] == "runners" else markdown_http(report)
+    from prelu_deploy.bench import serving
+
+    md = {"runners": markdown_runners, "http": markdown_http, "serving": serving.markdown}[report["kind"]](report)
     paths = [Path(f"{stem}.json"), Path(f"{stem}.md")]  # not with_suffix: model names may hold dots
     write_bytes(paths[0], (json.dumps(report, indent=2) + "\n").encode())
     write_bytes(paths[1], md.encode())
-    if plot:
+    if plot and report["kind"] != "serving":
         png = Path(f"{stem}-latency.png" if report["kind"] == "runners" else f"{stem}-concurrency.png")
         (plot_runners if report["kind"] == "runners" else plot_http)(report, raw, png)
         paths.append(png)
