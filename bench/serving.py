@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prelu_deploy.bench import http_load
+from prelu_deploy.bench import http_load, load_generator
 from prelu_deploy.bench.report import _machine_line, _ms
 from prelu_deploy.bench.timing import interleaved, summary
 from prelu_deploy.errors import BenchError, UsageError
@@ -133,8 +133,8 @@ def run(repo: Path, cfg: ServingBench, log=print) -> tuple[dict, dict]:
             for name, ep in eps.items():
                 log(f"concurrency {c}, {name}: {cfg.http.duration_s:g} s …")
                 if cfg.http.warmup_s:
-                    http_load.drive(ep, work, c, cfg.http.warmup_s, cfg.http.max_requests, cfg.http.timeout_s)
-                level[name] = http_load.drive(ep, work, c, cfg.http.duration_s, cfg.http.max_requests, cfg.http.timeout_s)
+                    load_generator.drive(ep, work, c, cfg.http.warmup_s, cfg.http.max_requests, cfg.http.timeout_s)
+                level[name] = load_generator.drive(ep, work, c, cfg.http.duration_s, cfg.http.max_requests, cfg.http.timeout_s)
                 raw[f"{name}@{c}"] = level[name].pop("_samples")
             levels.append(level)
     finally:
