@@ -40,6 +40,18 @@ def cuda_precision(entry: ModelEntry, precision: str | None) -> str:
     return precision
 
 
+def graph_for(entry: ModelEntry, precision: str) -> bytes:
+    """The ONNX graph a precision runs: the entry's own, or for fp16 the conversion `build` uses."""
+    model = entry.artifact.read_bytes()
+    if precision != "fp16":
+        return model
+    import onnx
+
+    from prelu_deploy.export.fp16 import to_fp16
+
+    return to_fp16(onnx.load_from_string(model)).SerializeToString()
+
+
 def provider_options(device_id: int, precision: str, cuda_graphs: bool) -> dict[str, str]:
     """CUDAExecutionProvider options: TF32 only for the tf32 precision."""
     return {"device_id": str(device_id), "use_tf32": "1" if precision == "tf32" else "0",
@@ -93,13 +105,7 @@ class OnnxRuntimeCudaRunner(BaseRunner):
         if why := ort_cuda_missing(ort):
             raise UsageError(why)
         self._ort, self.device = ort, f"cuda:{self.device_id}"
-        model = entry.artifact.read_bytes()
-        if self._precision == "fp16":
-            import onnx
-
-            from prelu_deploy.export.fp16 import to_fp16
-
-            model = to_fp16(onnx.load_from_string(model)).SerializeToString()
+        model = graph_for(entry, self._precision)
         self.graph_note = None
         try:
             self.session = self._session(model, cuda_graphs)
