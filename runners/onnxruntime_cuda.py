@@ -10,13 +10,17 @@ I/O bound to device buffers and one CUDA graph captured per batch-size bucket.
   and the real rows read back.
 - CUDA graphs (`enable_cuda_graph=1`): ONNX Runtime replays a captured graph only for the same bound
   addresses and shapes, so each bucket has its own graph, told apart by the `gpu_graph_id` run option
-  (1, 2, …: 0 is ONNX Runtime's own, -1 turns capture off). Every bucket is captured when the runner
-  is made, so no request pays for a capture. A graph whose nodes do not all run on the CUDA provider
-  cannot be captured; the runner then runs without graphs and says why (`graph_note`).
+  (1, 2, …: 0 is ONNX Runtime's own, -1 turns capture off). ONNX Runtime keeps captured graphs per
+  thread: every bucket is captured on the thread that makes the runner (parity, bench), and again on
+  another thread's first batch of that bucket (a server's runner thread: its first request per bucket
+  pays for the capture). Captures are alone on the GPU (`CaptureGate`). A graph whose nodes do not all
+  run on the CUDA provider, or a capture CUDA refuses, turns graphs off; the runner says why (`graph_note`).
 
 Needs a GPU: nothing below the option checks has run on one in this project yet (docs/gpu.md)."""
 
 import logging
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -73,6 +77,45 @@ def _staging(shape: tuple[int, ...], device_id: int) -> tuple[np.ndarray, bool]:
         return np.zeros(shape, np.float32), False
 
 
+class CaptureGate:
+    """ONNX Runtime captures in cudaStreamCaptureModeGlobal: while one thread captures, a CUDA call such
+    as cudaMalloc or a synchronous copy from any other thread of the process invalidates the capture
+    (CUDA error 900). So every run of these runners shares this gate, and a capture (with the
+    allocations before it) holds it alone: it waits for the runs in flight, and new runs wait for it."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._running, self._capturing = 0, False
+
+    @contextmanager
+    def shared(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._capturing)
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._capturing)
+            self._capturing = True  # from here new runs wait
+            self._cond.wait_for(lambda: self._running == 0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._capturing = False
+                self._cond.notify_all()
+
+
+GATE = CaptureGate()  # one per process: the hazard is process-wide
+
+
 class _Slot:
     """One bucket's bound buffers, binding and run options."""
 
@@ -112,29 +155,51 @@ class OnnxRuntimeCudaRunner(BaseRunner):
         except PreluDeployError as err:
             if not cuda_graphs:
                 raise
-            self.graph_note = f"CUDA graphs off: {err}"
-            log.warning("%s: %s", entry.name, self.graph_note)
-            self.session, cuda_graphs = self._session(model, False), False
+            self.session, cuda_graphs = self._session(model, False), False  # raises again if the GPU is the cause
+            self._graphs_off(f"the session refused graph capture ({err})")
         self.cuda_graphs = cuda_graphs
         p = self.profile
         self.buckets = Buckets(p.max, p.min)
+        self._graph_ids = {size: graph_id for graph_id, size in enumerate(self.buckets, start=1)}
+        self._uncaptured = ort.RunOptions()
+        self._uncaptured.add_run_config_entry("gpu_graph_id", "-1")
         self._slots: dict[int, _Slot] = {}
-        if cuda_graphs:
-            self._capture()
-        self.pinned = all(s.pinned for s in self._slots.values()) if self._slots else None
+        self._ready: set[tuple[int, int]] = set()  # (thread, bucket): buffers made and, with graphs, captured there
+        if cuda_graphs:  # this thread's graphs now, largest bucket first (its allocations serve the smaller ones)
+            try:
+                for size in sorted(self.buckets, reverse=True):
+                    self._prepare(size)
+            except Exception as err:  # a capture CUDA refused: run without graphs, and say so
+                self._slots.clear()
+                self._ready.clear()
+                self.session, self.cuda_graphs = self._session(model, False), False
+                self._graphs_off(f"capture failed ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})")
 
-    def _capture(self) -> None:
-        """Every bucket's graph, now (no request pays for a capture), largest first: each bucket runs
-        once uncaptured (`gpu_graph_id=-1`), so its memory is allocated before its capture begins."""
-        uncaptured = self._ort.RunOptions()
-        uncaptured.add_run_config_entry("gpu_graph_id", "-1")
-        ids = {size: graph_id for graph_id, size in enumerate(self.buckets, start=1)}
-        for size in sorted(ids, reverse=True):
-            slot = self._slots[size] = _Slot(self._ort, self.session, self.entry, size, self.device_id, ids[size])
-            slot.x.update_inplace(slot.host)
-            self.session.run_with_iobinding(slot.binding, uncaptured)
-            for _ in range(CAPTURE_RUNS):
-                self.session.run_with_iobinding(slot.binding, slot.run_options)
+    def _graphs_off(self, why: str) -> None:
+        self.graph_note = f"CUDA graphs off: {why}"
+        log.warning("%s: %s", self.entry.name, self.graph_note)
+
+    @property
+    def pinned(self) -> bool | None:
+        """Whether the host staging buffers are page-locked (None before the first is made)."""
+        return all(s.pinned for s in self._slots.values()) if self._slots else None
+
+    def _prepare(self, size: int) -> None:
+        """A bucket's buffers (once) and, with graphs, its graph on the calling thread: ONNX Runtime keeps
+        captured graphs in a per-thread context, so a server's runner thread captures its own on its
+        first batch of each bucket. One uncaptured run (`gpu_graph_id=-1`) allocates what the capture
+        needs; then the capture and replays. Alone on the GPU while it runs (`GATE`)."""
+        with GATE.exclusive():
+            if size not in self._slots:
+                self._slots[size] = _Slot(self._ort, self.session, self.entry, size, self.device_id,
+                                          self._graph_ids[size] if self.cuda_graphs else None)
+            slot = self._slots[size]
+            if self.cuda_graphs:
+                slot.x.update_inplace(slot.host)
+                self.session.run_with_iobinding(slot.binding, self._uncaptured)
+                for _ in range(CAPTURE_RUNS):
+                    self.session.run_with_iobinding(slot.binding, slot.run_options)
+            self._ready.add((threading.get_ident(), size))
 
     def _session(self, model: bytes, cuda_graphs: bool):
         ort, entry = self._ort, self.entry
@@ -160,18 +225,17 @@ class OnnxRuntimeCudaRunner(BaseRunner):
     def precision(self) -> str:
         return self._precision
 
-    def _slot(self, rows: int) -> _Slot:
-        size = self.buckets.size_for(rows)  # without graphs too: a bounded set of device buffers
-        if size not in self._slots:
-            self._slots[size] = _Slot(self._ort, self.session, self.entry, size, self.device_id, None)
-        return self._slots[size]
-
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        slot = self._slot(len(batch))
-        self.buckets.pad(batch, out=slot.host)
-        slot.x.update_inplace(slot.host)
-        self.session.run_with_iobinding(slot.binding, slot.run_options)  # synchronises before it returns
-        return Buckets.unpad(slot.y.numpy(), len(batch))
+        size = self.buckets.size_for(len(batch))  # without graphs too: a bounded set of device buffers
+        if (threading.get_ident(), size) not in self._ready:
+            self._prepare(size)
+        slot = self._slots[size]
+        with GATE.shared():
+            self.buckets.pad(batch, out=slot.host)
+            slot.x.update_inplace(slot.host)
+            self.session.run_with_iobinding(slot.binding, slot.run_options)  # synchronises before it returns
+            out = slot.y.numpy()
+        return Buckets.unpad(out, len(batch))
 
     def close(self) -> None:
         self._slots.clear()

@@ -110,7 +110,8 @@ class CompiledTorchRunner(TorchRunner):
     """The same model through `torch.compile` (TorchInductor: C++/OpenMP on CPU, Triton on GPU). On
     the CPU it compiles at the first call of each batch size (tens of seconds), so warm it up before
     timing. On a GPU: `mode="reduce-overhead"` (CUDA graphs), static shapes, every batch padded to its
-    bucket, and every bucket compiled and captured here, before the first call."""
+    bucket, and every bucket compiled and recorded here, before the first call (torch keeps its graph
+    trees per thread: another thread records its own on its first call of each bucket)."""
 
     name = "torch-compile"
 

@@ -136,3 +136,45 @@ def test_bench_candidates_on_a_gpu():
         "tensorrt:leaky:fp32", "tensorrt:leaky:fp16"]
     cpu = RunnerBench(backends=["torch", "onnxruntime"], precisions=("fp32", "tf32", "fp16", "int8"))
     assert [c.label for c in candidates(cpu, "leaky")] == ["torch", "onnxruntime:leaky", "onnxruntime:leaky:int8"]
+
+
+def test_the_capture_gate_keeps_captures_alone():
+    """Runs share the gate; a capture waits for the runs in flight, and runs wait for the capture (the
+    CUDA-graph hazard of ONNX Runtime's global capture mode, checked with threads and no GPU)."""
+    import threading
+    import time
+
+    from prelu_deploy.runners.onnxruntime_cuda import CaptureGate
+
+    gate, log, lock = CaptureGate(), [], threading.Lock()
+
+    def note(what):
+        with lock:
+            log.append(what)
+
+    def run(i):
+        with gate.shared():
+            note(f"run{i}+")
+            time.sleep(0.05)
+            note(f"run{i}-")
+
+    def capture():
+        with gate.exclusive():
+            note("cap+")
+            time.sleep(0.05)
+            note("cap-")
+
+    first = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in first:
+        t.start()
+    time.sleep(0.01)  # both runs in flight
+    cap = threading.Thread(target=capture)
+    cap.start()
+    time.sleep(0.01)
+    late = threading.Thread(target=run, args=(2,))  # arrives while the capture waits: goes after it
+    late.start()
+    for t in (*first, cap, late):
+        t.join()
+    assert log.index("cap+") > max(log.index("run0-"), log.index("run1-"))
+    assert log.index("run2+") > log.index("cap-")
+    assert log.index("cap-") == log.index("cap+") + 1  # nothing ran during the capture
