@@ -1,5 +1,6 @@
 """`prelu-deploy serve`: every model directory of a repository over HTTP."""
 
+import logging
 import socket
 from pathlib import Path
 from typing import Optional
@@ -25,8 +26,9 @@ def serve(
     max_batch_size: int = typer.Option(32, "--max-batch-size", min=1, help="Rows gathered into one runner call (never more than the entry accepts)."),
     max_queue_delay_ms: float = typer.Option(0.0, "--max-queue-delay-ms", min=0.0, help="Under load only: the longest a batch waits for more rows after its oldest request was queued (0: never wait; an idle server never waits)."),
     max_queue: int = typer.Option(512, "--max-queue", min=1, help="Queued rows per model before 503 + Retry-After."),
-    instances: int = typer.Option(1, "--instances", min=1, help="Runner instances per model (each its own session/engine and thread): concurrent runner calls."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runner threads."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Server processes sharing the port, each loading every model (default: one per core, see --threads)."),
+    instances: int = typer.Option(1, "--instances", min=1, help="Runner instances per model in each worker (each its own session/engine and thread): concurrent runner calls."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads per runner instance (default: the cores left to each after --workers and --instances)."),
     max_images: int = typer.Option(64, "--max-images", min=1, help="Images in one classify request."),
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, help="Request body limit (413 beyond)."),
     max_pixels: int = typer.Option(4096 * 4096, "--max-pixels", min=1, help="Pixels per decoded image (413 beyond)."),
@@ -47,23 +49,19 @@ def serve(
     check_device(backend, device)
     sock = _listen(host, port)  # before any model is loaded: a taken port fails at once
 
-    import logging
-
-    import uvicorn
-
-    from prelu_deploy.serve.app import create_app
+    from prelu_deploy.serve import workers as procs
     from prelu_deploy.serve.bundled import bundled_repository
-    from prelu_deploy.serve.connections import protocol_with
     from prelu_deploy.serve.settings import Settings
 
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
+    procs.configure_logging(log_level)
+    layout = procs.plan(procs.usable_cores(), workers, instances, threads)
     settings = Settings(repo=repo or bundled_repository(), backend=backend, device=device, max_batch_size=max_batch_size,
-                        max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, instances=instances, threads=threads,
-                        max_images=max_images, max_body_bytes=int(max_body_mb * (1 << 20)), max_pixels=max_pixels,
-                        header_timeout_s=header_timeout, body_timeout_s=body_timeout)
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30,
-                            http=protocol_with(header_timeout))
-    uvicorn.Server(config).run(sockets=[sock])
+                        max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, instances=layout.instances,
+                        threads=layout.threads, max_images=max_images, max_body_bytes=int(max_body_mb * (1 << 20)),
+                        max_pixels=max_pixels, header_timeout_s=header_timeout, body_timeout_s=body_timeout)
+    logging.getLogger("prelu_deploy.serve").info("http://%s:%d: %s (--workers, --instances, --threads)",
+                                                 host, sock.getsockname()[1], layout)
+    procs.run(settings, sock, layout.workers, log_level)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -24,7 +24,9 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         exe = Path(sys.executable).with_name("prelu-deploy")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([str(exe), "serve", str(repo), "--port", str(self.port), "--log-level", "warning", *args],
+        workers = () if "--workers" in args else ("--workers", "1")  # one process unless a test is about workers
+        self.proc = subprocess.Popen([str(exe), "serve", str(repo), "--port", str(self.port), "--log-level", "warning",
+                                      *workers, *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         deadline = time.monotonic() + start_timeout
         while time.monotonic() < deadline:
