@@ -22,6 +22,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535),
     backend: str = typer.Option("auto", "--backend", help="auto (tensorrt for plan entries, else onnxruntime) | onnxruntime | tensorrt | torch"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ONNX Runtime's CUDA provider: the gpu extra)."),
     max_batch_size: int = typer.Option(32, "--max-batch-size", min=1, help="Rows gathered into one runner call (never more than the entry accepts)."),
     max_queue_delay_ms: float = typer.Option(0.0, "--max-queue-delay-ms", min=0.0, help="Under load only: the longest a batch waits for more rows after its oldest request was queued (0: never wait; an idle server never waits)."),
     max_queue: int = typer.Option(512, "--max-queue", min=1, help="Queued rows per model before 503 + Retry-After."),
@@ -43,6 +44,9 @@ def serve(
         raise UsageError(f"--log-level {log_level!r}: choose one of {', '.join(LOG_LEVELS)}")
     if repo is not None and not repo.is_dir():
         raise UsageError(f"{repo}: no such model repository (make one with `prelu-deploy export`)")
+    from prelu_deploy.runners.device import check_device
+
+    check_device(backend, device)
     sock = _listen(host, port)  # before any model is loaded: a taken port fails at once
 
     from prelu_deploy.serve import workers as procs
@@ -51,7 +55,7 @@ def serve(
 
     procs.configure_logging(log_level)
     layout = procs.plan(procs.usable_cores(), workers, instances, threads)
-    settings = Settings(repo=repo or bundled_repository(), backend=backend, max_batch_size=max_batch_size,
+    settings = Settings(repo=repo or bundled_repository(), backend=backend, device=device, max_batch_size=max_batch_size,
                         max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, instances=layout.instances,
                         threads=layout.threads, max_images=max_images, max_body_bytes=int(max_body_mb * (1 << 20)),
                         max_pixels=max_pixels, header_timeout_s=header_timeout, body_timeout_s=body_timeout)

@@ -68,7 +68,7 @@ def load_model(path: Path, settings: Settings) -> ServedModel:
             served.no_classify = f"its preprocessing record is unusable ({err})" if entry.preprocess else \
                 "it has no preprocessing record (exported before records were kept); re-export it"
         for _ in range(settings.instances):
-            served.runners.append(get_runner(served.backend, entry, threads=settings.threads))
+            served.runners.append(get_runner(served.backend, entry, settings.device, threads=settings.threads))
             _gate(served, served.runners[-1])
             if not served.ready:
                 break

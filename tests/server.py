@@ -19,7 +19,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, repo: Path, *args: str):
+    def __init__(self, repo: Path, *args: str, start_timeout: float = 60):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         exe = Path(sys.executable).with_name("prelu-deploy")
@@ -28,7 +28,7 @@ class Server:
         self.proc = subprocess.Popen([str(exe), "serve", str(repo), "--port", str(self.port), "--log-level", "warning",
                                       *workers, *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.proc.stdout.read()}")
@@ -38,7 +38,7 @@ class Server:
             except (urllib.error.URLError, OSError):  # refused, or accepted but not answered while models load
                 time.sleep(0.2)
         self.stop()
-        raise RuntimeError("server did not start within 60 s")
+        raise RuntimeError(f"server did not start within {start_timeout:g} s")
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout=30):
         """(status, lower-cased headers, body bytes) — 4xx and 5xx included, never raised."""
