@@ -23,10 +23,9 @@ from prelu_deploy.errors import DatasetError, ExportError, UsageError
 from prelu_deploy.export.tensors import cosines, module_nodes, module_tensors, run_exposed
 from prelu_deploy.export.triton import config_pbtxt
 from prelu_deploy.manifest import CONFIG, GOLDEN, ONNX, ModelEntry, read_entry
+from prelu_deploy.tolerances import TOLERANCES
 
 METHODS = ("minmax", "entropy", "percentile")
-INT8_TOP1 = 0.99  # the INT8 tolerance class (runners.parity): top-1 agreement with fp32 PyTorch …
-INT8_ACCURACY_DROP = 0.005  # … and a held-out accuracy drop of at most half a point
 
 
 def calibration_inputs(entry: ModelEntry, source: str | None, n: int) -> tuple[np.ndarray, str]:
@@ -98,8 +97,9 @@ def held_out_scores(entry: ModelEntry, graphs: dict[str, Path], n: int = 1000) -
 
 def _holds(scores: dict) -> bool:
     """The INT8 tolerance on the held-out split: accuracy drop and top-1 agreement with fp32."""
-    return (scores["accuracy_fp32"] - scores["accuracy_int8"] <= INT8_ACCURACY_DROP
-            and scores["top1_agreement"]["int8"] >= INT8_TOP1)
+    tol = TOLERANCES["int8"]  # the same class parity and the server's gate judge by
+    return (scores["accuracy_fp32"] - scores["accuracy_int8"] <= tol.max_accuracy_drop
+            and scores["top1_agreement"]["int8"] >= tol.min_top1)
 
 
 def _worst_module(fp32: Path, int8: Path, input_name: str, x: np.ndarray, skip: set[str]) -> str | None:
