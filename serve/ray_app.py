@@ -17,9 +17,9 @@ replicas. Imported only under --ray: the plain server never imports ray.
 import json
 import logging
 import shutil
+import signal
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -28,27 +28,12 @@ from ray.serve.config import AutoscalingConfig, BackpressureConfig
 
 from prelu_deploy.serve.app import create_app
 from prelu_deploy.serve.packing import pack_repository, unpack_repository
+from prelu_deploy.serve.ray_options import RayOptions
 from prelu_deploy.serve.settings import Settings
 
 log = logging.getLogger("prelu_deploy.serve")
 APP_NAME, DEPLOYMENT = "prelu-deploy", "PreluDeploy"
 STATUS_TTL_S = 1.0  # readiness answers ask Ray's controller at most this often per replica
-
-
-@dataclass
-class RayOptions:
-    replicas: int = 1
-    autoscale: tuple[int, int] | None = None  # (min, max) replicas; None: a fixed number
-    max_ongoing_requests: int = 32  # requests in one replica at once (its batcher forms batches from them)
-    max_queued_requests: int = 512  # requests waiting at Ray's proxy beyond those; then 503 + Retry-After
-    cpus_per_replica: float = 1.0
-    gpus_per_replica: float = 0.0
-    target_ongoing_requests: float = 4.0  # autoscaling: per replica
-    upscale_delay_s: float = 10.0
-    downscale_delay_s: float = 60.0
-    metrics_interval_s: float = 1.0  # autoscaling: how often replicas report their load
-    look_back_period_s: float = 5.0
-    health_check_period_s: float = 2.0
 
 
 class _ReplicaHeaders:
@@ -165,8 +150,13 @@ def deploy(repo: Path, settings: Settings, options: RayOptions, name: str = APP_
 def serve_on_ray(repo: Path, settings: Settings, options: RayOptions, host: str, port: int, address: str | None,
                  log_level: str = "info") -> None:
     """`prelu-deploy serve --ray`: join (or start) a Ray cluster, deploy, serve until interrupted."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt  # SIGTERM (an orchestrator) and SIGINT (even where a shell ignored it) alike
+
     local = {} if address else {"include_dashboard": False}  # a cluster we start: no dashboard
     ray.init(address=address, log_to_driver=log_level in ("info", "debug"), **local)
+    signal.signal(signal.SIGTERM, stop)  # after ray.init, which sets its own
+    signal.signal(signal.SIGINT, stop)
     try:
         serve.start(http_options={"host": host, "port": port})
         deploy(repo, settings, options)
@@ -176,6 +166,9 @@ def serve_on_ray(repo: Path, settings: Settings, options: RayOptions, host: str,
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the shutdown short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print("stopping: the Ray Serve application, then the local Ray cluster", flush=True)
         try:
             serve.delete(APP_NAME) if address else serve.shutdown()
         finally:
