@@ -93,10 +93,10 @@ def _ray_options(ray: bool, replicas, autoscale, address, max_ongoing, cpus, gpu
         if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or not 1 <= int(parts[0]) <= int(parts[1]):
             raise UsageError(f"--autoscale {autoscale!r}: give MIN,MAX replicas with 1 ≤ MIN ≤ MAX (e.g. 1,4)")
         bounds = (int(parts[0]), int(parts[1]))
-    import importlib.util
-
-    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.serve") is None:
-        raise UsageError("--ray needs Ray Serve, which is not installed: pip install 'prelu-deploy[ray]' (or 'ray[serve]')")
+    try:
+        from prelu_deploy.serve import ray_app  # noqa: F401  (imports ray: seconds, and only under --ray)
+    except ImportError as err:
+        raise UsageError(f"--ray needs Ray Serve, which is not installed ({err}): pip install 'prelu-deploy[ray]'") from None
     from prelu_deploy.serve.ray_options import RayOptions
 
     options = RayOptions(replicas=replicas or 1, autoscale=bounds, max_queued_requests=max_queue)

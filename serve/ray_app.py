@@ -132,7 +132,7 @@ def build(repo: Path, settings: Settings, options: RayOptions):
         scaling = {"num_replicas": "auto", "autoscaling_config": AutoscalingConfig(
             min_replicas=low, initial_replicas=low, max_replicas=high, target_ongoing_requests=options.target_ongoing_requests,
             upscale_delay_s=options.upscale_delay_s, downscale_delay_s=options.downscale_delay_s,
-            metrics_interval_s=options.metrics_interval_s, look_back_period_s=options.look_back_period_s)}
+            look_back_period_s=options.look_back_period_s)}
     deployment = serve.deployment(PreluDeploy, name=DEPLOYMENT).options(
         **scaling, max_ongoing_requests=options.max_ongoing_requests, max_queued_requests=options.max_queued_requests,
         backpressure_config=BackpressureConfig(status_code=503, retry_after_s=1),
