@@ -49,9 +49,10 @@ def serve(
         raise UsageError(f"--log-level {log_level!r}: choose one of {', '.join(LOG_LEVELS)}")
     if repo is not None and not repo.is_dir():
         raise UsageError(f"{repo}: no such model repository (make one with `prelu-deploy export`)")
-    sock = _listen(host, port)  # before any model is loaded: a taken port fails at once
-    if ray_options is not None:
-        sock.close()  # Ray's proxy listens there; only checked free
+    if ray_address is None:
+        sock = _listen(host, port)  # before any model is loaded: a taken port fails at once
+        if ray_options is not None:
+            sock.close()  # the local cluster's proxy will listen there: only checked free
 
     import logging
 

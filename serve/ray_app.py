@@ -26,6 +26,7 @@ import ray
 from ray import serve
 from ray.serve.config import AutoscalingConfig, BackpressureConfig
 
+from prelu_deploy.errors import PreluDeployError, UsageError
 from prelu_deploy.serve.app import create_app
 from prelu_deploy.serve.packing import pack_repository, unpack_repository
 from prelu_deploy.serve.ray_options import RayOptions
@@ -132,7 +133,7 @@ def build(repo: Path, settings: Settings, options: RayOptions):
         scaling = {"num_replicas": "auto", "autoscaling_config": AutoscalingConfig(
             min_replicas=low, initial_replicas=low, max_replicas=high, target_ongoing_requests=options.target_ongoing_requests,
             upscale_delay_s=options.upscale_delay_s, downscale_delay_s=options.downscale_delay_s,
-            look_back_period_s=options.look_back_period_s)}
+            metrics_interval_s=options.metrics_interval_s, look_back_period_s=options.look_back_period_s)}
     deployment = serve.deployment(PreluDeploy, name=DEPLOYMENT).options(
         **scaling, max_ongoing_requests=options.max_ongoing_requests, max_queued_requests=options.max_queued_requests,
         backpressure_config=BackpressureConfig(status_code=503, retry_after_s=1),
@@ -149,27 +150,39 @@ def deploy(repo: Path, settings: Settings, options: RayOptions, name: str = APP_
 
 def serve_on_ray(repo: Path, settings: Settings, options: RayOptions, host: str, port: int, address: str | None,
                  log_level: str = "info") -> None:
-    """`prelu-deploy serve --ray`: join (or start) a Ray cluster, deploy, serve until interrupted."""
+    """`prelu-deploy serve --ray`: join (or start) a Ray cluster, deploy, serve until SIGTERM or Ctrl-C;
+    then delete the application (and stop the cluster when it was ours)."""
     def stop(signum, frame):
         raise KeyboardInterrupt  # SIGTERM (an orchestrator) and SIGINT (even where a shell ignored it) alike
 
-    local = {} if address else {"include_dashboard": False}  # a cluster we start: no dashboard
-    ray.init(address=address, log_to_driver=log_level in ("info", "debug"), **local)
-    signal.signal(signal.SIGTERM, stop)  # after ray.init, which sets its own
-    signal.signal(signal.SIGINT, stop)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
     try:
+        local = {} if address else {"include_dashboard": False}  # a cluster we start: no dashboard
+        try:
+            ray.init(address=address, log_to_driver=log_level in ("info", "debug"), **local)
+        except ConnectionError as err:
+            raise UsageError(f"--ray-address {address}: no Ray cluster to join there ({err})") from None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, stop)  # again: ray.init sets its own
         serve.start(http_options={"host": host, "port": port})
-        deploy(repo, settings, options)
+        try:
+            deploy(repo, settings, options)
+        except RuntimeError as err:  # DEPLOY_FAILED: the replicas' own reasons are in the status
+            app = serve.status().applications.get(APP_NAME)
+            why = "; ".join(d.message for d in app.deployments.values() if d.message) if app else ""
+            raise PreluDeployError(f"the Ray Serve application did not start: {why or err}") from None
         print(f"serving {repo} on Ray at http://{host}:{port} (Ctrl-C to stop)", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the shutdown short
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        print("stopping: the Ray Serve application, then the local Ray cluster", flush=True)
-        try:
-            serve.delete(APP_NAME) if address else serve.shutdown()
-        finally:
-            ray.shutdown()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the shutdown short
+        if ray.is_initialized():
+            print("stopping: the Ray Serve application" + ("" if address else ", then the local Ray cluster"), flush=True)
+            try:
+                serve.delete(APP_NAME) if address else serve.shutdown()
+            finally:
+                ray.shutdown()

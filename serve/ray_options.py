@@ -15,5 +15,6 @@ class RayOptions:
     target_ongoing_requests: float = 4.0  # autoscaling: per replica
     upscale_delay_s: float = 10.0
     downscale_delay_s: float = 60.0
+    metrics_interval_s: float = 1.0  # autoscaling: how often replicas report their load (Ray: deprecated field)
     look_back_period_s: float = 5.0
     health_check_period_s: float = 2.0

@@ -6,6 +6,8 @@ import http.client
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +26,8 @@ from prelu_deploy.serve.settings import Settings  # noqa: E402
 
 from ..server import Endpoint, free_port  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray"),
+              pytest.mark.filterwarnings("ignore:The `metrics_interval_s` field:DeprecationWarning")]
 SAMPLES = Path(__file__).resolve().parents[2] / "models" / "samples"
 SETTINGS = Settings(threads=1, max_queue_delay_ms=2)
 
@@ -205,7 +208,7 @@ def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(prox
     """Redeploys with MIN,MAX = 1,2 and short delays. One replica holds 2 requests and Ray's proxy
     queues 2 more, so 8 clients also meet Ray's back-pressure: a 503 with Retry-After, never a hang."""
     options = RayOptions(autoscale=(1, 2), cpus_per_replica=0.5, max_ongoing_requests=2, max_queued_requests=2,
-                         target_ongoing_requests=1, upscale_delay_s=1, downscale_delay_s=3, look_back_period_s=2,
+                         target_ongoing_requests=1, upscale_delay_s=1, downscale_delay_s=3, metrics_interval_s=0.5, look_back_period_s=2,
                          health_check_period_s=1)
     deploy(repo, SETTINGS, options)
     _wait_for(lambda: _running() == 1, 60)
@@ -217,3 +220,41 @@ def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(prox
     assert load.failures and all(s == 503 for s, _ in load.failures), load.failures[:5]
     assert set(load.retry_after) == {"1"}
     print(f"autoscaling: 1 → 2 replicas in {up_s:.1f} s under load, 2 → 1 in {down_s:.1f} s idle")
+
+
+def test_a_replica_refuses_a_blob_whose_sha256_differs(proxy):
+    """A real replica sent bytes that are not what their digest says: it refuses to start, with the reason."""
+    from prelu_deploy.serve.ray_app import PreluDeploy
+
+    bad = serve.deployment(PreluDeploy, name="Tampered").options(max_constructor_retry_count=1, ray_actor_options={"num_cpus": 0})
+    blob = {"ref": ray.put(b"not the repository"), "sha256": "0" * 64}
+    try:
+        with pytest.raises(RuntimeError, match="Deploying application tampered failed"):
+            serve.run(bad.bind(blob, SETTINGS.model_dump(mode="json", exclude={"repo"})), name="tampered", route_prefix="/tampered")
+        assert "differs from the sender's" in serve.status().applications["tampered"].deployments["Tampered"].message
+    finally:
+        serve.delete("tampered")
+
+
+def test_the_cli_joins_a_running_cluster_and_leaves_it_as_it_was(proxy, repo, cli):
+    """`prelu-deploy serve --ray --ray-address ADDR` deploys onto this module's cluster (replacing the app
+    of the same name), serves through its proxy, and on SIGTERM deletes its app and leaves the cluster up."""
+    exe = Path(sys.executable).with_name("prelu-deploy")
+    args = [str(exe), "serve", str(repo), "--ray", "--ray-address", ray.get_runtime_context().gcs_address, "--replicas", "1",
+            "--ray-cpus-per-replica", "0.5", "--port", proxy.url.rsplit(":", 1)[1], "--log-level", "warning"]
+    serve.delete(APP_NAME)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)  # the CLI says when it serves
+    reader.start()
+    try:
+        _wait_for(lambda: proc.poll() is not None or any(line.startswith("serving") for line in lines), 90)
+        assert proc.poll() is None, "".join(lines)
+        status, headers, body = proxy.request("GET", "/v2/models/digits/ready")
+        assert status == 200 and headers["x-ready-replicas"] == "1" and _running() == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        reader.join(10)
+    assert proc.returncode == 0, "".join(lines)
+    assert APP_NAME not in serve.status().applications and ray.is_initialized()
