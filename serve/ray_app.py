@@ -81,7 +81,7 @@ class PreluDeploy:
     """One replica: its own copy of the repository, its runners, its batchers, the whole app."""
 
     async def __init__(self, blob: dict, settings: dict):
-        data = await blob["ref"]  # from the object store; whoever sent it, the digest decides
+        data = blob["data"] if "data" in blob else await blob["ref"]  # inline, or from the object store
         self.workdir = Path(tempfile.mkdtemp(prefix="prelu-deploy-replica-"))
         unpack_repository(data, blob["sha256"], self.workdir)
         self.settings = Settings(**{**settings, "repo": self.workdir})
@@ -123,10 +123,15 @@ class PreluDeploy:
         shutil.rmtree(getattr(self, "workdir", ""), ignore_errors=True)
 
 
-def build(repo: Path, settings: Settings, options: RayOptions):
-    """The bound application: the repository packed into Ray's object store, the deployment configured."""
+def build(repo: Path, settings: Settings, options: RayOptions, inline: bool = False):
+    """The bound application: the repository packed into Ray's object store (owned by this process,
+    which must outlive the application), or `inline` in the deployment's arguments (kept by Ray's
+    controller: for config files, whose builder task ends), the deployment configured."""
+    if settings.threads is None:  # runner threads within the CPUs Ray reserves: replicas do not oversubscribe a node
+        settings = settings.model_copy(update={"threads": max(1, round(options.cpus_per_replica))})
     data, digest = pack_repository(repo)
-    blob = {"ref": ray.put(data), "sha256": digest, "bytes": len(data)}
+    blob = {"data": data} if inline else {"ref": ray.put(data)}
+    blob.update(sha256=digest, bytes=len(data))
     scaling = {"num_replicas": options.replicas}
     if options.autoscale:
         low, high = options.autoscale
@@ -141,6 +146,19 @@ def build(repo: Path, settings: Settings, options: RayOptions):
         health_check_period_s=options.health_check_period_s, health_check_timeout_s=30, max_constructor_retry_count=3,
         graceful_shutdown_timeout_s=30)
     return deployment.bind(blob, settings.model_dump(mode="json", exclude={"repo"}))
+
+
+def app_builder(args: dict):
+    """For Ray Serve config files (`serve run`, `serve deploy`, KubeRay's RayService):
+    `import_path: prelu_deploy.serve.ray_app:app_builder` with `args`: `repo` (a path on the node that
+    builds the application, e.g. inside the image; default the bundled model) and any Settings field
+    (threads, max_batch_size, max_queue, …). Replicas, autoscaling and resources come from the config
+    file's `deployments:` section, which overrides what is set here."""
+    from prelu_deploy.serve.bundled import bundled_repository
+
+    args = dict(args)
+    repo = Path(args.pop("repo", None) or bundled_repository())
+    return build(repo, Settings(**args), RayOptions(), inline=True)
 
 
 def deploy(repo: Path, settings: Settings, options: RayOptions, name: str = APP_NAME, blocking: bool = False):

@@ -236,6 +236,19 @@ def test_a_replica_refuses_a_blob_whose_sha256_differs(proxy):
         serve.delete("tampered")
 
 
+def test_the_config_file_builder_serves_with_the_repository_inline(proxy, repo):
+    """`import_path: prelu_deploy.serve.ray_app:app_builder` (Ray Serve config files, KubeRay): the bytes
+    travel in the deployment's arguments; here beside the main app under its own route prefix."""
+    from prelu_deploy.serve.ray_app import app_builder
+
+    try:
+        serve.run(app_builder({"repo": str(repo), "threads": 1}), name="built", route_prefix="/built")
+        status, headers, body = proxy.request("GET", "/built/v2/models/digits/ready")
+        assert status == 200 and json.loads(body)["ready"] is True, body
+    finally:
+        serve.delete("built")
+
+
 def test_the_cli_joins_a_running_cluster_and_leaves_it_as_it_was(proxy, repo, cli):
     """`prelu-deploy serve --ray --ray-address ADDR` deploys onto this module's cluster (replacing the app
     of the same name), serves through its proxy, and on SIGTERM deletes its app and leaves the cluster up."""
