@@ -46,21 +46,38 @@ def _wait_for(condition, timeout_s: float, step_s: float = 0.25) -> float:
     return time.monotonic() - start
 
 
+TWO = RayOptions(replicas=2, cpus_per_replica=0.5, health_check_period_s=1)
+deployed = {"options": None}  # what the app runs now: tests that redeploy say so, tests that need 2 replicas restore them
+
+
 @pytest.fixture(scope="module")
-def proxy(repo):
-    """Ray's HTTP proxy in front of 2 replicas of the app; the cluster is shut down whatever happens."""
+def cluster():
+    """A local Ray cluster with Serve's proxy on a free loopback port; shut down whatever happens."""
     port = free_port()
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 << 20, log_to_driver=False,
              configure_logging=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        deploy(repo, SETTINGS, RayOptions(replicas=2, cpus_per_replica=0.5, health_check_period_s=1))
         yield Endpoint(f"http://127.0.0.1:{port}")
     finally:
         try:
             serve.shutdown()
         finally:
             ray.shutdown()
+
+
+def _deploy(repo, options: RayOptions) -> None:
+    deploy(repo, SETTINGS, options)
+    deployed["options"] = options
+
+
+@pytest.fixture
+def proxy(cluster, repo):
+    """The proxy in front of 2 replicas of the app (deployed again only where a test changed it)."""
+    if deployed["options"] is not TWO or _running() != 2:
+        _deploy(repo, TWO)
+    _wait_for(lambda: _running() == 2, 60)
+    return cluster
 
 
 @pytest.fixture(scope="module")
@@ -204,25 +221,26 @@ def test_a_killed_replica_costs_at_most_1_percent_and_comes_back(proxy, golden):
     assert all(isinstance(s, int) and s >= 500 and why for s, why in load.failures), load.failures[:5]  # an answer, never a hang
 
 
-def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(proxy, repo, golden):
+def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(cluster, repo, golden):
     """Redeploys with MIN,MAX = 1,2 and short delays. One replica holds 2 requests and Ray's proxy
     queues 2 more, so 8 clients also meet Ray's back-pressure: a 503 with Retry-After, never a hang."""
     options = RayOptions(autoscale=(1, 2), cpus_per_replica=0.5, max_ongoing_requests=2, max_queued_requests=2,
                          target_ongoing_requests=1, upscale_delay_s=1, downscale_delay_s=3, metrics_interval_s=0.5, look_back_period_s=2,
                          health_check_period_s=1)
-    deploy(repo, SETTINGS, options)
+    _deploy(repo, options)
     _wait_for(lambda: _running() == 1, 60)
-    with Load(proxy.url, golden, concurrency=8) as load:
+    with Load(cluster.url, golden, concurrency=8) as load:
         up_s = _wait_for(lambda: _running() == 2, 60)
         _wait_for(lambda: load.ok >= 200, 60)
     down_s = _wait_for(lambda: _running() == 1, 60)
     assert load.wrong == 0 and load.ok > 0
     assert load.failures and all(s == 503 for s, _ in load.failures), load.failures[:5]
     assert set(load.retry_after) == {"1"}
-    print(f"autoscaling: 1 → 2 replicas in {up_s:.1f} s under load, 2 → 1 in {down_s:.1f} s idle")
+    print(f"autoscaling: 1 → 2 replicas in {up_s:.1f} s under load, 2 → 1 in {down_s:.1f} s idle; "
+          f"{len(load.failures)} answers 503 + Retry-After, e.g. {load.failures[0][1]!r}")
 
 
-def test_a_replica_refuses_a_blob_whose_sha256_differs(proxy):
+def test_a_replica_refuses_a_blob_whose_sha256_differs(cluster):
     """A real replica sent bytes that are not what their digest says: it refuses to start, with the reason."""
     from prelu_deploy.serve.ray_app import PreluDeploy
 
@@ -236,26 +254,46 @@ def test_a_replica_refuses_a_blob_whose_sha256_differs(proxy):
         serve.delete("tampered")
 
 
-def test_the_config_file_builder_serves_with_the_repository_inline(proxy, repo):
+def test_a_replica_whose_models_all_fail_the_gate_never_counts_as_ready(cluster, repo, tmp_path):
+    """The gate runs in every replica before Ray's first health check: with the one model's ONNX file
+    changed, no replica becomes ready and the deployment fails with the model's reason."""
+    import shutil
+
+    from prelu_deploy.serve.ray_app import build
+
+    shutil.copytree(repo / "digits", tmp_path / "digits")
+    onnx = tmp_path / "digits" / "1" / "model.onnx"
+    onnx.write_bytes(onnx.read_bytes() + b"\0")
+    try:
+        with pytest.raises(RuntimeError, match="Deploying application gated failed"):
+            serve.run(build(tmp_path, SETTINGS, RayOptions(cpus_per_replica=0.5)), name="gated", route_prefix="/gated")
+        message = serve.status().applications["gated"].deployments[DEPLOYMENT].message
+        assert "no model passed its parity gate" in message and "sha256" in message, message
+    finally:
+        serve.delete("gated")
+
+
+def test_the_config_file_builder_serves_with_the_repository_inline(cluster, repo):
     """`import_path: prelu_deploy.serve.ray_app:app_builder` (Ray Serve config files, KubeRay): the bytes
     travel in the deployment's arguments; here beside the main app under its own route prefix."""
     from prelu_deploy.serve.ray_app import app_builder
 
     try:
         serve.run(app_builder({"repo": str(repo), "threads": 1}), name="built", route_prefix="/built")
-        status, headers, body = proxy.request("GET", "/built/v2/models/digits/ready")
+        status, headers, body = cluster.request("GET", "/built/v2/models/digits/ready")
         assert status == 200 and json.loads(body)["ready"] is True, body
     finally:
         serve.delete("built")
 
 
-def test_the_cli_joins_a_running_cluster_and_leaves_it_as_it_was(proxy, repo, cli):
+def test_the_cli_joins_a_running_cluster_and_leaves_it_as_it_was(cluster, repo):
     """`prelu-deploy serve --ray --ray-address ADDR` deploys onto this module's cluster (replacing the app
     of the same name), serves through its proxy, and on SIGTERM deletes its app and leaves the cluster up."""
     exe = Path(sys.executable).with_name("prelu-deploy")
     args = [str(exe), "serve", str(repo), "--ray", "--ray-address", ray.get_runtime_context().gcs_address, "--replicas", "1",
-            "--ray-cpus-per-replica", "0.5", "--port", proxy.url.rsplit(":", 1)[1], "--log-level", "warning"]
+            "--ray-cpus-per-replica", "0.5", "--port", cluster.url.rsplit(":", 1)[1], "--log-level", "warning"]
     serve.delete(APP_NAME)
+    deployed["options"] = None
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)  # the CLI says when it serves
@@ -263,7 +301,7 @@ def test_the_cli_joins_a_running_cluster_and_leaves_it_as_it_was(proxy, repo, cl
     try:
         _wait_for(lambda: proc.poll() is not None or any(line.startswith("serving") for line in lines), 90)
         assert proc.poll() is None, "".join(lines)
-        status, headers, body = proxy.request("GET", "/v2/models/digits/ready")
+        status, headers, body = cluster.request("GET", "/v2/models/digits/ready")
         assert status == 200 and headers["x-ready-replicas"] == "1" and _running() == 1
     finally:
         proc.send_signal(signal.SIGTERM)
