@@ -28,7 +28,7 @@ class _RunnersByDefault(TyperGroup):
 
 
 bench_app = typer.Typer(cls=_RunnersByDefault, no_args_is_help=True, add_completion=False,
-                        help="Latency and throughput: runners in this process (bench MODEL_DIR|ARCH) or a running server (bench http URL).")
+                        help="Latency and throughput: runners in this process (bench MODEL_DIR|ARCH), a running server (bench http URL), or our server beside a hand-written one (bench serving REPO).")
 
 
 def register(app: typer.Typer) -> None:
@@ -80,7 +80,7 @@ def runners(
     target: str = typer.Argument(..., help="A model directory (from export or build), or an architecture name (built He-initialised)."),
     backend: str = typer.Option("torch,onnxruntime", "--backend", help="Comma list of torch | torch-compile | onnxruntime | tensorrt (needs a GPU)."),
     prelu_mode: Optional[str] = typer.Option(None, "--prelu-mode", help="Comma list of native | plugin | leaky (default: the directory's own; native for an architecture). Others are re-exported from the source checkpoint."),
-    precision: str = typer.Option("fp32", "--precision", help="Comma list of fp32 | fp16 (TensorRT) | int8 (ONNX Runtime: a QDQ graph, quantized on demand)."),
+    precision: str = typer.Option("fp32", "--precision", help="Comma list of fp32 (TF32 off on a GPU) | tf32 (--device cuda: ONNX Runtime, torch) | fp16 (TensorRT; ONNX Runtime on --device cuda) | int8 (ONNX Runtime: a QDQ graph, quantized on demand)."),
     batch: str = typer.Option("1,8,32", "--batch", help="Comma list of batch sizes."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Candidate (e.g. onnxruntime:native) or backend the ratios are against (default: torch, else the first)."),
     warmup: int = typer.Option(10, "--warmup", min=0, help="Warm-up calls per candidate (at least)."),
@@ -89,7 +89,7 @@ def runners(
     duration: float = typer.Option(2.0, "--duration", min=0.0, help="Measured seconds per batch size (at least)."),
     max_runs: int = typer.Option(100_000, "--max-runs", min=1, help="Measured calls per candidate (at most)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of ONNX Runtime and torch (default: theirs)."),
-    device: str = typer.Option("cpu", "--device", help="Where the torch candidates run: cpu | cuda[:N]."),
+    device: str = typer.Option("cpu", "--device", help="Where the torch and ONNX Runtime candidates run: cpu | cuda[:N] (ONNX Runtime's CUDA provider: the gpu extra)."),
     act: str = typer.Option("prelu_shared", "--act", help="For an architecture: prelu_shared | prelu_channel | relu | leaky."),
     width: Optional[float] = typer.Option(None, "--width", min=0.01, help="For an architecture: scale every layer's width."),
     input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="For an architecture: square input side."),
@@ -148,7 +148,7 @@ def http(
     out = _out_dir(out, plot)
     report, raw = bench_http.run(url, cfg, log=lambda msg: err_console.print(msg, highlight=False))
     t = Table(title=f"{model} at {url}: {report['workload']}")
-    for col in ("concurrency", "requests", "ok", "errors", "p50 ms", "p90 ms", "p99 ms", "requests/s", "images/s", "thr. CV"):
+    for col in ("concurrency", "requests", "ok", "errors", "p50 ms", "p90 ms", "p99 ms", "requests/s", "images/s", "thr. CV", "gen. CPU"):
         t.add_column(col, justify="right")
     for lv in report["levels"]:
         lat = lv["latency"]
@@ -156,9 +156,61 @@ def http(
         t.add_row(str(lv["concurrency"]), str(lv["requests"]), str(lv["ok"]), f"[red]{errors}[/]" if lv["errors"] else errors,
                   *(f"{lat[k]:.2f}" if k in lat else "–" for k in ("median_ms", "p90_ms", "p99_ms")),
                   f"{lv['throughput_rps']:.0f}", f"{lv['images_per_s']:.0f}",
-                  "–" if lv["throughput_cv"] is None else f"{lv['throughput_cv']:.2f}" + ("" if lv["stable"] else " [yellow]unstable[/]"))
+                  "–" if lv["throughput_cv"] is None else f"{lv['throughput_cv']:.2f}" + ("" if lv["stable"] else " [yellow]unstable[/]"),
+                  f"{lv['client_cpu']:.2f}")
     _finish(report, raw, out, plot, as_json, t)
     if failed := [lv["concurrency"] for lv in report["levels"] if lv["ok"] == 0]:
         first = next(lv for lv in report["levels"] if lv["ok"] == 0)
         raise BenchError(f"no request succeeded at concurrency {', '.join(map(str, failed))} "
                          f"({', '.join(f'{k} ×{v}' for k, v in first['errors'].items()) or 'none sent'}); report written")
+
+
+@bench_app.command("serving")
+def serving(
+    repo: Path = typer.Argument(..., help="Model repository (from export) holding the model directory to serve."),
+    model: str = typer.Option(..., "--model", help="Model name (its folder in REPO); an ONNX entry."),
+    concurrency: str = typer.Option("1,8,64", "--concurrency", help="Comma list of concurrent clients per level."),
+    duration: float = typer.Option(5.0, "--duration", help="Measured seconds per level and server (at most)."),
+    warmup: float = typer.Option(1.0, "--warmup", help="Unmeasured seconds of load before each measurement."),
+    max_requests: int = typer.Option(100_000, "--max-requests", help="Measured requests per level and server (at most)."),
+    data: str = typer.Option("random", "--data", help="random | a .npy/.npz of input tensors (e.g. the model directory's golden.npz)."),
+    serve_args: str = typer.Option("", "--serve-args", help="Extra `prelu-deploy serve` options for our server, e.g. '--workers 1'."),
+    baseline_threads: Optional[int] = typer.Option(None, "--baseline-threads", min=1, help="ONNX Runtime threads of the baseline (default: ONNX Runtime's)."),
+    out: Path = OutOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """`prelu-deploy serve` beside a hand-written FastAPI + ONNX Runtime server (bench/baseline_server.py),
+    both started here on loopback ports, the same requests at each level, with the in-process rates of
+    the graph and the serving goals checked. Exits 8 if a server does not start or a level had no success."""
+    import shlex
+
+    from prelu_deploy.bench import http_load
+    from prelu_deploy.bench import serving as bench_serving
+
+    if Path(data).is_dir():
+        raise UsageError("--data: tensors (.npy/.npz) or random; the baseline serves tensors only")
+    cfg = bench_serving.ServingBench(
+        http_load.HttpBench(model=model, concurrency=tuple(_list("--concurrency", concurrency, int)), duration_s=duration,
+                            warmup_s=warmup, max_requests=max_requests, data=data),
+        serve_args=shlex.split(serve_args), baseline_threads=baseline_threads)
+    cfg.http.check()
+    out = _out_dir(out, False)
+    report, raw = bench_serving.run(repo, cfg, log=lambda msg: err_console.print(msg, highlight=False))
+    t = Table(title=f"{model}: prelu-deploy serve {serve_args} beside the hand-written baseline")
+    for col in ("concurrency", "server", "errors", "p50 ms", "p99 ms", "requests/s", "ours / baseline", "gen. CPU"):
+        t.add_column(col, justify="right")
+    for lv in report["levels"]:
+        for name in bench_serving.SERVERS:
+            s = lv[name]
+            errors = ", ".join(f"{k} ×{v}" for k, v in s["errors"].items()) or "0"
+            t.add_row(str(lv["concurrency"]), name, f"[red]{errors}[/]" if s["errors"] else errors,
+                      *(f"{s['latency'][k]:.2f}" if k in s["latency"] else "–" for k in ("median_ms", "p99_ms")),
+                      f"{s['throughput_rps']:.0f}",
+                      "" if name == "ours" or not s["throughput_rps"] else f"{lv['ours']['throughput_rps'] / s['throughput_rps']:.2f}×",
+                      f"{s['client_cpu']:.2f}")
+    _finish(report, raw, out, False, as_json, t)
+    for g in report["goals"]:
+        console.print(f"concurrency {g['concurrency']}: {'[green]met[/]' if g['met'] else '[yellow]not met[/]'} — {g['goal']}: "
+                      f"{g['numbers']}", highlight=False)
+    if failed := [lv["concurrency"] for lv in report["levels"] if not all(lv[n]["ok"] for n in bench_serving.SERVERS)]:
+        raise BenchError(f"a server answered no request at concurrency {', '.join(map(str, failed))}; report written")

@@ -1,17 +1,16 @@
 """`prelu-deploy bench http URL --model NAME`: drive a running server that speaks the Open Inference
-Protocol v2 (ours, Triton, KServe) at several concurrency levels, as perf_analyzer does: each client a
-thread with one keep-alive connection sending its next request when the last one is answered;
+Protocol v2 (ours, Triton, KServe) at several concurrency levels, as perf_analyzer does: each client
+one keep-alive connection sending its next request when the last one is answered;
 latency of the successful requests, throughput, and every failure counted by status code. Bounded in
 time and in requests; loopback only unless told otherwise.
 
-The client is the standard library's http.client: no extra dependency, no monkey-patching (gevent, as
-tritonclient.http uses), and its per-request cost is small next to a Python server's."""
+This module prepares the load (the server's metadata, the requests, one checked answer) with
+http.client; bench.load_generator drives it."""
 
 import http.client
 import ipaddress
 import json
 import socket
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,14 +18,13 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from prelu_deploy.bench.timing import CV_HIGH, summary
+from prelu_deploy.bench.load_generator import drive
 from prelu_deploy.errors import BenchError, UsageError
 from prelu_deploy.models.data import IMAGE_SUFFIXES
 from prelu_deploy.serve.protocol import HEADER_LENGTH
 
 MAX_CONCURRENCY = 1024
 DISTINCT_BODIES = 16  # requests cycle through this many different payloads
-WINDOWS = 5  # a level's throughput is also counted in this many equal windows: its stability
 
 
 @dataclass
@@ -196,83 +194,6 @@ def check_response(ep: Endpoint, work: Workload, meta: dict, cfg: HttpBench) -> 
         want = [cfg.batch, *meta["outputs"][0]["shape"][1:]]
         if outputs[0].get("shape") != want:
             raise BenchError(f"the server answered shape {outputs[0].get('shape')} for {want}")
-
-
-class _Level:
-    """One concurrency level: shared budget, per-thread results merged at the end."""
-
-    def __init__(self, budget: int, deadline: float):
-        self.lock, self.budget, self.deadline = threading.Lock(), budget, deadline
-        self.latencies: list[float] = []
-        self.finished: list[float] = []  # when each successful request completed
-        self.errors: dict[str, int] = {}
-
-    def take(self) -> bool:
-        with self.lock:
-            if self.budget <= 0 or time.perf_counter() >= self.deadline:
-                return False
-            self.budget -= 1
-            return True
-
-
-def _client(ep: Endpoint, work: Workload, level: _Level, first: int, timeout: float) -> None:
-    conn, ok, finished, errors, i = ep.connect(timeout), [], [], {}, first
-    path = ep.base + work.method_path
-    while level.take():
-        body, headers = work.bodies[i % len(work.bodies)]
-        i += 1
-        start = time.perf_counter()
-        try:
-            conn.request("POST", path, body, headers)
-            r = conn.getresponse()
-            r.read()
-            status = r.status
-        except TimeoutError:
-            status = "timeout"
-        except (OSError, http.client.HTTPException):
-            status = "connection error"
-        if status == 200:
-            finished.append(time.perf_counter())
-            ok.append(finished[-1] - start)
-        else:
-            errors[str(status)] = errors.get(str(status), 0) + 1
-            if not isinstance(status, int):
-                conn.close()  # http.client reconnects on the next request
-    conn.close()
-    with level.lock:
-        level.latencies += ok
-        level.finished += finished
-        for k, v in errors.items():
-            level.errors[k] = level.errors.get(k, 0) + v
-
-
-def drive(ep: Endpoint, work: Workload, concurrency: int, duration_s: float, max_requests: int, timeout: float) -> dict:
-    """`concurrency` clients for `duration_s` or `max_requests` in all, whichever ends first."""
-    level = _Level(max_requests, time.perf_counter() + duration_s)
-    threads = [threading.Thread(target=_client, args=(ep, work, level, k, timeout), daemon=True) for k in range(concurrency)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
-    ok = len(level.latencies)
-    return {"concurrency": concurrency, "requests": ok + sum(level.errors.values()), "ok": ok,
-            "errors": dict(sorted(level.errors.items())), "wall_s": wall,
-            "throughput_rps": ok / wall, "images_per_s": ok * work.items / wall, **stability(level.finished, start, wall),
-            "latency": summary(level.latencies, items=work.items), "_samples": level.latencies}
-
-
-def stability(finished: list[float], start: float, wall: float) -> dict:
-    """Successful requests/s in WINDOWS equal windows of the level and their coefficient of
-    variation: a level whose throughput still drifts (a server warming up, a noisy neighbour) shows
-    it here, as perf_analyzer's stability check would."""
-    if not finished:
-        return {"window_rps": [], "throughput_cv": None, "stable": False}
-    counts, _ = np.histogram(finished, bins=WINDOWS, range=(start, start + wall))
-    rps = counts / (wall / WINDOWS)
-    cv = float(rps.std() / rps.mean())
-    return {"window_rps": [float(r) for r in rps], "throughput_cv": cv, "stable": cv <= CV_HIGH}
 
 
 def run(url: str, cfg: HttpBench, log=print) -> tuple[dict, dict]:

@@ -106,18 +106,19 @@ def _cv_note(cvs) -> list[str]:
 def markdown_http(r: dict) -> str:
     s = r["settings"]
     lines = [f"## `prelu-deploy bench http`: {r['model']} at {r['target']}", "", _machine_line(r) +
-             " The load generator (one thread and keep-alive connection per client) runs on the same machine.", "",
+             " The load generator (one event loop, a keep-alive connection per client) runs on the same machine; "
+             "its own CPU use is the last column (1.0 = one core busy).", "",
              f"Command: `{r['command']}`", "",
              f"Workload: POST {r['endpoint']}, {r['workload']}. Each level: {s['warmup_s']:g} s warm-up, then "
              f"{s['duration_s']:g} s or {s['max_requests']} requests measured; latency of successful (200) requests.", "",
              "| concurrency | requests | ok | errors | p50 ms | p90 ms | p99 ms | max ms | requests/s | images/s | "
-             "throughput CV across windows |", "|" + "---|" * 11]
+             "throughput CV across windows | generator CPU |", "|" + "---|" * 12]
     for lv in r["levels"]:
         lat = lv["latency"]
         errors = ", ".join(f"{k} ×{v}" for k, v in lv["errors"].items()) or "0"
         lines.append(f"| {lv['concurrency']} | {lv['requests']} | {lv['ok']} | {errors} | {_ms(lat.get('median_ms'))} | "
                      f"{_ms(lat.get('p90_ms'))} | {_ms(lat.get('p99_ms'))} | {_ms(lat.get('max_ms'))} | "
-                     f"{lv['throughput_rps']:.0f} | {lv['images_per_s']:.0f} | {_stability(lv)} |")
+                     f"{lv['throughput_rps']:.0f} | {lv['images_per_s']:.0f} | {_stability(lv)} | {lv.get('client_cpu', float('nan')):.2f} |")
     if any(lv["throughput_cv"] is not None and not lv["stable"] for lv in r["levels"]):
         lines += ["", f"⚠ unstable: throughput varied by more than {CV_HIGH:.0%} (CV) between the windows of a level; "
                       "lengthen --duration or --warmup."]
@@ -204,11 +205,13 @@ def write(report: dict, raw: dict, out_dir: Path, plot: bool) -> list[Path]:
     """JSON + Markdown (+ PNG) under `out_dir`; returns the paths written."""
     base = out_dir / f"bench-{report['kind']}-{_safe(report['model'])}-{time.strftime('%Y%m%d-%H%M%S')}"
     stem = next(s for s in (Path(f"{base}{f'-{i}' if i else ''}") for i in range(1000)) if not Path(f"{s}.json").exists())
-    md = markdown_runners(report) if report["kind"] == "runners" else markdown_http(report)
+    from prelu_deploy.bench import serving
+
+    md = {"runners": markdown_runners, "http": markdown_http, "serving": serving.markdown}[report["kind"]](report)
     paths = [Path(f"{stem}.json"), Path(f"{stem}.md")]  # not with_suffix: model names may hold dots
     write_bytes(paths[0], (json.dumps(report, indent=2) + "\n").encode())
     write_bytes(paths[1], md.encode())
-    if plot:
+    if plot and report["kind"] != "serving":
         png = Path(f"{stem}-latency.png" if report["kind"] == "runners" else f"{stem}-concurrency.png")
         (plot_runners if report["kind"] == "runners" else plot_http)(report, raw, png)
         paths.append(png)

@@ -3,7 +3,6 @@ sizes in one process, the candidates interleaved per batch size, with speed-ups 
 check that every candidate computes what the baseline computes, and a roofline (achieved GFLOP/s
 against a dense GEMM measured in the same run)."""
 
-import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -11,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from prelu_deploy import manifest as mf
 from prelu_deploy.bench.timing import interleaved, summary
 from prelu_deploy.errors import PreluDeployError, UsageError
-from prelu_deploy.manifest import LOWERINGS, PRECISIONS, ModelEntry, read_entry
+from prelu_deploy.manifest import LOWERINGS, ModelEntry, read_entry
+from prelu_deploy.runners.device import check_device, parse_device
 from prelu_deploy.runners.runner import backends, get_runner
 
 
@@ -21,7 +22,8 @@ from prelu_deploy.runners.runner import backends, get_runner
 class RunnerBench:
     backends: list[str]
     lowerings: list[str] | None = None  # None: the model directory's own (native for an architecture)
-    precisions: tuple[str, ...] = ("fp32",)  # TensorRT: fp32, fp16; ONNX Runtime: fp32, int8 (a QDQ graph); torch: fp32
+    precisions: tuple[str, ...] = ("fp32",)  # TensorRT: fp32, fp16; ONNX Runtime: fp32, int8 (a QDQ graph), and on cuda
+    # tf32, fp16; torch: fp32 always, tf32 on cuda
     batches: tuple[int, ...] = (1, 8, 32)
     baseline: str | None = None  # a candidate label or a backend name; default torch, else the first
     warmup: int = 10
@@ -30,7 +32,7 @@ class RunnerBench:
     duration_s: float = 2.0
     max_runs: int = 100_000
     threads: int | None = None
-    device: str = "cpu"  # where the torch candidates run: cpu | cuda[:N]
+    device: str = "cpu"  # where the torch and ONNX Runtime candidates run: cpu | cuda[:N] (TensorRT: the GPU of cuda:N)
     act: str = "prelu_shared"  # for an architecture name: how to build it (as `train` does)
     width: float | None = None
     input_size: int | None = None
@@ -41,17 +43,18 @@ class RunnerBench:
 
     def check(self) -> None:
         for name, values, allowed in (("--backend", self.backends, backends()), ("--prelu-mode", self.lowerings or [], LOWERINGS),
-                                      ("--precision", self.precisions, PRECISIONS)):
+                                      ("--precision", self.precisions, mf.RUN_PRECISIONS)):
             if bad := [v for v in values if v not in allowed]:
                 raise UsageError(f"{name}: unknown {', '.join(map(repr, bad))}; choose from {', '.join(allowed)}")
         if not self.backends:
             raise UsageError("--backend: name at least one backend")
-        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
-            raise UsageError(f"--device: cpu or cuda[:N], not {self.device!r}")
+        parse_device(self.device)
         if not self.batches or min(self.batches) < 1:
             raise UsageError(f"--batch: batch sizes must be ≥ 1, not {list(self.batches)}")
         if self.runs < 1 or self.warmup < 0 or self.duration_s < 0 or self.warmup_s < 0 or self.max_runs < self.runs:
             raise UsageError("--runs must be ≥ 1, --max-runs ≥ --runs, and warm-up and durations ≥ 0")
+        for backend in self.backends:  # CUDA asked for but not here: said now, before any export or build
+            check_device(backend, self.device)
 
 
 @dataclass
@@ -140,16 +143,20 @@ class Sources:
 
 def candidates(cfg: RunnerBench, own_lowering: str) -> list[Candidate]:
     """What to measure, before any (slow) export or build."""
-    lowerings = cfg.lowerings or [own_lowering]
+    lowerings, gpu = cfg.lowerings or [own_lowering], cfg.device != "cpu"
+    on = "" if not gpu else f":{cfg.device}"
     out = []
     for backend in cfg.backends:
-        if backend.startswith("torch"):  # the source checkpoint: one candidate whatever the lowering
-            out.append(Candidate(backend if cfg.device == "cpu" else f"{backend}:{cfg.device}", backend, None, "fp32"))
+        if backend.startswith("torch"):  # the source checkpoint: fp32 whatever the lowering (and tf32 on a GPU)
+            out += [Candidate(f"{backend}{on}" + ("" if p == "fp32" else f":{p}"), backend, None, p)
+                    for p in ("fp32", *(p for p in cfg.precisions if gpu and p in mf.TORCH_PRECISIONS and p != "fp32"))]
         elif backend == "onnxruntime":
-            out += [Candidate(f"onnxruntime:{lo}" + ("" if p == "fp32" else f":{p}"), backend, lo, p)
-                    for lo in lowerings for p in cfg.precisions if p in ("fp32", "int8")]
+            kept = (*mf.CUDA_PRECISIONS, "int8") if gpu else ("fp32", "int8")
+            out += [Candidate(f"onnxruntime{on}:{lo}" + ("" if p == "fp32" else f":{p}"), backend, lo, p)
+                    for lo in lowerings for p in cfg.precisions if p in kept]
         else:
-            out += [Candidate(f"tensorrt:{lo}:{p}", backend, lo, p) for lo in lowerings for p in cfg.precisions if p != "int8"]
+            out += [Candidate(f"tensorrt:{lo}:{p}", backend, lo, p) for lo in lowerings for p in cfg.precisions
+                    if p in mf.BUILD_PRECISIONS]
     return out
 
 
@@ -262,13 +269,14 @@ def run(target: str, cfg: RunnerBench, log=print) -> tuple[dict, dict]:
         options = {"threads": cfg.threads} if cfg.threads else {}
         # ONNX Runtime's pool spins after each call by default, stealing the cores of the candidate
         # that runs next (torch's tail latency grew 20× interleaved with it): off while interleaving
-        per_backend = {"onnxruntime": {"spinning": False}, "torch": {"device": cfg.device}, "torch-compile": {"device": cfg.device}}
-        runners = {c.label: get_runner(c.backend, c.model_dir, **options, **per_backend.get(c.backend, {})) for c in cands}
+        per_backend = {"onnxruntime": {"spinning": False}}
+        runners = {c.label: get_runner(c.backend, c.model_dir, cfg.device, **options, **per_backend.get(c.backend, {}),
+                                       **({} if c.backend == "tensorrt" else {"precision": c.precision})) for c in cands}
         flops = _flops_per_image(cands[0].model_dir)
         golden = read_entry(cands[0].model_dir).golden_io()["inputs"].astype(np.float32)  # real held-out images
         gemm = {"cpu": gemm_rate()}
         for p in sorted({c.precision for c in cands if _on_gpu(c)}):
-            gemm[f"cuda_{p}"] = gemm_rate_gpu("float16" if p == "fp16" else "float32")
+            gemm[f"cuda_{p}"] = gemm_rate_gpu("float16" if p == "fp16" else "float32")  # tf32: its fp32 GEMM
         log(f"dense GEMM: {gemm['cpu']['gflops']:.1f} GFLOP/s on the CPU (n={gemm['cpu']['n']}, float32)")
         results, raw = [], {}
         try:

@@ -29,6 +29,10 @@ PLATFORMS = {"onnxruntime_onnx": ONNX, "tensorrt_plan": PLAN}  # Triton's platfo
 LOWERINGS = ("native", "plugin", "leaky")  # of channel-shared PReLU (DESIGN.md)
 PRECISIONS = ("fp32", "fp16", "int8")  # what an artifact computes in: int8 comes from `quantize`
 BUILD_PRECISIONS = ("fp32", "fp16")  # what `build --precision` asks TensorRT for
+# What a runner may compute in (`--precision`): the artifacts' plus tf32 (fp32 storage, TF32 math: an opt-in on GPUs)
+RUN_PRECISIONS = ("fp32", "tf32", "fp16", "int8")
+CUDA_PRECISIONS = ("fp32", "tf32", "fp16")  # of an fp32 ONNX entry on ONNX Runtime's CUDA provider (fp16: converted)
+TORCH_PRECISIONS = ("fp32", "tf32")  # the checkpoint in torch; tf32 on a GPU only
 
 
 def sha256_file(path: str | Path) -> str:

@@ -27,12 +27,11 @@ for batching in "--max-batch-size 32 --max-queue-delay-ms 2" "--max-batch-size 1
 done
 
 # 3. Over HTTP beside the hand-written baseline (bench/baseline_server.py): cifar_prelu, He-initialised.
+#    `bench serving` starts both servers itself, measures the graph in process first, and checks the goals;
+#    run once with the default layout (one worker per core) and once with one worker using every core.
 .venv/bin/python -c "import torch; from prelu_deploy.models import create_model, save_checkpoint; torch.manual_seed(0); save_checkpoint(create_model('cifar_prelu'), '$REPO/c.safetensors')"
 $B export "$REPO/c.safetensors" --name cifar --repo "$REPO/cifar_repo"
-$B serve "$REPO/cifar_repo" --port 8123 --log-level warning --max-queue 4096 &
-.venv/bin/python -m prelu_deploy.bench.baseline_server "$REPO/cifar_repo/cifar" --port 8124 &
-until curl -sf http://127.0.0.1:8123/v2/health/ready >/dev/null && curl -sf http://127.0.0.1:8124/v2/models/cifar/ready >/dev/null; do sleep 0.5; done
-for port in 8123 8124; do
-  $B bench http http://127.0.0.1:$port --model cifar --concurrency 1,8,64 --duration 5 --data "$REPO/cifar_repo/cifar/golden.npz" --out $OUT
+for layout in "" "--workers 1"; do
+  $B bench serving "$REPO/cifar_repo" --model cifar --serve-args "$layout" --concurrency 1,8,64 --duration 5 \
+     --data "$REPO/cifar_repo/cifar/golden.npz" --out $OUT
 done
-kill %1 %2; wait || true

@@ -19,16 +19,11 @@ import onnx
 
 from prelu_deploy.atomic import check_destination, staged_dir, write_bytes
 from prelu_deploy.errors import ExportError, UsageError
+from prelu_deploy.export.fp16 import CONVERSION, to_fp16
 from prelu_deploy.export.triton import config_pbtxt
 from prelu_deploy.manifest import BUILD_PRECISIONS, CONFIG, GOLDEN, PLAN, BatchProfile, TensorRT, read_entry
 from prelu_deploy.plugins import channel_shared_prelu as csp
 from prelu_deploy.plugins.tensorrt_lib import load_tensorrt, unsupported_cc
-
-
-def _fp16(graph: onnx.ModelProto) -> onnx.ModelProto:
-    from onnxconverter_common import float16
-
-    return float16.convert_float_to_float16(graph, keep_io_types=True)
 
 
 def _parse(trt, builder, logger, data: bytes):
@@ -81,7 +76,7 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
     # strongly typed builders (TensorRT-RTX, TensorRT 11) have no FP16 flag: fp16 is an fp16 graph there
     fp16_flag = flavour == "tensorrt" and hasattr(trt.BuilderFlag, "FP16")
     if precision == "fp16" and not fp16_flag:
-        graph, conversion = _fp16(graph), f"onnxconverter-common float16 (inputs/outputs kept fp32); {flavour} {trt.__version__} is strongly typed"
+        graph, conversion = to_fp16(graph), f"{CONVERSION}; {flavour} {trt.__version__} is strongly typed"
     lowering = md.lowering
     # The parser takes a registered plugin for a node carrying plugin_namespace (plugins/channel_shared_prelu).
     # Not on TensorRT-RTX: it has no plugin layers, and a registered creator makes its parser abort the

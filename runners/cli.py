@@ -64,14 +64,22 @@ def parity(
     n: int = typer.Option(256, "--n", min=0, help="Held-out images to compare, besides the golden inputs."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The source checkpoint, if it moved since export."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runner threads."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ONNX Runtime's CUDA provider: the gpu extra; torch on CUDA)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Default: the entry's own. On --device cuda: fp32 (TF32 off) | tf32 | fp16 (ONNX Runtime), fp32 | tf32 (torch)."),
     per_layer: bool = typer.Option(False, "--per-layer", help="Also compare every layer's tensor with PyTorch's and name the first beyond tolerance."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Max/mean abs error, max rel error, cosine, top-1/top-5 agreement and accuracies vs PyTorch
     (float32 and float64); exits 7 when a tolerance is exceeded."""
+    from prelu_deploy.manifest import RUN_PRECISIONS
+    from prelu_deploy.runners.device import check_device
     from prelu_deploy.runners.parity import run_parity
 
-    report = run_parity(model_dir, backend, dataset, n, checkpoint, per_layer, threads=threads)
+    check_device(backend, device)  # before anything is loaded: a bad --device, or CUDA that is not here
+    if precision is not None and precision not in RUN_PRECISIONS:
+        raise UsageError(f"--precision {precision!r}: choose one of {', '.join(RUN_PRECISIONS)}")
+    options = {"threads": threads, "device": device} | ({"precision": precision} if precision else {})
+    report = run_parity(model_dir, backend, dataset, n, checkpoint, per_layer, **options)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:

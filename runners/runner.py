@@ -10,6 +10,7 @@ import numpy as np
 
 from prelu_deploy.errors import ModelDirError, UsageError
 from prelu_deploy.manifest import BatchProfile, ModelEntry, TensorSpec, read_entry
+from prelu_deploy.runners.device import parse_device
 
 __all__ = ["BaseRunner", "Runner", "TensorSpec", "backends", "default_backend", "get_runner", "run_batched"]
 
@@ -17,7 +18,7 @@ __all__ = ["BaseRunner", "Runner", "TensorSpec", "backends", "default_backend", 
 class Runner(Protocol):
     name: str  # the backend, e.g. "onnxruntime"
     entry: ModelEntry
-    precision: str  # "fp32" or "fp16": what parity tolerances apply
+    precision: str  # fp32 | tf32 | fp16 | int8 (manifest.RUN_PRECISIONS): what parity tolerances apply
     profile: BatchProfile  # the batch sizes run() accepts
     cuda_graphs: bool
 
@@ -113,9 +114,12 @@ def default_backend(entry: ModelEntry) -> str:
     return "tensorrt" if entry.is_plan else "onnxruntime"
 
 
-def get_runner(backend: str | None, model: ModelEntry | str | Path, **options) -> Runner:
+def get_runner(backend: str | None, model: ModelEntry | str | Path, device: str = "cpu", **options) -> Runner:
     """The one door: the runner for `backend` ("auto"/None: the entry's own) on a model entry or its
-    folder. Imports the backend only when asked for; refuses a backend the entry holds nothing for."""
+    folder, on `device` (cpu | cuda | cuda:N). Imports the backend only when asked for; refuses a
+    backend the entry holds nothing for. `precision` (an option) asks for a runtime precision: tf32 or
+    fp16 of an fp32 ONNX entry on the GPU, tf32 for torch on the GPU; by default the entry's own."""
+    kind, index = parse_device(device)  # a bad --device is refused before anything is read
     entry = model if isinstance(model, ModelEntry) else read_entry(model)
     backend = default_backend(entry) if backend in (None, "auto") else backend
     if backend not in _BACKENDS:
@@ -125,5 +129,18 @@ def get_runner(backend: str | None, model: ModelEntry | str | Path, **options) -
                          f"GPU) or the ONNX entry it was built from ({entry.onnx_source or 'see its manifest'})")
     if backend == "tensorrt" and not entry.is_plan:
         raise ModelDirError(f"{entry.path} holds no TensorRT plan; make one with `prelu-deploy build {entry.path}`")
-    module, cls = _BACKENDS[backend].split(":")
+    target = _BACKENDS[backend]
+    if backend.startswith("torch"):
+        options["device"] = device
+    elif backend == "onnxruntime" and kind == "cuda":
+        target, options["device"] = "prelu_deploy.runners.onnxruntime_cuda:OnnxRuntimeCudaRunner", device
+    elif options.get("precision") not in (None, entry.precision):  # the CPU provider, or a plan: as built
+        raise UsageError(f"--precision {options['precision']!r}: {entry.name} runs on {backend}"
+                         f"{'' if backend == 'tensorrt' else ' (CPU)'} as {entry.precision} only"
+                         f"{'; tf32 and fp16 of an ONNX entry need --device cuda' if backend == 'onnxruntime' else ''}")
+    else:
+        options.pop("precision", None)
+    if backend == "tensorrt":
+        options["device"] = index  # a plan runs on a GPU only: --device cpu means the default one, cuda:0
+    module, cls = target.split(":")
     return getattr(import_module(module), cls)(entry, **options)

@@ -1,12 +1,17 @@
 """PyTorch runners on the checkpoint a model entry was exported from: eager (the reference) and
-torch.compile."""
+torch.compile. On a GPU, `fp32` means TF32 off (cuDNN convolutions and cuBLAS matmuls use TF32 unless
+told not to); `tf32` is the opt-in that allows it. torch-compile on a GPU uses CUDA graphs
+(`mode="reduce-overhead"`), one per batch-size bucket, all captured when the runner is made."""
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from prelu_deploy.errors import ModelDirError, PreluDeployError, UsageError
-from prelu_deploy.manifest import ModelEntry, sha256_file
+from prelu_deploy.manifest import TORCH_PRECISIONS, ModelEntry, sha256_file
+from prelu_deploy.runners.buckets import Buckets
+from prelu_deploy.runners.device import parse_device, torch_cuda_missing
 from prelu_deploy.runners.runner import BaseRunner
 
 
@@ -22,13 +27,27 @@ def load_source_model(entry: ModelEntry, checkpoint: str | Path | None = None):
     return load_checkpoint(path)[0]
 
 
+@contextmanager
+def tf32(allowed: bool):
+    """TF32 in cuDNN convolutions and cuBLAS matmuls as asked, restored afterwards (process-wide
+    flags: a tf32 runner beside an fp32 one in one process must not change the other's numbers)."""
+    import torch
+
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
 class TorchRunner(BaseRunner):
     """Eager PyTorch on `device` ("cpu", "cuda", "cuda:1"); the reference of parity, a baseline of benchmarks."""
 
     name = "torch"
 
     def __init__(self, entry: ModelEntry, checkpoint: str | Path | None = None, threads: int | None = None,
-                 device: str = "cpu"):
+                 device: str = "cpu", precision: str | None = None):
         super().__init__(entry)
         try:
             import torch
@@ -37,37 +56,87 @@ class TorchRunner(BaseRunner):
 
         if threads:
             torch.set_num_threads(threads)
-        if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
-            raise UsageError(f"torch device {device!r} is not available here (torch {torch.__version__}, "
-                             f"CUDA {'available' if torch.cuda.is_available() else 'not available'})")
+        kind, index = parse_device(device)
+        if kind == "cuda" and (why := torch_cuda_missing(index)):
+            raise UsageError(why)
+        self._precision = precision or "fp32"  # the checkpoint itself, whatever the entry's artifact computes in
+        if self._precision not in TORCH_PRECISIONS or (self._precision == "tf32" and kind != "cuda"):
+            raise UsageError(f"--precision {self._precision!r}: the torch runners run fp32, or tf32 on --device cuda")
         self.device = torch.device(device)
-        self.model = self._prepare(load_source_model(entry, checkpoint).eval().to(self.device))
+        self._staging = None  # page-locked host rows for the copy to the GPU
+        if kind == "cuda":
+            self._staging = torch.empty((self.profile.max, *entry.input.dims), dtype=torch.float32, pin_memory=True)
+        with self._numerics():
+            self.model = self._prepare(load_source_model(entry, checkpoint).eval().to(self.device))
 
     @property
     def precision(self) -> str:
-        return "fp32"  # the checkpoint itself, whatever the entry's artifact computes in
+        return self._precision
+
+    def _numerics(self):
+        return tf32(self._precision == "tf32") if self.device.type == "cuda" else _nothing()
 
     def _prepare(self, model):
         return model
 
+    def _to_device(self, batch: np.ndarray, rows: int | None = None):
+        """The batch on the device (padded with zero rows to `rows` when given)."""
+        import torch
+
+        x = torch.from_numpy(batch)
+        if self._staging is None:
+            return x
+        host = self._staging[:rows or len(batch)]
+        host[:len(batch)] = x
+        host[len(batch):] = 0
+        return host.to(self.device, non_blocking=True)  # the previous call's .cpu() waited: the staging rows are free
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
-            x = torch.from_numpy(batch).to(self.device)
-            return self.model(x).float().cpu().numpy()  # .cpu() waits for the GPU: the call's time is complete
+        with torch.inference_mode(), self._numerics():
+            return self.model(self._to_device(batch)).float().cpu().numpy()  # .cpu() waits for the GPU
 
     def close(self) -> None:
-        self.model = None
+        self.model = self._staging = None
+
+
+@contextmanager
+def _nothing():
+    yield
 
 
 class CompiledTorchRunner(TorchRunner):
-    """The same model through `torch.compile` (TorchInductor: C++/OpenMP on CPU, Triton on GPU). It
-    compiles at the first call of each batch size (tens of seconds), so warm it up before timing."""
+    """The same model through `torch.compile` (TorchInductor: C++/OpenMP on CPU, Triton on GPU). On
+    the CPU it compiles at the first call of each batch size (tens of seconds), so warm it up before
+    timing. On a GPU: `mode="reduce-overhead"` (CUDA graphs), static shapes, every batch padded to its
+    bucket, and every bucket compiled and recorded here, before the first call (torch keeps its graph
+    trees per thread: another thread records its own on its first call of each bucket)."""
 
     name = "torch-compile"
 
     def _prepare(self, model):
         import torch
 
-        return torch.compile(model)
+        if self.device.type != "cuda":
+            return torch.compile(model)
+        self.buckets, self.cuda_graphs = Buckets(self.profile.max, self.profile.min), True
+        cfg = torch._dynamo.config  # one compiled graph per bucket: more than dynamo's default 8 recompiles
+        limit = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+        setattr(cfg, limit, max(getattr(cfg, limit), len(self.buckets) + 1))
+        self.model = torch.compile(model, mode="reduce-overhead", dynamic=False)
+        for size in reversed(self.buckets.sizes):
+            x = np.zeros((size, *self.entry.input.dims), np.float32)
+            for _ in range(3):  # cudagraph trees: a warm-up run, the recording, a replay
+                self._run(x)
+        return self.model
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if not self.cuda_graphs:
+            return super()._run(batch)
+        import torch
+
+        with torch.inference_mode(), self._numerics():
+            torch.compiler.cudagraph_mark_step_begin()  # the previous call's outputs are no longer read
+            x = self._to_device(batch, self.buckets.size_for(len(batch)))
+            return Buckets.unpad(self.model(x).float().cpu().numpy(), len(batch))

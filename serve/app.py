@@ -8,7 +8,6 @@ from functools import partial
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prelu_deploy import __version__
@@ -122,7 +121,8 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
     app.add_middleware(LimitsAndMetrics, settings=settings, metrics=metrics)
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    async def prometheus() -> Response:
+        text, media_type = metrics.exposition()
+        return Response(text, media_type=media_type)
 
     return app

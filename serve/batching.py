@@ -7,8 +7,9 @@ the oldest request of the batch was queued. Each caller gets exactly its own row
 bounded: when full, `submit` raises QueueFull at once (the HTTP layer answers 503 with Retry-After)."""
 
 import asyncio
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -26,6 +27,46 @@ class _Item:
     queued_at: float = field(default_factory=time.perf_counter)
 
 
+class _RunnerThread:
+    """One runner on its own thread, handed batches through a SimpleQueue and answering through the
+    event loop: a third of the cost of run_in_executor's hop (measured 30 vs 82 µs a round trip,
+    and the executor's hop was a quarter of the event loop's time per request in a profile)."""
+
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray], name: str):
+        self.run, self.jobs = run, queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            future, x = job
+            try:
+                result, error = self.run(x), None
+            except Exception as err:
+                result, error = None, err
+            self.loop.call_soon_threadsafe(_settle, future, result, error)
+
+    async def __call__(self, x: np.ndarray) -> np.ndarray:
+        future = self.loop.create_future()
+        self.jobs.put((future, x))
+        return await future
+
+    def stop(self) -> None:
+        """After the batch in progress, if any."""
+        if self.thread.is_alive():
+            self.jobs.put(None)
+            self.thread.join()
+
+
+def _settle(future: asyncio.Future, result, error: Exception | None) -> None:
+    if not future.done():
+        future.set_exception(error) if error is not None else future.set_result(result)
+
+
 class DynamicBatcher:
     def __init__(self, runs: list[Callable[[np.ndarray], np.ndarray]], max_batch: int, max_delay_s: float,
                  max_queue: int, on_batch: Callable[[int, list[float], float], None] | None = None):
@@ -33,18 +74,20 @@ class DynamicBatcher:
         self.on_batch = on_batch  # on_batch(rows, queue seconds, compute seconds)
         self.pending_rows = 0
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
-        self._executors = [ThreadPoolExecutor(1, thread_name_prefix=f"runner-{i}") for i in range(len(runs))]
+        self._threads = [_RunnerThread(run, f"runner-{i}") for i, run in enumerate(runs)]
         self._workers: list[asyncio.Task] = []
 
     def start(self) -> None:
-        self._workers = [asyncio.create_task(self._work(run, ex)) for run, ex in zip(self.runs, self._executors)]
+        for thread in self._threads:
+            thread.start()
+        self._workers = [asyncio.create_task(self._work(thread)) for thread in self._threads]
 
     async def stop(self) -> None:
         for w in self._workers:
             w.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
-        for ex in self._executors:
-            ex.shutdown(wait=True)
+        for thread in self._threads:
+            thread.stop()
 
     async def submit(self, x: np.ndarray) -> np.ndarray:
         """The runner's output rows for `x`, computed in some batch with other callers' rows."""
@@ -58,7 +101,7 @@ class DynamicBatcher:
             self._queue.put_nowait(item)
         return np.concatenate(await asyncio.gather(*(i.future for i in items)))
 
-    async def _work(self, run: Callable[[np.ndarray], np.ndarray], executor: ThreadPoolExecutor) -> None:
+    async def _work(self, run: _RunnerThread) -> None:
         carry: _Item | None = None
         loop = asyncio.get_running_loop()
         while True:
@@ -81,7 +124,7 @@ class DynamicBatcher:
             self.pending_rows -= rows
             start = time.perf_counter()
             try:
-                out = await loop.run_in_executor(executor, run, np.concatenate([i.x for i in batch]))
+                out = await run(batch[0].x if len(batch) == 1 else np.concatenate([i.x for i in batch]))
             except Exception as err:  # the runner failed: every caller in the batch hears why
                 for item in batch:
                     if not item.future.done():

@@ -1,5 +1,6 @@
 """`prelu-deploy serve`: every model directory of a repository over HTTP."""
 
+import logging
 import socket
 from pathlib import Path
 from typing import Optional
@@ -21,11 +22,13 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535),
     backend: str = typer.Option("auto", "--backend", help="auto (tensorrt for plan entries, else onnxruntime) | onnxruntime | tensorrt | torch"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ONNX Runtime's CUDA provider: the gpu extra)."),
     max_batch_size: int = typer.Option(32, "--max-batch-size", min=1, help="Rows gathered into one runner call (never more than the entry accepts)."),
     max_queue_delay_ms: float = typer.Option(0.0, "--max-queue-delay-ms", min=0.0, help="Under load only: the longest a batch waits for more rows after its oldest request was queued (0: never wait; an idle server never waits)."),
     max_queue: int = typer.Option(512, "--max-queue", min=1, help="Queued rows per model before 503 + Retry-After."),
-    instances: int = typer.Option(1, "--instances", min=1, help="Runner instances per model (each its own session/engine and thread): concurrent runner calls."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runner threads."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Server processes sharing the port, each loading every model (default: one per core on cpu, see --threads; one on cuda)."),
+    instances: int = typer.Option(1, "--instances", min=1, help="Runner instances per model in each worker (each its own session/engine and thread): concurrent runner calls."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads per runner instance (default: the cores left to each after --workers and --instances)."),
     max_images: int = typer.Option(64, "--max-images", min=1, help="Images in one classify request."),
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, help="Request body limit (413 beyond)."),
     max_pixels: int = typer.Option(4096 * 4096, "--max-pixels", min=1, help="Pixels per decoded image (413 beyond)."),
@@ -43,38 +46,43 @@ def serve(
     """Serve every model directory in REPO over the Open Inference Protocol v2 and /v1/classify.
     torch is never imported unless --backend torch is chosen."""
     ray_options = _ray_options(ray, replicas, autoscale, ray_address, max_ongoing_requests, ray_cpus, ray_gpus, max_queue)
+    if ray_options is not None and workers is not None:
+        raise UsageError("--workers: not with --ray (each replica is one process; choose --replicas or --autoscale)")
     if backend not in BACKENDS:
         raise UsageError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if log_level not in LOG_LEVELS:
         raise UsageError(f"--log-level {log_level!r}: choose one of {', '.join(LOG_LEVELS)}")
     if repo is not None and not repo.is_dir():
         raise UsageError(f"{repo}: no such model repository (make one with `prelu-deploy export`)")
+    from prelu_deploy.runners.device import check_device
+
+    check_device(backend, device)
     if ray_address is None:
         sock = _listen(host, port)  # before any model is loaded: a taken port fails at once
         if ray_options is not None:
             sock.close()  # the local cluster's proxy will listen there: only checked free
 
-    import logging
-
-    import uvicorn
-
-    from prelu_deploy.serve.app import create_app
+    from prelu_deploy.serve import workers as procs
     from prelu_deploy.serve.bundled import bundled_repository
-    from prelu_deploy.serve.connections import protocol_with
     from prelu_deploy.serve.settings import Settings
 
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
-    settings = Settings(repo=repo or bundled_repository(), backend=backend, max_batch_size=max_batch_size,
-                        max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, instances=instances, threads=threads,
-                        max_images=max_images, max_body_bytes=int(max_body_mb * (1 << 20)), max_pixels=max_pixels,
-                        header_timeout_s=header_timeout, body_timeout_s=body_timeout)
-    if ray_options is not None:
+    procs.configure_logging(log_level)
+    common = dict(repo=repo or bundled_repository(), backend=backend, device=device, max_batch_size=max_batch_size,
+                  max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, max_images=max_images,
+                  max_body_bytes=int(max_body_mb * (1 << 20)), max_pixels=max_pixels, header_timeout_s=header_timeout,
+                  body_timeout_s=body_timeout)
+    if ray_options is not None:  # each replica is one process: its threads default to the CPUs Ray reserves for it
         from prelu_deploy.serve.ray_app import serve_on_ray
 
+        settings = Settings(**common, instances=instances, threads=threads)
         return serve_on_ray(settings.repo, settings, ray_options, host, port, ray_address, log_level)
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30,
-                            http=protocol_with(header_timeout))
-    uvicorn.Server(config).run(sockets=[sock])
+    if workers is None and device != "cpu":
+        workers = 1  # one process per GPU: a CUDA context (and its memory) per worker would buy nothing
+    layout = procs.plan(procs.usable_cores(), workers, instances, threads)
+    settings = Settings(**common, instances=layout.instances, threads=layout.threads)
+    logging.getLogger("prelu_deploy.serve").info("http://%s:%d: %s (--workers, --instances, --threads)",
+                                                 host, sock.getsockname()[1], layout)
+    procs.run(settings, sock, layout.workers, log_level)
 
 
 def _ray_options(ray: bool, replicas, autoscale, address, max_ongoing, cpus, gpus, max_queue: int):

@@ -2,16 +2,16 @@
 times nothing before a request's head is complete, so a client that connects and sends its headers a
 byte at a time (slowloris) holds a connection and a file descriptor forever. This protocol closes a
 connection whose request head has not arrived within `header_timeout` seconds of the connection being
-made or of the previous response. (The body has its own deadline: serve.deps.read_body.)"""
+made or of the previous response. (The body has its own deadline: serve.deps.read_body.) A module-level class: it travels to spawned
+worker processes by name."""
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class HeadTimeoutProtocol(HttpToolsProtocol):
-    header_timeout = 10.0
-
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        self.header_timeout = getattr(self.config, "header_timeout", 10.0)  # serve.workers.ServerConfig sets it
         self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
 
     def on_headers_complete(self) -> None:
@@ -32,6 +32,3 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
             self.transport.close()
 
-
-def protocol_with(header_timeout: float) -> type[HeadTimeoutProtocol]:
-    return type("HeadTimeoutProtocol", (HeadTimeoutProtocol,), {"header_timeout": header_timeout})

@@ -1,4 +1,7 @@
-"""FastAPI dependencies: the served models and settings, injected into routes."""
+"""FastAPI dependencies: the served models and settings, injected into routes. All are `async def`:
+FastAPI runs a plain `def` dependency in a worker thread, and four such hops per request cost more
+than a small model does. The inference routes (the hot path) take none: solving dependencies was a
+third of a request's CPU in a profile (docs/benchmarks.md); they call find_model/require_ready."""
 
 import asyncio
 from typing import Annotated
@@ -12,15 +15,15 @@ from prelu_deploy.serve.repository import ServedModel
 from prelu_deploy.serve.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_models(request: Request) -> dict[str, ServedModel]:
+async def get_models(request: Request) -> dict[str, ServedModel]:
     return request.app.state.models
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
@@ -44,28 +47,27 @@ async def read_body(request: Request, settings: Settings) -> bytes:
     return request._body
 
 
-def _lookup(models: dict[str, ServedModel], name: str) -> ServedModel:
+def find_model(models: dict[str, ServedModel], name: str, version: str | None = None) -> ServedModel:
+    """The named model, ready or not; 404 for an unknown name or version."""
+    if version not in (None, "1"):
+        raise ApiError(404, f"model {name!r} has no version {version!r}; it has version '1'")
     if name not in models:
         raise ApiError(404, f"unknown model {name!r}; served: {', '.join(models) or 'none'}")
     return models[name]
 
 
-def any_model(name: str, models: Annotated[dict, Depends(get_models)], version: str | None = None) -> ServedModel:
-    """The named model, ready or not (for metadata and readiness)."""
-    if version not in (None, "1"):
-        raise ApiError(404, f"model {name!r} has no version {version!r}; it has version '1'")
-    return _lookup(models, name)
-
-
-def ready_model(served: Annotated[ServedModel, Depends(any_model)]) -> ServedModel:
-    """The named model, which must be ready (for inference)."""
+def require_ready(served: ServedModel) -> ServedModel:
+    """The model, which must be ready (for inference); 503 with its reason otherwise."""
     if not served.ready:
         raise ApiError(503, f"model {served.name!r} is not ready: {served.reason}")
     return served
 
 
+async def any_model(name: str, models: Annotated[dict, Depends(get_models)], version: str | None = None) -> ServedModel:
+    return find_model(models, name, version)
+
+
 Models = Annotated[dict[str, ServedModel], Depends(get_models)]
 AnyModel = Annotated[ServedModel, Depends(any_model)]
-ReadyModel = Annotated[ServedModel, Depends(ready_model)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

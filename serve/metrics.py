@@ -1,6 +1,10 @@
-"""Prometheus metrics of one app (its own registry, so several apps can live in one process)."""
+"""Prometheus metrics of one app (its own registry, so several apps can live in one process). Under
+several worker processes (serve.workers) prometheus_client's multiprocess mode is on: every process
+writes its values to files, and /metrics sums them over the workers."""
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)
 
@@ -16,13 +20,26 @@ class Metrics:
                                          buckets=_LATENCY, registry=self.registry)
         self.batch_size = Histogram("prelu_batch_size", "Rows per runner call", ["model"],
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
-        self.in_flight = Gauge("prelu_in_flight_requests", "Requests being handled", registry=self.registry)
+        self.in_flight = Gauge("prelu_in_flight_requests", "Requests being handled", registry=self.registry,
+                               multiprocess_mode="livesum")  # summed over live workers
 
     def batch_observer(self, model: str):
-        def observe(rows: int, queued: list[float], compute: float) -> None:
-            self.batch_size.labels(model).observe(rows)
-            self.compute_seconds.labels(model).observe(compute)
+        rows_seen, compute, queued_for = (m.labels(model) for m in (self.batch_size, self.compute_seconds, self.queue_seconds))
+
+        def observe(rows: int, queued: list[float], seconds: float) -> None:
+            rows_seen.observe(rows)
+            compute.observe(seconds)
             for q in queued:
-                self.queue_seconds.labels(model).observe(q)
+                queued_for.observe(q)
 
         return observe
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text /metrics answers: this app's registry, or the sum over every worker process."""
+        registry = self.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -48,6 +48,15 @@ INFER = {
                     "schema": {"type": "integer", "minimum": 1},
                     "description": "Length of the JSON part of a binary-extension request"}],
 }
+
+
+def infer_doc(*path: str) -> dict:
+    """INFER with the route's path parameters: the inference routes (the hot path) read them from the
+    request themselves rather than have FastAPI validate them on every call, so they are told here."""
+    params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in path]
+    return {**INFER, "parameters": [*params, *INFER["parameters"]]}
+
+
 INFER_RESPONSE = {"description": "The output tensor, as JSON or (when binary data was asked for) JSON followed by raw FP32",
                   "content": {"application/json": {"schema": {"type": "object", "properties": {
                       "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},

@@ -2,6 +2,7 @@
 data extension (`Inference-Header-Content-Length`, `binary_data_size`, `binary_data_output`)."""
 
 import json
+import math
 
 import numpy as np
 
@@ -81,7 +82,7 @@ def decode_input(tensor: dict, binary: bytes, offset: int, expected_name: str, d
         raise ApiError(400, f"input {name!r} shape {shape} does not fit [N, {', '.join(map(str, dims))}] with N ≥ 1")
     if shape[0] > max_rows:
         raise ApiError(400, f"input {name!r} has {shape[0]} rows; at most {max_rows} a request")
-    count = int(np.prod(shape))
+    count = math.prod(shape)
     size = _parameters(tensor, f"input {name!r}").get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size != count * 4 or offset + size > len(binary):

@@ -2,7 +2,6 @@
 the manifest's sha256 and every runner instance reproduces the entry's golden PyTorch logits."""
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +68,7 @@ def load_model(path: Path, settings: Settings) -> ServedModel:
             served.no_classify = f"its preprocessing record is unusable ({err})" if entry.preprocess else \
                 "it has no preprocessing record (exported before records were kept); re-export it"
         for _ in range(settings.instances):
-            served.runners.append(get_runner(served.backend, entry, threads=settings.threads))
+            served.runners.append(get_runner(served.backend, entry, settings.device, threads=settings.threads))
             _gate(served, served.runners[-1])
             if not served.ready:
                 break
@@ -84,10 +83,9 @@ def load_repository(repo: Path, settings: Settings) -> dict[str, ServedModel]:
     """Every model directory under `repo` (a folder holding manifest.json), ready or with its reason."""
     if not repo.is_dir():
         raise PreluDeployError(f"{repo}: no such model repository (make one with `prelu-deploy export`)")
-    threads = settings.threads or f"the runtime's default ({os.cpu_count()} cores)"
-    log.info("runner instances per model: %d; threads per instance: %s; --max-batch-size %d; --max-queue-delay-ms %g "
-             "(measured on 2 cores: 1 instance × all cores beat 2 × 1, docs/benchmarks.md)", settings.instances, threads,
-             settings.max_batch_size, settings.max_queue_delay_ms)
+    log.info("runner instances per model: %d; threads per instance: %s; --max-batch-size %d; --max-queue-delay-ms %g",
+             settings.instances, settings.threads or "the runtime's default", settings.max_batch_size,
+             settings.max_queue_delay_ms)
     for note in clean_leftovers(repo):  # what a killed export/build left: restored or removed
         log.warning("%s: %s (left by a writer that was killed)", repo, note)
     models: dict[str, ServedModel] = {}

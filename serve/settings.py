@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 class Settings(BaseModel):
     repo: Path | None = None  # None: the bundled digits model, exported into a cache on first use
     backend: str = "auto"  # auto | onnxruntime | torch
+    device: str = "cpu"  # cpu | cuda | cuda:N: where every runner runs
     max_batch_size: int = Field(32, ge=1)  # rows gathered into one runner call
     max_queue_delay_ms: float = Field(0.0, ge=0)  # under load only: the longest a batch waits for more rows
     max_queue: int = Field(512, ge=1)  # rows waiting per model; beyond it: 503 with Retry-After

@@ -40,14 +40,16 @@ class Endpoint:
 
 
 class Server(Endpoint):
-    def __init__(self, repo: Path, *args: str):
+    def __init__(self, repo: Path, *args: str, start_timeout: float = 60):
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}")
         exe = Path(sys.executable).with_name("prelu-deploy")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([str(exe), "serve", str(repo), "--port", str(self.port), "--log-level", "warning", *args],
+        workers = () if "--workers" in args else ("--workers", "1")  # one process unless a test is about workers
+        self.proc = subprocess.Popen([str(exe), "serve", str(repo), "--port", str(self.port), "--log-level", "warning",
+                                      *workers, *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.proc.stdout.read()}")
@@ -57,7 +59,7 @@ class Server(Endpoint):
             except (urllib.error.URLError, OSError):  # refused, or accepted but not answered while models load
                 time.sleep(0.2)
         self.stop()
-        raise RuntimeError("server did not start within 60 s")
+        raise RuntimeError(f"server did not start within {start_timeout:g} s")
 
     def stop(self) -> bool:
         """SIGTERM, as an orchestrator stops it. True when the server shut down by itself in time:

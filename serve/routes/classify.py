@@ -7,13 +7,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from prelu_deploy.runners.classify import predictions
-from prelu_deploy.serve.deps import (
-    Models,
-    SettingsDep,
-    any_model,
-    read_body,
-    ready_model,
-)
+from prelu_deploy.serve.deps import Models, SettingsDep, find_model, read_body, require_ready
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.images import decode
 from prelu_deploy.serve.openapi import CLASSIFY, CLASSIFY_RESPONSE, errors
@@ -43,7 +37,7 @@ async def _uploads(request: Request, settings: Settings) -> list[tuple[str, byte
 @router.post("/models/{name}/classify", openapi_extra=CLASSIFY, responses=CLASSIFY_ERRORS)
 async def classify(name: str, request: Request, models: Models, settings: SettingsDep,
                    top_k: int | None = Query(None, ge=1, le=1000)) -> dict:
-    served = ready_model(any_model(name, models))
+    served = require_ready(find_model(models, name))
     pre = served.preprocess
     if pre is None:
         raise ApiError(503, f"model {served.name!r} cannot classify images: {served.no_classify}; "

@@ -19,7 +19,7 @@ def _template() -> str:
 
 
 @router.get("/", response_class=HTMLResponse)
-def page(models: Models) -> HTMLResponse:
+async def page(models: Models) -> HTMLResponse:
     options = "".join(f'<option value="{escape(name)}">{escape(name)}{"" if m.ready else " (not ready)"}</option>'
                       for name, m in models.items())
     return HTMLResponse(_template().replace("__MODEL_OPTIONS__", options))

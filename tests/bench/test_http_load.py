@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prelu_deploy.bench.http_load import stability
+from prelu_deploy.bench.load_generator import stability
 
 from ..server import Server, free_port
 

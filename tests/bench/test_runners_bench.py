@@ -106,7 +106,7 @@ def test_bench_a_model_directory_uses_it_and_reexports_other_lowerings(cli, tmp_
     (["no_such_net"], "'no_such_net' is neither a model directory nor an architecture"),
     (["digits_prelu", "--baseline", "tensorrt"], "--baseline 'tensorrt' is none of this run's candidates"),
     (["digits_prelu", "--runs", "10", "--max-runs", "5"], "--max-runs ≥ --runs"),
-    (["digits_prelu", "--device", "tpu"], "--device: cpu or cuda[:N], not 'tpu'"),
+    (["digits_prelu", "--device", "tpu"], "--device 'tpu': choose cpu, cuda or cuda:N"),
 ])
 def test_bad_arguments_are_refused(cli, tmp_path, args, message):
     proc = cli("bench", *FAST, *args, "--out", tmp_path, check_rc=2)

@@ -19,6 +19,7 @@ from ..server import Server
     (["--ray", "--autoscale", "0,2"], "1 ≤ MIN ≤ MAX"),
     (["--ray", "--autoscale", "2"], "give MIN,MAX"),
     (["--ray", "--autoscale", "a,b"], "give MIN,MAX"),
+    (["--ray", "--workers", "2"], "--workers: not with --ray"),
 ])
 def test_bad_ray_options_exit_2(cli, args, message):
     proc = cli("serve", *args, "--port", "0", check_rc=2)

@@ -1,0 +1,199 @@
+"""`prelu-deploy bench serving REPO --model NAME`: `prelu-deploy serve` beside the hand-written
+baseline (bench/baseline_server.py: FastAPI calling ONNX Runtime inline, no batching), both started
+here on free loopback ports over the same model directory, driven by the same requests at each
+concurrency level (ours, then the baseline, level by level, so drift hits both alike), with the
+in-process rates of the same ONNX graph measured first (nothing else running): batch-1 latency and
+batch-32 images/s, the ceilings a server is judged against."""
+
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from prelu_deploy.bench import http_load, load_generator
+from prelu_deploy.bench.report import _machine_line, _ms
+from prelu_deploy.bench.timing import interleaved, summary
+from prelu_deploy.errors import BenchError, UsageError
+from prelu_deploy.manifest import read_entry
+
+SERVERS = ("ours", "baseline")
+START_TIMEOUT_S = 120.0
+
+
+@dataclass
+class ServingBench:
+    http: http_load.HttpBench
+    serve_args: list[str] = field(default_factory=list)  # extra `prelu-deploy serve` options
+    baseline_threads: int | None = None  # ONNX Runtime threads of the baseline (default: its own)
+    reference_s: float = 3.0  # seconds of in-process timing per batch size
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _commands(repo: Path, model_dir: Path, cfg: ServingBench) -> dict[str, list[str]]:
+    exe = str(Path(sys.executable).with_name("prelu-deploy"))
+    baseline = [sys.executable, "-m", "prelu_deploy.bench.baseline_server", str(model_dir)]
+    if cfg.baseline_threads:
+        baseline += ["--threads", str(cfg.baseline_threads)]
+    return {"ours": [exe, "serve", str(repo), "--log-level", "warning", *cfg.serve_args], "baseline": baseline}
+
+
+class _Servers:
+    """Both servers as child processes, stopped (SIGTERM, then SIGKILL) whatever happens; their logs
+    go to files (a pipe nobody reads would stall a server that logs much)."""
+
+    def __init__(self, commands: dict[str, list[str]], model: str):
+        self.procs, self.urls, self.logs = {}, {}, {}
+        try:
+            for name, cmd in commands.items():
+                port = _free_port()
+                self.urls[name] = f"http://127.0.0.1:{port}"
+                self.logs[name] = tempfile.TemporaryFile("w+")
+                self.procs[name] = subprocess.Popen([*cmd, "--port", str(port)], stdout=subprocess.DEVNULL,
+                                                    stderr=self.logs[name], text=True)
+            for name in commands:
+                self._wait_ready(name, model)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, name: str, model: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.procs[name].poll() is not None:
+                self.logs[name].seek(0)
+                raise BenchError(f"the {name} server exited ({self.procs[name].returncode}): {self.logs[name].read()[-2000:]}")
+            try:
+                urllib.request.urlopen(f"{self.urls[name]}/v2/models/{model}/ready", timeout=2)
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise BenchError(f"the {name} server was not ready within {START_TIMEOUT_S:g} s")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in self.logs.values():
+            log.close()
+
+
+def in_process(model_dir: Path, seconds: float) -> dict:
+    """The ONNX graph in this process with ONNX Runtime's defaults: batch-1 latency and batch-32 rate."""
+    from prelu_deploy.runners.runner import get_runner
+
+    runner = get_runner("onnxruntime", model_dir)
+    try:
+        out = {}
+        for batch in (1, min(32, runner.profile.max)):
+            x = np.random.default_rng(0).standard_normal((batch, *runner.entry.input.dims), dtype=np.float32)
+            samples = interleaved({"run": lambda x=x: runner.run(x)}, warmup=10, duration_s=seconds)["run"]
+            out[f"batch_{batch}"] = summary(samples, items=batch)
+        return out
+    finally:
+        runner.close()
+
+
+def run(repo: Path, cfg: ServingBench, log=print) -> tuple[dict, dict]:
+    model_dir = repo / cfg.http.model
+    if not (model_dir / "manifest.json").is_file():
+        raise UsageError(f"{model_dir}: no model directory named {cfg.http.model!r} in {repo}")
+    if read_entry(model_dir).is_plan:
+        raise UsageError(f"{model_dir} holds a TensorRT plan; the baseline serves ONNX graphs: name the ONNX entry")
+    cfg.http.check()
+    log(f"in process: {cfg.reference_s:g} s per batch size …")
+    reference = in_process(model_dir, cfg.reference_s)
+    servers = _Servers(_commands(repo, model_dir, cfg), cfg.http.model)
+    levels, raw = [], {}
+    try:
+        eps = {name: http_load.parse_url(url, False) for name, url in servers.urls.items()}
+        meta = http_load.model_metadata(eps["ours"], cfg.http.model, cfg.http.timeout_s)
+        work = http_load.workload(cfg.http, meta)
+        for name, ep in eps.items():
+            http_load.check_response(ep, work, meta, cfg.http)
+        for c in cfg.http.concurrency:
+            level = {"concurrency": c}
+            for name, ep in eps.items():
+                log(f"concurrency {c}, {name}: {cfg.http.duration_s:g} s …")
+                if cfg.http.warmup_s:
+                    load_generator.drive(ep, work, c, cfg.http.warmup_s, cfg.http.max_requests, cfg.http.timeout_s)
+                level[name] = load_generator.drive(ep, work, c, cfg.http.duration_s, cfg.http.max_requests, cfg.http.timeout_s)
+                raw[f"{name}@{c}"] = level[name].pop("_samples")
+            levels.append(level)
+    finally:
+        servers.stop()
+    report = {"kind": "serving", "model": cfg.http.model, "target": str(repo), "endpoint": work.method_path,
+              "workload": work.description, "servers": {n: shlex.join(c) for n, c in _commands(repo, model_dir, cfg).items()},
+              "in_process": reference, "settings": {**asdict(cfg.http), "serve_args": cfg.serve_args},
+              "levels": levels, "goals": goals(levels, reference),
+              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return report, raw
+
+
+def goals(levels: list[dict], ref: dict) -> list[dict]:
+    """The serving issue's goals, each with its numbers and whether this run met it."""
+    batch1 = ref["batch_1"]["median_ms"]
+    batched = max(v["throughput"] for k, v in ref.items() if k != "batch_1")
+    out = []
+    for lv in levels:
+        ours, base, c = lv["ours"], lv["baseline"], lv["concurrency"]
+        ok = not ours["errors"]
+        ratio = ours["throughput_rps"] / base["throughput_rps"] if base["throughput_rps"] else float("inf")
+        if c == 1:
+            p50 = ours["latency"].get("median_ms", float("inf"))
+            out.append({"concurrency": c, "goal": "req/s ≥ baseline; p50 ≤ in-process batch 1 + 0.5 ms; 0 errors",
+                        "numbers": f"{ratio:.2f}× baseline; p50 {p50:.2f} ms vs {batch1:.2f} + 0.5 ms",
+                        "met": ok and ratio >= 1 and p50 <= batch1 + 0.5})
+        else:
+            share = ours["throughput_rps"] / batched
+            p99, base99 = ours["latency"].get("p99_ms", float("inf")), base["latency"].get("p99_ms", float("inf"))
+            out.append({"concurrency": c, "goal": "req/s ≥ 1.15× baseline and ≥ 0.85 of in-process batch-32 images/s; "
+                                                  "p99 ≤ baseline's; 0 errors",
+                        "numbers": f"{ratio:.2f}× baseline; {share:.2f} of {batched:.0f} images/s; p99 {p99:.1f} vs "
+                                   f"{base99:.1f} ms",
+                        "met": ok and ratio >= 1.15 and share >= 0.85 and p99 <= base99})
+    return out
+
+
+def markdown(r: dict) -> str:
+    ref = r["in_process"]
+    rows = [f"## `prelu-deploy bench serving`: {r['model']} in {r['target']}", "", _machine_line(r) +
+            " Servers and load generator share the machine; the generator's CPU use is its own column "
+            "(1.0 = one core).", "", f"Command: `{r['command']}`", "",
+            *(f"- {n}: `{cmd} --port PORT`" for n, cmd in r["servers"].items()), "",
+            "In process (ONNX Runtime defaults, nothing else running): "
+            + "; ".join(f"{k.replace('_', ' ')}: p50 {_ms(v['median_ms'])} ms, {v['throughput']:.0f} images/s"
+                        for k, v in ref.items()) + ".", "",
+            f"Workload: POST {r['endpoint']}, {r['workload']}; {r['settings']['warmup_s']:g} s warm-up, then "
+            f"{r['settings']['duration_s']:g} s per server and level.", "",
+            "| concurrency | server | ok | errors | p50 ms | p99 ms | requests/s | ours / baseline | generator CPU |",
+            "|" + "---|" * 9]
+    for lv in r["levels"]:
+        for name in SERVERS:
+            s = lv[name]
+            ratio = lv["ours"]["throughput_rps"] / s["throughput_rps"] if s["throughput_rps"] else float("nan")
+            errors = ", ".join(f"{k} ×{v}" for k, v in s["errors"].items()) or "0"
+            rows.append(f"| {lv['concurrency']} | {name} | {s['ok']} | {errors} | {_ms(s['latency'].get('median_ms'))} | "
+                        f"{_ms(s['latency'].get('p99_ms'))} | {s['throughput_rps']:.0f} | "
+                        f"{'' if name == 'ours' else f'{ratio:.2f}×'} | {s['client_cpu']:.2f} |")
+    rows += ["", "| concurrency | goal | this run | met |", "|---|---|---|---|",
+             *(f"| {g['concurrency']} | {g['goal']} | {g['numbers']} | {'yes' if g['met'] else '**no**'} |" for g in r["goals"])]
+    return "\n".join(rows) + "\n"
+

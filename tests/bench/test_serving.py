@@ -1,0 +1,39 @@
+"""`prelu-deploy bench serving`: our server and the hand-written baseline started side by side on
+loopback ports, driven with the same requests, both stopped afterwards; and its refusals."""
+
+import json
+import subprocess
+
+import pytest
+
+
+def test_ours_beside_the_baseline_in_one_report(cli, repo, tmp_path):
+    proc = cli("bench", "serving", repo, "--model", "digits", "--serve-args", "--workers 1 --max-batch-size 8",
+               "--concurrency", "1,4", "--duration", "0.6", "--warmup", "0.2", "--data", repo / "digits" / "golden.npz",
+               "--out", tmp_path)
+    r = json.loads(next(tmp_path.glob("bench-serving-digits-*.json")).read_text())
+    assert r["kind"] == "serving" and r["endpoint"] == "/v2/models/digits/infer"
+    assert "--workers 1 --max-batch-size 8" in r["servers"]["ours"] and "baseline_server" in r["servers"]["baseline"]
+    assert r["in_process"]["batch_1"]["median_ms"] > 0 and r["in_process"]["batch_32"]["throughput"] > 0
+    assert [lv["concurrency"] for lv in r["levels"]] == [1, 4]
+    for lv in r["levels"]:
+        for name in ("ours", "baseline"):
+            s = lv[name]
+            assert s["ok"] == s["requests"] > 5 and s["errors"] == {} and 0 <= s["client_cpu"] < 2
+    assert [g["concurrency"] for g in r["goals"]] == [1, 4] and all(isinstance(g["met"], bool) for g in r["goals"])
+    md = next(tmp_path.glob("bench-serving-digits-*.md")).read_text()
+    assert "| 4 | baseline |" in md and "| concurrency | goal | this run | met |" in md
+    assert "ours / baseline" in proc.stdout
+    # both servers are gone
+    left = subprocess.run(["pgrep", "-f", f"serve {repo} --log-level warning --workers 1"], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "nope"], "no model directory named 'nope'"),
+    (["--model", "digits", "--data", "."], "the baseline serves tensors only"),
+    (["--model", "digits", "--concurrency", "0"], "--concurrency: levels must be 1"),
+])
+def test_refusals(cli, repo, tmp_path, args, message):
+    assert message in cli("bench", "serving", repo, *args, "--out", tmp_path, check_rc=2).stderr
+    assert not list(tmp_path.glob("*.json"))

@@ -1,0 +1,89 @@
+"""Several server processes on one port (serve.workers): the layout chosen from the core count, every
+worker answering right, /metrics summed over the workers, and a killed worker replaced."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from prelu_deploy.runners.runner import get_runner
+from prelu_deploy.serve.workers import Plan, plan
+
+from ..server import Server
+
+
+@pytest.mark.parametrize("cores, given, want", [
+    (2, {}, (2, 1, 1)),  # the default: one single-threaded worker per core
+    (16, {}, (16, 1, 1)),
+    (2, {"workers": 1}, (1, 1, 2)),  # one worker gets every core
+    (16, {"threads": 4}, (4, 1, 4)),
+    (16, {"workers": 2, "instances": 2}, (2, 2, 4)),
+    (2, {"instances": 4}, (1, 4, 1)),  # never fewer than one of anything
+    (3, {"workers": 2}, (2, 1, 1)),
+])
+def test_the_layout_fills_the_cores(cores, given, want):
+    layout = plan(cores, **given)
+    assert (layout.workers, layout.instances, layout.threads) == want
+    assert str(Plan(2, 1, 1, 2)) == "2 worker processes × 1 runner instance per model × 1 thread on 2 cores"
+
+
+def _children(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    workers = set()
+    for child in map(int, out):  # multiprocessing's resource tracker is a child too; workers run uvicorn
+        try:
+            if "spawn_main" in open(f"/proc/{child}/cmdline").read():
+                workers.add(child)
+        except OSError:
+            pass
+    return workers
+
+
+def _count(srv: Server, status: int) -> float:
+    _, _, body = srv.request("GET", "/metrics")
+    m = re.search(rf'prelu_requests_total{{endpoint="infer",model="digits",status="{status}"}} (\S+)', body.decode())
+    return float(m.group(1)) if m else 0.0
+
+
+def _infer(srv: Server, x: np.ndarray):
+    return srv.json("POST", "/v2/models/digits/infer", {"inputs": [
+        {"name": "images", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]})
+
+
+def test_two_workers_answer_right_count_together_and_survive_a_death(repo):
+    srv = Server(repo, "--workers", "2", "--log-level", "info")
+    try:
+        workers = _children(srv.proc.pid)
+        assert len(workers) == 2
+        x = np.load(repo / "digits" / "golden.npz")["inputs"]
+        x = np.concatenate([x, x[:, :, ::-1], x[:, :, :, ::-1]])  # 24 real digits and their mirror images
+        want = get_runner("onnxruntime", repo / "digits").run(x)
+
+        def one(i):
+            status, body = _infer(srv, x[i:i + 1])  # a connection each: the kernel hands them to either worker
+            return status, np.asarray(body["outputs"][0]["data"]) if status == 200 else body
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(one, range(len(x))))
+        assert all(status == 200 for status, _ in answers)
+        np.testing.assert_allclose(np.stack([a for _, a in answers]), want, rtol=1e-5, atol=1e-5)
+        # whichever worker answers /metrics, it tells the sum over both workers
+        assert {_count(srv, 200) for _ in range(6)} == {len(x)}
+
+        os.kill(next(iter(workers)), signal.SIGKILL)  # a worker dies; the other serves, the supervisor replaces it
+        assert _infer(srv, x[:1])[0] == 200
+        deadline = time.monotonic() + 30
+        while len(_children(srv.proc.pid) - workers) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(_children(srv.proc.pid)) == 2 and len(_children(srv.proc.pid) - workers) == 1
+        assert _count(srv, 200) >= len(x)  # the dead worker's counts are not lost
+    finally:
+        assert srv.stop()
+    log = srv.proc.stdout.read()
+    assert "2 worker processes × 1 runner instance per model × 1 thread" in log
+    assert "model digits: ready" in log and "Traceback" not in log, log
