@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	# torch==2.13.0 first: it takes the CPU build on this machine's disk; the extras' `torch>=2.4`
 	# then installs nothing more (a bare `torch` would pull a multi-GB CUDA build).
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[export,serve,trt,bench,dev]'
+	$(BIN)/python -m pip install -q -e '.[export,serve,trt,bench,dev,ray]'
 	touch $@
 
 # The main job: serve the bundled trained digits model on ONNX Runtime (CPU) at 127.0.0.1:8000.

@@ -35,9 +35,19 @@ def serve(
     header_timeout: float = typer.Option(10.0, "--header-timeout", min=0.001, help="Seconds for a request's head to arrive (the connection is closed beyond)."),
     body_timeout: float = typer.Option(30.0, "--body-timeout", min=0.001, help="Seconds for a request's body to arrive (408 beyond)."),
     log_level: str = typer.Option("info", "--log-level", help=" | ".join(LOG_LEVELS)),
+    ray: bool = typer.Option(False, "--ray", help="Serve as a Ray Serve application (the ray extra): replicas behind Ray's HTTP proxy (docs/scale-out.md)."),
+    replicas: Optional[int] = typer.Option(None, "--replicas", min=1, help="--ray: a fixed number of replicas (default 1)."),
+    autoscale: Optional[str] = typer.Option(None, "--autoscale", help="--ray: MIN,MAX replicas, scaled by Ray on load (instead of --replicas)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="--ray: join this Ray cluster (e.g. auto, or HEAD:6379) instead of starting a local one."),
+    max_ongoing_requests: Optional[int] = typer.Option(None, "--max-ongoing-requests", min=1, help="--ray: requests one replica holds at once (default 32); more wait at Ray's proxy, up to --max-queue, then 503."),
+    ray_cpus: Optional[float] = typer.Option(None, "--ray-cpus-per-replica", min=0.0, help="--ray: CPUs Ray reserves per replica (default 1)."),
+    ray_gpus: Optional[float] = typer.Option(None, "--ray-gpus-per-replica", min=0.0, help="--ray: GPUs Ray reserves per replica (default 0; 1 for a GPU backend)."),
 ) -> None:
     """Serve every model directory in REPO over the Open Inference Protocol v2 and /v1/classify.
     torch is never imported unless --backend torch is chosen."""
+    ray_options = _ray_options(ray, replicas, autoscale, ray_address, max_ongoing_requests, ray_cpus, ray_gpus, max_queue)
+    if ray_options is not None and workers is not None:
+        raise UsageError("--workers: not with --ray (each replica is one process; choose --replicas or --autoscale)")
     if backend not in BACKENDS:
         raise UsageError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if log_level not in LOG_LEVELS:
@@ -47,23 +57,65 @@ def serve(
     from prelu_deploy.runners.device import check_device
 
     check_device(backend, device)
-    sock = _listen(host, port)  # before any model is loaded: a taken port fails at once
+    if ray_address is None:
+        sock = _listen(host, port)  # before any model is loaded: a taken port fails at once
+        if ray_options is not None:
+            sock.close()  # the local cluster's proxy will listen there: only checked free
 
     from prelu_deploy.serve import workers as procs
     from prelu_deploy.serve.bundled import bundled_repository
     from prelu_deploy.serve.settings import Settings
 
     procs.configure_logging(log_level)
+    common = dict(repo=repo or bundled_repository(), backend=backend, device=device, max_batch_size=max_batch_size,
+                  max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, max_images=max_images,
+                  max_body_bytes=int(max_body_mb * (1 << 20)), max_pixels=max_pixels, header_timeout_s=header_timeout,
+                  body_timeout_s=body_timeout)
+    if ray_options is not None:  # each replica is one process: its threads default to the CPUs Ray reserves for it
+        from prelu_deploy.serve.ray_app import serve_on_ray
+
+        settings = Settings(**common, instances=instances, threads=threads)
+        return serve_on_ray(settings.repo, settings, ray_options, host, port, ray_address, log_level)
     if workers is None and device != "cpu":
         workers = 1  # one process per GPU: a CUDA context (and its memory) per worker would buy nothing
     layout = procs.plan(procs.usable_cores(), workers, instances, threads)
-    settings = Settings(repo=repo or bundled_repository(), backend=backend, device=device, max_batch_size=max_batch_size,
-                        max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, instances=layout.instances,
-                        threads=layout.threads, max_images=max_images, max_body_bytes=int(max_body_mb * (1 << 20)),
-                        max_pixels=max_pixels, header_timeout_s=header_timeout, body_timeout_s=body_timeout)
+    settings = Settings(**common, instances=layout.instances, threads=layout.threads)
     logging.getLogger("prelu_deploy.serve").info("http://%s:%d: %s (--workers, --instances, --threads)",
                                                  host, sock.getsockname()[1], layout)
     procs.run(settings, sock, layout.workers, log_level)
+
+
+def _ray_options(ray: bool, replicas, autoscale, address, max_ongoing, cpus, gpus, max_queue: int):
+    """The RayOptions of --ray and its options, or None without --ray; UsageError (exit 2) for a bad combination."""
+    given = [name for name, value in (("--replicas", replicas), ("--autoscale", autoscale), ("--ray-address", address),
+                                      ("--max-ongoing-requests", max_ongoing), ("--ray-cpus-per-replica", cpus),
+                                      ("--ray-gpus-per-replica", gpus)) if value is not None]
+    if not ray:
+        if given:
+            raise UsageError(f"{', '.join(given)}: only with --ray")
+        return None
+    if replicas is not None and autoscale is not None:
+        raise UsageError("--replicas and --autoscale: choose one (a fixed number of replicas, or MIN,MAX for Ray to scale)")
+    bounds = None
+    if autoscale is not None:
+        parts = autoscale.split(",")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or not 1 <= int(parts[0]) <= int(parts[1]):
+            raise UsageError(f"--autoscale {autoscale!r}: give MIN,MAX replicas with 1 ≤ MIN ≤ MAX (e.g. 1,4)")
+        bounds = (int(parts[0]), int(parts[1]))
+    try:
+        from prelu_deploy.serve import ray_app  # noqa: F401  (imports ray: seconds, and only under --ray)
+    except ImportError as err:
+        raise UsageError(f"--ray needs Ray Serve, which is not installed ({err}): pip install 'prelu-deploy[ray]'") from None
+    from prelu_deploy.serve.ray_options import RayOptions
+
+    options = RayOptions(replicas=replicas or 1, autoscale=bounds, max_queued_requests=max_queue)
+    if max_ongoing is not None:
+        options.max_ongoing_requests = max_ongoing
+    if cpus is not None:
+        options.cpus_per_replica = cpus
+    if gpus is not None:
+        options.gpus_per_replica = gpus
+    return options
 
 
 def _listen(host: str, port: int) -> socket.socket:

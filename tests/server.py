@@ -18,10 +18,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
+class Endpoint:
+    """An HTTP server at `url` (ours, or Ray's proxy in front of it), with small request helpers."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout=30):
+        """(status, lower-cased headers, body bytes) — 4xx and 5xx included, never raised."""
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+        except urllib.error.HTTPError as err:
+            return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+    def json(self, method: str, path: str, payload=None, **kw):
+        status, headers, body = self.request(method, path, None if payload is None else json.dumps(payload).encode(),
+                                             {"content-type": "application/json"}, **kw)
+        return status, json.loads(body) if body else None
+
+
+class Server(Endpoint):
     def __init__(self, repo: Path, *args: str, start_timeout: float = 60):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(f"http://127.0.0.1:{self.port}")
         exe = Path(sys.executable).with_name("prelu-deploy")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         workers = () if "--workers" in args else ("--workers", "1")  # one process unless a test is about workers
@@ -39,20 +60,6 @@ class Server:
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"server did not start within {start_timeout:g} s")
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout=30):
-        """(status, lower-cased headers, body bytes) — 4xx and 5xx included, never raised."""
-        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
-        except urllib.error.HTTPError as err:
-            return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
-
-    def json(self, method: str, path: str, payload=None, **kw):
-        status, headers, body = self.request(method, path, None if payload is None else json.dumps(payload).encode(),
-                                             {"content-type": "application/json"}, **kw)
-        return status, json.loads(body) if body else None
 
     def stop(self) -> bool:
         """SIGTERM, as an orchestrator stops it. True when the server shut down by itself in time:

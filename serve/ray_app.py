@@ -1,0 +1,206 @@
+"""`prelu-deploy serve --ray`: the same FastAPI app (every route, the parity gate, dynamic batching,
+/metrics) as a Ray Serve application. Each replica is one process holding its own copy of the model
+repository, its runners and one dynamic batcher per model; Ray's HTTP proxy spreads requests over the
+replicas. Imported only under --ray: the plain server never imports ray.
+
+- The repository reaches the replicas through Ray's object store, not a shared filesystem: the driver
+  packs it (serve/packing.py) and `ray.put`s the bytes; each replica checks their sha256 before it
+  unpacks them into a temporary folder of its own.
+- A replica is ready once its app's lifespan ran the parity gate of every model; its health check
+  fails while no model of its passed (so Ray neither routes to it nor counts it) or a batcher died.
+- Back-pressure keeps its meaning: a replica's full queue answers 503 + Retry-After as before, and
+  requests beyond `max_ongoing_requests` × replicas wait at Ray's proxy, which answers 503 with
+  `Retry-After: 1` (Ray's BackpressureConfig) once `max_queued_requests` of them wait.
+- Every response carries `x-replica` (which replica answered); readiness answers add the number of
+  ready replicas (`x-ready-replicas`, and `ready_replicas` in their JSON)."""
+
+import json
+import logging
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+from ray import serve
+from ray.serve.config import AutoscalingConfig, BackpressureConfig
+
+from prelu_deploy.errors import PreluDeployError, UsageError
+from prelu_deploy.serve.app import create_app
+from prelu_deploy.serve.packing import pack_repository, unpack_repository
+from prelu_deploy.serve.ray_options import RayOptions
+from prelu_deploy.serve.settings import Settings
+
+log = logging.getLogger("prelu_deploy.serve")
+APP_NAME, DEPLOYMENT = "prelu-deploy", "PreluDeploy"
+STATUS_TTL_S = 1.0  # readiness answers ask Ray's controller at most this often per replica
+
+
+class _ReplicaHeaders:
+    """ASGI wrapper of the app: `x-replica` on every answer; on readiness answers the number of ready
+    replicas as `x-ready-replicas` and `ready_replicas` in the JSON body (its status code unchanged)."""
+
+    def __init__(self, app, replica: str, ready_replicas):
+        self.app, self.replica, self.ready_replicas = app, replica.encode(), ready_replicas
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        readiness = scope["path"].endswith("/ready")
+        count = str(await self.ready_replicas()).encode() if readiness else b""
+        start: dict | None = None
+
+        async def send_with_headers(message):
+            nonlocal start
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-replica", self.replica)]
+                if not readiness:
+                    return await send(message)
+                message["headers"].append((b"x-ready-replicas", count))
+                start = message  # held until the body is known: its length changes
+                return
+            if start is not None and message["type"] == "http.response.body":
+                body = message.get("body", b"")
+                try:
+                    body = json.dumps({**json.loads(body), "ready_replicas": int(count)}).encode()
+                except (ValueError, TypeError):
+                    pass
+                start["headers"] = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+                start["headers"].append((b"content-length", str(len(body)).encode()))
+                await send(start)
+                start = None
+                return await send({**message, "body": body})
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+@serve.ingress()
+class PreluDeploy:
+    """One replica: its own copy of the repository, its runners, its batchers, the whole app."""
+
+    async def __init__(self, blob: dict, settings: dict):
+        data = blob["data"] if "data" in blob else await blob["ref"]  # inline, or from the object store
+        self.workdir = Path(tempfile.mkdtemp(prefix="prelu-deploy-replica-"))
+        unpack_repository(data, blob["sha256"], self.workdir)
+        self.settings = Settings(**{**settings, "repo": self.workdir})
+        context = serve.get_replica_context()
+        self.replica, self.deployment, self.app_name = context.replica_id.unique_id, context.deployment, context.app_name
+        self._ready_count, self._ready_at = 0, 0.0
+
+    def __serve_build_asgi_app__(self):
+        self.fastapi = create_app(self.settings)
+        return _ReplicaHeaders(self.fastapi, self.replica, self._ready_replicas)
+
+    async def _ready_replicas(self) -> int:
+        """RUNNING replicas of this deployment, as Ray's controller sees them (cached for a second)."""
+        if time.monotonic() - self._ready_at > STATUS_TTL_S:
+            from starlette.concurrency import run_in_threadpool
+
+            try:
+                status = await run_in_threadpool(serve.status)
+                states = status.applications[self.app_name].deployments[self.deployment].replica_states
+                self._ready_count = int(states.get("RUNNING", 0))
+            except Exception as err:  # readiness still answers, with the last count known
+                log.warning("replica %s: cannot read the replica count from Ray: %s", self.replica, err)
+            self._ready_at = time.monotonic()
+        return self._ready_count
+
+    def check_health(self) -> None:
+        """Raises (Ray then restarts this replica, or never routes to it) while it cannot serve."""
+        models = getattr(getattr(self, "fastapi", None) and self.fastapi.state, "models", None)
+        if models is None:
+            raise RuntimeError("the model repository is not loaded")
+        if not any(m.ready for m in models.values()):
+            reasons = "; ".join(f"{m.name}: {m.reason}" for m in models.values()) or "the repository holds no model"
+            raise RuntimeError(f"no model passed its parity gate: {reasons}")
+        for m in models.values():
+            if m.ready and (m.batcher is None or any(w.done() for w in m.batcher._workers)):
+                raise RuntimeError(f"model {m.name}: its dynamic batcher stopped")
+
+    def __del__(self):
+        shutil.rmtree(getattr(self, "workdir", ""), ignore_errors=True)
+
+
+def build(repo: Path, settings: Settings, options: RayOptions, inline: bool = False):
+    """The bound application: the repository packed into Ray's object store (owned by this process,
+    which must outlive the application), or `inline` in the deployment's arguments (kept by Ray's
+    controller: for config files, whose builder task ends), the deployment configured."""
+    if settings.threads is None:  # runner threads within the CPUs Ray reserves: replicas do not oversubscribe a node
+        settings = settings.model_copy(update={"threads": max(1, round(options.cpus_per_replica))})
+    data, digest = pack_repository(repo)
+    blob = {"data": data} if inline else {"ref": ray.put(data)}
+    blob.update(sha256=digest, bytes=len(data))
+    scaling = {"num_replicas": options.replicas}
+    if options.autoscale:
+        low, high = options.autoscale
+        scaling = {"num_replicas": "auto", "autoscaling_config": AutoscalingConfig(
+            min_replicas=low, initial_replicas=low, max_replicas=high, target_ongoing_requests=options.target_ongoing_requests,
+            upscale_delay_s=options.upscale_delay_s, downscale_delay_s=options.downscale_delay_s,
+            metrics_interval_s=options.metrics_interval_s, look_back_period_s=options.look_back_period_s)}
+    deployment = serve.deployment(PreluDeploy, name=DEPLOYMENT).options(
+        **scaling, max_ongoing_requests=options.max_ongoing_requests, max_queued_requests=options.max_queued_requests,
+        backpressure_config=BackpressureConfig(status_code=503, retry_after_s=1),
+        ray_actor_options={"num_cpus": options.cpus_per_replica, "num_gpus": options.gpus_per_replica},
+        health_check_period_s=options.health_check_period_s, health_check_timeout_s=30, max_constructor_retry_count=3,
+        graceful_shutdown_timeout_s=30)
+    return deployment.bind(blob, settings.model_dump(mode="json", exclude={"repo"}))
+
+
+def app_builder(args: dict):
+    """For Ray Serve config files (`serve run`, `serve deploy`, KubeRay's RayService):
+    `import_path: prelu_deploy.serve.ray_app:app_builder` with `args`: `repo` (a path on the node that
+    builds the application, e.g. inside the image; default the bundled model) and any Settings field
+    (threads, max_batch_size, max_queue, …). Replicas, autoscaling and resources come from the config
+    file's `deployments:` section, which overrides what is set here."""
+    from prelu_deploy.serve.bundled import bundled_repository
+
+    args = dict(args)
+    repo = Path(args.pop("repo", None) or bundled_repository())
+    return build(repo, Settings(**args), RayOptions(), inline=True)
+
+
+def deploy(repo: Path, settings: Settings, options: RayOptions, name: str = APP_NAME, blocking: bool = False):
+    """Deploy (or update) the application on the connected Ray cluster; returns once every replica is ready."""
+    serve.run(build(repo, settings, options), name=name, route_prefix="/", blocking=blocking)
+
+
+def serve_on_ray(repo: Path, settings: Settings, options: RayOptions, host: str, port: int, address: str | None,
+                 log_level: str = "info") -> None:
+    """`prelu-deploy serve --ray`: join (or start) a Ray cluster, deploy, serve until SIGTERM or Ctrl-C;
+    then delete the application (and stop the cluster when it was ours)."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt  # SIGTERM (an orchestrator) and SIGINT (even where a shell ignored it) alike
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    try:
+        local = {} if address else {"include_dashboard": False}  # a cluster we start: no dashboard
+        try:
+            ray.init(address=address, log_to_driver=log_level in ("info", "debug"), **local)
+        except ConnectionError as err:
+            raise UsageError(f"--ray-address {address}: no Ray cluster to join there ({err})") from None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, stop)  # again: ray.init sets its own
+        serve.start(http_options={"host": host, "port": port})
+        try:
+            deploy(repo, settings, options)
+        except RuntimeError as err:  # DEPLOY_FAILED: the replicas' own reasons are in the status
+            app = serve.status().applications.get(APP_NAME)
+            why = "; ".join(d.message for d in app.deployments.values() if d.message) if app else ""
+            raise PreluDeployError(f"the Ray Serve application did not start: {why or err}") from None
+        print(f"serving {repo} on Ray at http://{host}:{port} (Ctrl-C to stop)", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the shutdown short
+        if ray.is_initialized():
+            print("stopping: the Ray Serve application" + ("" if address else ", then the local Ray cluster"), flush=True)
+            try:
+                serve.delete(APP_NAME) if address else serve.shutdown()
+            finally:
+                ray.shutdown()

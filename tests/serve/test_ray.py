@@ -1,0 +1,311 @@
+"""`serve --ray`, really run: one local Ray cluster for the module (loopback, 2 CPUs, no dashboard),
+the app deployed on it as a Ray Serve application, every request through Ray's HTTP proxy. Nothing of
+Ray or of the server is mocked. The tests run in file order on one xdist worker (one cluster)."""
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'prelu-deploy[ray]')")
+serve = pytest.importorskip("ray.serve")
+
+from prelu_deploy.runners.runner import get_runner  # noqa: E402
+from prelu_deploy.serve.ray_app import APP_NAME, DEPLOYMENT, deploy  # noqa: E402
+from prelu_deploy.serve.ray_options import RayOptions  # noqa: E402
+from prelu_deploy.serve.settings import Settings  # noqa: E402
+
+from ..server import Endpoint, free_port  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray"),
+              pytest.mark.filterwarnings("ignore:The `metrics_interval_s` field:DeprecationWarning")]
+SAMPLES = Path(__file__).resolve().parents[2] / "models" / "samples"
+SETTINGS = Settings(threads=1, max_queue_delay_ms=2)
+
+
+def _running() -> int:
+    status = serve.status().applications.get(APP_NAME)
+    return status.deployments[DEPLOYMENT].replica_states.get("RUNNING", 0) if status else 0
+
+
+def _wait_for(condition, timeout_s: float, step_s: float = 0.25) -> float:
+    """Seconds until `condition()` held; fails the test past `timeout_s`."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout_s, f"not within {timeout_s} s"
+        time.sleep(step_s)
+    return time.monotonic() - start
+
+
+TWO = RayOptions(replicas=2, cpus_per_replica=0.5, health_check_period_s=1)
+deployed = {"options": None}  # what the app runs now: tests that redeploy say so, tests that need 2 replicas restore them
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster with Serve's proxy on a free loopback port; shut down whatever happens."""
+    port = free_port()
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 << 20, log_to_driver=False,
+             configure_logging=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        yield Endpoint(f"http://127.0.0.1:{port}")
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
+def _deploy(repo, options: RayOptions) -> None:
+    deploy(repo, SETTINGS, options)
+    deployed["options"] = options
+
+
+@pytest.fixture
+def proxy(cluster, repo):
+    """The proxy in front of 2 replicas of the app (deployed again only where a test changed it)."""
+    if deployed["options"] is not TWO or _running() != 2:
+        _deploy(repo, TWO)
+    _wait_for(lambda: _running() == 2, 60)
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def runner(repo):
+    return get_runner("onnxruntime", repo / "digits", threads=1)
+
+
+@pytest.fixture(scope="module")
+def golden(runner):
+    x = runner.entry.golden_io()["inputs"][:16]
+    return x, runner.run(x)
+
+
+def test_readiness_counts_the_ready_replicas(proxy):
+    for path in ("/v2/health/ready", "/v2/models/digits/ready"):
+        status, headers, body = proxy.request("GET", path)
+        assert status == 200 and json.loads(body)["ready"] is True
+        assert headers["x-ready-replicas"] == "2" and json.loads(body)["ready_replicas"] == 2
+        assert headers["x-replica"]
+    status, meta = proxy.json("GET", "/v2/models/digits")
+    assert status == 200 and meta["parity_gate"]["passed"] and meta["ready"]
+    assert proxy.json("GET", "/v2/health/live") == (200, {"live": True})
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_tritonclient_through_ray_equals_the_runner(proxy, golden, binary):
+    x, expected = golden
+    client = httpclient.InferenceServerClient(url=proxy.url[len("http://"):])
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("digits")
+    inp = httpclient.InferInput("images", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=binary)
+    result = client.infer("digits", [inp], outputs=[httpclient.InferRequestedOutput("logits", binary_data=binary)])
+    np.testing.assert_array_equal(result.as_numpy("logits"), expected)
+    client.close()
+
+
+def test_classify_the_sample_digits(proxy):
+    for png in sorted(SAMPLES.glob("digit_*.png")):
+        status, headers, body = proxy.request("POST", "/v1/classify", png.read_bytes(), {"content-type": "image/png"})
+        assert status == 200, body
+        assert json.loads(body)["predictions"][0]["top_k"][0]["label"] == png.stem.split("_")[1], png.name
+
+
+class Load:
+    """`concurrency` clients, each a thread with one keep-alive connection, sending JSON infer requests
+    of golden rows until stopped; every answer is checked against the runner's. Timeouts bound a hang."""
+
+    def __init__(self, url: str, golden, concurrency: int, timeout_s: float = 10.0):
+        self.host, self.port = url[len("http://"):].split(":")
+        self.x, self.expected, self.timeout_s = *golden, timeout_s
+        self.stop, self.lock = threading.Event(), threading.Lock()
+        self.ok, self.wrong, self.failures, self.replicas, self.retry_after = 0, 0, [], set(), []
+        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(concurrency)]
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(self.timeout_s + 5)
+        assert not any(t.is_alive() for t in self.threads), "a client hung past its timeout"
+
+    @property
+    def total(self) -> int:
+        return self.ok + self.wrong + len(self.failures)
+
+    def _client(self, i: int) -> None:
+        conn, n = None, i
+        while not self.stop.is_set():
+            row = n % len(self.x)
+            n += 1
+            body = json.dumps({"inputs": [{"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                           "data": self.x[row].ravel().tolist()}]})
+            try:
+                conn = conn or http.client.HTTPConnection(self.host, int(self.port), timeout=self.timeout_s)
+                conn.request("POST", "/v2/models/digits/infer", body, {"content-type": "application/json"})
+                resp = conn.getresponse()
+                data, status = resp.read(), resp.status
+            except (OSError, http.client.HTTPException) as err:  # a timeout is an OSError too
+                with self.lock:
+                    self.failures.append((type(err).__name__, str(err)))
+                conn = conn.close() if conn else None
+                continue
+            with self.lock:
+                self.replicas.add(resp.getheader("x-replica"))
+                if status == 200:
+                    y = np.asarray(json.loads(data)["outputs"][0]["data"], np.float32)
+                    good = np.allclose(y, self.expected[row], rtol=1e-5, atol=1e-5)
+                    self.ok, self.wrong = self.ok + good, self.wrong + (not good)
+                else:
+                    self.failures.append((status, data.decode(errors="replace")[:200]))
+                    self.retry_after.append(resp.getheader("retry-after"))
+
+
+def test_two_replicas_share_the_load(proxy, golden):
+    with Load(proxy.url, golden, concurrency=8) as load:
+        _wait_for(lambda: load.ok >= 200, 60)
+    assert load.wrong == 0 and not load.failures, load.failures[:5]
+    assert len(load.replicas) == 2, load.replicas
+    seen: dict[str, float] = {}  # each replica's own /metrics: it counted infer requests of its own
+    for _ in range(40):
+        status, headers, body = proxy.request("GET", "/metrics")
+        served = sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+                     if line.startswith("prelu_requests_total{") and 'endpoint="infer"' in line)
+        seen[headers["x-replica"]] = served
+        if len(seen) == 2:
+            break
+    assert len(seen) == 2 and all(n > 0 for n in seen.values()), seen
+
+
+def _replica_ids() -> list[str]:
+    """This app's live replicas, by id (Ray Serve names their actors after them)."""
+    prefix = f"SERVE_REPLICA::{APP_NAME}#{DEPLOYMENT}#"
+    return [a["name"][len(prefix):] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix)]
+
+
+def _pid(replica_id: str) -> int:
+    handle = ray.get_actor(f"SERVE_REPLICA::{APP_NAME}#{DEPLOYMENT}#{replica_id}", namespace="serve")
+    return ray.get(handle.__ray_call__.remote(lambda self: os.getpid()), timeout=10)
+
+
+def test_a_killed_replica_costs_at_most_1_percent_and_comes_back(proxy, golden):
+    """SIGKILL of one replica's process at concurrency 8: no wrong answer, at most 1 % of requests fail,
+    each with a 5xx answer (no hang: clients time out at 10 s), and Ray has 2 ready replicas again
+    within 30 s."""
+    assert _running() == 2
+    victim = _replica_ids()[0]
+    pid = _pid(victim)
+    with Load(proxy.url, golden, concurrency=8) as load:
+        _wait_for(lambda: load.ok >= 100, 60)
+        os.kill(pid, signal.SIGKILL)
+        back_s = _wait_for(lambda: victim not in _replica_ids() and _running() == 2 and len(_replica_ids()) == 2, 30)
+        _wait_for(lambda: load.total >= 1000, 90)  # enough requests for 1 % to mean something
+    print(f"killed replica {victim} (pid {pid}): 2 ready replicas again after {back_s:.1f} s; "
+          f"{len(load.failures)} of {load.total} requests failed: {load.failures[:2]}")
+    assert load.wrong == 0
+    assert len(load.failures) <= 0.01 * load.total, (len(load.failures), load.total, load.failures[:5])
+    assert all(isinstance(s, int) and s >= 500 and why for s, why in load.failures), load.failures[:5]  # an answer, never a hang
+
+
+def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(cluster, repo, golden):
+    """Redeploys with MIN,MAX = 1,2 and short delays. One replica holds 2 requests and Ray's proxy
+    queues 2 more, so 8 clients also meet Ray's back-pressure: a 503 with Retry-After, never a hang."""
+    options = RayOptions(autoscale=(1, 2), cpus_per_replica=0.5, max_ongoing_requests=2, max_queued_requests=2,
+                         target_ongoing_requests=1, upscale_delay_s=1, downscale_delay_s=3, metrics_interval_s=0.5, look_back_period_s=2,
+                         health_check_period_s=1)
+    _deploy(repo, options)
+    _wait_for(lambda: _running() == 1, 60)
+    with Load(cluster.url, golden, concurrency=8) as load:
+        up_s = _wait_for(lambda: _running() == 2, 60)
+        _wait_for(lambda: load.ok >= 200, 60)
+    down_s = _wait_for(lambda: _running() == 1, 60)
+    assert load.wrong == 0 and load.ok > 0
+    assert load.failures and all(s == 503 for s, _ in load.failures), load.failures[:5]
+    assert set(load.retry_after) == {"1"}
+    print(f"autoscaling: 1 → 2 replicas in {up_s:.1f} s under load, 2 → 1 in {down_s:.1f} s idle; "
+          f"{len(load.failures)} answers 503 + Retry-After, e.g. {load.failures[0][1]!r}")
+
+
+def test_a_replica_refuses_a_blob_whose_sha256_differs(cluster):
+    """A real replica sent bytes that are not what their digest says: it refuses to start, with the reason."""
+    from prelu_deploy.serve.ray_app import PreluDeploy
+
+    bad = serve.deployment(PreluDeploy, name="Tampered").options(max_constructor_retry_count=1, ray_actor_options={"num_cpus": 0})
+    blob = {"ref": ray.put(b"not the repository"), "sha256": "0" * 64}
+    try:
+        with pytest.raises(RuntimeError, match="Deploying application tampered failed"):
+            serve.run(bad.bind(blob, SETTINGS.model_dump(mode="json", exclude={"repo"})), name="tampered", route_prefix="/tampered")
+        assert "differs from the sender's" in serve.status().applications["tampered"].deployments["Tampered"].message
+    finally:
+        serve.delete("tampered")
+
+
+def test_a_replica_whose_models_all_fail_the_gate_never_counts_as_ready(cluster, repo, tmp_path):
+    """The gate runs in every replica before Ray's first health check: with the one model's ONNX file
+    changed, no replica becomes ready and the deployment fails with the model's reason."""
+    import shutil
+
+    from prelu_deploy.serve.ray_app import build
+
+    shutil.copytree(repo / "digits", tmp_path / "digits")
+    onnx = tmp_path / "digits" / "1" / "model.onnx"
+    onnx.write_bytes(onnx.read_bytes() + b"\0")
+    try:
+        with pytest.raises(RuntimeError, match="Deploying application gated failed"):
+            serve.run(build(tmp_path, SETTINGS, RayOptions(cpus_per_replica=0.5)), name="gated", route_prefix="/gated")
+        message = serve.status().applications["gated"].deployments[DEPLOYMENT].message
+        assert "no model passed its parity gate" in message and "sha256" in message, message
+    finally:
+        serve.delete("gated")
+
+
+def test_the_config_file_builder_serves_with_the_repository_inline(cluster, repo):
+    """`import_path: prelu_deploy.serve.ray_app:app_builder` (Ray Serve config files, KubeRay): the bytes
+    travel in the deployment's arguments; here beside the main app under its own route prefix."""
+    from prelu_deploy.serve.ray_app import app_builder
+
+    try:
+        serve.run(app_builder({"repo": str(repo), "threads": 1}), name="built", route_prefix="/built")
+        status, headers, body = cluster.request("GET", "/built/v2/models/digits/ready")
+        assert status == 200 and json.loads(body)["ready"] is True, body
+    finally:
+        serve.delete("built")
+
+
+def test_the_cli_joins_a_running_cluster_and_leaves_it_as_it_was(cluster, repo):
+    """`prelu-deploy serve --ray --ray-address ADDR` deploys onto this module's cluster (replacing the app
+    of the same name), serves through its proxy, and on SIGTERM deletes its app and leaves the cluster up."""
+    exe = Path(sys.executable).with_name("prelu-deploy")
+    args = [str(exe), "serve", str(repo), "--ray", "--ray-address", ray.get_runtime_context().gcs_address, "--replicas", "1",
+            "--ray-cpus-per-replica", "0.5", "--port", cluster.url.rsplit(":", 1)[1], "--log-level", "warning"]
+    serve.delete(APP_NAME)
+    deployed["options"] = None
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)  # the CLI says when it serves
+    reader.start()
+    try:
+        _wait_for(lambda: proc.poll() is not None or any(line.startswith("serving") for line in lines), 90)
+        assert proc.poll() is None, "".join(lines)
+        status, headers, body = cluster.request("GET", "/v2/models/digits/ready")
+        assert status == 200 and headers["x-ready-replicas"] == "1" and _running() == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        reader.join(10)
+    assert proc.returncode == 0, "".join(lines)
+    assert APP_NAME not in serve.status().applications and ray.is_initialized()
