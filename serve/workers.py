@@ -45,13 +45,18 @@ class Plan:
                 f"on {self.cores} core{'s' if self.cores > 1 else ''}")
 
 
+THREADS_PER_WORKER = 2  # the default: a lone request still gets two cores' worth of ONNX Runtime
+
+
 def plan(cores: int, workers: int | None = None, instances: int | None = None, threads: int | None = None) -> Plan:
     """What is not given is chosen so that workers × instances × threads = cores: by default one worker
-    per core, each with one single-threaded instance (measured on 2 cores, docs/benchmarks.md: two
-    single-threaded workers beat one worker using both cores at every concurrency but 1)."""
+    per two cores, each with one two-threaded instance. Measured on 2 cores (docs/benchmarks.md): one
+    worker with both cores answered 0.74–0.83× the hand-written baseline's requests/s at concurrency 1
+    and 0.92–1.03× at 8, two single-threaded workers 0.44× and 0.62× (a lone request runs on one core,
+    and few keep-alive connections land on one worker); at 64 clients the two were within noise."""
     instances = instances or 1
     if workers is None:
-        workers = max(1, cores // (instances * (threads or 1)))
+        workers = max(1, cores // (instances * (threads or THREADS_PER_WORKER)))
     if threads is None:
         threads = max(1, cores // (workers * instances))
     return Plan(workers, instances, threads, cores)

@@ -18,13 +18,15 @@ from ..server import Server
 
 
 @pytest.mark.parametrize("cores, given, want", [
-    (2, {}, (2, 1, 1)),  # the default: one single-threaded worker per core
-    (16, {}, (16, 1, 1)),
-    (2, {"workers": 1}, (1, 1, 2)),  # one worker gets every core
+    (2, {}, (1, 1, 2)),  # the default: one two-threaded worker per two cores
+    (16, {}, (8, 1, 2)),
+    (3, {}, (1, 1, 3)),
+    (1, {}, (1, 1, 1)),
+    (2, {"workers": 2}, (2, 1, 1)),
     (16, {"threads": 4}, (4, 1, 4)),
+    (16, {"threads": 1}, (16, 1, 1)),
     (16, {"workers": 2, "instances": 2}, (2, 2, 4)),
     (2, {"instances": 4}, (1, 4, 1)),  # never fewer than one of anything
-    (3, {"workers": 2}, (2, 1, 1)),
 ])
 def test_the_layout_fills_the_cores(cores, given, want):
     layout = plan(cores, **given)
