@@ -150,7 +150,7 @@ def run(repo: Path, cfg: ServingBench, log=print) -> tuple[dict, dict]:
 def goals(levels: list[dict], ref: dict) -> list[dict]:
     """The serving issue's goals, each with its numbers and whether this run met it."""
     batch1 = ref["batch_1"]["median_ms"]
-    batched = max(v["throughput"] for k, v in ref.items() if k != "batch_1")
+    batched = max((v["throughput"] for k, v in ref.items() if k != "batch_1"), default=ref["batch_1"]["throughput"])
     out = []
     for lv in levels:
         ours, base, c = lv["ours"], lv["baseline"], lv["concurrency"]

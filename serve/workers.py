@@ -21,6 +21,7 @@ from uvicorn.supervisors import Multiprocess
 from prelu_deploy.serve.settings import Settings
 
 SETTINGS_ENV = "PRELU_DEPLOY_SERVE_SETTINGS"
+LOG_LEVEL_ENV = "PRELU_DEPLOY_LOG_LEVEL"
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch to multiprocess mode
 LOG_FORMAT = "%(levelname)s:     %(message)s"
 
@@ -80,7 +81,7 @@ def app_from_env():
     from prelu_deploy.serve.app import create_app
 
     settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
-    configure_logging(os.environ.get("PRELU_DEPLOY_LOG_LEVEL", "info"))
+    configure_logging(os.environ.get(LOG_LEVEL_ENV, "info"))
     return create_app(settings)
 
 
@@ -97,13 +98,13 @@ class Supervisor(Multiprocess):
             multiprocess.mark_process_dead(pid)
 
 
-def run(settings: Settings, sock: socket.socket, workers: int, log_level: str, **config) -> None:
+def run(settings: Settings, sock: socket.socket, workers: int, log_level: str) -> None:
     """Serve `settings` on the bound `sock`: in this process when `workers` is 1, else in `workers`
     spawned processes supervised by this one."""
     from prelu_deploy.serve.connections import HeadTimeoutProtocol
 
     common = dict(log_level=log_level, timeout_graceful_shutdown=30, http=HeadTimeoutProtocol,
-                  header_timeout=settings.header_timeout_s, **config)
+                  header_timeout=settings.header_timeout_s)
     if workers == 1:
         from prelu_deploy.serve.app import create_app
 
@@ -111,7 +112,7 @@ def run(settings: Settings, sock: socket.socket, workers: int, log_level: str, *
         return
     metrics_dir = tempfile.mkdtemp(prefix="prelu-deploy-metrics-")
     os.environ.update({SETTINGS_ENV: settings.model_dump_json(), METRICS_ENV: metrics_dir,
-                       "PRELU_DEPLOY_LOG_LEVEL": log_level})
+                       LOG_LEVEL_ENV: log_level})
     try:
         cfg = ServerConfig(f"{__name__}:app_from_env", factory=True, workers=workers, **common)
         Supervisor(cfg, sockets=[sock]).run()
