@@ -120,7 +120,8 @@ def run(repo: Path, cfg: ServingBench, log=print) -> tuple[dict, dict]:
     cfg.http.check()
     log(f"in process: {cfg.reference_s:g} s per batch size …")
     reference = in_process(model_dir, cfg.reference_s)
-    servers = _Servers(_commands(repo, model_dir, cfg), cfg.http.model)
+    commands = _commands(repo, model_dir, cfg)
+    servers = _Servers(commands, cfg.http.model)
     levels, raw = [], {}
     try:
         eps = {name: http_load.parse_url(url, False) for name, url in servers.urls.items()}
@@ -140,7 +141,7 @@ def run(repo: Path, cfg: ServingBench, log=print) -> tuple[dict, dict]:
     finally:
         servers.stop()
     report = {"kind": "serving", "model": cfg.http.model, "target": str(repo), "endpoint": work.method_path,
-              "workload": work.description, "servers": {n: shlex.join(c) for n, c in _commands(repo, model_dir, cfg).items()},
+              "workload": work.description, "servers": {n: shlex.join(c) for n, c in commands.items()},
               "in_process": reference, "settings": {**asdict(cfg.http), "serve_args": cfg.serve_args},
               "levels": levels, "goals": goals(levels, reference),
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

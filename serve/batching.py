@@ -70,7 +70,7 @@ def _settle(future: asyncio.Future, result, error: Exception | None) -> None:
 class DynamicBatcher:
     def __init__(self, runs: list[Callable[[np.ndarray], np.ndarray]], max_batch: int, max_delay_s: float,
                  max_queue: int, on_batch: Callable[[int, list[float], float], None] | None = None):
-        self.runs, self.max_batch, self.max_delay_s, self.max_queue = runs, max_batch, max_delay_s, max_queue
+        self.max_batch, self.max_delay_s, self.max_queue = max_batch, max_delay_s, max_queue
         self.on_batch = on_batch  # on_batch(rows, queue seconds, compute seconds)
         self.pending_rows = 0
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()

@@ -6,6 +6,7 @@ import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch to multiprocess mode
 _LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)
 
 
@@ -37,7 +38,7 @@ class Metrics:
     def exposition(self) -> tuple[bytes, str]:
         """The text /metrics answers: this app's registry, or the sum over every worker process."""
         registry = self.registry
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if os.environ.get(MULTIPROC_ENV):
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()

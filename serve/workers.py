@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from prelu_deploy.serve.metrics import MULTIPROC_ENV
 from prelu_deploy.serve.settings import Settings
 
 SETTINGS_ENV = "PRELU_DEPLOY_SERVE_SETTINGS"
 LOG_LEVEL_ENV = "PRELU_DEPLOY_LOG_LEVEL"
-METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch to multiprocess mode
 LOG_FORMAT = "%(levelname)s:     %(message)s"
 
 
@@ -111,7 +111,7 @@ def run(settings: Settings, sock: socket.socket, workers: int, log_level: str) -
         uvicorn.Server(ServerConfig(create_app(settings), **common)).run(sockets=[sock])
         return
     metrics_dir = tempfile.mkdtemp(prefix="prelu-deploy-metrics-")
-    os.environ.update({SETTINGS_ENV: settings.model_dump_json(), METRICS_ENV: metrics_dir,
+    os.environ.update({SETTINGS_ENV: settings.model_dump_json(), MULTIPROC_ENV: metrics_dir,
                        LOG_LEVEL_ENV: log_level})
     try:
         cfg = ServerConfig(f"{__name__}:app_from_env", factory=True, workers=workers, **common)
