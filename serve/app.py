@@ -14,6 +14,7 @@ from prelu_deploy import __version__
 from prelu_deploy.runners.runner import run_batched
 from prelu_deploy.serve.batching import DynamicBatcher
 from prelu_deploy.serve.errors import ApiError, ClientGone
+from prelu_deploy.serve.hot_path import HotPath
 from prelu_deploy.serve.metrics import Metrics
 from prelu_deploy.serve.openapi import install_docs
 from prelu_deploy.serve.repository import ServedModel, load_repository
@@ -94,7 +95,6 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
     install_docs(app)
     app.state.settings, app.state.metrics = settings, metrics
     app.include_router(v2.router)
-    app.include_router(classify.router)
     app.include_router(page.router)
 
     @app.exception_handler(ApiError)
@@ -118,7 +118,8 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
         where = ".".join(str(p) for p in first.get("loc", ()))
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=400)
 
-    app.add_middleware(LimitsAndMetrics, settings=settings, metrics=metrics)
+    app.add_middleware(HotPath, settings=settings, handlers={"infer": v2.infer, "classify": classify.classify})
+    app.add_middleware(LimitsAndMetrics, settings=settings, metrics=metrics)  # the outer one: it sees every request
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:

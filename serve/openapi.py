@@ -50,13 +50,6 @@ INFER = {
 }
 
 
-def infer_doc(*path: str) -> dict:
-    """INFER with the route's path parameters: the inference routes (the hot path) read them from the
-    request themselves rather than have FastAPI validate them on every call, so they are told here."""
-    params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in path]
-    return {**INFER, "parameters": [*params, *INFER["parameters"]]}
-
-
 INFER_RESPONSE = {"description": "The output tensor, as JSON or (when binary data was asked for) JSON followed by raw FP32",
                   "content": {"application/json": {"schema": {"type": "object", "properties": {
                       "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
@@ -76,9 +69,36 @@ CLASSIFY = {"requestBody": {"required": True, "content": {
     "image/tiff": _IMAGE, "application/octet-stream": _IMAGE}}}
 
 
+def _path_params(*names: str) -> list[dict]:
+    return [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
+
+
+_TOP_K = {"name": "top_k", "in": "query", "required": False, "description": "Labels per image (default: --top-k)",
+          "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+
+
+def _operation(tag: str, summary: str, op_id: str, doc: dict, params: list[dict], ok: dict) -> dict:
+    return {"post": {"tags": [tag], "summary": summary, "operationId": op_id, **doc,
+                     "parameters": [*params, *doc.get("parameters", [])],
+                     "responses": {"200": ok, **{str(k): v for k, v in errors(400, 404, 408, 413, 415, 500, 503).items()}}}}
+
+
+_V2, _V1 = "Open Inference Protocol v2", "classification"
+# the routes serve.hot_path answers outside FastAPI's router, as the document tells them
+HOT_ROUTES = {
+    "/v2/models/{name}/infer": _operation(_V2, "Infer", "infer", INFER, _path_params("name"), INFER_RESPONSE),
+    "/v2/models/{name}/versions/{version}/infer": _operation(_V2, "Infer (versioned)", "infer_version", INFER,
+                                                             _path_params("name", "version"), INFER_RESPONSE),
+    "/v1/models/{name}/classify": _operation(_V1, "Classify", "classify", CLASSIFY, [*_path_params("name"), _TOP_K],
+                                             CLASSIFY_RESPONSE),
+    "/v1/classify": _operation(_V1, "Classify with the default model", "classify_default", CLASSIFY, [_TOP_K],
+                               CLASSIFY_RESPONSE),
+}
+
+
 def install_docs(app: FastAPI) -> None:
-    """/docs from the swagger-ui-bundle package's files (no CDN), and no 422 in the document: this
-    server answers invalid parameters with 400 {"error"}."""
+    """/docs from the swagger-ui-bundle package's files (no CDN), the hot routes in the document, and
+    no 422 in it: this server answers invalid parameters with 400 {"error"}."""
     from fastapi.staticfiles import StaticFiles
     from swagger_ui_bundle import swagger_ui_path
 
@@ -96,6 +116,7 @@ def install_docs(app: FastAPI) -> None:
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = default()
+            schema.setdefault("paths", {}).update(HOT_ROUTES)
             for path in schema.get("paths", {}).values():
                 for op in path.values():
                     if op.get("responses", {}).pop("422", None) is not None:

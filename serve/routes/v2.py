@@ -2,39 +2,34 @@
 
 import logging
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from prelu_deploy import __version__
-from prelu_deploy.serve.batching import QueueFull
-from prelu_deploy.serve.deps import AnyModel, Models, find_model, read_body, require_ready
+from prelu_deploy.serve.batching import BatcherStopped, QueueFull
+from prelu_deploy.serve.deps import AnyModel, Models, find_model, require_ready
 from prelu_deploy.serve.errors import ApiError
-from prelu_deploy.serve.openapi import INFER_RESPONSE, errors, infer_doc
+from prelu_deploy.serve.hot_path import HotRequest
+from prelu_deploy.serve.openapi import errors
 from prelu_deploy.serve.protocol import HEADER_LENGTH, decode_request, encode_response
 from prelu_deploy.serve.repository import ServedModel
 
 log = logging.getLogger("prelu_deploy.serve")
 INLINE_DECODE_BYTES = 64 << 10  # smaller bodies decode faster than a hop to a thread
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
-INFER_ERRORS = {200: INFER_RESPONSE, **errors(400, 404, 408, 413, 415, 500, 503)}
 
 
-# the hot path first: routes are matched in order
-@router.post("/models/{name}/infer", openapi_extra=infer_doc("name"), responses=INFER_ERRORS)
-@router.post("/models/{name}/versions/{version}/infer", openapi_extra=infer_doc("name", "version"), responses=INFER_ERRORS)
-async def infer(request: Request) -> Response:
-    """Takes only the request: FastAPI then validates no parameters (a profiled third of a small
-    model's request CPU went to solving them); the path parameters are documented by infer_doc."""
-    path, settings = request.path_params, request.app.state.settings
-    served = require_ready(find_model(request.app.state.models, path["name"], path.get("version")))
-    body = await read_body(request, settings)
-    args = (body, request.headers.get(HEADER_LENGTH), served.entry.input, served.entry.output, settings.max_queue)
+async def infer(request: HotRequest) -> tuple[bytes, dict[str, str]]:
+    """POST /v2/models/{name}[/versions/{version}]/infer, served by serve.hot_path (not FastAPI's router)."""
+    models, settings = request.state.models, request.state.settings
+    served = require_ready(find_model(models, request.name, request.version))
+    args = (request.body, request.header(HEADER_LENGTH), served.entry.input, served.entry.output,
+            settings.max_queue)
     # parsing megabytes of JSON takes milliseconds: off the event loop, so other clients are not held up
-    req, x = decode_request(*args) if len(body) <= INLINE_DECODE_BYTES else await run_in_threadpool(decode_request, *args)
+    req, x = decode_request(*args) if len(request.body) <= INLINE_DECODE_BYTES else await run_in_threadpool(decode_request, *args)
     y = await submit(served, x)
-    content, headers = encode_response(served.name, req, served.entry.output.name, y)
-    return Response(content, headers=headers)
+    return encode_response(served.name, req, served.entry.output.name, y)
 
 
 @router.get("/health/live")
@@ -89,6 +84,8 @@ async def submit(served: ServedModel, x):
         return await served.batcher.submit(x)
     except QueueFull as err:
         raise ApiError(503, f"model {served.name!r} is overloaded: {err}; retry shortly", {"Retry-After": "1"}) from None
+    except BatcherStopped as err:
+        raise ApiError(503, f"model {served.name!r}: {err}", {"Retry-After": "1"}) from None
     except Exception as err:
         log.error("model %s: the %s runner failed: %s: %s", served.name, served.backend, type(err).__name__, err)
         raise ApiError(500, f"model {served.name!r}: the {served.backend} runner failed ({type(err).__name__}: {err})") from None

@@ -1,0 +1,118 @@
+"""The routes that carry the load — v2 inference and image classification — answered as plain ASGI in
+front of FastAPI. Through FastAPI's router a request for a small model spent more of the event loop's
+CPU on route matching, parameter solving and Request/Response objects than on its own work (profiled:
+docs/benchmarks.md); here a POST to one of these paths is matched with one split of its path, its
+body read with the server's limits, and its handler's answer sent as is. Every other request goes on
+to FastAPI, and the OpenAPI document still describes these routes (serve.openapi.HOT_ROUTES)."""
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from prelu_deploy.serve.errors import ApiError, ClientGone
+from prelu_deploy.serve.settings import Settings
+
+log = logging.getLogger("prelu_deploy.serve")
+
+
+@dataclass
+class HotRequest:
+    scope: dict
+    body: bytes
+    name: str | None  # the model named in the path (None: /v1/classify, the default model)
+    version: str | None
+
+    def header(self, name: str) -> str | None:
+        key = name.lower().encode("latin-1")  # ASGI servers give header names in lower case
+        for k, value in self.scope["headers"]:
+            if k == key:
+                return value.decode("latin-1")
+        return None
+
+    @property
+    def state(self):
+        """The app's state: its models and settings."""
+        return self.scope["app"].state
+
+
+# a handler answers (body, headers) or raises ApiError
+Handler = Callable[[HotRequest], Awaitable[tuple[bytes, dict[str, str]]]]
+
+
+def match(path: str) -> tuple[str, str | None, str | None] | None:
+    """(route, model name, version) for a path of a hot route, else None."""
+    parts = path.split("/")
+    if parts[:3] == ["", "v2", "models"] and parts[-1] == "infer":
+        if len(parts) == 5:
+            return "infer", parts[3], None
+        if len(parts) == 7 and parts[4] == "versions":
+            return "infer", parts[3], parts[5]
+    elif parts[:2] == ["", "v1"] and parts[-1] == "classify":
+        if len(parts) == 3:
+            return "classify", None, None
+        if len(parts) == 5 and parts[2] == "models":
+            return "classify", parts[3], None
+    return None
+
+
+class HotPath:
+    """ASGI middleware: `handlers` maps a route ("infer", "classify") to its handler."""
+
+    def __init__(self, app, settings: Settings, handlers: dict[str, Handler]):
+        self.app, self.settings, self.handlers = app, settings, handlers
+
+    async def __call__(self, scope, receive, send):
+        route = match(scope["path"]) if scope["type"] == "http" else None
+        if route is None:
+            return await self.app(scope, receive, send)
+        if scope["method"] != "POST":
+            return await send_json(send, 405, {"error": f"{scope['method']} is not allowed here; use POST"}, {"Allow": "POST"})
+        kind, name, version = route
+        try:
+            body = await read_body(receive, self.settings)
+            content, headers = await self.handlers[kind](HotRequest(scope, body, name, version))
+        except ApiError as err:
+            if isinstance(err, ClientGone):  # nobody to answer; one line, no traceback
+                log.info("%s %s: %s", scope["method"], scope["path"], err.message)
+            return await send_json(send, err.status, {"error": err.message}, err.headers)
+        except Exception as err:  # a bug of ours: the client still gets JSON, the traceback goes to the log
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            return await send_json(send, 500, {"error": f"internal error ({type(err).__name__}); see the server log"})
+        await send_response(send, 200, content, headers)
+
+
+async def read_body(receive, settings: Settings) -> bytes:
+    """The request body, refused with 413 past --max-body-mb (also when no Content-Length announced it)
+    and with 408 when it is not complete within --body-timeout seconds (a slow client holds no
+    connection forever); a client that disconnects midway is a ClientGone, not a server error."""
+    limit, timeout_s = settings.max_body_bytes, settings.body_timeout_s
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(timeout_s):  # one timer for the whole body, not one per chunk
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone("body")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, f"body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+                if not message.get("more_body"):
+                    break
+    except TimeoutError:
+        raise ApiError(408, f"request body not complete within {timeout_s:g} s", {"Connection": "close"}) from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_response(send, status: int, content: bytes, headers: dict[str, str]) -> None:
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    raw.append((b"content-length", str(len(content)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": content})
+
+
+async def send_json(send, status: int, obj: dict, headers: dict[str, str] | None = None) -> None:
+    await send_response(send, status, json.dumps(obj).encode(), {"content-type": "application/json", **(headers or {})})

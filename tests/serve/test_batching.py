@@ -1,0 +1,157 @@
+"""The dynamic batcher on its own: real threads, real numpy functions as runners."""
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from prelu_deploy.serve.batching import BatcherStopped, DynamicBatcher, QueueFull
+from prelu_deploy.serve.hot_path import match
+
+
+class Recorder:
+    """A runner: doubles its rows, after `delay` seconds; remembers every batch's size and thread."""
+
+    def __init__(self, delay: float = 0.0, barrier: threading.Barrier | None = None):
+        self.delay, self.barrier, self.batches, self.threads = delay, barrier, [], set()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.batches.append(len(x))
+        self.threads.add(threading.current_thread().name)
+        if self.barrier:
+            self.barrier.wait(timeout=5)  # raises unless another instance runs at the same time
+        time.sleep(self.delay)
+        return x * 2
+
+
+def rows(n: int, start: int = 0) -> np.ndarray:
+    return np.arange(start, start + n, dtype=np.float32).reshape(n, 1)
+
+
+async def _with(batcher: DynamicBatcher, body):
+    batcher.start()
+    try:
+        return await body()
+    finally:
+        await batcher.stop()
+
+
+def test_every_caller_gets_its_own_rows_in_batches_of_at_most_max_batch():
+    run = Recorder(delay=0.01)
+    batcher = DynamicBatcher([run], max_batch=8, max_delay_s=0, max_queue=1000)
+    sizes = [1, 3, 2, 8, 5, 1, 20, 4] * 4  # 20 rows: split over batches of 8 and put back together
+
+    async def body():
+        return await asyncio.gather(*(batcher.submit(rows(n, 100 * i)) for i, n in enumerate(sizes)))
+
+    results = asyncio.run(_with(batcher, body))
+    for i, (n, y) in enumerate(zip(sizes, results)):
+        np.testing.assert_array_equal(y, rows(n, 100 * i) * 2)
+    assert max(run.batches) <= 8 and sum(run.batches) == sum(sizes)
+    assert len(run.batches) < len(sizes)  # requests that arrived while the runner was busy shared batches
+
+
+def test_a_lone_request_runs_at_once_and_a_backlog_waits_at_most_the_delay():
+    run = Recorder(delay=0.05)
+    batcher = DynamicBatcher([run], max_batch=32, max_delay_s=0.5, max_queue=1000)
+
+    async def body():
+        start = time.perf_counter()
+        await batcher.submit(rows(1))
+        lone = time.perf_counter() - start
+        start = time.perf_counter()
+        first = asyncio.ensure_future(batcher.submit(rows(1)))  # runs at once, alone
+        await asyncio.sleep(0.01)
+        await asyncio.gather(first, *(batcher.submit(rows(1)) for _ in range(3)))  # a backlog of 3 rows: gathers
+        return lone, time.perf_counter() - start
+
+    lone, loaded = asyncio.run(_with(batcher, body))
+    assert lone < 0.4  # not the 0.5 s delay
+    assert run.batches == [1, 1, 3] and 0.5 <= loaded < 2  # the backlog waited for company, up to the delay
+
+
+def test_instances_run_at_the_same_time():
+    run = Recorder(barrier=threading.Barrier(2))  # each call blocks until a second instance runs too
+    batcher = DynamicBatcher([run, run], max_batch=1, max_delay_s=0, max_queue=100)
+
+    async def body():
+        return await asyncio.gather(*(batcher.submit(rows(1, i)) for i in range(4)))
+
+    results = asyncio.run(_with(batcher, body))
+    assert [float(y[0, 0]) for y in results] == [0, 2, 4, 6] and run.threads == {"runner-0", "runner-1"}
+
+
+def test_a_full_queue_refuses_at_once():
+    gate = threading.Event()
+    batcher = DynamicBatcher([lambda x: gate.wait(5) and x], max_batch=2, max_delay_s=0, max_queue=4)
+
+    async def body():
+        running = asyncio.ensure_future(batcher.submit(rows(2)))  # taken by the runner, which then waits
+        await asyncio.sleep(0.05)
+        queued = [asyncio.ensure_future(batcher.submit(rows(2))) for _ in range(2)]  # 4 rows queued: the limit
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFull, match="4 rows already queued"):
+            await batcher.submit(rows(1))
+        gate.set()
+        return await asyncio.gather(running, *queued)
+
+    assert [len(y) for y in asyncio.run(_with(batcher, body))] == [2, 2, 2]
+
+
+def test_a_failing_runner_fails_every_caller_of_its_batch_and_keeps_serving():
+    calls = []
+
+    def run(x):
+        calls.append(len(x))
+        if len(calls) == 2:
+            raise RuntimeError("device lost")
+        time.sleep(0.02)
+        return x
+
+    batcher = DynamicBatcher([run], max_batch=8, max_delay_s=0, max_queue=100)
+
+    async def body():
+        first = asyncio.ensure_future(batcher.submit(rows(1)))
+        await asyncio.sleep(0.005)
+        failed = await asyncio.gather(*(batcher.submit(rows(1)) for _ in range(3)), return_exceptions=True)
+        return await first, failed, await batcher.submit(rows(2))
+
+    first, failed, after = asyncio.run(_with(batcher, body))
+    assert len(first) == 1 and len(after) == 2 and calls == [1, 3, 2]
+    assert all(isinstance(e, RuntimeError) and str(e) == "device lost" for e in failed)
+
+
+def test_stop_finishes_the_batch_in_progress_and_fails_what_is_queued():
+    gate = threading.Event()
+    batcher = DynamicBatcher([lambda x: gate.wait(5) and x], max_batch=1, max_delay_s=0, max_queue=100)
+
+    async def body():
+        batcher.start()
+        running = asyncio.ensure_future(batcher.submit(rows(1)))
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(batcher.submit(rows(1)))
+        await asyncio.sleep(0)
+        stopping = asyncio.ensure_future(batcher.stop())
+        await asyncio.sleep(0.05)
+        gate.set()
+        await stopping
+        with pytest.raises(BatcherStopped):
+            await batcher.submit(rows(1))
+        return await running, await asyncio.gather(queued, return_exceptions=True)
+
+    done, (queued,) = asyncio.run(body())
+    assert len(done) == 1 and isinstance(queued, BatcherStopped) and not batcher.alive()
+
+
+@pytest.mark.parametrize("path, route", [
+    ("/v2/models/cifar/infer", ("infer", "cifar", None)),
+    ("/v2/models/cifar/versions/1/infer", ("infer", "cifar", "1")),
+    ("/v1/models/digits/classify", ("classify", "digits", None)),
+    ("/v1/classify", ("classify", None, None)),
+    ("/v2/models/cifar", None), ("/v2/models/cifar/ready", None), ("/v2/models/a/b/infer", None),
+    ("/v2/models/cifar/infer/", None), ("/v1/models/classify", None), ("/x/v1/classify", None), ("/", None),
+])
+def test_the_hot_routes_and_only_they_match(path, route):
+    assert match(path) == route
