@@ -176,6 +176,7 @@ def serving(
     data: str = typer.Option("random", "--data", help="random | a .npy/.npz of input tensors (e.g. the model directory's golden.npz)."),
     serve_args: str = typer.Option("", "--serve-args", help="Extra `prelu-deploy serve` options for our server, e.g. '--workers 1'."),
     baseline_threads: Optional[int] = typer.Option(None, "--baseline-threads", min=1, help="ONNX Runtime threads of the baseline (default: ONNX Runtime's)."),
+    rounds: int = typer.Option(1, "--rounds", min=1, help="Rounds per level, the servers alternating (ours, baseline, ours, …); requests/s is the median round's."),
     out: Path = OutOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -192,7 +193,7 @@ def serving(
     cfg = bench_serving.ServingBench(
         http_load.HttpBench(model=model, concurrency=tuple(_list("--concurrency", concurrency, int)), duration_s=duration,
                             warmup_s=warmup, max_requests=max_requests, data=data),
-        serve_args=shlex.split(serve_args), baseline_threads=baseline_threads)
+        serve_args=shlex.split(serve_args), baseline_threads=baseline_threads, rounds=rounds)
     cfg.http.check()
     out = _out_dir(out, False)
     report, raw = bench_serving.run(repo, cfg, log=lambda msg: err_console.print(msg, highlight=False))

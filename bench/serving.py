@@ -33,6 +33,7 @@ class ServingBench:
     serve_args: list[str] = field(default_factory=list)  # extra `prelu-deploy serve` options
     baseline_threads: int | None = None  # ONNX Runtime threads of the baseline (default: its own)
     reference_s: float = 3.0  # seconds of in-process timing per batch size
+    rounds: int = 1  # per level: ours, baseline, ours, baseline, … each round `duration_s` long
 
 
 def _free_port() -> int:
@@ -130,22 +131,49 @@ def run(repo: Path, cfg: ServingBench, log=print) -> tuple[dict, dict]:
         for name, ep in eps.items():
             http_load.check_response(ep, work, meta, cfg.http)
         for c in cfg.http.concurrency:
+            rounds = {name: [] for name in eps}
+            for k in range(cfg.rounds):
+                for name, ep in eps.items():
+                    log(f"concurrency {c}, {name}{f', round {k + 1} of {cfg.rounds}' if cfg.rounds > 1 else ''}: "
+                        f"{cfg.http.duration_s:g} s …")
+                    if cfg.http.warmup_s and k == 0:
+                        load_generator.drive(ep, work, c, cfg.http.warmup_s, cfg.http.max_requests, cfg.http.timeout_s)
+                    rounds[name].append(load_generator.drive(ep, work, c, cfg.http.duration_s, cfg.http.max_requests,
+                                                             cfg.http.timeout_s))
             level = {"concurrency": c}
-            for name, ep in eps.items():
-                log(f"concurrency {c}, {name}: {cfg.http.duration_s:g} s …")
-                if cfg.http.warmup_s:
-                    load_generator.drive(ep, work, c, cfg.http.warmup_s, cfg.http.max_requests, cfg.http.timeout_s)
-                level[name] = load_generator.drive(ep, work, c, cfg.http.duration_s, cfg.http.max_requests, cfg.http.timeout_s)
-                raw[f"{name}@{c}"] = level[name].pop("_samples")
+            for name, done in rounds.items():
+                raw[f"{name}@{c}"] = [x for r in done for x in r["_samples"]]
+                level[name] = merge_rounds(done, work.items)
             levels.append(level)
     finally:
         servers.stop()
     report = {"kind": "serving", "model": cfg.http.model, "target": str(repo), "endpoint": work.method_path,
               "workload": work.description, "servers": {n: shlex.join(c) for n, c in commands.items()},
-              "in_process": reference, "settings": {**asdict(cfg.http), "serve_args": cfg.serve_args},
+              "in_process": reference, "settings": {**asdict(cfg.http), "serve_args": cfg.serve_args, "rounds": cfg.rounds},
               "levels": levels, "goals": goals(levels, reference),
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     return report, raw
+
+
+def merge_rounds(rounds: list[dict], items: int) -> dict:
+    """One server's rounds at one level as one result: requests and errors summed, latency percentiles
+    over every request, requests/s the median round's (one disturbed round does not move it), and
+    each round's rate kept (`rounds_rps`) so the spread is there to read."""
+    if len(rounds) == 1:
+        return {k: v for k, v in rounds[0].items() if k != "_samples"}
+    rps = [r["throughput_rps"] for r in rounds]
+    errors = {}
+    for r in rounds:
+        for status, n in r["errors"].items():
+            errors[status] = errors.get(status, 0) + n
+    wall = sum(r["wall_s"] for r in rounds)
+    cvs = [r["throughput_cv"] for r in rounds if r["throughput_cv"] is not None]
+    return {"concurrency": rounds[0]["concurrency"], "requests": sum(r["requests"] for r in rounds),
+            "ok": sum(r["ok"] for r in rounds), "errors": dict(sorted(errors.items())), "wall_s": wall,
+            "client_cpu": sum(r["client_cpu"] * r["wall_s"] for r in rounds) / wall,
+            "throughput_rps": float(np.median(rps)), "images_per_s": float(np.median(rps)) * items, "rounds_rps": rps,
+            "throughput_cv": max(cvs) if cvs else None, "stable": all(r["stable"] for r in rounds),
+            "latency": summary([x for r in rounds for x in r["_samples"]], items=items)}
 
 
 def goals(levels: list[dict], ref: dict) -> list[dict]:
@@ -183,7 +211,9 @@ def markdown(r: dict) -> str:
             + "; ".join(f"{k.replace('_', ' ')}: p50 {_ms(v['median_ms'])} ms, {v['throughput']:.0f} images/s"
                         for k, v in ref.items()) + ".", "",
             f"Workload: POST {r['endpoint']}, {r['workload']}; {r['settings']['warmup_s']:g} s warm-up, then "
-            f"{r['settings']['duration_s']:g} s per server and level.", "",
+            f"{r['settings']['duration_s']:g} s per server and level"
+            + (f", in {r['settings']['rounds']} alternating rounds (requests/s: the median round's)"
+               if r["settings"].get("rounds", 1) > 1 else "") + ".", "",
             "| concurrency | server | ok | errors | p50 ms | p99 ms | requests/s | ours / baseline | generator CPU |",
             "|" + "---|" * 9]
     for lv in r["levels"]:

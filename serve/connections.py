@@ -9,7 +9,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class HeadTimeoutProtocol(HttpToolsProtocol):
+    open_connections = 0  # in this process; with one, requests come one at a time (serve.hot_path uses it)
+
     def connection_made(self, transport) -> None:
+        HeadTimeoutProtocol.open_connections += 1
         super().connection_made(transport)
         self.header_timeout = getattr(self.config, "header_timeout", 10.0)  # serve.workers.ServerConfig sets it
         self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
@@ -25,6 +28,7 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
             self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
 
     def connection_lost(self, exc) -> None:
+        HeadTimeoutProtocol.open_connections -= 1
         self._head_timer.cancel()
         super().connection_lost(exc)
 

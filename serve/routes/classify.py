@@ -39,7 +39,7 @@ async def classify(request: HotRequest) -> tuple[bytes, dict[str, str]]:
         return pre.to_tensor(np.stack([decode(data, f"image {fname!r}", pre, settings.max_pixels) for fname, data in uploads]))
 
     x = await run_in_threadpool(prepare)
-    logits = await submit(served, x)
+    logits = await submit(served, x, inline=request.alone and settings.device == "cpu")
     answer = {"model": served.name, "predictions": predictions([name for name, _ in uploads], logits, served.entry.labels, top_k)}
     return json.dumps(answer).encode(), {"content-type": "application/json"}
 

@@ -145,6 +145,32 @@ def test_stop_finishes_the_batch_in_progress_and_fails_what_is_queued():
     assert len(done) == 1 and isinstance(queued, BatcherStopped) and not batcher.alive()
 
 
+def test_inline_runs_on_the_callers_thread_only_when_idle_and_short():
+    run = Recorder(delay=0.03)
+    batcher = DynamicBatcher([run], max_batch=8, max_delay_s=0, max_queue=100)
+    where = []
+
+    async def body():
+        await batcher.submit(rows(1), inline=True)  # its run time is not known yet: a runner thread
+        where.append(set(run.threads))
+        run.delay, run.threads = 0.0, set()
+        await batcher.submit(rows(1))  # measured fast now, but not asked for inline
+        await batcher.submit(rows(2), inline=True)
+        where.append(set(run.threads))
+        run.delay, run.threads = 0.05, set()
+        busy = asyncio.ensure_future(batcher.submit(rows(1)))  # a runner thread is busy with this one
+        await asyncio.sleep(0.01)
+        np.testing.assert_array_equal(await batcher.submit(rows(3, 7), inline=True), rows(3, 7) * 2)
+        await busy
+        where.append(set(run.threads))
+        run.threads = set()
+        await batcher.submit(rows(1), inline=True)  # 50 ms a row measured: over INLINE_MAX_S
+        where.append(set(run.threads))
+
+    asyncio.run(_with(batcher, body))
+    assert where == [{"runner-0"}, {"runner-0", "MainThread"}, {"runner-0"}, {"runner-0"}]
+
+
 @pytest.mark.parametrize("path, route", [
     ("/v2/models/cifar/infer", ("infer", "cifar", None)),
     ("/v2/models/cifar/versions/1/infer", ("infer", "cifar", "1")),
