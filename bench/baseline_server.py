@@ -1,20 +1,25 @@
 """The benchmark's baseline: the server a user would write by hand — FastAPI calling ONNX Runtime
 inline on each request, no batching, no queue, no parity gate — speaking just enough of the Open
-Inference Protocol v2 (metadata, readiness, binary-tensor infer) for `bench http` to drive it beside
-`prelu-deploy serve` in one run. Not for serving: it checks nothing.
+Inference Protocol v2 (metadata, readiness, binary-tensor infer) and of our classify route (one image
+as the body → top-5) for `bench http` to drive it beside `prelu-deploy serve` in one run. Not for
+serving: it checks nothing.
 
     python -m prelu_deploy.bench.baseline_server MODEL_DIR [--port 8124] [--threads N]
 """
 
 import argparse
+import io
 import json
 
 import numpy as np
 import onnxruntime as ort
 import uvicorn
 from fastapi import FastAPI, Request, Response
+from PIL import Image
 
 from prelu_deploy.manifest import read_entry
+from prelu_deploy.models.preprocess import Preprocess
+from prelu_deploy.runners.classify import predictions
 from prelu_deploy.serve.protocol import HEADER_LENGTH
 
 
@@ -51,6 +56,14 @@ def create_app(model_dir: str, threads: int | None = None) -> FastAPI:
         head = json.dumps({"model_name": entry.name, "outputs": [{"name": entry.output.name, "datatype": "FP32",
                            "shape": list(y.shape), "parameters": {"binary_data_size": len(raw)}}]}).encode()
         return Response(head + raw, media_type="application/octet-stream", headers={HEADER_LENGTH: str(len(head))})
+
+    pre = Preprocess.from_dict(entry.preprocess) if entry.preprocess else None
+
+    @app.post(f"/v1/models/{entry.name}/classify")
+    async def classify(request: Request) -> dict:
+        x = pre.to_tensor(pre.load_image(Image.open(io.BytesIO(await request.body())))[None])
+        logits = session.run(None, {entry.input.name: x})[0]
+        return {"model": entry.name, "predictions": predictions(["body"], logits, entry.labels, 5)}
 
     return app
 

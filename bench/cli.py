@@ -173,7 +173,7 @@ def serving(
     duration: float = typer.Option(5.0, "--duration", help="Measured seconds per level and server (at most)."),
     warmup: float = typer.Option(1.0, "--warmup", help="Unmeasured seconds of load before each measurement."),
     max_requests: int = typer.Option(100_000, "--max-requests", help="Measured requests per level and server (at most)."),
-    data: str = typer.Option("random", "--data", help="random | a .npy/.npz of input tensors (e.g. the model directory's golden.npz)."),
+    data: str = typer.Option("random", "--data", help="random | a .npy/.npz of input tensors (e.g. the model directory's golden.npz) | a folder of images (then POST /v1/models/NAME/classify, one image each)."),
     serve_args: str = typer.Option("", "--serve-args", help="Extra `prelu-deploy serve` options for our server, e.g. '--workers 1'."),
     baseline_threads: Optional[int] = typer.Option(None, "--baseline-threads", min=1, help="ONNX Runtime threads of the baseline (default: ONNX Runtime's)."),
     rounds: int = typer.Option(1, "--rounds", min=1, help="Rounds per level, the servers alternating (ours, baseline, ours, …); requests/s is the median round's."),
@@ -188,8 +188,6 @@ def serving(
     from prelu_deploy.bench import http_load
     from prelu_deploy.bench import serving as bench_serving
 
-    if Path(data).is_dir():
-        raise UsageError("--data: tensors (.npy/.npz) or random; the baseline serves tensors only")
     cfg = bench_serving.ServingBench(
         http_load.HttpBench(model=model, concurrency=tuple(_list("--concurrency", concurrency, int)), duration_s=duration,
                             warmup_s=warmup, max_requests=max_requests, data=data),

@@ -15,10 +15,11 @@ from prelu_deploy.runners.classify import predictions
 from prelu_deploy.serve.deps import find_model, require_ready
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.hot_path import HotRequest
-from prelu_deploy.serve.images import decode
+from prelu_deploy.serve.images import open_image, to_array
 from prelu_deploy.serve.routes.v2 import submit
 
 MAX_TOP_K = 1000
+INLINE_DECODE_PIXELS = 128 * 128  # a request's images decode in under ~1 ms: faster than a hop to a thread
 
 
 async def classify(request: HotRequest) -> tuple[bytes, dict[str, str]]:
@@ -35,10 +36,14 @@ async def classify(request: HotRequest) -> tuple[bytes, dict[str, str]]:
                             f"send tensors to /v2/models/{served.name}/infer")
     uploads = await _uploads(request, settings.max_images)
 
-    def prepare() -> np.ndarray:  # decoding is CPU work: off the event loop
-        return pre.to_tensor(np.stack([decode(data, f"image {fname!r}", pre, settings.max_pixels) for fname, data in uploads]))
+    images = [(open_image(data, f"image {fname!r}", settings.max_pixels), f"image {fname!r}") for fname, data in uploads]
 
-    x = await run_in_threadpool(prepare)
+    def prepare() -> np.ndarray:
+        return pre.to_tensor(np.stack([to_array(img, what, pre) for img, what in images]))
+
+    # decoding is CPU work: off the event loop, unless the images are small or no other request can be waiting
+    small = sum(img.width * img.height for img, _ in images) <= INLINE_DECODE_PIXELS
+    x = prepare() if small or request.alone else await run_in_threadpool(prepare)
     logits = await submit(served, x, inline=request.alone and settings.device == "cpu")
     answer = {"model": served.name, "predictions": predictions([name for name, _ in uploads], logits, served.entry.labels, top_k)}
     return json.dumps(answer).encode(), {"content-type": "application/json"}

@@ -3,8 +3,11 @@ loopback ports, driven with the same requests, both stopped afterwards; and its 
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
+
+SAMPLES = Path(__file__).parents[2] / "models" / "samples"  # the bundled digit PNGs
 
 
 def test_ours_beside_the_baseline_in_one_report(cli, repo, tmp_path):
@@ -29,9 +32,21 @@ def test_ours_beside_the_baseline_in_one_report(cli, repo, tmp_path):
     assert left.stdout.strip() == ""
 
 
+def test_images_drive_the_classify_route_of_both(cli, repo, tmp_path):
+    cli("bench", "serving", repo, "--model", "digits", "--serve-args", "--workers 1", "--concurrency", "2",
+        "--duration", "0.4", "--warmup", "0.1", "--rounds", "2", "--data", SAMPLES, "--out", tmp_path)
+    r = json.loads(next(tmp_path.glob("bench-serving-digits-*.json")).read_text())
+    assert r["endpoint"] == "/v1/models/digits/classify" and r["settings"]["rounds"] == 2
+    for name in ("ours", "baseline"):
+        s = r["levels"][0][name]
+        assert s["errors"] == {} and s["ok"] > 5 and len(s["rounds_rps"]) == 2
+        assert s["throughput_rps"] == pytest.approx(sum(s["rounds_rps"]) / 2)  # the median of two rounds
+    assert "2 alternating rounds" in next(tmp_path.glob("bench-serving-digits-*.md")).read_text()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--model", "nope"], "no model directory named 'nope'"),
-    (["--model", "digits", "--data", "."], "the baseline serves tensors only"),
+    (["--model", "digits", "--data", "nowhere"], "--data nowhere: no such file or folder"),
     (["--model", "digits", "--concurrency", "0"], "--concurrency: levels must be 1"),
 ])
 def test_refusals(cli, repo, tmp_path, args, message):
