@@ -1,13 +1,12 @@
 """`prelu-deploy serve`: every model directory of a repository over HTTP."""
 
 import logging
-import socket
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from prelu_deploy.errors import ListenError, UsageError
+from prelu_deploy.errors import UsageError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
@@ -57,12 +56,18 @@ def serve(
     from prelu_deploy.runners.device import check_device
 
     check_device(backend, device)
-    if ray_address is None:
-        sock = _listen(host, port)  # before any model is loaded: a taken port fails at once
-        if ray_options is not None:
-            sock.close()  # the local cluster's proxy will listen there: only checked free
-
     from prelu_deploy.serve import workers as procs
+
+    layout = None
+    if ray_options is None:
+        if workers is None and device != "cpu":
+            workers = 1  # one process per GPU: a CUDA context (and its memory) per worker would buy nothing
+        layout = procs.plan(procs.usable_cores(), workers, instances, threads)
+    if ray_address is None:
+        socks = procs.listen(host, port, layout.workers if layout else 1)  # before any model loads: a taken port fails at once
+        if ray_options is not None:
+            socks[0].close()  # the local cluster's proxy will listen there: only checked free
+
     from prelu_deploy.serve.bundled import bundled_repository
     from prelu_deploy.serve.settings import Settings
 
@@ -76,13 +81,10 @@ def serve(
 
         settings = Settings(**common, instances=instances, threads=threads)
         return serve_on_ray(settings.repo, settings, ray_options, host, port, ray_address, log_level)
-    if workers is None and device != "cpu":
-        workers = 1  # one process per GPU: a CUDA context (and its memory) per worker would buy nothing
-    layout = procs.plan(procs.usable_cores(), workers, instances, threads)
     settings = Settings(**common, instances=layout.instances, threads=layout.threads)
     logging.getLogger("prelu_deploy.serve").info("http://%s:%d: %s (--workers, --instances, --threads)",
-                                                 host, sock.getsockname()[1], layout)
-    procs.run(settings, sock, layout.workers, log_level)
+                                                 host, socks[0].getsockname()[1], layout)
+    procs.run(settings, socks, layout.workers, log_level)
 
 
 def _ray_options(ray: bool, replicas, autoscale, address, max_ongoing, cpus, gpus, max_queue: int):
@@ -116,21 +118,3 @@ def _ray_options(ray: bool, replicas, autoscale, address, max_ongoing, cpus, gpu
     if gpus is not None:
         options.gpus_per_replica = gpus
     return options
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening socket on host:port, or ListenError (exit 9) saying why not."""
-    try:
-        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    except socket.gaierror as err:
-        raise UsageError(f"--host {host!r}: not an address this machine can resolve ({err.strerror})") from None
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(addr)
-        sock.listen(2048)  # now: a second bind to a port that is only bound would succeed
-    except OSError as err:
-        sock.close()
-        raise ListenError(f"cannot listen on {host}:{port}: {err.strerror}; choose another --port, or stop what holds it") from None
-    sock.set_inheritable(True)
-    return sock

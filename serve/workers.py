@@ -1,9 +1,11 @@
 """Server processes: how many, and how they share one port.
 
 One Python process has one event loop and one interpreter lock; on a machine with more cores than
-one such process can keep busy, the server runs several worker processes (uvicorn's own
-`Multiprocess` supervisor, which restarts a worker that dies), all accepting on one listening socket
-that the parent bound. Each worker loads the repository itself (its own runners, batchers and parity
+one such process can keep busy, the server runs several worker processes under uvicorn's own
+`Multiprocess` supervisor (which restarts a worker that dies). The parent binds one listening socket
+per worker on the same port (SO_REUSEPORT), so the kernel spreads new connections over the workers:
+on one shared socket, whichever worker woke first accepted a whole burst of connections (measured:
+docs/benchmarks.md). Each worker loads the repository itself (its own runners, batchers and parity
 gate); the settings reach it through the environment, as JSON, because workers are spawned, not
 forked. Prometheus counters of all workers are summed at /metrics through prometheus_client's
 multiprocess mode (a folder of per-process files that the parent creates and removes)."""
@@ -16,14 +18,18 @@ import tempfile
 from dataclasses import dataclass
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors.multiprocess import Process
 
+from prelu_deploy.errors import ListenError, UsageError
 from prelu_deploy.serve.metrics import MULTIPROC_ENV
 from prelu_deploy.serve.settings import Settings
 
 SETTINGS_ENV = "PRELU_DEPLOY_SERVE_SETTINGS"
 LOG_LEVEL_ENV = "PRELU_DEPLOY_LOG_LEVEL"
 LOG_FORMAT = "%(levelname)s:     %(message)s"
+log = logging.getLogger("prelu_deploy.serve")
 
 
 def usable_cores() -> int:
@@ -85,22 +91,103 @@ def app_from_env():
     return create_app(settings)
 
 
+def listen(host: str, port: int, copies: int = 1) -> list[socket.socket]:
+    """`copies` listening sockets on host:port — one per worker process, with SO_REUSEPORT where the
+    system has it (else one, shared) — or ListenError (exit 9) saying why not. The port is first
+    taken by a socket without SO_REUSEPORT, so that a port something else holds is refused, and so is
+    a second server asked for this port later (its first bind fails)."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as err:
+        raise UsageError(f"--host {host!r}: not an address this machine can resolve ({err.strerror})") from None
+    reuse_port = copies > 1 and hasattr(socket, "SO_REUSEPORT")
+    socks: list[socket.socket] = []
+    try:
+        probe = _bound(family, kind, proto, addr, reuse_port=False)
+        if not reuse_port:
+            socks = [probe]
+        else:
+            addr = probe.getsockname()  # --port 0: the port the system chose, for every copy
+            probe.close()
+            socks = [_bound(family, kind, proto, addr, reuse_port=True) for _ in range(copies)]
+    except OSError as err:
+        for sock in socks:
+            sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {err.strerror}; choose another --port, or stop what holds it") from None
+    return socks
+
+
+def _bound(family, kind, proto, addr, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(addr)
+        sock.listen(2048)  # now: a second bind to a port that is only bound would succeed
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 class Supervisor(Multiprocess):
-    """uvicorn's supervisor, which also tells prometheus_client when a worker is gone, so that the
-    in-flight gauge (a sum over live workers) forgets a worker that died mid-request."""
+    """uvicorn's supervisor, with each worker on its own socket of `sockets` (one per worker; or one,
+    shared by all), and a dead worker marked dead for prometheus_client (the in-flight gauge, a sum
+    over live workers, forgets it) and replaced on the same socket. The number of workers is fixed
+    by the sockets: SIGTTIN/SIGTTOU are refused."""
+
+    def _spawn(self, idx: int) -> Process:
+        process = Process(self.config, [self.sockets[idx % len(self.sockets)]])
+        process.start()
+        return process
+
+    def init_processes(self) -> None:
+        self.processes = [self._spawn(i) for i in range(self.processes_num)]
 
     def keep_subprocess_alive(self) -> None:
-        before = {p.pid for p in self.processes}
-        super().keep_subprocess_alive()
         from prometheus_client import multiprocess
 
-        for pid in before - {p.pid for p in self.processes}:
-            multiprocess.mark_process_dead(pid)
+        for idx, process in enumerate(self.processes):
+            if self.should_exit.is_set():
+                return
+            if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                continue
+            process.kill()  # dead or hung
+            process.join()
+            multiprocess.mark_process_dead(process.pid)
+            if process.exitcode == STARTUP_FAILURE:  # broken app or settings: every restart would fail alike
+                log.error("worker process %s failed to start; stopping", process.pid)
+                self.should_exit.set()
+                return
+            log.warning("worker process %s died; starting another on its socket", process.pid)
+            self.processes[idx] = self._spawn(idx)
+
+    def restart_all(self) -> None:
+        """SIGHUP: each worker replaced in turn, the new one serving before the old one stops."""
+        for idx, old in enumerate(self.processes):
+            if self.should_exit.is_set():
+                return
+            new = self._spawn(idx)
+            if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
+                new.kill()
+                new.join()
+                log.error("the replacement of worker process %s did not start; keeping it, no further restarts", old.pid)
+                return
+            self.processes[idx] = new
+            old.terminate()
+            old.join()
+
+    def handle_ttin(self) -> None:
+        log.warning("SIGTTIN: the number of workers is fixed by their sockets (--workers); restart to change it")
+
+    handle_ttou = handle_ttin
 
 
-def run(settings: Settings, sock: socket.socket, workers: int, log_level: str) -> None:
-    """Serve `settings` on the bound `sock`: in this process when `workers` is 1, else in `workers`
-    spawned processes supervised by this one."""
+def run(settings: Settings, socks: list[socket.socket], workers: int, log_level: str) -> None:
+    """Serve `settings` on the bound sockets (serve.workers.listen): in this process when `workers`
+    is 1, else in `workers` spawned processes supervised by this one."""
     from prelu_deploy.serve.connections import HeadTimeoutProtocol
 
     common = dict(log_level=log_level, timeout_graceful_shutdown=30, http=HeadTimeoutProtocol,
@@ -108,13 +195,13 @@ def run(settings: Settings, sock: socket.socket, workers: int, log_level: str) -
     if workers == 1:
         from prelu_deploy.serve.app import create_app
 
-        uvicorn.Server(ServerConfig(create_app(settings), **common)).run(sockets=[sock])
+        uvicorn.Server(ServerConfig(create_app(settings), **common)).run(sockets=socks[:1])
         return
     metrics_dir = tempfile.mkdtemp(prefix="prelu-deploy-metrics-")
     os.environ.update({SETTINGS_ENV: settings.model_dump_json(), MULTIPROC_ENV: metrics_dir,
                        LOG_LEVEL_ENV: log_level})
     try:
         cfg = ServerConfig(f"{__name__}:app_from_env", factory=True, workers=workers, **common)
-        Supervisor(cfg, sockets=[sock]).run()
+        Supervisor(cfg, sockets=socks).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
