@@ -80,9 +80,10 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
         app.state.models = models if models is not None else load_repository(settings.repo, settings)
         for served in app.state.models.values():
             if served.ready:
+                lone = partial(run_batched, served.lone_runner) if served.lone_runner else None
                 served.batcher = DynamicBatcher([partial(run_batched, r) for r in served.runners], served.max_batch,
                                                 settings.max_queue_delay_ms / 1000, settings.max_queue,
-                                                metrics.batch_observer(served.name))
+                                                metrics.batch_observer(served.name), inline_run=lone)
                 served.batcher.start()
         yield
         for served in app.state.models.values():

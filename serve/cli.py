@@ -81,7 +81,7 @@ def serve(
 
         settings = Settings(**common, instances=instances, threads=threads)
         return serve_on_ray(settings.repo, settings, ray_options, host, port, ray_address, log_level)
-    settings = Settings(**common, instances=layout.instances, threads=layout.threads)
+    settings = Settings(**common, instances=layout.instances, threads=layout.threads, lone_threads=layout.lone_threads)
     logging.getLogger("prelu_deploy.serve").info("http://%s:%d: %s (--workers, --instances, --threads)",
                                                  host, socks[0].getsockname()[1], layout)
     procs.run(settings, socks, layout.workers, log_level)

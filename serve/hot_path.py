@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from prelu_deploy.serve.connections import HeadTimeoutProtocol
+from prelu_deploy.serve import connections
 from prelu_deploy.serve.errors import ApiError, ClientGone
 from prelu_deploy.serve.settings import Settings
 
@@ -27,9 +27,10 @@ class HotRequest:
 
     @property
     def alone(self) -> bool:
-        """Whether this is the only request the server can have: it holds one client connection, and
-        HTTP/1.1 brings that connection's requests one at a time. (Unknown, so False, behind Ray's proxy.)"""
-        return HeadTimeoutProtocol.open_connections == 1
+        """Whether this is the only request the server can have: it holds one client connection (over
+        all its workers), and HTTP/1.1 brings that connection's requests one at a time. (Unknown, so
+        False, behind Ray's proxy.)"""
+        return connections.COUNT.total() == 1
 
     def header(self, name: str) -> str | None:
         key = name.lower().encode("latin-1")  # ASGI servers give header names in lower case

@@ -24,6 +24,7 @@ class ServedModel:
     backend: str
     entry: ModelEntry | None = None
     runners: list[Runner] = field(default_factory=list)  # one per instance: none is shared between threads
+    lone_runner: Runner | None = None  # more threads, for a request alone on the server (run inline; serve.batching)
     batcher: DynamicBatcher | None = None
     preprocess: Preprocess | None = None
     reason: str | None = None  # why it is not ready
@@ -36,9 +37,9 @@ class ServedModel:
         return self.reason is None
 
     def close(self) -> None:
-        for runner in self.runners:
+        for runner in [*self.runners, *([self.lone_runner] if self.lone_runner else [])]:
             runner.close()
-        self.runners = []
+        self.runners, self.lone_runner = [], None
 
 
 def _gate(served: ServedModel, runner: Runner) -> None:
@@ -72,6 +73,9 @@ def load_model(path: Path, settings: Settings) -> ServedModel:
             _gate(served, served.runners[-1])
             if not served.ready:
                 break
+        if served.ready and settings.lone_threads and served.backend == "onnxruntime" and settings.device == "cpu":
+            served.lone_runner = get_runner(served.backend, entry, settings.device, threads=settings.lone_threads)
+            _gate(served, served.lone_runner)
     except (PreluDeployError, ImportError, RuntimeError, ValueError, OSError, KeyError, TypeError) as err:
         served.reason = f"cannot load: {err}"  # one broken model must not stop the others from serving
     if not served.ready:
@@ -99,8 +103,10 @@ def load_repository(repo: Path, settings: Settings) -> dict[str, ServedModel]:
             continue
         models[served.name] = served
         if served.ready:
-            log.info("model %s: ready on %s ×%d (parity gate max abs %.2g of logit scale %.3g)", served.name,
-                     served.backend, len(served.runners), served.parity["max_abs"], served.parity["logit_scale"])
+            log.info("model %s: ready on %s ×%d%s (parity gate max abs %.2g of logit scale %.3g)", served.name,
+                     served.backend, len(served.runners),
+                     f" + a lone-request runner on {settings.lone_threads} threads" if served.lone_runner else "",
+                     served.parity["max_abs"], served.parity["logit_scale"])
         else:
             log.warning("model %s: NOT ready: %s", served.name, served.reason)
     if not models:

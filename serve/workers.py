@@ -10,7 +10,9 @@ gate); the settings reach it through the environment, as JSON, because workers a
 forked. Prometheus counters of all workers are summed at /metrics through prometheus_client's
 multiprocess mode (a folder of per-process files that the parent creates and removes)."""
 
+import copy
 import logging
+import multiprocessing
 import os
 import shutil
 import socket
@@ -23,6 +25,7 @@ from uvicorn.supervisors import Multiprocess
 from uvicorn.supervisors.multiprocess import Process
 
 from prelu_deploy.errors import ListenError, UsageError
+from prelu_deploy.serve import connections
 from prelu_deploy.serve.metrics import MULTIPROC_ENV
 from prelu_deploy.serve.settings import Settings
 
@@ -45,28 +48,29 @@ class Plan:
     instances: int
     threads: int
     cores: int
+    lone_threads: int | None = None  # a lone request's own runner (every core), when threads are fewer
 
     def __str__(self) -> str:
         return (f"{self.workers} worker process{'es' if self.workers > 1 else ''} × {self.instances} runner instance"
                 f"{'s' if self.instances > 1 else ''} per model × {self.threads} thread{'s' if self.threads > 1 else ''} "
-                f"on {self.cores} core{'s' if self.cores > 1 else ''}")
-
-
-THREADS_PER_WORKER = 2  # the default: a lone request still gets two cores' worth of ONNX Runtime
+                f"on {self.cores} core{'s' if self.cores > 1 else ''}"
+                + (f"; a lone request runs on {self.lone_threads} threads" if self.lone_threads else ""))
 
 
 def plan(cores: int, workers: int | None = None, instances: int | None = None, threads: int | None = None) -> Plan:
-    """What is not given is chosen so that workers × instances × threads = cores: by default one worker
-    per two cores, each with one two-threaded instance. Measured on 2 cores (docs/benchmarks.md): one
-    worker with both cores answered 0.74–0.83× the hand-written baseline's requests/s at concurrency 1
-    and 0.92–1.03× at 8, two single-threaded workers 0.44× and 0.62× (a lone request runs on one core,
-    and few keep-alive connections land on one worker); at 64 clients the two were within noise."""
+    """What is not given is chosen so that workers × instances × threads = cores: by default one
+    single-threaded worker per core, and — unless --threads is given — a runner with a thread per core
+    for a request alone on the server (one client connection: nothing else can be waiting; it runs
+    inline). Measured on 2 cores against the hand-written baseline (docs/benchmarks.md): two
+    single-threaded workers answered 1.15× its requests/s at 8 clients and 1.50× at 64, one worker
+    with two threads 1.12× and 1.26×; but a lone request on one thread took twice as long (0.58×)."""
+    lone = threads is None
     instances = instances or 1
     if workers is None:
-        workers = max(1, cores // (instances * (threads or THREADS_PER_WORKER)))
+        workers = max(1, cores // (instances * (threads or 1)))
     if threads is None:
         threads = max(1, cores // (workers * instances))
-    return Plan(workers, instances, threads, cores)
+    return Plan(workers, instances, threads, cores, cores if lone and threads < cores else None)
 
 
 def configure_logging(level: str) -> None:
@@ -74,12 +78,18 @@ def configure_logging(level: str) -> None:
 
 
 class ServerConfig(uvicorn.Config):
-    """uvicorn's Config plus the request-head deadline that serve.connections' protocol enforces; a
-    module-level class, so it travels to spawned workers by pickling."""
+    """uvicorn's Config plus the request-head deadline that serve.connections' protocol enforces and,
+    under several workers, the shared connection count (an array in shared memory, a slot per worker:
+    `worker_index`); a module-level class, so it travels to spawned workers by pickling."""
 
-    def __init__(self, *args, header_timeout: float = 10.0, **kwargs):
+    def __init__(self, *args, header_timeout: float = 10.0, connection_slots=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.header_timeout = header_timeout
+        self.header_timeout, self.connection_slots, self.worker_index = header_timeout, connection_slots, 0
+
+    def load(self) -> None:  # in the worker process, before it serves
+        super().load()
+        if self.connection_slots is not None:
+            connections.COUNT.share(self.connection_slots, self.worker_index)
 
 
 def app_from_env():
@@ -139,7 +149,11 @@ class Supervisor(Multiprocess):
     by the sockets: SIGTTIN/SIGTTOU are refused."""
 
     def _spawn(self, idx: int) -> Process:
-        process = Process(self.config, [self.sockets[idx % len(self.sockets)]])
+        config = copy.copy(self.config)
+        config.worker_index = idx
+        if config.connection_slots is not None:
+            config.connection_slots[idx] = 0  # a dead worker's connections are gone with it
+        process = Process(config, [self.sockets[idx % len(self.sockets)]])
         process.start()
         return process
 
@@ -188,9 +202,7 @@ class Supervisor(Multiprocess):
 def run(settings: Settings, socks: list[socket.socket], workers: int, log_level: str) -> None:
     """Serve `settings` on the bound sockets (serve.workers.listen): in this process when `workers`
     is 1, else in `workers` spawned processes supervised by this one."""
-    from prelu_deploy.serve.connections import HeadTimeoutProtocol
-
-    common = dict(log_level=log_level, timeout_graceful_shutdown=30, http=HeadTimeoutProtocol,
+    common = dict(log_level=log_level, timeout_graceful_shutdown=30, http=connections.HeadTimeoutProtocol,
                   header_timeout=settings.header_timeout_s)
     if workers == 1:
         from prelu_deploy.serve.app import create_app
@@ -201,7 +213,8 @@ def run(settings: Settings, socks: list[socket.socket], workers: int, log_level:
     os.environ.update({SETTINGS_ENV: settings.model_dump_json(), MULTIPROC_ENV: metrics_dir,
                        LOG_LEVEL_ENV: log_level})
     try:
-        cfg = ServerConfig(f"{__name__}:app_from_env", factory=True, workers=workers, **common)
+        slots = multiprocessing.get_context("spawn").RawArray("i", workers)
+        cfg = ServerConfig(f"{__name__}:app_from_env", factory=True, workers=workers, connection_slots=slots, **common)
         Supervisor(cfg, sockets=socks).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

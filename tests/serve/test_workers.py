@@ -18,20 +18,21 @@ from ..server import Server
 
 
 @pytest.mark.parametrize("cores, given, want", [
-    (2, {}, (1, 1, 2)),  # the default: one two-threaded worker per two cores
-    (16, {}, (8, 1, 2)),
-    (3, {}, (1, 1, 3)),
-    (1, {}, (1, 1, 1)),
-    (2, {"workers": 2}, (2, 1, 1)),
-    (16, {"threads": 4}, (4, 1, 4)),
-    (16, {"threads": 1}, (16, 1, 1)),
-    (16, {"workers": 2, "instances": 2}, (2, 2, 4)),
-    (2, {"instances": 4}, (1, 4, 1)),  # never fewer than one of anything
+    (2, {}, (2, 1, 1, 2)),  # the default: a single-threaded worker per core, a lone request on every core
+    (16, {}, (16, 1, 1, 16)),
+    (1, {}, (1, 1, 1, None)),
+    (2, {"workers": 1}, (1, 1, 2, None)),  # one worker: its instance has every core already
+    (16, {"workers": 4}, (4, 1, 4, 16)),
+    (16, {"threads": 4}, (4, 1, 4, None)),  # --threads pins the thread count: no lone runner
+    (16, {"threads": 1}, (16, 1, 1, None)),
+    (16, {"workers": 2, "instances": 2}, (2, 2, 4, 16)),
+    (2, {"instances": 4}, (1, 4, 1, 2)),  # never fewer than one of anything
 ])
 def test_the_layout_fills_the_cores(cores, given, want):
     layout = plan(cores, **given)
-    assert (layout.workers, layout.instances, layout.threads) == want
-    assert str(Plan(2, 1, 1, 2)) == "2 worker processes × 1 runner instance per model × 1 thread on 2 cores"
+    assert (layout.workers, layout.instances, layout.threads, layout.lone_threads) == want
+    assert str(Plan(2, 1, 1, 2, 2)) == ("2 worker processes × 1 runner instance per model × 1 thread on 2 cores; "
+                                        "a lone request runs on 2 threads")
 
 
 def _children(pid: int) -> set[int]:
@@ -44,6 +45,12 @@ def _children(pid: int) -> set[int]:
         except OSError:
             pass
     return workers
+
+
+def _listening(port: int) -> int:
+    """Listening TCP sockets on `port` (/proc/net/tcp: local address in hex, state 0A = LISTEN)."""
+    rows = [line.split() for line in open("/proc/net/tcp").read().splitlines()[1:]]
+    return sum(1 for r in rows if r[3] == "0A" and int(r[1].split(":")[1], 16) == port)
 
 
 def _count(srv: Server, status: int) -> float:
@@ -70,12 +77,16 @@ def test_two_workers_answer_right_count_together_and_survive_a_death(repo):
             status, body = _infer(srv, x[i:i + 1])  # a connection each: the kernel hands them to either worker
             return status, np.asarray(body["outputs"][0]["data"]) if status == 200 else body
 
+        for i in range(4):  # one connection at a time: alone on the server, run inline (on the lone runner)
+            status, y = one(i)
+            assert status == 200 and np.allclose(y, want[i], rtol=1e-5, atol=1e-5)
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(one, range(len(x))))
         assert all(status == 200 for status, _ in answers)
         np.testing.assert_allclose(np.stack([a for _, a in answers]), want, rtol=1e-5, atol=1e-5)
         # whichever worker answers /metrics, it tells the sum over both workers
-        assert {_count(srv, 200) for _ in range(6)} == {len(x)}
+        assert {_count(srv, 200) for _ in range(6)} == {len(x) + 4}
+        assert _listening(srv.port) == 2  # a socket per worker (SO_REUSEPORT): the kernel spreads connections
 
         os.kill(next(iter(workers)), signal.SIGKILL)  # a worker dies; the other serves, the supervisor replaces it
         assert _infer(srv, x[:1])[0] == 200
@@ -83,9 +94,12 @@ def test_two_workers_answer_right_count_together_and_survive_a_death(repo):
         while len(_children(srv.proc.pid) - workers) < 1 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert len(_children(srv.proc.pid)) == 2 and len(_children(srv.proc.pid) - workers) == 1
-        assert _count(srv, 200) >= len(x)  # the dead worker's counts are not lost
+        assert _count(srv, 200) >= len(x) + 4  # the dead worker's counts are not lost
+        assert _listening(srv.port) == 2  # the replacement took over its predecessor's socket
     finally:
         assert srv.stop()
     log = srv.proc.stdout.read()
     assert "2 worker processes × 1 runner instance per model × 1 thread" in log
+    if len(os.sched_getaffinity(0)) > 1:
+        assert "a lone request runs on" in log and "lone-request runner on" in log
     assert "model digits: ready" in log and "Traceback" not in log, log
