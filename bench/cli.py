@@ -205,7 +205,7 @@ def serving(
             t.add_row(str(lv["concurrency"]), name, f"[red]{errors}[/]" if s["errors"] else errors,
                       *(f"{s['latency'][k]:.2f}" if k in s["latency"] else "–" for k in ("median_ms", "p99_ms")),
                       f"{s['throughput_rps']:.0f}",
-                      "" if name == "ours" or not s["throughput_rps"] else f"{lv['ours']['throughput_rps'] / s['throughput_rps']:.2f}×",
+                      "" if name == "ours" else f"{lv['ratio']:.2f}×",
                       f"{s['client_cpu']:.2f}")
     _finish(report, raw, out, False, as_json, t)
     for g in report["goals"]:

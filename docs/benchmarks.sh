@@ -26,12 +26,21 @@ for batching in "--max-batch-size 32 --max-queue-delay-ms 2" "--max-batch-size 1
   kill %1; wait %1 || true
 done
 
-# 3. Over HTTP beside the hand-written baseline (bench/baseline_server.py): cifar_prelu, He-initialised.
-#    `bench serving` starts both servers itself, measures the graph in process first, and checks the goals;
-#    run once with the default layout (one worker per core) and once with one worker using every core.
+# 3. Over HTTP beside the hand-written baseline (bench/baseline_server.py): cifar_prelu, He-initialised,
+#    and the bundled digits model. `bench serving` starts both servers itself, measures the graph in
+#    process first, alternates the servers 3 rounds per level and checks the goals; run with the default
+#    layout (a single-threaded worker per core + a lone-request runner) and with one worker on every core,
+#    with binary tensors (v2 infer) and with 32×32 PNGs (classify).
 .venv/bin/python -c "import torch; from prelu_deploy.models import create_model, save_checkpoint; torch.manual_seed(0); save_checkpoint(create_model('cifar_prelu'), '$REPO/c.safetensors')"
 $B export "$REPO/c.safetensors" --name cifar --repo "$REPO/cifar_repo"
+.venv/bin/python -c "
+import numpy as np; from PIL import Image; from pathlib import Path
+d = Path('$REPO/png'); d.mkdir(); rng = np.random.default_rng(0)
+for i in range(32): Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(d / f'{i:02d}.png')"
 for layout in "" "--workers 1"; do
-  $B bench serving "$REPO/cifar_repo" --model cifar --serve-args "$layout" --concurrency 1,8,64 --duration 5 \
+  $B bench serving "$REPO/cifar_repo" --model cifar --serve-args "$layout" --concurrency 1,8,64 --duration 3 --rounds 3 \
      --data "$REPO/cifar_repo/cifar/golden.npz" --out $OUT
+  $B bench serving "$REPO" --model digits --serve-args "$layout" --concurrency 1,8,64 --duration 3 --rounds 3 \
+     --data "$REPO/digits/golden.npz" --out $OUT
 done
+$B bench serving "$REPO/cifar_repo" --model cifar --concurrency 1,8,64 --duration 3 --rounds 3 --data "$REPO/png" --out $OUT

@@ -41,6 +41,8 @@ def test_images_drive_the_classify_route_of_both(cli, repo, tmp_path):
         s = r["levels"][0][name]
         assert s["errors"] == {} and s["ok"] > 5 and len(s["rounds_rps"]) == 2
         assert s["throughput_rps"] == pytest.approx(sum(s["rounds_rps"]) / 2)  # the median of two rounds
+    lv = r["levels"][0]  # ours / baseline: the median of the rounds' pairs (two: their mean)
+    assert lv["ratio"] == pytest.approx(sum(o / b for o, b in zip(lv["ours"]["rounds_rps"], lv["baseline"]["rounds_rps"])) / 2)
     assert "2 alternating rounds" in next(tmp_path.glob("bench-serving-digits-*.md")).read_text()
 
 
