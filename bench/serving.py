@@ -97,7 +97,10 @@ class _Servers:
 
 
 def in_process(model_dir: Path, seconds: float) -> dict:
-    """The ONNX graph in this process with ONNX Runtime's defaults: batch-1 latency and batch-32 rate."""
+    """The ONNX graph in this process with ONNX Runtime's defaults: batch-1 latency and batch-32 rate.
+    `run` measures it before the servers start and after they stop, and judges the goals against the
+    faster of the two per batch size: on a shared machine one measurement can come out slow, and a
+    slow reference would make the goals easy."""
     from prelu_deploy.runners.runner import get_runner
 
     runner = get_runner("onnxruntime", model_dir)
@@ -120,7 +123,7 @@ def run(repo: Path, cfg: ServingBench, log=print) -> tuple[dict, dict]:
         raise UsageError(f"{model_dir} holds a TensorRT plan; the baseline serves ONNX graphs: name the ONNX entry")
     cfg.http.check()
     log(f"in process: {cfg.reference_s:g} s per batch size …")
-    reference = in_process(model_dir, cfg.reference_s)
+    before = in_process(model_dir, cfg.reference_s)
     commands = _commands(repo, model_dir, cfg)
     servers = _Servers(commands, cfg.http.model)
     levels, raw = [], {}
@@ -147,9 +150,12 @@ def run(repo: Path, cfg: ServingBench, log=print) -> tuple[dict, dict]:
             levels.append(level)
     finally:
         servers.stop()
+    log(f"in process again: {cfg.reference_s:g} s per batch size …")
+    after = in_process(model_dir, cfg.reference_s)
+    reference = {k: min(before[k], after[k], key=lambda v: v["median_ms"]) for k in before}
     report = {"kind": "serving", "model": cfg.http.model, "target": str(repo), "endpoint": work.method_path,
               "workload": work.description, "servers": {n: shlex.join(c) for n, c in commands.items()},
-              "in_process": reference, "settings": {**asdict(cfg.http), "serve_args": cfg.serve_args, "rounds": cfg.rounds},
+              "in_process": reference, "in_process_runs": [before, after], "settings": {**asdict(cfg.http), "serve_args": cfg.serve_args, "rounds": cfg.rounds},
               "levels": levels, "goals": goals(levels, reference),
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     return report, raw
@@ -214,7 +220,8 @@ def markdown(r: dict) -> str:
             " Servers and load generator share the machine; the generator's CPU use is its own column "
             "(1.0 = one core).", "", f"Command: `{r['command']}`", "",
             *(f"- {n}: `{cmd} --port PORT`" for n, cmd in r["servers"].items()), "",
-            "In process (ONNX Runtime defaults, nothing else running): "
+            "In process (ONNX Runtime defaults, nothing else running; the faster of a measurement before and one "
+            "after the servers ran): "
             + "; ".join(f"{k.replace('_', ' ')}: p50 {_ms(v['median_ms'])} ms, {v['throughput']:.0f} images/s"
                         for k, v in ref.items()) + ".", "",
             f"Workload: POST {r['endpoint']}, {r['workload']}; {r['settings']['warmup_s']:g} s warm-up, then "

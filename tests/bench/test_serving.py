@@ -18,6 +18,8 @@ def test_ours_beside_the_baseline_in_one_report(cli, repo, tmp_path):
     assert r["kind"] == "serving" and r["endpoint"] == "/v2/models/digits/infer"
     assert "--workers 1 --max-batch-size 8" in r["servers"]["ours"] and "baseline_server" in r["servers"]["baseline"]
     assert r["in_process"]["batch_1"]["median_ms"] > 0 and r["in_process"]["batch_32"]["throughput"] > 0
+    runs = r["in_process_runs"]  # before the servers started and after they stopped: the faster is the reference
+    assert len(runs) == 2 and all(r["in_process"][k]["median_ms"] == min(run[k]["median_ms"] for run in runs) for k in runs[0])
     assert [lv["concurrency"] for lv in r["levels"]] == [1, 4]
     for lv in r["levels"]:
         for name in ("ours", "baseline"):
