@@ -155,7 +155,8 @@ def run(repo: Path, cfg: ServingBench, log=print) -> tuple[dict, dict]:
     reference = {k: min(before[k], after[k], key=lambda v: v["median_ms"]) for k in before}
     report = {"kind": "serving", "model": cfg.http.model, "target": str(repo), "endpoint": work.method_path,
               "workload": work.description, "servers": {n: shlex.join(c) for n, c in commands.items()},
-              "in_process": reference, "in_process_runs": [before, after], "settings": {**asdict(cfg.http), "serve_args": cfg.serve_args, "rounds": cfg.rounds},
+              "in_process": reference, "in_process_runs": [before, after],
+              "settings": {**asdict(cfg.http), "serve_args": cfg.serve_args, "rounds": cfg.rounds},
               "levels": levels, "goals": goals(levels, reference),
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     return report, raw
