@@ -1,7 +1,6 @@
 """The FastAPI app: models loaded (with their parity gate) in the lifespan, one dynamic batcher per
 ready model, errors answered as {"error": "..."} with the status codes the protocol uses."""
 
-import logging
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -13,15 +12,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from prelu_deploy import __version__
 from prelu_deploy.runners.runner import run_batched
 from prelu_deploy.serve.batching import DynamicBatcher
-from prelu_deploy.serve.errors import ApiError, ClientGone
+from prelu_deploy.serve.errors import ApiError, error_response
 from prelu_deploy.serve.hot_path import HotPath
 from prelu_deploy.serve.metrics import Metrics
 from prelu_deploy.serve.openapi import install_docs
 from prelu_deploy.serve.repository import ServedModel, load_repository
 from prelu_deploy.serve.routes import classify, page, v2
 from prelu_deploy.serve.settings import Settings
-
-log = logging.getLogger("prelu_deploy.serve")
 
 
 class LimitsAndMetrics:
@@ -100,9 +97,7 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, err: ApiError) -> JSONResponse:
-        if isinstance(err, ClientGone):  # nobody to answer; one line, no traceback
-            log.info("%s %s: %s", request.method, request.url.path, err.message)
-        return JSONResponse({"error": err.message}, status_code=err.status, headers=err.headers)
+        return error_response(err)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -110,8 +105,7 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, err: Exception) -> JSONResponse:
-        # a bug of ours: the client still gets JSON (and the traceback goes to the log, as it should)
-        return JSONResponse({"error": f"internal error ({type(err).__name__}); see the server log"}, status_code=500)
+        return error_response(err)  # Starlette logs the traceback
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:

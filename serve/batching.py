@@ -46,7 +46,7 @@ class DynamicBatcher:
                  max_queue: int, on_batch: Callable[[int, list[float], float], None] | None = None,
                  inline_run: Callable[[np.ndarray], np.ndarray] | None = None):
         self.inline_run = inline_run or runs[0]  # a runner of its own (more threads), or the first instance's
-        self.runs, self.max_batch, self.max_delay_s, self.max_queue = runs, max_batch, max_delay_s, max_queue
+        self.max_batch, self.max_delay_s, self.max_queue = max_batch, max_delay_s, max_queue
         self.on_batch = on_batch  # on_batch(rows, queue seconds, compute seconds), called on a runner thread
         self.pending_rows = 0  # queued, not yet taken by a runner thread
         self.running = 0  # batches taken by runner threads and not yet answered

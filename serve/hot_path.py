@@ -6,13 +6,14 @@ body read with the server's limits, and its handler's answer sent as is. Every o
 to FastAPI, and the OpenAPI document still describes these routes (serve.openapi.HOT_ROUTES)."""
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from starlette.datastructures import Headers
+
 from prelu_deploy.serve import connections
-from prelu_deploy.serve.errors import ApiError, ClientGone
+from prelu_deploy.serve.errors import ApiError, ClientGone, error_response
 from prelu_deploy.serve.settings import Settings
 
 log = logging.getLogger("prelu_deploy.serve")
@@ -33,11 +34,7 @@ class HotRequest:
         return connections.COUNT.total() == 1
 
     def header(self, name: str) -> str | None:
-        key = name.lower().encode("latin-1")  # ASGI servers give header names in lower case
-        for k, value in self.scope["headers"]:
-            if k == key:
-                return value.decode("latin-1")
-        return None
+        return Headers(scope=self.scope).get(name)
 
     @property
     def state(self):
@@ -76,19 +73,19 @@ class HotPath:
         if route is None:
             return await self.app(scope, receive, send)
         if scope["method"] != "POST":
-            return await send_json(send, 405, {"error": f"{scope['method']} is not allowed here; use POST"}, {"Allow": "POST"})
+            err = ApiError(405, f"{scope['method']} is not allowed here; use POST", {"Allow": "POST"})
+            return await error_response(err)(scope, receive, send)
         kind, name, version = route
         try:
             body = await read_body(receive, self.settings)
             content, headers = await self.handlers[kind](HotRequest(scope, body, name, version))
-        except ApiError as err:
+        except Exception as err:
             if isinstance(err, ClientGone):  # nobody to answer; one line, no traceback
                 log.info("%s %s: %s", scope["method"], scope["path"], err.message)
-            return await send_json(send, err.status, {"error": err.message}, err.headers)
-        except Exception as err:  # a bug of ours: the client still gets JSON, the traceback goes to the log
-            log.exception("%s %s failed", scope["method"], scope["path"])
-            return await send_json(send, 500, {"error": f"internal error ({type(err).__name__}); see the server log"})
-        await send_response(send, 200, content, headers)
+            elif not isinstance(err, ApiError):
+                log.exception("%s %s failed", scope["method"], scope["path"])
+            return await error_response(err)(scope, receive, send)
+        await send_response(send, content, headers)
 
 
 async def read_body(receive, settings: Settings) -> bytes:
@@ -115,12 +112,9 @@ async def read_body(receive, settings: Settings) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def send_response(send, status: int, content: bytes, headers: dict[str, str]) -> None:
+async def send_response(send, content: bytes, headers: dict[str, str]) -> None:
+    """A 200 with `content`, sent as two ASGI messages (no Response object on the hot path)."""
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     raw.append((b"content-length", str(len(content)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.start", "status": 200, "headers": raw})
     await send({"type": "http.response.body", "body": content})
-
-
-async def send_json(send, status: int, obj: dict, headers: dict[str, str] | None = None) -> None:
-    await send_response(send, status, json.dumps(obj).encode(), {"content-type": "application/json", **(headers or {})})

@@ -73,8 +73,9 @@ def _path_params(*names: str) -> list[dict]:
     return [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
 
 
+MAX_TOP_K = 1000  # the most labels per image classify answers
 _TOP_K = {"name": "top_k", "in": "query", "required": False, "description": "Labels per image (default: --top-k)",
-          "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+          "schema": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K}}
 
 
 def _operation(tag: str, summary: str, op_id: str, doc: dict, params: list[dict], ok: dict) -> dict:

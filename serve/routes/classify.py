@@ -16,9 +16,9 @@ from prelu_deploy.serve.deps import find_model, require_ready
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.hot_path import HotRequest
 from prelu_deploy.serve.images import open_image, to_array
+from prelu_deploy.serve.openapi import MAX_TOP_K
 from prelu_deploy.serve.routes.v2 import submit
 
-MAX_TOP_K = 1000
 INLINE_DECODE_PIXELS = 128 * 128  # a request's images decode in under ~1 ms: faster than a hop to a thread
 
 
