@@ -73,6 +73,10 @@ def _finish(report: dict, raw: dict, out: Path, plot: bool, as_json: bool, table
 OutOpt = typer.Option(Path("bench-reports"), "--out", help="Folder for the JSON, Markdown and PNG reports.")
 PlotOpt = typer.Option(False, "--plot", help="Also write PNG charts (needs matplotlib: the 'bench' extra).")
 JsonOpt = typer.Option(False, "--json", help="Print the JSON report instead of the table.")
+# the load options `bench http` and `bench serving` share
+ConcurrencyOpt = typer.Option("1,8,64", "--concurrency", help="Comma list of concurrent clients per level.")
+DataOpt = typer.Option("random", "--data", help="random | a .npy/.npz of input tensors (e.g. a model directory's golden.npz) "
+                                                "| a folder of images (sent one per request to /v1/models/NAME/classify).")
 
 
 @bench_app.command("runners")
@@ -124,12 +128,12 @@ def runners(
 def http(
     url: str = typer.Argument(..., help="Server base URL, e.g. http://127.0.0.1:8000 (loopback only unless --allow-remote)."),
     model: str = typer.Option(..., "--model", help="Model name on the server."),
-    concurrency: str = typer.Option("1,8,64", "--concurrency", help="Comma list of concurrent clients per level."),
+    concurrency: str = ConcurrencyOpt,
     duration: float = typer.Option(5.0, "--duration", help="Measured seconds per level (at most)."),
     warmup: float = typer.Option(1.0, "--warmup", help="Unmeasured seconds of load before each level."),
     max_requests: int = typer.Option(100_000, "--max-requests", help="Measured requests per level (at most)."),
     batch: int = typer.Option(1, "--batch", help="Rows per request (tensors)."),
-    data: str = typer.Option("random", "--data", help="random | a .npy/.npz of input tensors (e.g. a model directory's golden.npz) | a folder of images (sent to /v1/models/NAME/classify)."),
+    data: str = DataOpt,
     encoding: str = typer.Option("binary", "--encoding", help="binary (binary tensor extension) | json."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds before a request counts as a timeout."),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a server that is not on this machine."),
@@ -169,11 +173,11 @@ def http(
 def serving(
     repo: Path = typer.Argument(..., help="Model repository (from export) holding the model directory to serve."),
     model: str = typer.Option(..., "--model", help="Model name (its folder in REPO); an ONNX entry."),
-    concurrency: str = typer.Option("1,8,64", "--concurrency", help="Comma list of concurrent clients per level."),
+    concurrency: str = ConcurrencyOpt,
     duration: float = typer.Option(5.0, "--duration", help="Measured seconds per level and server (at most)."),
     warmup: float = typer.Option(1.0, "--warmup", help="Unmeasured seconds of load before each measurement."),
     max_requests: int = typer.Option(100_000, "--max-requests", help="Measured requests per level and server (at most)."),
-    data: str = typer.Option("random", "--data", help="random | a .npy/.npz of input tensors (e.g. the model directory's golden.npz) | a folder of images (then POST /v1/models/NAME/classify, one image each)."),
+    data: str = DataOpt,
     serve_args: str = typer.Option("", "--serve-args", help="Extra `prelu-deploy serve` options for our server, e.g. '--workers 1'."),
     baseline_threads: Optional[int] = typer.Option(None, "--baseline-threads", min=1, help="ONNX Runtime threads of the baseline (default: ONNX Runtime's)."),
     rounds: int = typer.Option(1, "--rounds", min=1, help="Rounds per level, the servers alternating (ours, baseline, ours, …); requests/s is the median round's."),
