@@ -80,7 +80,8 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
                 lone = partial(run_batched, served.lone_runner) if served.lone_runner else None
                 served.batcher = DynamicBatcher([partial(run_batched, r) for r in served.runners], served.max_batch,
                                                 settings.max_queue_delay_ms / 1000, settings.max_queue,
-                                                metrics.batch_observer(served.name), inline_run=lone)
+                                                metrics.batch_observer(served.name), inline_run=lone,
+                                                inline_ok=settings.device == "cpu")  # GPU runners keep their thread
                 served.batcher.start()
         yield
         for served in app.state.models.values():

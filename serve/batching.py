@@ -44,8 +44,9 @@ class _Item:
 class DynamicBatcher:
     def __init__(self, runs: list[Callable[[np.ndarray], np.ndarray]], max_batch: int, max_delay_s: float,
                  max_queue: int, on_batch: Callable[[int, list[float], float], None] | None = None,
-                 inline_run: Callable[[np.ndarray], np.ndarray] | None = None):
+                 inline_run: Callable[[np.ndarray], np.ndarray] | None = None, inline_ok: bool = True):
         self.inline_run = inline_run or runs[0]  # a runner of its own (more threads), or the first instance's
+        self.inline_ok = inline_ok  # False: never inline (GPU runners keep to their own thread, where their CUDA state is)
         self.max_batch, self.max_delay_s, self.max_queue = max_batch, max_delay_s, max_queue
         self.on_batch = on_batch  # on_batch(rows, queue seconds, compute seconds), called on a runner thread
         self.pending_rows = 0  # queued, not yet taken by a runner thread
@@ -85,7 +86,7 @@ class DynamicBatcher:
         """The runner's output rows for `x`, computed in some batch with other callers' rows — or,
         when the caller knows nobody else can be waiting (`inline`; serve.hot_path: one client
         connection), the batcher is idle and the run is short, at once on the calling thread."""
-        if inline and len(x) * self.row_seconds <= INLINE_MAX_S and (y := self._run_inline(x)) is not None:
+        if inline and self.inline_ok and len(x) * self.row_seconds <= INLINE_MAX_S and (y := self._run_inline(x)) is not None:
             return y
         loop = self._loop
         items = [_Item(x[i:i + self.max_batch], loop.create_future()) for i in range(0, len(x), self.max_batch)]

@@ -42,9 +42,9 @@ async def classify(request: HotRequest) -> tuple[bytes, dict[str, str]]:
         return pre.to_tensor(np.stack([to_array(img, what, pre) for img, what in images]))
 
     # decoding is CPU work: off the event loop, unless the images are small or no other request can be waiting
-    small = sum(img.width * img.height for img, _ in images) <= INLINE_DECODE_PIXELS
-    x = prepare() if small or request.alone else await run_in_threadpool(prepare)
-    logits = await submit(served, x, inline=request.alone and settings.device == "cpu")
+    alone, small = request.alone, sum(img.width * img.height for img, _ in images) <= INLINE_DECODE_PIXELS
+    x = prepare() if small or alone else await run_in_threadpool(prepare)
+    logits = await submit(served, x, inline=alone)
     answer = {"model": served.name, "predictions": predictions([name for name, _ in uploads], logits, served.entry.labels, top_k)}
     return json.dumps(answer).encode(), {"content-type": "application/json"}
 

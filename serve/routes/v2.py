@@ -28,7 +28,7 @@ async def infer(request: HotRequest) -> tuple[bytes, dict[str, str]]:
             settings.max_queue)
     # parsing megabytes of JSON takes milliseconds: off the event loop, so other clients are not held up
     req, x = decode_request(*args) if len(request.body) <= INLINE_DECODE_BYTES else await run_in_threadpool(decode_request, *args)
-    y = await submit(served, x, inline=request.alone and settings.device == "cpu")
+    y = await submit(served, x, inline=request.alone)
     return encode_response(served.name, req, served.entry.output.name, y)
 
 
@@ -80,8 +80,7 @@ async def model_ready(served: AnyModel) -> JSONResponse:
 
 async def submit(served: ServedModel, x, inline: bool = False):
     """The model's output rows for `x`; a full queue is a 503, a failing runner a JSON 500 that says why.
-    `inline`: no other request can be waiting, so the batcher may run it on this thread (CPU runners
-    only: GPU runners keep to their own thread, where their CUDA state is)."""
+    `inline`: no other request can be waiting, so the batcher may run it on this thread."""
     try:
         return await served.batcher.submit(x, inline)
     except QueueFull as err:

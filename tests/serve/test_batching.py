@@ -171,6 +171,18 @@ def test_inline_runs_on_the_callers_thread_only_when_idle_and_short():
     assert where == [{"runner-0"}, {"runner-0", "MainThread"}, {"runner-0"}, {"runner-0"}]
 
 
+def test_a_batcher_not_inline_ok_never_runs_on_the_callers_thread():
+    run = Recorder()
+    batcher = DynamicBatcher([run], max_batch=8, max_delay_s=0, max_queue=100, inline_ok=False)  # as for GPU runners
+
+    async def body():
+        for _ in range(3):  # the first measures the run time; the others would be inline if allowed
+            await batcher.submit(rows(1), inline=True)
+
+    asyncio.run(_with(batcher, body))
+    assert run.threads == {"runner-0"}
+
+
 @pytest.mark.parametrize("path, route", [
     ("/v2/models/cifar/infer", ("infer", "cifar", None)),
     ("/v2/models/cifar/versions/1/infer", ("infer", "cifar", "1")),
