@@ -2,7 +2,6 @@
 into docs, and with --plot PNG charts (matplotlib). Written atomically, named by kind, model and time."""
 
 import json
-import os
 import platform
 import shlex
 import sys
@@ -10,6 +9,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from prelu_deploy import usable_cores
 from prelu_deploy.atomic import write_bytes
 from prelu_deploy.bench.timing import CV_HIGH
 
@@ -45,8 +45,7 @@ def environment() -> dict:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
             pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"machine": {"platform": platform.platform(), "cpu": _cpu_model(), "cores": cores, "gpu": _gpu(),
+    return {"machine": {"platform": platform.platform(), "cpu": _cpu_model(), "cores": usable_cores(), "gpu": _gpu(),
                         "python": platform.python_version()},
             "versions": versions, "command": shlex.join(["prelu-deploy", *sys.argv[1:]])}
 

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from prelu_deploy import usable_cores
 from prelu_deploy.errors import UsageError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -62,7 +63,7 @@ def serve(
     if ray_options is None:
         if workers is None and device != "cpu":
             workers = 1  # one process per GPU: a CUDA context (and its memory) per worker would buy nothing
-        layout = procs.plan(procs.usable_cores(), workers, instances, threads)
+        layout = procs.plan(usable_cores(), workers, instances, threads)
     if ray_address is None:
         socks = procs.listen(host, port, layout.workers if layout else 1)  # before any model loads: a taken port fails at once
         if ray_options is not None:

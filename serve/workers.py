@@ -35,11 +35,6 @@ LOG_FORMAT = "%(levelname)s:     %(message)s"
 log = logging.getLogger("prelu_deploy.serve")
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (taskset and cgroup cpusets respected), not the machine's count."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 @dataclass(frozen=True)
 class Plan:
     """Worker processes × runner instances per model × threads per instance."""
