@@ -154,9 +154,9 @@ class DynamicBatcher:
                 out, error = self._timed(run, batch), None
             except Exception as err:  # the runner failed: every caller in the batch hears why
                 out, error = None, err
-            self._loop.call_soon_threadsafe(_answer, batch, out, error)
-            with self._changed:
+            with self._changed:  # done with the runner: before the answer, so its caller finds the batcher idle
                 self.running -= 1
+            self._loop.call_soon_threadsafe(_answer, batch, out, error)
 
 
 def _answer(batch: list[_Item], out: np.ndarray | None, error: Exception | None) -> None:
