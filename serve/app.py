@@ -1,6 +1,7 @@
 """The FastAPI app: models loaded (with their parity gate) in the lifespan, one dynamic batcher per
 ready model, errors answered as {"error": "..."} with the status codes the protocol uses."""
 
+import logging
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -19,6 +20,8 @@ from prelu_deploy.serve.openapi import install_docs
 from prelu_deploy.serve.repository import ServedModel, load_repository
 from prelu_deploy.serve.routes import classify, page, v2
 from prelu_deploy.serve.settings import Settings
+
+log = logging.getLogger("prelu_deploy.serve")
 
 
 class LimitsAndMetrics:
@@ -68,6 +71,18 @@ class LimitsAndMetrics:
         return model, parts[-1] if parts[-1] in known else "metadata" if model != "-" else "other"
 
 
+def _lone_verdict(served: ServedModel, threads: int, kept: bool, gain: float) -> None:
+    """After the batcher's trial of the lone runner: kept, or closed (its memory back)."""
+    if kept:
+        log.info("model %s: a lone request runs on %d threads (%.2f× the speed of one instance)", served.name,
+                 threads, gain)
+    else:
+        log.info("model %s: a lone request runs on the instance (%d threads were only %.2f× its speed: dropped)",
+                 served.name, threads, gain)
+        served.lone_runner.close()
+        served.lone_runner = None
+
+
 def create_app(settings: Settings, models: dict[str, ServedModel] | None = None) -> FastAPI:
     """The app for `settings.repo` (or for already loaded `models`)."""
     metrics = Metrics()
@@ -80,8 +95,9 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
                 lone = partial(run_batched, served.lone_runner) if served.lone_runner else None
                 served.batcher = DynamicBatcher([partial(run_batched, r) for r in served.runners], served.max_batch,
                                                 settings.max_queue_delay_ms / 1000, settings.max_queue,
-                                                metrics.batch_observer(served.name), inline_run=lone,
-                                                inline_ok=settings.device == "cpu")  # GPU runners keep their thread
+                                                metrics.batch_observer(served.name), lone_run=lone,
+                                                inline_ok=settings.device == "cpu",  # GPU runners keep their thread
+                                                on_lone_verdict=partial(_lone_verdict, served, settings.lone_threads))
                 served.batcher.start()
         yield
         for served in app.state.models.values():

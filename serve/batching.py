@@ -11,10 +11,13 @@ limits a server of a small model; a batching task on the loop cost a fifth of it
 One exception: a caller that knows nobody else can be waiting (serve.hot_path: a single client
 connection, whose HTTP/1.1 requests come one at a time) has its request run at once on the event
 loop's own thread when the batcher is idle and the run is short (INLINE_MAX_S), as a hand-written
-server would. Each caller gets exactly its own rows back. The queue is bounded: when full, `submit` raises
+server would. A lone runner with more threads (serve.workers.plan) is tried on the first lone
+requests against the first instance, in turn, and kept only where it is clearly faster (LONE_GAIN);
+timed on real lone requests, not at startup, where the other workers loading skewed the timing. Each caller gets exactly its own rows back. The queue is bounded: when full, `submit` raises
 QueueFull at once (the HTTP layer answers 503 with Retry-After)."""
 
 import asyncio
+import statistics
 import threading
 import time
 from collections import deque
@@ -24,6 +27,11 @@ from typing import Callable
 import numpy as np
 
 INLINE_MAX_S = 0.01  # an inline run holds the event loop: only for models that run a request within this
+LONE_TRIALS = 12  # lone requests timed on each of the lone runner and the first instance before one is kept
+# the lone runner is kept only when its median time per row is at least this much faster: its extra
+# threads spin between runs, taking CPU the client and the other workers could use, so they must earn
+# it (measured in the server: digits 1.13× and 1.19× in its two workers, at twice the CPU; cifar 1.66–1.87×)
+LONE_GAIN = 1.3
 
 
 class QueueFull(Exception):
@@ -44,8 +52,12 @@ class _Item:
 class DynamicBatcher:
     def __init__(self, runs: list[Callable[[np.ndarray], np.ndarray]], max_batch: int, max_delay_s: float,
                  max_queue: int, on_batch: Callable[[int, list[float], float], None] | None = None,
-                 inline_run: Callable[[np.ndarray], np.ndarray] | None = None, inline_ok: bool = True):
-        self.inline_run = inline_run or runs[0]  # a runner of its own (more threads), or the first instance's
+                 lone_run: Callable[[np.ndarray], np.ndarray] | None = None, inline_ok: bool = True,
+                 on_lone_verdict: Callable[[bool, float], None] | None = None):
+        self.inline_run = runs[0]  # the first instance's, unless a lone runner (more threads) wins its trial
+        # lone runner's and the instance's seconds per row on lone requests, until one is kept (then None)
+        self._trial = ((lone_run, []), (runs[0], [])) if lone_run else None
+        self.on_lone_verdict = on_lone_verdict  # on_lone_verdict(kept, gain): after the trial, on the loop
         self.inline_ok = inline_ok  # False: never inline (GPU runners keep to their own thread, where their CUDA state is)
         self.max_batch, self.max_delay_s, self.max_queue = max_batch, max_delay_s, max_queue
         self.on_batch = on_batch  # on_batch(rows, queue seconds, compute seconds), called on a runner thread
@@ -111,11 +123,29 @@ class DynamicBatcher:
             if self._stopping or self._queue or self.running or len(x) > self.max_batch:
                 return None
             self.running += 1
+        run, times = self.inline_run, None
+        if self._trial:  # the one with fewer timings goes next: they take turns
+            run, times = min(self._trial, key=lambda candidate: len(candidate[1]))
         try:
-            return self._timed(self.inline_run, [_Item(x, None)])
+            out, seconds = self._timed(run, [_Item(x, None)])
         finally:
             with self._changed:
                 self.running -= 1
+        if times is not None:
+            times.append(seconds / len(x))
+            self._judge_trial()
+        return out
+
+    def _judge_trial(self) -> None:
+        (lone, lone_times), (instance, instance_times) = self._trial
+        if len(lone_times) < LONE_TRIALS or len(instance_times) < LONE_TRIALS:
+            return
+        gain = statistics.median(instance_times) / statistics.median(lone_times)
+        self._trial = None
+        if gain >= LONE_GAIN:
+            self.inline_run = lone
+        if self.on_lone_verdict:
+            self.on_lone_verdict(gain >= LONE_GAIN, gain)
 
     def _take(self) -> list[_Item] | None:
         """The next batch for a free runner thread (waits for one); None once stopping."""
@@ -138,7 +168,8 @@ class DynamicBatcher:
             self.pending_rows -= rows
             return batch
 
-    def _timed(self, run: Callable[[np.ndarray], np.ndarray], batch: list[_Item]) -> np.ndarray:
+    def _timed(self, run: Callable[[np.ndarray], np.ndarray], batch: list[_Item]) -> tuple[np.ndarray, float]:
+        """The batch's output rows and its compute seconds (also reported to on_batch)."""
         start = time.perf_counter()
         x = batch[0].x if len(batch) == 1 else np.concatenate([i.x for i in batch])
         out = run(x)
@@ -146,12 +177,12 @@ class DynamicBatcher:
         self.row_seconds = seconds / len(x)
         if self.on_batch:
             self.on_batch(len(x), [start - i.queued_at for i in batch], seconds)
-        return out
+        return out, seconds
 
     def _serve(self, run: Callable[[np.ndarray], np.ndarray]) -> None:
         while (batch := self._take()) is not None:
             try:
-                out, error = self._timed(run, batch), None
+                (out, _), error = self._timed(run, batch), None
             except Exception as err:  # the runner failed: every caller in the batch hears why
                 out, error = None, err
             with self._changed:  # done with the runner: before the answer, so its caller finds the batcher idle

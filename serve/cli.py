@@ -26,7 +26,7 @@ def serve(
     max_batch_size: int = typer.Option(32, "--max-batch-size", min=1, help="Rows gathered into one runner call (never more than the entry accepts)."),
     max_queue_delay_ms: float = typer.Option(0.0, "--max-queue-delay-ms", min=0.0, help="Under load only: the longest a batch waits for more rows after its oldest request was queued (0: never wait; an idle server never waits)."),
     max_queue: int = typer.Option(512, "--max-queue", min=1, help="Queued rows per model before 503 + Retry-After."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Server processes sharing the port, each loading every model (default on cpu: one per two cores, each runner two-threaded; on cuda: one)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Server processes sharing the port, each loading every model (default on cpu: one per core, each runner single-threaded; on cuda: one)."),
     instances: int = typer.Option(1, "--instances", min=1, help="Runner instances per model in each worker (each its own session/engine and thread): concurrent runner calls."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads per runner instance (default: the cores left to each after --workers and --instances)."),
     max_images: int = typer.Option(64, "--max-images", min=1, help="Images in one classify request."),

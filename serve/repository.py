@@ -105,7 +105,7 @@ def load_repository(repo: Path, settings: Settings) -> dict[str, ServedModel]:
         if served.ready:
             log.info("model %s: ready on %s ×%d%s (parity gate max abs %.2g of logit scale %.3g)", served.name,
                      served.backend, len(served.runners),
-                     f" + a lone-request runner on {settings.lone_threads} threads" if served.lone_runner else "",
+                     f" + a lone-request runner on {settings.lone_threads} threads, on trial" if served.lone_runner else "",
                      served.parity["max_abs"], served.parity["logit_scale"])
         else:
             log.warning("model %s: NOT ready: %s", served.name, served.reason)

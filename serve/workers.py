@@ -49,7 +49,7 @@ class Plan:
         return (f"{self.workers} worker process{'es' if self.workers > 1 else ''} × {self.instances} runner instance"
                 f"{'s' if self.instances > 1 else ''} per model × {self.threads} thread{'s' if self.threads > 1 else ''} "
                 f"on {self.cores} core{'s' if self.cores > 1 else ''}"
-                + (f"; a lone request runs on {self.lone_threads} threads" if self.lone_threads else ""))
+                + (f"; a lone request tries {self.lone_threads} threads" if self.lone_threads else ""))
 
 
 def plan(cores: int, workers: int | None = None, instances: int | None = None, threads: int | None = None) -> Plan:
@@ -58,7 +58,8 @@ def plan(cores: int, workers: int | None = None, instances: int | None = None, t
     for a request alone on the server (one client connection: nothing else can be waiting; it runs
     inline). Measured on 2 cores against the hand-written baseline (docs/benchmarks.md): two
     single-threaded workers answered 1.15× its requests/s at 8 clients and 1.50× at 64, one worker
-    with two threads 1.12× and 1.26×; but a lone request on one thread took twice as long (0.58×)."""
+    with two threads 1.12× and 1.26×; but a lone request on one thread took twice as long (0.58×).
+    Whether the lone runner is kept is measured on the first lone requests (serve.batching)."""
     lone = threads is None
     instances = instances or 1
     if workers is None:

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from prelu_deploy.serve.batching import BatcherStopped, DynamicBatcher, QueueFull
+from prelu_deploy.serve.batching import LONE_GAIN, LONE_TRIALS, BatcherStopped, DynamicBatcher, QueueFull
 from prelu_deploy.serve.hot_path import match
 
 
@@ -181,6 +181,27 @@ def test_a_batcher_not_inline_ok_never_runs_on_the_callers_thread():
 
     asyncio.run(_with(batcher, body))
     assert run.threads == {"runner-0"}
+
+
+@pytest.mark.parametrize("lone_delay, instance_delay, kept", [(0.0, 0.004, True), (0.004, 0.0, False)])
+def test_the_lone_runner_is_tried_in_turns_with_the_instance_and_kept_only_when_faster(lone_delay, instance_delay, kept):
+    lone, instance = Recorder(delay=lone_delay), Recorder(delay=instance_delay)
+    verdicts = []
+    batcher = DynamicBatcher([instance], max_batch=8, max_delay_s=0, max_queue=100, lone_run=lone,
+                             on_lone_verdict=lambda *v: verdicts.append(v))
+
+    async def body():
+        await batcher.submit(rows(1), inline=True)  # its run time is not known yet: a runner thread
+        for i in range(2 * LONE_TRIALS):
+            np.testing.assert_array_equal(await batcher.submit(rows(1, i), inline=True), rows(1, i) * 2)
+            assert len(lone.batches) == (i + 2) // 2 and len(instance.batches) == 1 + (i + 1) // 2  # in turns
+        for i in range(5):
+            await batcher.submit(rows(1), inline=True)
+
+    asyncio.run(_with(batcher, body))
+    assert len(verdicts) == 1 and verdicts[0][0] is kept and (verdicts[0][1] >= LONE_GAIN) is kept
+    after = lone if kept else instance  # the five lone requests after the trial all went to the one kept
+    assert len(after.batches) == LONE_TRIALS + 5 + (0 if kept else 1) and after.threads >= {"MainThread"}
 
 
 @pytest.mark.parametrize("path, route", [
