@@ -200,7 +200,8 @@ def serving(
     out = _out_dir(out, False)
     report, raw = bench_serving.run(repo, cfg, log=lambda msg: err_console.print(msg, highlight=False))
     t = Table(title=f"{model}: prelu-deploy serve {serve_args} beside the hand-written baseline")
-    for col in ("concurrency", "server", "errors", "p50 ms", "p99 ms", "requests/s", "ours / baseline", "gen. CPU"):
+    for col in ("concurrency", "server", "errors", "p50 ms", "p99 ms", "requests/s", "ours / baseline", "CPU",
+                "CPU ms/req", "gen. CPU"):
         t.add_column(col, justify="right")
     for lv in report["levels"]:
         for name in bench_serving.SERVERS:
@@ -210,7 +211,7 @@ def serving(
                       *(f"{s['latency'][k]:.2f}" if k in s["latency"] else "–" for k in ("median_ms", "p99_ms")),
                       f"{s['throughput_rps']:.0f}",
                       "" if name == "ours" else f"{lv['ratio']:.2f}×",
-                      f"{s['client_cpu']:.2f}")
+                      *(bench_serving.two_decimals(s.get(k)) for k in ("server_cpu", "server_cpu_ms")), f"{s['client_cpu']:.2f}")
     _finish(report, raw, out, False, as_json, t)
     for g in report["goals"]:
         console.print(f"concurrency {g['concurrency']}: {'[green]met[/]' if g['met'] else '[yellow]not met[/]'} — {g['goal']}: "

@@ -5,6 +5,7 @@ concurrency level (ours, then the baseline, level by level, so drift hits both a
 in-process rates of the same ONNX graph measured first (nothing else running): batch-1 latency and
 batch-32 images/s, the ceilings a server is judged against."""
 
+import os
 import shlex
 import socket
 import subprocess
@@ -96,6 +97,33 @@ class _Servers:
             log.close()
 
 
+def tree_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) used so far by process `pid` and its descendants — a server's
+    supervisor and its workers — from /proc; None where there is no /proc (not Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        kids = [int(k) for task in Path(f"/proc/{pid}/task").iterdir() for k in (task / "children").read_text().split()]
+    except (OSError, IndexError, ValueError):
+        return None
+    for kid in kids:
+        total += tree_cpu_s(kid) or 0.0  # a child that just exited counts nothing
+    return total
+
+
+def _measured(pid: int, drive) -> dict:
+    """One load_generator.drive result, with the server's CPU over it: `server_cpu` (cores kept busy)
+    and `server_cpu_ms` (CPU per successful request) — what a request costs, not only how fast it is."""
+    before = tree_cpu_s(pid)
+    result = drive()
+    after = tree_cpu_s(pid)
+    cpu = after - before if before is not None and after is not None else None
+    result["server_cpu_s"] = cpu
+    result["server_cpu"] = cpu / result["wall_s"] if cpu is not None else None
+    result["server_cpu_ms"] = cpu / result["ok"] * 1e3 if cpu is not None and result["ok"] else None
+    return result
+
+
 def in_process(model_dir: Path, seconds: float) -> dict:
     """The ONNX graph in this process with ONNX Runtime's defaults: batch-1 latency and batch-32 rate.
     `run` measures it before the servers start and after they stop, and judges the goals against the
@@ -141,8 +169,8 @@ def run(repo: Path, cfg: ServingBench, log=print) -> tuple[dict, dict]:
                         f"{cfg.http.duration_s:g} s …")
                     if cfg.http.warmup_s and k == 0:
                         load_generator.drive(ep, work, c, cfg.http.warmup_s, cfg.http.max_requests, cfg.http.timeout_s)
-                    rounds[name].append(load_generator.drive(ep, work, c, cfg.http.duration_s, cfg.http.max_requests,
-                                                             cfg.http.timeout_s))
+                    rounds[name].append(_measured(servers.procs[name].pid, lambda: load_generator.drive(
+                        ep, work, c, cfg.http.duration_s, cfg.http.max_requests, cfg.http.timeout_s)))
             level = {"concurrency": c, "ratio": paired_ratio(rounds["ours"], rounds["baseline"])}
             for name, done in rounds.items():
                 raw[f"{name}@{c}"] = [x for r in done for x in r["_samples"]]
@@ -185,9 +213,17 @@ def merge_rounds(rounds: list[dict], items: int) -> dict:
     return {"concurrency": rounds[0]["concurrency"], "requests": sum(r["requests"] for r in rounds),
             "ok": sum(r["ok"] for r in rounds), "errors": dict(sorted(errors.items())), "wall_s": wall,
             "client_cpu": sum(r["client_cpu"] * r["wall_s"] for r in rounds) / wall,
+            **_server_cpu(rounds, wall),
             "throughput_rps": float(np.median(rps)), "images_per_s": float(np.median(rps)) * items, "rounds_rps": rps,
             "throughput_cv": max(cvs) if cvs else None, "stable": all(r["stable"] for r in rounds),
             "latency": summary([x for r in rounds for x in r["_samples"]], items=items)}
+
+
+def _server_cpu(rounds: list[dict], wall: float) -> dict:
+    if any(r["server_cpu_s"] is None for r in rounds):
+        return {"server_cpu_s": None, "server_cpu": None, "server_cpu_ms": None}
+    cpu, ok = sum(r["server_cpu_s"] for r in rounds), sum(r["ok"] for r in rounds)
+    return {"server_cpu_s": cpu, "server_cpu": cpu / wall, "server_cpu_ms": cpu / ok * 1e3 if ok else None}
 
 
 def goals(levels: list[dict], ref: dict) -> list[dict]:
@@ -218,8 +254,8 @@ def goals(levels: list[dict], ref: dict) -> list[dict]:
 def markdown(r: dict) -> str:
     ref = r["in_process"]
     rows = [f"## `prelu-deploy bench serving`: {r['model']} in {r['target']}", "", _machine_line(r) +
-            " Servers and load generator share the machine; the generator's CPU use is its own column "
-            "(1.0 = one core).", "", f"Command: `{r['command']}`", "",
+            " Servers and load generator share the machine; each one's CPU use is a column "
+            "(1.0 = one core; a server's counts its worker processes).", "", f"Command: `{r['command']}`", "",
             *(f"- {n}: `{cmd} --port PORT`" for n, cmd in r["servers"].items()), "",
             "In process (ONNX Runtime defaults, nothing else running; the faster of a measurement before and one "
             "after the servers ran): "
@@ -230,8 +266,9 @@ def markdown(r: dict) -> str:
             + (f", in {r['settings']['rounds']} alternating rounds (requests/s: the median round's; ours / baseline: "
                "the median of the rounds' ratios)"
                if r["settings"].get("rounds", 1) > 1 else "") + ".", "",
-            "| concurrency | server | ok | errors | p50 ms | p99 ms | requests/s | ours / baseline | generator CPU |",
-            "|" + "---|" * 9]
+            "| concurrency | server | ok | errors | p50 ms | p99 ms | requests/s | ours / baseline | server CPU | "
+            "server CPU ms / request | generator CPU |",
+            "|" + "---|" * 11]
     for lv in r["levels"]:
         for name in SERVERS:
             s = lv[name]
@@ -239,8 +276,13 @@ def markdown(r: dict) -> str:
             errors = ", ".join(f"{k} ×{v}" for k, v in s["errors"].items()) or "0"
             rows.append(f"| {lv['concurrency']} | {name} | {s['ok']} | {errors} | {_ms(s['latency'].get('median_ms'))} | "
                         f"{_ms(s['latency'].get('p99_ms'))} | {s['throughput_rps']:.0f} | "
-                        f"{'' if name == 'ours' else f'{ratio:.2f}×'} | {s['client_cpu']:.2f} |")
+                        f"{'' if name == 'ours' else f'{ratio:.2f}×'} | {two_decimals(s.get('server_cpu'))} | "
+                        f"{two_decimals(s.get('server_cpu_ms'))} | {s['client_cpu']:.2f} |")
     rows += ["", "| concurrency | goal | this run | met |", "|---|---|---|---|",
              *(f"| {g['concurrency']} | {g['goal']} | {g['numbers']} | {'yes' if g['met'] else '**no**'} |" for g in r["goals"])]
     return "\n".join(rows) + "\n"
 
+
+
+def two_decimals(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"

@@ -2,10 +2,15 @@
 loopback ports, driven with the same requests, both stopped afterwards; and its refusals."""
 
 import json
+import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from prelu_deploy.bench.serving import tree_cpu_s
 
 SAMPLES = Path(__file__).parents[2] / "models" / "samples"  # the bundled digit PNGs
 
@@ -25,6 +30,7 @@ def test_ours_beside_the_baseline_in_one_report(cli, repo, tmp_path):
         for name in ("ours", "baseline"):
             s = lv[name]
             assert s["ok"] == s["requests"] > 5 and s["errors"] == {} and 0 <= s["client_cpu"] < 2
+            assert s["server_cpu"] > 0 and s["server_cpu_ms"] == pytest.approx(s["server_cpu_s"] / s["ok"] * 1e3)
     assert [g["concurrency"] for g in r["goals"]] == [1, 4] and all(isinstance(g["met"], bool) for g in r["goals"])
     md = next(tmp_path.glob("bench-serving-digits-*.md")).read_text()
     assert "| 4 | baseline |" in md and "| concurrency | goal | this run | met |" in md
@@ -56,3 +62,20 @@ def test_images_drive_the_classify_route_of_both(cli, repo, tmp_path):
 def test_refusals(cli, repo, tmp_path, args, message):
     assert message in cli("bench", "serving", repo, *args, "--out", tmp_path, check_rc=2).stderr
     assert not list(tmp_path.glob("*.json"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_servers_cpu_counts_its_worker_processes():
+    burn = "import time\nwhile time.process_time() < 0.5: pass\ntime.sleep(60)"  # 0.5 s of CPU, then idle
+    parent = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {burn!r}]); time.sleep(60)"])
+    try:
+        deadline = time.monotonic() + 20
+        while (tree_cpu_s(parent.pid) or 0) < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        own = sum(map(int, Path(f"/proc/{parent.pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]))
+        assert tree_cpu_s(parent.pid) >= 0.5 > own / os.sysconf("SC_CLK_TCK")  # the child's burn, not the parent's own
+    finally:
+        subprocess.run(["pkill", "-P", str(parent.pid)])
+        parent.kill()
+        parent.wait()
+    assert tree_cpu_s(parent.pid) is None  # gone: no /proc entry
