@@ -29,10 +29,10 @@ import numpy as np
 INLINE_MAX_S = 0.01  # an inline run holds the event loop: only for models that run a request within this
 LONE_TRIALS = 12  # lone requests timed on each of the lone runner and the first instance before one is kept
 # the lone runner is kept when its median time per row is at least this much faster (a margin for
-# noise). Speed alone decides: its extra threads spin between runs, but a lone request means the other
-# cores are idle. Measured in the server: cifar 1.66–1.87×; digits 1.13–1.19× (0.79× in process, run back
-# to back: the server's own timing is what counts) — at 1.3, digits dropped it: half the server CPU
-# (0.86 cores, not 1.76) but 0.88× the baseline's requests/s at one client
+# noise): speed decides, since a lone request leaves the other cores idle, but a runner that is not
+# faster is not worth the core its extra threads spin on. Measured in the server's workers: cifar
+# 1.66–1.87× (kept); digits 0.87–1.19× from run to run (mostly dropped: at one client the same
+# requests/s as the baseline on 0.84 cores, where the baseline's two threads keep 1.76 busy)
 LONE_GAIN = 1.05
 
 
