@@ -283,6 +283,5 @@ def markdown(r: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-
 def two_decimals(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"

@@ -11,10 +11,11 @@ limits a server of a small model; a batching task on the loop cost a fifth of it
 One exception: a caller that knows nobody else can be waiting (serve.hot_path: a single client
 connection, whose HTTP/1.1 requests come one at a time) has its request run at once on the event
 loop's own thread when the batcher is idle and the run is short (INLINE_MAX_S), as a hand-written
-server would. A lone runner with more threads (serve.workers.plan) is tried on the first lone
-requests against the first instance, in turn, and kept only where it is clearly faster (LONE_GAIN);
-timed on real lone requests, not at startup, where the other workers loading skewed the timing. Each caller gets exactly its own rows back. The queue is bounded: when full, `submit` raises
-QueueFull at once (the HTTP layer answers 503 with Retry-After)."""
+server would. A lone runner with more threads (serve.workers.plan) takes turns with the first
+instance on the first lone requests and is kept only when faster (LONE_GAIN): timed on real lone
+requests, not at startup, where the other workers loading skewed the timing. Each caller gets
+exactly its own rows back. The queue is bounded: when full, `submit` raises QueueFull at once (the
+HTTP layer answers 503 with Retry-After)."""
 
 import asyncio
 import statistics
@@ -117,10 +118,11 @@ class DynamicBatcher:
         return np.concatenate(await asyncio.gather(*(i.future for i in items)))
 
     def _run_inline(self, x: np.ndarray) -> np.ndarray | None:
-        """x run by `inline_run` on this thread, if nothing is queued or running (then no runner
-        thread can start a batch until this returns: only the caller's thread queues, and the first
-        instance is free — or the lone runner has the cores to itself); None otherwise. Saves the
-        two thread hand-offs of a batch (measured: ~8 % of requests/s at one client)."""
+        """x run on this thread (by `inline_run`, or during the lone runner's trial by the candidate
+        whose turn it is), if nothing is queued or running (then no runner thread can start a batch
+        until this returns: only the caller's thread queues, and the first instance is free — or the
+        lone runner has the cores to itself); None otherwise. Saves the two thread hand-offs of a
+        batch (measured: ~8 % of requests/s at one client)."""
         with self._changed:
             if self._stopping or self._queue or self.running or len(x) > self.max_batch:
                 return None
