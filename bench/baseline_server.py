@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from PIL import Image
 
+from prelu_deploy import confined_threads
 from prelu_deploy.manifest import read_entry
 from prelu_deploy.models.preprocess import Preprocess
 from prelu_deploy.runners.classify import predictions
@@ -26,7 +27,7 @@ from prelu_deploy.serve.protocol import HEADER_LENGTH
 def create_app(model_dir: str, threads: int | None = None) -> FastAPI:
     entry = read_entry(model_dir)
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or 0
+    opts.intra_op_num_threads = threads or confined_threads() or 0  # 0: ONNX Runtime's default
     session = ort.InferenceSession(str(entry.artifact), opts, providers=["CPUExecutionProvider"])
     meta = {"name": entry.name, "versions": ["1"], "platform": entry.platform,
             "inputs": [{"name": entry.input.name, "datatype": "FP32", "shape": list(entry.input.shape)}],

@@ -179,7 +179,7 @@ def serving(
     max_requests: int = typer.Option(100_000, "--max-requests", help="Measured requests per level and server (at most)."),
     data: str = DataOpt,
     serve_args: str = typer.Option("", "--serve-args", help="Extra `prelu-deploy serve` options for our server, e.g. '--workers 1'."),
-    baseline_threads: Optional[int] = typer.Option(None, "--baseline-threads", min=1, help="ONNX Runtime threads of the baseline (default: ONNX Runtime's)."),
+    baseline_threads: Optional[int] = typer.Option(None, "--baseline-threads", min=1, help="ONNX Runtime threads of the baseline (default: ONNX Runtime's, within the cores this process may use)."),
     rounds: int = typer.Option(1, "--rounds", min=1, help="Rounds per level, the servers alternating (ours, baseline, ours, …); requests/s is the median round's."),
     out: Path = OutOpt,
     as_json: bool = JsonOpt,

@@ -1,7 +1,7 @@
 """prelu-deploy: PReLU classifiers from a PyTorch checkpoint to ONNX, TensorRT and HTTP.
 
 This folder (core/) is the root of the `prelu_deploy` namespace: the console entry point (`main.py`) and the
-one error type every part raises (`errors.py`); here, the version and the usable core count. The work itself lives in models/, export/, plugins/
+one error type every part raises (`errors.py`); here, the version and the usable core count (and the threads that keep a runtime within it). The work itself lives in models/, export/, plugins/
 and serve/.
 """
 
@@ -14,3 +14,12 @@ def usable_cores() -> int:
     """Cores this process may run on (taskset and cgroup cpusets respected), not the machine's count:
     what serve lays its workers out over and what bench reports."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def confined_threads() -> int | None:
+    """The thread count to give a runtime whose own default would leave the cores this process may
+    use — ONNX Runtime's counts the machine's cores and pins a thread to each, escaping taskset and
+    cpusets (measured: under `taskset -c 0` its second thread ran on core 1), while an explicit count
+    keeps its threads on the allowed cores. None when every core of the machine is usable."""
+    cores = usable_cores()
+    return cores if cores < (os.cpu_count() or 1) else None

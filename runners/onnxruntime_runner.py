@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from prelu_deploy import confined_threads
 from prelu_deploy.errors import ModelDirError, PreluDeployError, UsageError
 from prelu_deploy.manifest import ModelEntry
 from prelu_deploy.runners.runner import BaseRunner
@@ -23,7 +24,7 @@ class OnnxRuntimeRunner(BaseRunner):
             raise UsageError(f"ONNX Runtime providers not available here: {', '.join(missing)} "
                              f"(available: {', '.join(available)})")
         opts = ort.SessionOptions()
-        if threads:
+        if threads := threads or confined_threads():
             opts.intra_op_num_threads = threads
         if not spinning:  # idle threads sleep at once instead of spinning: fair to whatever runs next
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
