@@ -44,3 +44,6 @@ for layout in "" "--workers 1"; do
      --data "$REPO/digits/golden.npz" --out $OUT
 done
 $B bench serving "$REPO/cifar_repo" --model cifar --concurrency 1,8,64 --duration 3 --rounds 3 --data "$REPO/png" --out $OUT
+# the same on one core (servers, generator and the in-process reference alike): how each server grows with the cores
+taskset -c 0 $B bench serving "$REPO/cifar_repo" --model cifar --concurrency 1,8,64 --duration 3 --rounds 3 \
+   --data "$REPO/cifar_repo/cifar/golden.npz" --out $OUT
