@@ -1,8 +1,9 @@
 """prelu-deploy: PReLU classifiers from a PyTorch checkpoint to ONNX, TensorRT and HTTP.
 
-This folder (core/) is the root of the `prelu_deploy` namespace: the console entry point (`main.py`) and the
-one error type every part raises (`errors.py`); here, the version and the usable core count (and the threads that keep a runtime within it). The work itself lives in models/, export/, plugins/
-and serve/.
+This folder (core/) is the root of the `prelu_deploy` namespace: the console entry point (`main.py`) and
+the one error type every part raises (`errors.py`); here, the version, the usable core count and the
+thread count that keeps a runtime within it. The work itself lives in models/, export/, plugins/ and
+serve/.
 """
 
 import os
