@@ -183,7 +183,7 @@ def test_a_batcher_not_inline_ok_never_runs_on_the_callers_thread():
     assert run.threads == {"runner-0"}
 
 
-@pytest.mark.parametrize("lone_delay, instance_delay, kept", [(0.0, 0.004, True), (0.004, 0.0, False)])
+@pytest.mark.parametrize("lone_delay, instance_delay, kept", [(0.0, 0.002, True), (0.002, 0.0, False)])
 def test_the_lone_runner_is_tried_in_turns_with_the_instance_and_kept_only_when_faster(lone_delay, instance_delay, kept):
     lone, instance = Recorder(delay=lone_delay), Recorder(delay=instance_delay)
     verdicts = []
