@@ -57,7 +57,8 @@ def _ms(v) -> str:
 def _machine_line(report: dict) -> str:
     m = report["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
-    return f"Machine: {m['cpu']}, {m['cores']} cores, {m['gpu'] or 'no GPU'}; Python {m['python']}; {versions}."
+    cores = f"{m['cores']} core{'s' if m['cores'] != 1 else ''}"
+    return f"Machine: {m['cpu']}, {cores}, {m['gpu'] or 'no GPU'}; Python {m['python']}; {versions}."
 
 
 def markdown_runners(r: dict) -> str:
