@@ -117,11 +117,8 @@ def _measured(pid: int, drive) -> dict:
     before = tree_cpu_s(pid)
     result = drive()
     after = tree_cpu_s(pid)
-    cpu = after - before if before is not None and after is not None else None
-    result["server_cpu_s"] = cpu
-    result["server_cpu"] = cpu / result["wall_s"] if cpu is not None else None
-    result["server_cpu_ms"] = cpu / result["ok"] * 1e3 if cpu is not None and result["ok"] else None
-    return result
+    result["server_cpu_s"] = after - before if before is not None and after is not None else None
+    return {**result, **_server_cpu([result], result["wall_s"])}
 
 
 def in_process(model_dir: Path, seconds: float) -> dict:
@@ -220,6 +217,7 @@ def merge_rounds(rounds: list[dict], items: int) -> dict:
 
 
 def _server_cpu(rounds: list[dict], wall: float) -> dict:
+    """A server's CPU over `rounds` (one, or a level's): seconds, cores kept busy, ms per successful request."""
     if any(r["server_cpu_s"] is None for r in rounds):
         return {"server_cpu_s": None, "server_cpu": None, "server_cpu_ms": None}
     cpu, ok = sum(r["server_cpu_s"] for r in rounds), sum(r["ok"] for r in rounds)
