@@ -29,4 +29,6 @@ def test_default_threads_stay_on_the_cores_the_process_may_use(repo):
                          timeout=120)
     assert out.returncode == 0, out.stderr
     allowed = out.stdout.split()
-    assert len(allowed) > 1 and set(allowed) == {str(core)}, allowed  # ONNX Runtime's default pinned one to another core
+    # Without the fix ONNX Runtime's default pool adds a thread pinned to another core; with it the pool
+    # has no thread of its own, so the main thread may be the only one (how many others exist varies).
+    assert allowed and set(allowed) == {str(core)}, allowed
