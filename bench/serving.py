@@ -268,13 +268,13 @@ def markdown(r: dict) -> str:
             "server CPU ms / request | generator CPU |",
             "|" + "---|" * 11]
     for lv in r["levels"]:
+        ratio = f"{lv['ratio']:.2f}×"
         for name in SERVERS:
             s = lv[name]
-            ratio = lv["ratio"]
             errors = ", ".join(f"{k} ×{v}" for k, v in s["errors"].items()) or "0"
             rows.append(f"| {lv['concurrency']} | {name} | {s['ok']} | {errors} | {_ms(s['latency'].get('median_ms'))} | "
                         f"{_ms(s['latency'].get('p99_ms'))} | {s['throughput_rps']:.0f} | "
-                        f"{'' if name == 'ours' else f'{ratio:.2f}×'} | {two_decimals(s.get('server_cpu'))} | "
+                        f"{'' if name == 'ours' else ratio} | {two_decimals(s.get('server_cpu'))} | "
                         f"{two_decimals(s.get('server_cpu_ms'))} | {s['client_cpu']:.2f} |")
     rows += ["", "| concurrency | goal | this run | met |", "|---|---|---|---|",
              *(f"| {g['concurrency']} | {g['goal']} | {g['numbers']} | {'yes' if g['met'] else '**no**'} |" for g in r["goals"])]

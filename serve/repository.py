@@ -37,8 +37,10 @@ class ServedModel:
         return self.reason is None
 
     def close(self) -> None:
-        for runner in [*self.runners, *([self.lone_runner] if self.lone_runner else [])]:
+        for runner in self.runners:
             runner.close()
+        if self.lone_runner:
+            self.lone_runner.close()
         self.runners, self.lone_runner = [], None
 
 
