@@ -1,11 +1,11 @@
 """The GPU kernel of ChannelSharedPReLU: y = x if x > 0 else slope·x, fp32 and fp16, any size.
 
 Written with CuPy (on the lent GPU machines' image): its RawKernel compiles CUDA C through NVRTC at
-first use and launches on any stream TensorRT hands us (cupy.cuda.Stream.from_external), with no build step
-and no torch. Each thread handles one 16-byte vector (4 floats or 8 halves) with a scalar tail, so
+first use and launches on any stream TensorRT hands us (`external_stream`), with no build step and no
+torch. Each thread handles one 16-byte vector (4 floats or 8 halves) with a scalar tail, so
 loads and stores are full-width and coalesced (when the pointers are 16-byte aligned; otherwise
 the scalar path does it all); a grid-stride loop covers any size. Imported lazily:
-only `enqueue` on a GPU needs it. NOT YET RUN ON A GPU in the session that wrote it.
+only `enqueue` on a GPU needs it.
 """
 
 from functools import lru_cache
@@ -65,6 +65,24 @@ def plan(n: int, half: bool, x_ptr: int, y_ptr: int, sm_count: int = 132) -> tup
     return n_vec, max(1, min(-(-work // THREADS), sm_count * 8))
 
 
+class StreamRef:
+    """A raw `cudaStream_t` address as an object of the CUDA stream protocol (`__cuda_stream__` returns
+    (version 0, address)): what CuPy 14's `Stream.from_external` takes; it refuses a bare int."""
+
+    def __init__(self, ptr: int):
+        self.ptr = ptr
+
+    def __cuda_stream__(self) -> tuple[int, int]:
+        return 0, self.ptr
+
+
+def external_stream(cupy, stream_ptr: int):
+    """A CuPy stream on someone else's `cudaStream_t`: `Stream.from_external(StreamRef)` on CuPy 14
+    (where `ExternalStream` is deprecated), `ExternalStream(ptr)` on CuPy 13, which has no from_external."""
+    from_external = getattr(cupy.cuda.Stream, "from_external", None)
+    return from_external(StreamRef(stream_ptr)) if from_external else cupy.cuda.ExternalStream(stream_ptr)
+
+
 def launch(x_ptr: int, y_ptr: int, n: int, half: bool, slope: float, stream_ptr: int, sm_count: int = 132) -> None:
     """y = prelu(x) on device pointers (n elements), on the CUDA stream `stream_ptr`."""
     import cupy
@@ -72,8 +90,5 @@ def launch(x_ptr: int, y_ptr: int, n: int, half: bool, slope: float, stream_ptr:
 
     f32, f16 = _kernels()
     n_vec, blocks = plan(n, half, x_ptr, y_ptr, sm_count)
-    # Stream.from_external where CuPy has it (ExternalStream is deprecated)
-    external = getattr(cupy.cuda.Stream, "from_external", None)
-    stream = external(stream_ptr) if external else cupy.cuda.ExternalStream(stream_ptr)
-    with stream:
+    with external_stream(cupy, stream_ptr):
         (f16 if half else f32)((blocks,), (THREADS,), (x_ptr, y_ptr, x_ptr, y_ptr, np.int64(n_vec), np.int64(n), np.float32(slope)))
