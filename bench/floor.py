@@ -18,6 +18,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from prelu_deploy.errors import UsageError
+from prelu_deploy.export.onnx_file import pinned, save
 from prelu_deploy.export.triton import config_pbtxt
 from prelu_deploy.manifest import CONFIG, GOLDEN, ONNX, read_entry
 
@@ -30,7 +31,7 @@ def floor_graph(input_name: str, dims: list[int], output_name: str, classes: int
              helper.make_node("Slice", ["flat", "zero", "classes", "one"], [output_name])]
     graph = helper.make_graph(nodes, "floor", [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", *dims])],
                               [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", classes])], consts)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model = pinned(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -45,7 +46,7 @@ def make_floor_entry(model_dir: str | Path, repo: str | Path | None = None) -> P
     dest = Path(repo or entry.path.parent) / name
     shutil.rmtree(dest, ignore_errors=True)
     (dest / "1").mkdir(parents=True)
-    onnx.save(floor_graph(entry.input.name, entry.input.dims, entry.output.name, classes), dest / ONNX)
+    save(floor_graph(entry.input.name, entry.input.dims, entry.output.name, classes), dest / ONNX)
     golden = entry.golden_io()
     flat = golden["inputs"].reshape(len(golden["inputs"]), -1)[:, :classes]
     with np.load(entry.path / GOLDEN) as z:

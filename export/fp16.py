@@ -4,6 +4,8 @@ runner for its fp16 variant, so both compute in the same fp16 graph."""
 
 import onnx
 
+from prelu_deploy.export.onnx_file import pinned
+
 CONVERSION = "onnxconverter-common float16 (inputs/outputs kept fp32)"
 
 
@@ -15,4 +17,4 @@ def to_fp16(graph: onnx.ModelProto) -> onnx.ModelProto:
 
         raise UsageError("fp16 graphs need onnxconverter-common: pip install onnxconverter-common "
                          "(the trt and gpu extras bring it)") from None
-    return float16.convert_float_to_float16(graph, keep_io_types=True)
+    return pinned(float16.convert_float_to_float16(graph, keep_io_types=True))

@@ -15,6 +15,7 @@ from prelu_deploy.errors import ExportError, UsageError
 from prelu_deploy.export.golden import make_golden
 from prelu_deploy.export.lowering import LOWERINGS, lower, prelu_layers
 from prelu_deploy.export.onnx_export import DEFAULT_OPSET, INPUT, OUTPUT, check, to_onnx
+from prelu_deploy.export.onnx_file import save
 from prelu_deploy.export.triton import config_pbtxt
 from prelu_deploy.manifest import CONFIG, GOLDEN, ONNX, ModelEntry, Source, TensorSpec
 from prelu_deploy.models import load_checkpoint
@@ -59,7 +60,7 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
     in_dims = [cfg.in_chans, cfg.input_size, cfg.input_size]
     with staged_dir(dest) as tmp:
         (tmp / "1").mkdir()
-        onnx.save(graph, tmp / ONNX)
+        save(graph, tmp / ONNX)
         np.savez(tmp / GOLDEN, inputs=golden["inputs"], logits=golden["logits"], logits_fp64=golden["logits_fp64"])
         (tmp / CONFIG).write_text(config_pbtxt(name, "onnx", max_batch, [(INPUT, in_dims)], [(OUTPUT, [cfg.num_classes])]))
         ModelEntry(

@@ -20,6 +20,7 @@ import onnx
 
 from prelu_deploy.atomic import check_destination, staged_dir
 from prelu_deploy.errors import DatasetError, ExportError, UsageError
+from prelu_deploy.export.onnx_file import save
 from prelu_deploy.export.tensors import cosines, module_nodes, module_tensors, run_exposed
 from prelu_deploy.export.triton import config_pbtxt
 from prelu_deploy.manifest import CONFIG, GOLDEN, ONNX, ModelEntry, read_entry
@@ -76,6 +77,7 @@ def quantize(model: Path, out: Path, entry: ModelEntry, x: np.ndarray, method: s
                     weight_type=QuantType.QInt8, per_channel=per_channel, calibrate_method=methods[method],
                     nodes_to_exclude=exclude or None,
                     extra_options={"ActivationSymmetric": tensorrt, "WeightSymmetric": True, "QuantizeBias": not tensorrt})
+    save(onnx.load(out), out)  # the quantizer stamps the installed onnx's IR version
 
 
 def held_out_scores(entry: ModelEntry, graphs: dict[str, Path], n: int = 1000) -> dict:

@@ -12,6 +12,7 @@ from prelu_deploy.export.quantize import quantize_entry
 from prelu_deploy.manifest import read_entry
 from prelu_deploy.serve.repository import load_model
 from prelu_deploy.serve.settings import Settings
+from .test_onnx_file import assert_readable
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,9 @@ def test_a_qdq_entry_records_how_and_what_it_cost(repo, mode, activation):
     assert q["calibration"]["count"] == 256 and len(q["calibration"]["sha256"]) == 64
     scores = q["held_out"]
     assert scores["n"] == 360 and scores["accuracy_fp32"] - scores["accuracy_int8"] <= 0.005
-    ops = [n.op_type for n in onnx.load(e.artifact).graph.node]
+    graph = onnx.load(e.artifact)
+    assert_readable(graph)
+    ops = [n.op_type for n in graph.node]
     assert ops.count("QuantizeLinear") >= 5 and ops.count("DequantizeLinear") >= 10 and activation in ops
 
 
