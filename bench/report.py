@@ -6,15 +6,19 @@ import platform
 import shlex
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distributions, packages_distributions, version
 from pathlib import Path
 
 from prelu_deploy import usable_cores
 from prelu_deploy.atomic import write_bytes
 from prelu_deploy.bench.timing import CV_HIGH
 
-PACKAGES = ("prelu-deploy", "numpy", "onnxruntime", "torch", "tensorrt", "tensorrt-rtx", "tensorrt-rtx-cu13", "cupy-cuda12x",
-            "cupy-cuda13x", "fastapi", "uvicorn")
+# import name → the distribution that usually provides it. Where a module is already imported, the
+# distribution whose files hold that very module is reported instead: onnxruntime-gpu and onnxruntime
+# both install `onnxruntime`, and the metadata of the one not loaded must not name the runtime measured.
+MODULES = {"prelu_deploy": "prelu-deploy", "numpy": "numpy", "onnxruntime": "onnxruntime", "torch": "torch",
+           "tensorrt": "tensorrt", "tensorrt_rtx": "tensorrt-rtx-cu13", "cupy": "cupy-cuda13x", "fastapi": "fastapi",
+           "uvicorn": "uvicorn"}
 
 
 def _cpu_model() -> str:
@@ -38,9 +42,26 @@ def _gpu() -> str | None:
         return None
 
 
+def loaded_distribution(module: str) -> tuple[str, str] | None:
+    """(distribution, version) whose installed files hold the module `module` as imported in this
+    process; None when it is not imported or no distribution claims that file."""
+    mod = sys.modules.get(module)
+    if mod is None or not getattr(mod, "__file__", None):
+        return None
+    path, own = Path(mod.__file__).resolve(), getattr(mod, "__version__", None)
+    found = [(dist.metadata["Name"], dist.version) for name in packages_distributions().get(module, [])
+             for dist in distributions(name=name)  # every copy on sys.path, e.g. a --target install first
+             if Path(dist.locate_file(f"{module}/__init__.py")).resolve() == path]
+    # two distributions installed over one folder both claim its files: the module's own version decides
+    return next((f for f in found if f[1] == own), found[0] if found else None)
+
+
 def environment() -> dict:
     versions = {}
-    for pkg in PACKAGES:
+    for module, pkg in MODULES.items():
+        if found := loaded_distribution(module):
+            versions[found[0]] = found[1]
+            continue
         try:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:

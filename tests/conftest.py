@@ -33,17 +33,39 @@ def tensorrt_or_skip():
 
 
 def _gpu_present() -> bool:
+    if os.environ.get("PRELU_DEPLOY_TEST_ASSUME_GPU") == "1":  # a test of the suite's own skips (test_gpu_skips.py)
+        return True
     return shutil.which("nvidia-smi") is not None and subprocess.run(
         ["nvidia-smi", "-L"], capture_output=True).returncode == 0
+
+
+def tensorrt_gpu_or_skip():
+    """(module, flavour) of a TensorRT that runs engines on this machine's GPU, or skip the calling test
+    with the reason: none installed, or a flavour that does not run on this GPU (TensorRT-RTX on Hopper)."""
+    trt, flavour = tensorrt_or_skip()
+    from prelu_deploy.plugins.tensorrt_lib import unsupported_cc
+
+    cc = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
+                        text=True).stdout.split("\n")[0].strip() if shutil.which("nvidia-smi") else ""
+    if cc and (why := unsupported_cc(flavour, cc)):
+        pytest.skip(why)
+    return trt, flavour
 
 
 def pytest_collection_modifyitems(config, items):
     if _gpu_present():
         return
-    skip = pytest.mark.skip(reason="needs an NVIDIA GPU; none on this machine (run on the lent device)")
+    skip = pytest.mark.skip(reason="needs an NVIDIA GPU and the gpu extra; no GPU on this machine")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tensorrt_gpu():
+    """First in a test's arguments: skips before the other fixtures are built (an H200 without TensorRT
+    failed a TensorRT test with "TensorRT is not installed" instead of skipping)."""
+    return tensorrt_gpu_or_skip()
 
 
 @pytest.fixture(scope="session")

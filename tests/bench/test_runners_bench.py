@@ -148,7 +148,7 @@ def test_tensorrt_without_a_gpu_says_so(cli, tmp_path, digits_dir):
 
 
 @pytest.mark.gpu
-def test_bench_tensorrt_on_the_gpu_reports_gpu_times(cli, tmp_path, digits_dir):
+def test_bench_tensorrt_on_the_gpu_reports_gpu_times(tensorrt_gpu, cli, tmp_path, digits_dir):
     proc = cli("bench", digits_dir, "--backend", "torch,torch-compile,onnxruntime,tensorrt", "--device", "cuda",
                "--precision", "fp32,fp16", "--batch", "1,8", *FAST, "--out", tmp_path, "--json")
     r = json.loads(proc.stdout)

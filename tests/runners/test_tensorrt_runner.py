@@ -10,7 +10,7 @@ from prelu_deploy.export.lowering import LOWERINGS
 from prelu_deploy.export.model_dir import export_model_dir
 from prelu_deploy.runners.runner import get_runner
 
-from ..conftest import _gpu_present, tensorrt_or_skip  # noqa: E402
+from ..conftest import _gpu_present, tensorrt_gpu_or_skip, tensorrt_or_skip  # noqa: E402
 
 trt, FLAVOUR = tensorrt_or_skip()
 from prelu_deploy.export.build import build_plan  # noqa: E402
@@ -64,6 +64,7 @@ def test_without_a_gpu_says_so(repo):
 @pytest.mark.parametrize("mode", LOWERINGS)
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_gpu_parity_of_every_lowering_and_precision(repo, mode, precision):
+    tensorrt_gpu_or_skip()
     from prelu_deploy.runners.parity import compare
 
     runner = get_runner("tensorrt", repo / f"d_{mode}_{precision}_trt")
@@ -89,6 +90,7 @@ def test_parity_on_a_plan_entry_says_what_it_needs(cli, repo):
 @pytest.mark.gpu
 def test_gpu_a_plan_with_max_batch_4_passes_its_gate(repo, tmp_path):
     """8 golden rows, a plan that takes at most 4: the gate runs them in two calls."""
+    tensorrt_gpu_or_skip()
     from prelu_deploy.serve.repository import load_model
     from prelu_deploy.serve.settings import Settings
 
