@@ -14,7 +14,7 @@ from prelu_deploy import __version__
 from prelu_deploy.runners.runner import run_batched
 from prelu_deploy.serve.batching import DynamicBatcher
 from prelu_deploy.serve.errors import ApiError, error_response
-from prelu_deploy.serve.hot_path import HotPath
+from prelu_deploy.serve.hot_path import MODEL_KEY, HotPath
 from prelu_deploy.serve.metrics import Metrics
 from prelu_deploy.serve.openapi import install_docs
 from prelu_deploy.serve.repository import ServedModel, load_repository
@@ -64,7 +64,7 @@ class LimitsAndMetrics:
     @staticmethod
     def _labels(scope) -> tuple[str, str]:
         parts = scope["path"].split("/")
-        model = parts[parts.index("models") + 1] if "models" in parts[:-1] else "-"
+        model = scope.get(MODEL_KEY) or (parts[parts.index("models") + 1] if "models" in parts[:-1] else "-")
         if model not in getattr(scope["app"].state, "models", {}):
             model = "-" if model == "-" else "unknown"
         known = ("infer", "classify", "ready", "live", "metrics")

@@ -1,6 +1,7 @@
 """`prelu-deploy serve`: every model directory of a repository over HTTP."""
 
 import logging
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -45,6 +46,10 @@ def serve(
 ) -> None:
     """Serve every model directory in REPO over the Open Inference Protocol v2 and /v1/classify.
     torch is never imported unless --backend torch is chosen."""
+    if ray and ray_address is None:  # a local cluster, on loopback when the server is: set before ray is imported
+        from prelu_deploy.serve.ray_options import local_cluster_env
+
+        os.environ.update(local_cluster_env(host))
     ray_options = _ray_options(ray, replicas, autoscale, ray_address, max_ongoing_requests, ray_cpus, ray_gpus, max_queue)
     if ray_options is not None and workers is not None:
         raise UsageError("--workers: not with --ray (each replica is one process; choose --replicas or --autoscale)")
@@ -64,6 +69,9 @@ def serve(
         if workers is None and device != "cpu":
             workers = 1  # one process per GPU: a CUDA context (and its memory) per worker would buy nothing
         layout = procs.plan(usable_cores(), workers, instances, threads)
+    procs.configure_logging(log_level)
+    if warning := procs.exposure_warning(host):
+        logging.getLogger("prelu_deploy.serve").warning(warning)
     if ray_address is None:
         socks = procs.listen(host, port, layout.workers if layout else 1)  # before any model loads: a taken port fails at once
         if ray_options is not None:
@@ -72,7 +80,6 @@ def serve(
     from prelu_deploy.serve.bundled import bundled_repository
     from prelu_deploy.serve.settings import Settings
 
-    procs.configure_logging(log_level)
     common = dict(repo=repo or bundled_repository(), backend=backend, device=device, max_batch_size=max_batch_size,
                   max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, max_images=max_images,
                   max_body_bytes=int(max_body_mb * (1 << 20)), max_pixels=max_pixels, header_timeout_s=header_timeout,

@@ -17,6 +17,7 @@ from prelu_deploy.serve.errors import ApiError, ClientGone, error_response
 from prelu_deploy.serve.settings import Settings
 
 log = logging.getLogger("prelu_deploy.serve")
+MODEL_KEY = "prelu_deploy.model"  # in an ASGI scope: the model a hot route's handler chose
 
 
 @dataclass
@@ -76,15 +77,18 @@ class HotPath:
             err = ApiError(405, f"{scope['method']} is not allowed here; use POST", {"Allow": "POST"})
             return await error_response(err)(scope, receive, send)
         kind, name, version = route
+        request = HotRequest(scope, b"", name, version)
         try:
-            body = await read_body(receive, self.settings)
-            content, headers = await self.handlers[kind](HotRequest(scope, body, name, version))
+            request.body = await read_body(receive, self.settings)
+            content, headers = await self.handlers[kind](request)
         except Exception as err:
             if isinstance(err, ClientGone):  # nobody to answer; one line, no traceback
                 log.info("%s %s: %s", scope["method"], scope["path"], err.message)
             elif not isinstance(err, ApiError):
                 log.exception("%s %s failed", scope["method"], scope["path"])
             return await error_response(err)(scope, receive, send)
+        finally:
+            scope[MODEL_KEY] = request.name  # the model that answered (/v1/classify names none), for /metrics
         await send_response(send, content, headers)
 
 

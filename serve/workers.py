@@ -11,6 +11,7 @@ forked. Prometheus counters of all workers are summed at /metrics through promet
 multiprocess mode (a folder of per-process files that the parent creates and removes)."""
 
 import copy
+import ipaddress
 import logging
 import multiprocessing
 import os
@@ -95,6 +96,29 @@ def app_from_env():
     settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
     configure_logging(os.environ.get(LOG_LEVEL_ENV, "info"))
     return create_app(settings)
+
+
+def exposure_warning(host: str) -> str | None:
+    """What to say when `host` is not a loopback address: the server has no authentication, so anyone
+    who can reach the address can use every model (and fill its queues). None for loopback (and for
+    a name that does not resolve: listen() says why)."""
+    if is_loopback(host) is not False:
+        return None
+    return (f"listening on {host} (beyond loopback): anyone who can reach this address can use the server, which has "
+            f"no authentication; put it behind an authenticating proxy, or keep --host 127.0.0.1")
+
+
+def is_loopback(host: str) -> bool | None:
+    """Whether every address `host` resolves to is a loopback one; None when it does not resolve."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return None
+    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
 
 
 def listen(host: str, port: int, copies: int = 1) -> list[socket.socket]:

@@ -1,8 +1,9 @@
 """Open Inference Protocol v2: health, server and model metadata, readiness, inference."""
 
 import logging
+from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -37,10 +38,24 @@ async def live() -> dict:
     return {"live": True}
 
 
-@router.get("/health/ready", responses={503: {"description": "Not every model is ready"}})
-async def ready(models: Models) -> JSONResponse:
+@router.get("/health/ready", responses={503: {"description": "Not every model is ready: `models` names each "
+                                                          "one not ready and why"}})
+async def ready(request: Request, models: Models) -> JSONResponse:
     ok = bool(models) and all(m.ready for m in models.values())
-    return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+    if ok:
+        return JSONResponse({"ready": True})
+    repo = request.app.state.settings.repo
+    body = {"ready": False, "models": {name: public_reason(m.reason, repo) for name, m in models.items() if not m.ready}}
+    return JSONResponse(body if models else {**body, "reason": "no model is served"}, status_code=503)
+
+
+def public_reason(reason: str, repo: Path | None) -> str:
+    """A not-ready reason as unauthenticated callers may read it: paths inside the repository relative
+    to it (the log keeps the full text)."""
+    if repo is not None:
+        for root in {str(repo), str(repo.resolve())}:
+            reason = reason.replace(root.rstrip("/") + "/", "")
+    return reason
 
 
 @router.get("")
