@@ -12,11 +12,14 @@ __all__ = ["Bucketed", "Buckets"]
 class Buckets:
     """The bucket sizes for batches of `min_batch`..`max_batch` rows."""
 
-    def __init__(self, max_batch: int, min_batch: int = 1):
+    def __init__(self, max_batch: int, min_batch: int = 1, sizes: tuple[int, ...] | None = None):
+        """`sizes` replaces the powers of two (a benchmark that runs three batch sizes need not
+        capture nine graphs); the largest batch is always a bucket, so every batch fits one."""
         if not 1 <= min_batch <= max_batch:
             raise ValueError(f"batch buckets need 1 ≤ min ≤ max, not {min_batch}..{max_batch}")
-        powers = {1 << k for k in range(max_batch.bit_length()) if min_batch < 1 << k < max_batch}
-        self.sizes: list[int] = sorted(powers | {min_batch, max_batch})
+        if sizes is None:
+            sizes = tuple(1 << k for k in range(max_batch.bit_length()) if min_batch < 1 << k < max_batch) + (min_batch,)
+        self.sizes: list[int] = sorted({s for s in sizes if min_batch <= s <= max_batch} | {max_batch})
 
     def __iter__(self):
         return iter(self.sizes)

@@ -3,7 +3,10 @@ I/O bound to device buffers and one CUDA graph captured per batch-size bucket.
 
 - Precision, said truthfully: `fp32` runs with TF32 off (`use_tf32=0`: the provider's default is on,
   which erred ~1e-3 of the largest logit on an H100); `tf32` turns it on (opt-in, its own tolerance);
-  `fp16` runs the graph through the same fp16 conversion `build` uses (inputs/outputs kept fp32).
+  `fp16` runs the graph through the same fp16 conversion `build` uses — with `io_fp16` its input and
+  output stay float16 too, so the host→device copy carries half the bytes (the cast is on the host).
+- cuDNN's convolution algorithm search (`conv_algo`: EXHAUSTIVE, ONNX Runtime's default, HEURISTIC or
+  DEFAULT) and NHWC kernels (`nhwc`) are options that `prelu-deploy gpu-check` measures.
 - Buffers: per bucket a device input and output (`OrtValue` on 'cuda') bound once with an IOBinding;
   a batch is padded into a host staging buffer of its bucket (page-locked when CuPy is there, so the
   host→device copy is a DMA), copied in place into the bound input, run with `run_with_iobinding`,
@@ -16,7 +19,7 @@ I/O bound to device buffers and one CUDA graph captured per batch-size bucket.
   pays for the capture). Captures are alone on the GPU (`CaptureGate`). A graph whose nodes do not all
   run on the CUDA provider, or a capture CUDA refuses, turns graphs off; the runner says why (`graph_note`).
 
-Needs a GPU: nothing below the option checks has run on one in this project yet (docs/gpu.md)."""
+Runs on a GPU only; docs/gpu.md says where it ran and with what result."""
 
 import logging
 import threading
@@ -44,37 +47,77 @@ def cuda_precision(entry: ModelEntry, precision: str | None) -> str:
     return precision
 
 
-def graph_for(entry: ModelEntry, precision: str) -> bytes:
-    """The ONNX graph a precision runs: the entry's own, or for fp16 the conversion `build` uses."""
-    model = entry.artifact.read_bytes()
+def graph_for(entry: ModelEntry, precision: str, io_fp16: bool = False) -> bytes:
+    """The ONNX graph a precision runs: the entry's own, or for fp16 the conversion `build` uses
+    (with float16 inputs and outputs when `io_fp16`)."""
+    model = entry.artifact_bytes()  # the bytes its manifest vouches for (manifest.load_entry)
     if precision != "fp16":
         return model
     import onnx
 
     from prelu_deploy.export.fp16 import to_fp16
 
-    return to_fp16(onnx.load_from_string(model)).SerializeToString()
+    return to_fp16(onnx.load_from_string(model), keep_io_types=not io_fp16).SerializeToString()
 
 
-def provider_options(device_id: int, precision: str, cuda_graphs: bool) -> dict[str, str]:
-    """CUDAExecutionProvider options: TF32 only for the tf32 precision."""
-    return {"device_id": str(device_id), "use_tf32": "1" if precision == "tf32" else "0",
-            "enable_cuda_graph": "1" if cuda_graphs else "0"}
+CONV_ALGOS = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")  # cudnn_conv_algo_search; ONNX Runtime's default: EXHAUSTIVE
 
 
-def _staging(shape: tuple[int, ...], device_id: int) -> tuple[np.ndarray, bool]:
-    """A float32 host buffer, page-locked through CuPy where CuPy is installed."""
-    count = int(np.prod(shape))
+def provider_options(device_id: int, precision: str, cuda_graphs: bool, conv_algo: str | None = None,
+                     nhwc: bool = False) -> dict[str, str]:
+    """CUDAExecutionProvider options: TF32 only for the tf32 precision; ONNX Runtime's own defaults for
+    the cuDNN search and layout unless asked."""
+    options = {"device_id": str(device_id), "use_tf32": "1" if precision == "tf32" else "0",
+               "enable_cuda_graph": "1" if cuda_graphs else "0"}
+    if conv_algo is not None:
+        if conv_algo not in CONV_ALGOS:
+            raise UsageError(f"conv_algo {conv_algo!r}: choose {' | '.join(CONV_ALGOS)}")
+        options["cudnn_conv_algo_search"] = conv_algo
+    if nhwc:
+        options["prefer_nhwc"] = "1"
+    return options
+
+
+@contextmanager
+def quiet_provider_lookup(ort):
+    """onnxruntime-gpu (1.31 on an H200) first looks for a plugin EP device for the CUDA provider and, finding none,
+    logs "No registered plugin EP device found for 'CUDAExecutionProvider'" on its default logger
+    before it takes the bundled provider: not a fault, and read as one. The default logger is raised to
+    errors while a session is made (sessions log on their own logger, kept at warnings: real warnings
+    stay); ONNX Runtime has no getter, so it is put back to its default, warning."""
+    with _LOGGER_LOCK:
+        ort.set_default_logger_severity(3)
+        try:
+            yield
+        finally:
+            ort.set_default_logger_severity(2)
+
+
+_LOGGER_LOCK = threading.Lock()
+
+
+def new_session(ort, model: bytes, providers: list):
+    """An InferenceSession that logs its own warnings but not the provider lookup's, with no silent
+    fallback to the CPU: a GPU runner that runs on the CPU would lie in every report."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 2
+    with quiet_provider_lookup(ort):
+        return ort.InferenceSession(model, opts, providers=providers, enable_fallback=0)
+
+
+def _staging(shape: tuple[int, ...], device_id: int, dtype=np.float32) -> tuple[np.ndarray, bool]:
+    """A host buffer, page-locked through CuPy where CuPy is installed."""
+    count, dtype = int(np.prod(shape)), np.dtype(dtype)
     try:
         import cupy
 
         with cupy.cuda.Device(device_id):
-            mem = cupy.cuda.alloc_pinned_memory(count * 4)
-        host = np.frombuffer(mem, np.float32, count).reshape(shape)  # the array keeps `mem` alive
+            mem = cupy.cuda.alloc_pinned_memory(count * dtype.itemsize)
+        host = np.frombuffer(mem, dtype, count).reshape(shape)  # the array keeps `mem` alive
         host[...] = 0
         return host, True
     except Exception:  # no CuPy (or it cannot pin): pageable memory, correct and a little slower
-        return np.zeros(shape, np.float32), False
+        return np.zeros(shape, dtype), False
 
 
 class CaptureGate:
@@ -119,23 +162,24 @@ GATE = CaptureGate()  # one per process: the hazard is process-wide
 class _Slot:
     """One bucket's bound buffers, binding and run options."""
 
-    def __init__(self, ort, session, entry: ModelEntry, size: int, device_id: int, graph_id: int | None):
-        self.x = ort.OrtValue.ortvalue_from_shape_and_type([size, *entry.input.dims], np.float32, "cuda", device_id)
-        self.y = ort.OrtValue.ortvalue_from_shape_and_type([size, *entry.output.dims], np.float32, "cuda", device_id)
+    def __init__(self, ort, session, entry: ModelEntry, size: int, device_id: int, graph_id: int | None, dtype=np.float32):
+        self.x = ort.OrtValue.ortvalue_from_shape_and_type([size, *entry.input.dims], dtype, "cuda", device_id)
+        self.y = ort.OrtValue.ortvalue_from_shape_and_type([size, *entry.output.dims], dtype, "cuda", device_id)
         self.binding = session.io_binding()
         self.binding.bind_ortvalue_input(session.get_inputs()[0].name, self.x)
         self.binding.bind_ortvalue_output(session.get_outputs()[0].name, self.y)
         self.run_options = ort.RunOptions()
         if graph_id is not None:
             self.run_options.add_run_config_entry("gpu_graph_id", str(graph_id))
-        self.host, self.pinned = _staging((size, *entry.input.dims), device_id)
+        self.host, self.pinned = _staging((size, *entry.input.dims), device_id, dtype)
 
 
 class OnnxRuntimeCudaRunner(BaseRunner):
     name = "onnxruntime"
 
     def __init__(self, entry: ModelEntry, device: str = "cuda", precision: str | None = None, cuda_graphs: bool = True,
-                 threads: int | None = None, spinning: bool = True):
+                 threads: int | None = None, spinning: bool = True, conv_algo: str | None = None, nhwc: bool = False,
+                 io_fp16: bool = False, buckets: tuple[int, ...] | None = None):
         super().__init__(entry)
         kind, self.device_id = parse_device(device)
         if kind != "cuda":
@@ -148,7 +192,11 @@ class OnnxRuntimeCudaRunner(BaseRunner):
         if why := ort_cuda_missing(ort):
             raise UsageError(why)
         self._ort, self.device = ort, f"cuda:{self.device_id}"
-        model = graph_for(entry, self._precision)
+        if io_fp16 and self._precision != "fp16":
+            raise UsageError(f"io_fp16: float16 inputs and outputs are for the fp16 precision, not {self._precision}")
+        self._conv_algo, self._nhwc = conv_algo, nhwc
+        self._io = np.float16 if io_fp16 else np.float32
+        model = graph_for(entry, self._precision, io_fp16)
         self.graph_note = None
         try:
             self.session = self._session(model, cuda_graphs)
@@ -159,7 +207,7 @@ class OnnxRuntimeCudaRunner(BaseRunner):
             self._graphs_off(f"the session refused graph capture ({err})")
         self.cuda_graphs = cuda_graphs
         p = self.profile
-        self.buckets = Buckets(p.max, p.min)
+        self.buckets = Buckets(p.max, p.min, buckets)
         self._graph_ids = {size: graph_id for graph_id, size in enumerate(self.buckets, start=1)}
         self._uncaptured = ort.RunOptions()
         self._uncaptured.add_run_config_entry("gpu_graph_id", "-1")
@@ -192,7 +240,7 @@ class OnnxRuntimeCudaRunner(BaseRunner):
         with GATE.exclusive():
             if size not in self._slots:
                 self._slots[size] = _Slot(self._ort, self.session, self.entry, size, self.device_id,
-                                          self._graph_ids[size] if self.cuda_graphs else None)
+                                          self._graph_ids[size] if self.cuda_graphs else None, self._io)
             slot = self._slots[size]
             if self.cuda_graphs:
                 slot.x.update_inplace(slot.host)
@@ -203,10 +251,10 @@ class OnnxRuntimeCudaRunner(BaseRunner):
 
     def _session(self, model: bytes, cuda_graphs: bool):
         ort, entry = self._ort, self.entry
-        opts = ort.SessionOptions()
-        providers = [("CUDAExecutionProvider", provider_options(self.device_id, self._precision, cuda_graphs))]
-        try:  # no silent fallback to the CPU: a GPU runner that runs on the CPU would lie in every report
-            session = ort.InferenceSession(model, opts, providers=providers, enable_fallback=0)
+        providers = [("CUDAExecutionProvider", provider_options(self.device_id, self._precision, cuda_graphs,
+                                                                self._conv_algo, self._nhwc))]
+        try:
+            session = new_session(ort, model, providers)
         except Exception as err:  # onnxruntime raises its own types (Fail, RuntimeException, …)
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise PreluDeployError(f"{entry.path}: ONNX Runtime cannot run {entry.artifact.name} on {self.device_name} "
@@ -235,7 +283,7 @@ class OnnxRuntimeCudaRunner(BaseRunner):
             slot.x.update_inplace(slot.host)
             self.session.run_with_iobinding(slot.binding, slot.run_options)  # synchronises before it returns
             out = slot.y.numpy()
-        return Buckets.unpad(out, len(batch))
+        return Buckets.unpad(out, len(batch)).astype(np.float32, copy=False)
 
     def close(self) -> None:
         self._slots.clear()

@@ -1,7 +1,13 @@
 """PyTorch runners on the checkpoint a model entry was exported from: eager (the reference) and
 torch.compile. On a GPU, `fp32` means TF32 off (cuDNN convolutions and cuBLAS matmuls use TF32 unless
-told not to); `tf32` is the opt-in that allows it. torch-compile on a GPU uses CUDA graphs
-(`mode="reduce-overhead"`), one per batch-size bucket, all captured when the runner is made."""
+told not to); `tf32` is the opt-in that allows it; `fp16` runs the model in half precision (weights
+and activations; the batch is copied to the GPU as float32 and cast there, the logits come back as
+float32). torch-compile on a GPU uses CUDA graphs (`mode="reduce-overhead"`), one per batch-size
+bucket, all captured when the runner is made.
+
+Options measured by `prelu-deploy gpu-check` rather than assumed: `channels_last` (NHWC activations,
+what cuDNN's fp16 tensor-core convolutions prefer) and `cudnn_benchmark` (cuDNN's algorithm search per
+input shape, a process-wide flag set around each call like TF32's)."""
 
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,17 +34,21 @@ def load_source_model(entry: ModelEntry, checkpoint: str | Path | None = None):
 
 
 @contextmanager
-def tf32(allowed: bool):
-    """TF32 in cuDNN convolutions and cuBLAS matmuls as asked, restored afterwards (process-wide
-    flags: a tf32 runner beside an fp32 one in one process must not change the other's numbers)."""
+def cuda_numerics(tf32: bool, cudnn_benchmark: bool | None = None):
+    """TF32 in cuDNN convolutions and cuBLAS matmuls as asked (and cuDNN's algorithm search when given),
+    restored afterwards (process-wide flags: a tf32 runner beside an fp32 one in one process must not
+    change the other's numbers)."""
     import torch
 
-    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allowed
+    flags = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = flags[0].allow_tf32, flags[1].allow_tf32, flags[0].benchmark
+    flags[0].allow_tf32 = flags[1].allow_tf32 = tf32
+    if cudnn_benchmark is not None:
+        flags[0].benchmark = cudnn_benchmark
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+        flags[0].allow_tf32, flags[1].allow_tf32, flags[0].benchmark = before
 
 
 class TorchRunner(BaseRunner):
@@ -47,7 +57,8 @@ class TorchRunner(BaseRunner):
     name = "torch"
 
     def __init__(self, entry: ModelEntry, checkpoint: str | Path | None = None, threads: int | None = None,
-                 device: str = "cpu", precision: str | None = None):
+                 device: str = "cpu", precision: str | None = None, channels_last: bool = False,
+                 cudnn_benchmark: bool | None = None, buckets: tuple[int, ...] | None = None):
         super().__init__(entry)
         try:
             import torch
@@ -60,21 +71,25 @@ class TorchRunner(BaseRunner):
         if kind == "cuda" and (why := torch_cuda_missing(index)):
             raise UsageError(why)
         self._precision = precision or "fp32"  # the checkpoint itself, whatever the entry's artifact computes in
-        if self._precision not in TORCH_PRECISIONS or (self._precision == "tf32" and kind != "cuda"):
-            raise UsageError(f"--precision {self._precision!r}: the torch runners run fp32, or tf32 on --device cuda")
+        if self._precision not in TORCH_PRECISIONS or (self._precision != "fp32" and kind != "cuda"):
+            raise UsageError(f"--precision {self._precision!r}: the torch runners run fp32, or tf32 and fp16 on --device cuda")
         self.device = torch.device(device)
+        self.channels_last, self.cudnn_benchmark, self._bucket_sizes = channels_last, cudnn_benchmark, buckets
+        self._dtype = torch.float16 if self._precision == "fp16" else torch.float32
+        self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self._staging = None  # page-locked host rows for the copy to the GPU
         if kind == "cuda":
             self._staging = torch.empty((self.profile.max, *entry.input.dims), dtype=torch.float32, pin_memory=True)
         with self._numerics():
-            self.model = self._prepare(load_source_model(entry, checkpoint).eval().to(self.device))
+            model = load_source_model(entry, checkpoint).eval().to(self.device, self._dtype)
+            self.model = self._prepare(model.to(memory_format=self._memory_format))
 
     @property
     def precision(self) -> str:
         return self._precision
 
     def _numerics(self):
-        return tf32(self._precision == "tf32") if self.device.type == "cuda" else _nothing()
+        return cuda_numerics(self._precision == "tf32", self.cudnn_benchmark) if self.device.type == "cuda" else _nothing()
 
     def _prepare(self, model):
         return model
@@ -89,7 +104,8 @@ class TorchRunner(BaseRunner):
         host = self._staging[:rows or len(batch)]
         host[:len(batch)] = x
         host[len(batch):] = 0
-        return host.to(self.device, non_blocking=True)  # the previous call's .cpu() waited: the staging rows are free
+        x = host.to(self.device, non_blocking=True)  # the previous call's .cpu() waited: the staging rows are free
+        return x.to(dtype=self._dtype, memory_format=self._memory_format)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         import torch
@@ -120,7 +136,7 @@ class CompiledTorchRunner(TorchRunner):
 
         if self.device.type != "cuda":
             return torch.compile(model)
-        self.buckets, self.cuda_graphs = Buckets(self.profile.max, self.profile.min), True
+        self.buckets, self.cuda_graphs = Buckets(self.profile.max, self.profile.min, self._bucket_sizes), True
         cfg = torch._dynamo.config  # one compiled graph per bucket: more than dynamo's default 8 recompiles
         limit = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"  # torch < 2.6
         setattr(cfg, limit, max(getattr(cfg, limit), len(self.buckets) + 1))

@@ -55,3 +55,10 @@ def test_bucketed_runner_answers_equal_unpadded_runs(repo):
         np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6 * scale)  # the same rows; kernels may block differently
     np.testing.assert_allclose(run_batched(bucketed, np.concatenate([x, x[:7]])), run_batched(plain, np.concatenate([x, x[:7]])),
                                rtol=0, atol=1e-6 * scale)
+
+
+def test_explicit_sizes_always_end_at_the_max():
+    """A benchmark of batches 1, 32, 256 captures three graphs, not nine; any batch still has a bucket."""
+    assert Buckets(256, 1, (1, 32, 256)).sizes == [1, 32, 256]
+    assert Buckets(256, 1, (1, 32)).sizes == [1, 32, 256] and Buckets(64, 2, (1, 8, 500)).sizes == [8, 64]
+    assert Buckets(256, 1, (1, 32)).size_for(33) == 256

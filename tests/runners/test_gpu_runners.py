@@ -32,6 +32,41 @@ def test_provider_options_keep_tf32_off_unless_asked():
     assert provider_options(1, "fp32", True) == {"device_id": "1", "use_tf32": "0", "enable_cuda_graph": "1"}
     assert provider_options(0, "tf32", False) == {"device_id": "0", "use_tf32": "1", "enable_cuda_graph": "0"}
     assert provider_options(0, "fp16", True)["use_tf32"] == "0"
+    assert "cudnn_conv_algo_search" not in provider_options(0, "fp32", True)  # ONNX Runtime's default: EXHAUSTIVE
+    tuned = provider_options(0, "fp32", True, conv_algo="HEURISTIC", nhwc=True)
+    assert tuned["cudnn_conv_algo_search"] == "HEURISTIC" and tuned["prefer_nhwc"] == "1"
+    with pytest.raises(UsageError, match="EXHAUSTIVE | HEURISTIC | DEFAULT"):
+        provider_options(0, "fp32", True, conv_algo="fastest")
+
+
+def test_the_provider_lookup_note_is_silenced_and_session_warnings_kept(capfd):
+    """onnxruntime logs "No registered plugin EP device found for 'CUDAExecutionProvider'" on its default
+    logger whenever CUDA is asked for (the CPU package does too, then takes the CPU); a session's own
+    warnings (here: an unused initializer) must still be shown."""
+    import warnings
+
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from prelu_deploy.runners.onnxruntime_cuda import new_session
+
+    value = helper.make_tensor_value_info
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [value("x", TensorProto.FLOAT, [1])],
+                              [value("y", TensorProto.FLOAT, [1])], [helper.make_tensor("unused", TensorProto.FLOAT, [1], [1.0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10).SerializeToString()
+    providers = [("CUDAExecutionProvider", {"device_id": "0"}), "CPUExecutionProvider"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the CPU package's UserWarning that CUDA is not among its providers
+        capfd.readouterr()
+        ort.InferenceSession(model, providers=providers)
+        plain = capfd.readouterr().err
+        new_session(ort, model, providers)
+        ours = capfd.readouterr().err
+    if ort.get_device() == "CPU" or "No registered plugin EP device" in plain:  # what this onnxruntime logs
+        assert "No registered plugin EP device" not in ours
+    assert "Removing initializer 'unused'" in ours
+    assert onnx.load_from_string(model).ir_version == 10
 
 
 def test_cuda_precisions_of_an_entry(repo):
@@ -61,10 +96,25 @@ def test_the_fp16_variant_is_the_build_converters_graph(repo):
     assert compare(out, golden["logits"], golden["logits_fp64"], "fp16")["passed"]
 
 
+def test_the_fp16_variant_with_fp16_inputs_and_outputs(repo):
+    """io_fp16: the same fp16 graph with float16 at its boundary (half the bytes to the GPU)."""
+    import onnx
+    import onnxruntime as ort
+
+    entry = read_entry(repo / "digits")
+    graph = graph_for(entry, "fp16", io_fp16=True)
+    model = onnx.load_from_string(graph)
+    assert [v.type.tensor_type.elem_type for v in (*model.graph.input, *model.graph.output)] == [onnx.TensorProto.FLOAT16] * 2
+    golden = entry.golden_io()
+    out = ort.InferenceSession(graph, providers=["CPUExecutionProvider"]).run(
+        None, {entry.input.name: golden["inputs"].astype("float16")})[0]
+    assert compare(out.astype("float32"), golden["logits"], golden["logits_fp64"], "fp16")["passed"]
+
+
 def test_tf32_and_fp16_on_the_cpu_are_refused(repo):
     with pytest.raises(UsageError, match="tf32 and fp16 of an ONNX entry need --device cuda"):
         get_runner("onnxruntime", repo / "digits", precision="tf32")
-    with pytest.raises(UsageError, match="the torch runners run fp32, or tf32 on --device cuda"):
+    with pytest.raises(UsageError, match="the torch runners run fp32, or tf32 and fp16 on --device cuda"):
         get_runner("torch", repo / "digits", precision="tf32")
     assert get_runner("onnxruntime", repo / "digits", "cpu", precision="fp32").precision == "fp32"
 
@@ -131,7 +181,8 @@ def test_bench_candidates_on_a_gpu():
     cfg = RunnerBench(backends=["torch", "torch-compile", "onnxruntime", "tensorrt"], precisions=("fp32", "tf32", "fp16"),
                       device="cuda")
     assert [c.label for c in candidates(cfg, "leaky")] == [
-        "torch:cuda", "torch:cuda:tf32", "torch-compile:cuda", "torch-compile:cuda:tf32",
+        "torch:cuda", "torch:cuda:tf32", "torch:cuda:fp16", "torch-compile:cuda", "torch-compile:cuda:tf32",
+        "torch-compile:cuda:fp16",
         "onnxruntime:cuda:leaky", "onnxruntime:cuda:leaky:tf32", "onnxruntime:cuda:leaky:fp16",
         "tensorrt:leaky:fp32", "tensorrt:leaky:fp16"]
     cpu = RunnerBench(backends=["torch", "onnxruntime"], precisions=("fp32", "tf32", "fp16", "int8"))
