@@ -7,11 +7,16 @@ without any of them knowing the manifest's keys. Laid out as a Triton model repo
     <repo>/<name>/golden.npz       golden inputs and their PyTorch logits (float32 and float64)
     <repo>/<name>/1/model.onnx     (platform onnxruntime_onnx) or 1/model.plan (tensorrt_plan)
 
-A malformed manifest is refused when read, with the field named.
+A malformed manifest is refused when read, with the field named: among them a name that is not
+export's (it chooses where `quantize` and `build` write) and a file outside the directory. Files are
+read beneath one descriptor of the directory, no link followed (prelu_deploy.snapshot); `load_entry`
+reads the manifest and every artifact so, as one version, even while an export replaces the folder.
 """
 
 import hashlib
+import io
 import json
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -19,6 +24,8 @@ import numpy as np
 
 from prelu_deploy.atomic import write_bytes
 from prelu_deploy.errors import ModelDirError
+from prelu_deploy.snapshot import ModelFiles, Unreadable, name_problem, path_problem, sha256_file  # noqa: F401 (re-exported)
+from prelu_deploy.specs import BatchProfile, Source, TensorRT, TensorSpec  # noqa: F401 (re-exported)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -32,76 +39,7 @@ BUILD_PRECISIONS = ("fp32", "fp16")  # what `build --precision` asks TensorRT fo
 # What a runner may compute in (`--precision`): the artifacts' plus tf32 (fp32 storage, TF32 math: an opt-in on GPUs)
 RUN_PRECISIONS = ("fp32", "tf32", "fp16", "int8")
 CUDA_PRECISIONS = ("fp32", "tf32", "fp16")  # of an fp32 ONNX entry on ONNX Runtime's CUDA provider (fp16: converted)
-TORCH_PRECISIONS = ("fp32", "tf32")  # the checkpoint in torch; tf32 on a GPU only
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    shape: tuple[int, ...]  # -1 for the batch dimension
-    datatype: str = "FP32"  # Open Inference Protocol name
-
-    @property
-    def dims(self) -> list[int]:
-        """The shape without the batch dimension."""
-        return list(self.shape[1:])
-
-
-@dataclass(frozen=True)
-class BatchProfile:
-    """The batch sizes a runner accepts: TensorRT's optimisation profile, or 1..max_batch_size."""
-    min: int
-    opt: int
-    max: int
-
-
-@dataclass(frozen=True)
-class Source:
-    """Provenance: the checkpoint the entry was exported from."""
-    checkpoint: str
-    sha256: str
-    arch: str
-    kwargs: dict = field(default_factory=dict)
-    metrics: dict | None = None
-
-    @property
-    def dataset(self) -> str | None:
-        return (self.metrics or {}).get("dataset")
-
-
-@dataclass(frozen=True)
-class TensorRT:
-    """How a plan was built (the `tensorrt` section of a plan entry)."""
-    flavour: str  # tensorrt | tensorrt_rtx
-    version: str
-    precision: str
-    profile: BatchProfile
-    target_compute_capabilities: list[str]
-    fp16_conversion: str | None = None
-    workspace_mb: int | None = None
-    timing_cache: str | None = None
-    timing_cache_written: bool = False
-    build_seconds: float | None = None
-    network_layers: list[dict] = field(default_factory=list)
-    plugin: dict | None = None  # {"name", "version", "namespace", "path"} for the plugin lowering
-    tf32: bool = False  # whether the builder was allowed TF32 (never for fp32)
-
-    @property
-    def plugin_path(self) -> str | None:
-        """How the ChannelSharedPReLU node was built: a registered plugin or the ONNX function body."""
-        return self.plugin["path"] if self.plugin else None
-
-    @property
-    def uses_registered_plugin(self) -> bool:
-        return (self.plugin_path or "").startswith("registered")
+TORCH_PRECISIONS = ("fp32", "tf32", "fp16")  # the checkpoint in torch; tf32 and fp16 on a GPU only
 
 
 @dataclass(frozen=True)
@@ -127,6 +65,8 @@ class ModelEntry:
     tensorrt: TensorRT | None = None
     int8: dict | None = None  # a quantized entry: how it was calibrated and what it cost (export.quantize)
     path: Path = Path(".")  # where it was read from (not stored)
+    version: str | None = None  # sha256 of manifest.json as read (not stored): which export this is
+    blobs: dict = field(default_factory=dict, repr=False, compare=False)  # load_entry's: path → bytes or Unreadable
 
     @property
     def is_plan(self) -> bool:
@@ -170,23 +110,40 @@ class ModelEntry:
             return self.tensorrt.profile
         return BatchProfile(1, min(8, self.max_batch_size), self.max_batch_size)
 
+    def file_bytes(self, rel: str) -> bytes:
+        """`rel`'s bytes: from load_entry's snapshot, else read beneath the directory; Unreadable says why not."""
+        if not self.blobs:
+            with ModelFiles(self.path) as files:
+                return files.read(rel)
+        got = self.blobs.get(rel, Unreadable(rel, "was not read with the entry"))
+        if isinstance(got, Unreadable):
+            raise Unreadable(got.rel, got.why)
+        return got
+
+    def artifact_bytes(self) -> bytes:
+        """The model file a runner loads, as bytes: of the version the manifest describes (load_entry)."""
+        try:
+            return self.file_bytes(PLATFORMS[self.platform])
+        except Unreadable as err:
+            raise ModelDirError(f"{self.path}: {err}") from None
+
     def golden_io(self) -> dict[str, np.ndarray]:
         """{"inputs", "logits", "logits_fp64"} as stored at export."""
         try:
-            with np.load(self.path / GOLDEN) as z:
+            with np.load(io.BytesIO(self.file_bytes(GOLDEN))) as z:
                 return {k: z[k] for k in ("inputs", "logits", "logits_fp64")}
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, ModelDirError) as err:
             raise ModelDirError(f"{self.path / GOLDEN}: unreadable golden I/O ({err})") from None
 
     def verify(self) -> list[str]:
-        """Problems with the artifacts: missing files, sha256 that differ from the manifest."""
+        """Problems with the artifacts: missing or refused files, sha256 that differ from the manifest."""
         problems = []
         for rel, expected in self.artifacts.items():
-            f = self.path / rel
-            if not f.is_file():
-                problems.append(f"{rel} is missing")
-            elif sha256_file(f) != expected:
-                problems.append(f"{rel} sha256 differs from the manifest (file changed after export)")
+            try:
+                if hashlib.sha256(self.file_bytes(rel)).hexdigest() != expected:
+                    problems.append(f"{rel} sha256 differs from the manifest (file changed after export)")
+            except Unreadable as err:
+                problems.append(str(err))
         if PLATFORMS[self.platform] not in self.artifacts:
             problems.append(f"the manifest lists no {PLATFORMS[self.platform]} for platform {self.platform}")
         return problems
@@ -200,13 +157,14 @@ class ModelEntry:
     def write(self, folder: Path) -> "ModelEntry":
         """Hash the artifacts present in `folder` and write manifest.json there (atomically)."""
         present = [rel for rel in (PLATFORMS[self.platform], GOLDEN, CONFIG) if (folder / rel).is_file()]
-        entry = replace(self, artifacts={rel: sha256_file(folder / rel) for rel in present}, path=folder)
+        entry = replace(self, artifacts={rel: sha256_file(folder / rel) for rel in present}, path=folder, version=None, blobs={})
         write_bytes(folder / MANIFEST, (json.dumps(entry.to_dict(), indent=2) + "\n").encode())
         return entry
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        del d["path"]
+        d = asdict(replace(self, blobs={}))
+        for unstored in ("path", "version", "blobs"):
+            del d[unstored]
         d["prelu"] = {"lowering": d.pop("lowering"), "layers": d.pop("prelu_layers")}
         for optional in ("onnx_source", "tensorrt", "int8"):
             if d[optional] is None:
@@ -269,8 +227,12 @@ def _entry(m: dict, path: Path, where: Path) -> ModelEntry:
             fp16_conversion=t.get("fp16_conversion"), workspace_mb=t.get("workspace_mb"), timing_cache=t.get("timing_cache"),
             timing_cache_written=bool(t.get("timing_cache_written")), build_seconds=t.get("build_seconds"),
             network_layers=t.get("network_layers") or [], tf32=bool(t.get("tf32")), plugin=r.get(t, "plugin", dict, "tensorrt.plugin", optional=True))
+    if why := name_problem(name := r.get(m, "name", str, "name")):  # it names the folders quantize and build write
+        raise ModelDirError(f"{where}: manifest field 'name': {why}")
+    if bad := [why for rel in artifacts if (why := path_problem(rel))]:
+        raise ModelDirError(f"{where}: manifest field 'artifacts': {bad[0]}")
     return ModelEntry(
-        name=r.get(m, "name", str, "name"), platform="tensorrt_plan" if trt else "onnxruntime_onnx",
+        name=name, platform="tensorrt_plan" if trt else "onnxruntime_onnx",
         input=r.tensor(m, "input"), output=r.tensor(m, "output"), max_batch_size=max_batch, lowering=lowering,
         prelu_layers=r.get(prelu, "layers", list, "prelu.layers"),
         source=Source(r.get(src, "checkpoint", str, "source.checkpoint"), r.get(src, "sha256", str, "source.sha256"),
@@ -286,15 +248,49 @@ def _entry(m: dict, path: Path, where: Path) -> ModelEntry:
 
 def read_entry(path: str | Path) -> ModelEntry:
     """The model entry at `path`; ModelDirError (exit 6) naming the field when the manifest is malformed."""
-    path = Path(path)
+    with ModelFiles(path) as files:
+        return _parse(files.read_many([MANIFEST])[MANIFEST], files.path)
+
+
+def load_entry(path: str | Path, attempts: int = 50) -> ModelEntry:
+    """The entry at `path` with the bytes of its artifacts and golden I/O, all read through one descriptor of
+    the directory: the version its manifest describes, even while an export replaces the folder (a read
+    that loses a file to the swap's deletion of the old folder starts again from the path). verify(),
+    artifact_bytes() and golden_io() use those bytes; a file that cannot be read is a problem verify() names."""
+    for attempt in range(attempts):
+        try:
+            files = ModelFiles(path)
+        except ModelDirError:  # no folder: only between the two renames of a swap without renameat2, or none
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.001)
+            continue
+        with files:
+            got = files.read_many([MANIFEST, ONNX, PLAN, GOLDEN])  # the usual files opened at once
+            try:
+                entry = _parse(got[MANIFEST], files.path)
+            except ModelDirError:
+                if files.swapped():
+                    continue
+                raise
+            needed = {*entry.artifacts, PLATFORMS[entry.platform], GOLDEN}
+            got.update(files.read_many(needed - got.keys()))
+            blobs = {rel: got[rel] for rel in needed}
+            if not any(isinstance(b, Unreadable) for b in blobs.values()) or not files.swapped():
+                return replace(entry, blobs=blobs)
+    raise ModelDirError(f"{path}: replaced while it was read, {attempts} times over")
+
+
+def _parse(data: bytes | Unreadable, path: Path) -> ModelEntry:
     mf = path / MANIFEST
-    if not mf.is_file():
-        raise ModelDirError(f"{path}: not a model directory (no {MANIFEST}); make one with `prelu-deploy export`")
+    if isinstance(data, Unreadable):
+        raise ModelDirError(f"{path}: not a model directory (no {MANIFEST}); make one with `prelu-deploy export`"
+                            if data.why == "is missing" else f"{path}: {data}")
     try:
-        manifest = json.loads(mf.read_text())
-    except (ValueError, OSError, RecursionError) as err:
+        manifest = json.loads(data)
+    except (ValueError, RecursionError) as err:
         raise ModelDirError(f"{mf}: unreadable manifest ({err})") from None
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if version != FORMAT_VERSION:
         raise ModelDirError(f"{mf}: unsupported manifest format version {version!r} (this prelu-deploy reads {FORMAT_VERSION})")
-    return _entry(manifest, path, mf)
+    return replace(_entry(manifest, path, mf), version=hashlib.sha256(data).hexdigest())

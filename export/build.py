@@ -24,6 +24,7 @@ from prelu_deploy.export.triton import config_pbtxt
 from prelu_deploy.manifest import BUILD_PRECISIONS, CONFIG, GOLDEN, PLAN, BatchProfile, TensorRT, read_entry
 from prelu_deploy.plugins import channel_shared_prelu as csp
 from prelu_deploy.plugins.tensorrt_lib import load_tensorrt, unsupported_cc
+from prelu_deploy.snapshot import sibling_dir
 
 
 def _parse(trt, builder, logger, data: bytes):
@@ -68,7 +69,7 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
     opt_batch = opt_batch or min(8, max_batch)
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise UsageError(f"batch profile must satisfy 1 ≤ min ≤ opt ≤ max, not {min_batch}/{opt_batch}/{max_batch}")
-    dest = Path(dest) if dest else md.path.parent / f"{md.name}_trt"
+    dest = Path(dest) if dest else sibling_dir(md.path, f"{md.name}_trt")  # in the entry's repository
     check_destination(dest, force, ExportError)
     trt, flavour = load_tensorrt()
     graph = onnx.load(md.artifact)

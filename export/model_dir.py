@@ -1,7 +1,6 @@
 """checkpoint → model directory (DESIGN.md layout, loadable by Triton), written atomically."""
 
 import json
-import re
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -20,8 +19,7 @@ from prelu_deploy.export.triton import config_pbtxt
 from prelu_deploy.manifest import CONFIG, GOLDEN, ONNX, ModelEntry, Source, TensorSpec
 from prelu_deploy.models import load_checkpoint
 from prelu_deploy.models.report import flops_per_image
-
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+from prelu_deploy.snapshot import name_problem
 
 
 def _versions() -> dict:
@@ -39,8 +37,8 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
                      force: bool = False) -> Path:
     """Export `checkpoint` as `<repo>/<name>/`; on any failure nothing is left at the destination."""
     dest = Path(repo) / name
-    if not NAME.match(name):
-        raise UsageError(f"model name {name!r}: use letters, digits, '_', '.', '-' (Triton's rule)")
+    if why := name_problem(name):  # the rule read_entry holds every manifest's name to
+        raise UsageError(why)
     check_destination(dest, force, ExportError)
     if max_batch < 1:
         raise UsageError(f"--max-batch must be at least 1, not {max_batch}")

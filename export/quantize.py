@@ -24,6 +24,7 @@ from prelu_deploy.export.onnx_file import save
 from prelu_deploy.export.tensors import cosines, module_nodes, module_tensors, run_exposed
 from prelu_deploy.export.triton import config_pbtxt
 from prelu_deploy.manifest import CONFIG, GOLDEN, ONNX, ModelEntry, read_entry
+from prelu_deploy.snapshot import sibling_dir
 from prelu_deploy.tolerances import TOLERANCES
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -128,7 +129,7 @@ def quantize_entry(model_dir: str | Path, calibration: str | None = None, n: int
         raise UsageError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     if n < 1:
         raise UsageError(f"--n must be at least 1, not {n}")
-    dest = Path(dest) if dest else entry.path.parent / f"{entry.name}_int8"
+    dest = Path(dest) if dest else sibling_dir(entry.path, f"{entry.name}_int8")  # in the entry's repository
     check_destination(dest, force, ExportError)
     x, source = (inputs, "given inputs") if inputs is not None else calibration_inputs(entry, calibration, n)
     nodes = {node.name for node in onnx.load(entry.artifact).graph.node}
