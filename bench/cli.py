@@ -33,6 +33,37 @@ bench_app = typer.Typer(cls=_RunnersByDefault, no_args_is_help=True, add_complet
 
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
+    app.command("gpu-check")(gpu_check)
+
+
+def gpu_check(
+    out: Path = typer.Option(Path("gpu-check"), "--out", help="Folder for gpu-check.md and gpu-check.json."),
+    only: str = typer.Option(",".join(("tests", "sweep", "kernel", "http")), "--only", help="Comma list of phases: tests | sweep | kernel | http."),
+    layouts: str = typer.Option("1,2,4,default", "--layouts", help="HTTP phase: comma list of --workers counts, and 'default' (serve's own choice)."),
+    budget: float = typer.Option(345.0, "--budget", min=30.0, help="Seconds for the whole check; each phase gets what is left."),
+) -> None:
+    """Is this toolkit right and fast on this GPU host? Runs every gpu-marked test, the in-process sweep
+    (backends × precisions × batch 1/32/256 and the settings they offer), the PReLU kernel against a
+    device-to-device copy, and HTTP against the floor model for several worker layouts; writes one
+    Markdown report and its JSON with the goals met or missed. Without an NVIDIA GPU: says so, exits 0.
+    Exits 8 when a GPU test failed."""
+    from prelu_deploy.bench import gpu_check as check
+
+    cfg = check.GpuCheck(out=out, phases=tuple(_list("--only", only)), layouts=tuple(_list("--layouts", layouts)),
+                         budget_s=budget)
+    cfg.check()
+    if not check.gpu_present():
+        console.print(check.no_gpu_message(), highlight=False, markup=False)
+        return
+    out = _out_dir(out, False)
+    report, paths = check.run(cfg, log=lambda msg: err_console.print(msg, highlight=False))
+    for key, goal in report["goals"].items():
+        if key != "fastest":
+            console.print(f"{'[green]met[/]' if goal['met'] else '[yellow]not met[/]'} {key}: {goal['numbers']}", highlight=False)
+    for p in paths:
+        console.print(f"wrote {p}", highlight=False)
+    if report["goals"].get("tests", {}).get("met") is False:
+        raise BenchError("a GPU test failed (see the report)")
 
 
 def _list(option: str, value: str, kind=str) -> list:

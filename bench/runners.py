@@ -5,7 +5,7 @@ against a dense GEMM measured in the same run)."""
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,7 @@ class Candidate:
     lowering: str | None
     precision: str
     model_dir: Path | None = None  # made by Sources.model_dir once the arguments are all checked
+    options: dict = field(default_factory=dict)  # runner options beyond the defaults (gpu-check's settings)
 
 
 class Sources:
@@ -257,12 +258,13 @@ def _measure_batch(cfg: RunnerBench, cands: list[Candidate], runners: dict, base
     return rows, {(batch, label): s for label, s in samples.items()}
 
 
-def run(target: str, cfg: RunnerBench, log=print) -> tuple[dict, dict]:
-    """The report (JSON-ready) and the raw samples {(batch, label): seconds}."""
+def run(target: str, cfg: RunnerBench, log=print, cands: list[Candidate] | None = None) -> tuple[dict, dict]:
+    """The report (JSON-ready) and the raw samples {(batch, label): seconds}. `cands`: what to measure
+    instead of what `cfg` lists (gpu-check's settings)."""
     cfg.check()
     with tempfile.TemporaryDirectory(prefix="prelu-deploy-bench-") as tmp:
         src = Sources(target, cfg.arch_kwargs(), cfg.seed, max(cfg.batches), Path(tmp))
-        cands = candidates(cfg, src.own_lowering)
+        cands = cands or candidates(cfg, src.own_lowering)
         base = _baseline(cfg, [c.label for c in cands])
         for c in cands:
             c.model_dir = src.model_dir(c)
@@ -270,8 +272,12 @@ def run(target: str, cfg: RunnerBench, log=print) -> tuple[dict, dict]:
         # ONNX Runtime's pool spins after each call by default, stealing the cores of the candidate
         # that runs next (torch's tail latency grew 20× interleaved with it): off while interleaving
         per_backend = {"onnxruntime": {"spinning": False}}
+        if cfg.device != "cpu":  # one CUDA graph per measured batch size, not per power of two up to the largest
+            for backend in ("onnxruntime", "torch-compile"):
+                per_backend.setdefault(backend, {})["buckets"] = tuple(cfg.batches)
         runners = {c.label: get_runner(c.backend, c.model_dir, cfg.device, **options, **per_backend.get(c.backend, {}),
-                                       **({} if c.backend == "tensorrt" else {"precision": c.precision})) for c in cands}
+                                       **({} if c.backend == "tensorrt" else {"precision": c.precision}), **c.options)
+                   for c in cands}
         flops = _flops_per_image(cands[0].model_dir)
         golden = read_entry(cands[0].model_dir).golden_io()["inputs"].astype(np.float32)  # real held-out images
         gemm = {"cpu": gemm_rate()}
