@@ -82,15 +82,16 @@ def gpu_present() -> str | None:
 
 def phase_tests(cfg: GpuCheck, seconds: float) -> dict:
     """`pytest -m gpu` on the checkout's tests; counts and failures from its JUnit XML."""
-    tests = ROOT / cfg.tests
-    if not tests.exists():
-        return {"ran": False, "why": f"no tests folder at {tests}: run gpu-check from a checkout (pip install -e)"}
+    tests = next((p for p in (ROOT / cfg.tests, Path.cwd() / cfg.tests) if p.exists()), None)
+    if tests is None:
+        return {"ran": False, "why": f"no {cfg.tests} beside the package or here: run gpu-check in a checkout"}
     xml = Path(tempfile.mkdtemp(prefix="gpu-check-")) / "junit.xml"
     cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-n", str(cfg.test_processes), f"--junitxml={xml}",
            str(tests)]
     start = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=seconds)
+        proc = subprocess.run(cmd, cwd=tests.parent if tests.is_dir() else tests.parents[1], capture_output=True, text=True,
+                              timeout=seconds)
         tail = (proc.stdout + proc.stderr)[-3000:]
     except subprocess.TimeoutExpired as err:
         tail = f"stopped after {seconds:.0f} s\n" + ((err.stdout or b"")[-3000:].decode(errors="replace") if err.stdout else "")
