@@ -19,6 +19,20 @@ MODES = {1: "L", 3: "RGB"}
 
 
 FITS = ("stretch", "center_crop", "ink_box")
+WORK_SIDE = 1024  # px: an image whose longer side is larger is first reduced by an integer factor (read_image)
+
+
+def reduction(width: int, height: int, size: tuple[int, int], fit: str) -> int:
+    """The integer factor read_image reduces a `width`×`height` image by before fitting it: 1 up to
+    WORK_SIDE px on its longer side, else enough to bring that side to WORK_SIDE or below — but for
+    stretch and center_crop never below twice the model's size, which their resampling filter needs."""
+    if max(width, height) <= WORK_SIDE:
+        return 1
+    factor = -(-max(width, height) // WORK_SIDE)
+    if fit != "ink_box":
+        h, w = size
+        factor = min(factor, max(1, min(width // (2 * w), height // (2 * h))))
+    return factor
 
 
 def read_image(src: "str | Path | bytes | Image.Image", size: tuple[int, int], channels: int,
@@ -32,10 +46,25 @@ def read_image(src: "str | Path | bytes | Image.Image", size: tuple[int, int], c
     - ink_box: for digit-style models trained on light ink on a dark square — invert when the
       background is lighter than the ink, crop to the ink's bounding box, pad it to a centred square,
       resize with area averaging and stretch the ink to the full range (the steps MNIST-style
-      pipelines use), so a photo or a drawing of any size looks like the training images."""
+      pipelines use), so a photo or a drawing of any size looks like the training images.
+
+    A large image is first reduced by an integer factor (`reduction`: its longer side to at most
+    WORK_SIDE, 1024 px), before anything becomes float: a JPEG while it is decoded (libjpeg's DCT
+    scaling by 1/2, 1/4 or 1/8: Pillow's `draft`), every format right after (`Image.reduce`, box
+    averages over factor × factor pixels). A 4096² upload then costs its decoded pixels once, and the
+    fit works on at most 1024² — not on several float copies of 16 M pixels. Up to 1024 px the result
+    is exactly what it was without this step; beyond, resizing the reduced picture may differ from
+    resizing the full one by a few levels of 255 (and ink_box finds the ink at the reduced scale)."""
     img = src if isinstance(src, Image.Image) else Image.open(BytesIO(src) if isinstance(src, bytes) else src)
-    img = img.convert(MODES[channels])
     h, w = size
+    mode = MODES[channels]
+    factor = reduction(*img.size, size, fit)
+    if factor > 1:  # a JPEG not yet decoded is decoded at the largest DCT scale ≤ factor; other images: no-op
+        img.draft(None, (-(-img.width // factor), -(-img.height // factor)))
+    img = img if img.mode == mode else img.convert(mode)  # the same mode: no copy
+    factor = reduction(*img.size, size, fit)
+    if factor > 1:
+        img = img.reduce(factor)
     if fit == "ink_box":
         return ink_box(np.asarray(img, dtype=np.float32), (h, w))[..., None]
     if fit == "center_crop":
@@ -56,8 +85,9 @@ def ink_box(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     ink = np.clip(grey - np.median(border), 0, None)
     if ink.max() <= 0:
         return np.zeros(size, np.uint8)
-    ys, xs = np.nonzero(ink > 0.25 * ink.max())
-    ink = ink[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    mask = ink > 0.25 * ink.max()
+    ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))  # the box, with no index per pixel
+    ink = ink[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]
     ih, iw = ink.shape
     side = max(ih, iw)
     square = np.zeros((side, side), np.float32)

@@ -26,6 +26,12 @@ def _png(size=(8, 8), mode="L") -> bytes:
     return buf.getvalue()
 
 
+def _webp(size) -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", size, 128).save(buf, "WEBP", lossless=True)
+    return buf.getvalue()
+
+
 def _noise(fmt: str) -> bytes:
     """A real 64×64 noise image: enough compressed data that cutting it truncates the pixel stream."""
     buf = io.BytesIO()
@@ -123,6 +129,9 @@ CASES = [
     ("POST", CLASSIFY, b"BM" + b"\0" * 30, {"content-type": "image/bmp"}, 400),
     ("POST", CLASSIFY, _bomb(), {"content-type": "image/png"}, 413),
     ("POST", CLASSIFY, _png((3000, 3000)), {"content-type": "image/png"}, 413),
+    ("POST", CLASSIFY, _webp((3000, 3000)), {"content-type": "image/webp"}, 413),  # sized before libwebp allocates
+    ("POST", CLASSIFY, _webp((64, 64))[:22], {"content-type": "image/webp"}, 400),
+    ("POST", CLASSIFY, *_multipart([("a.png", _png((1800, 1800))), ("b.png", _png((1800, 1800)))]), 413),  # request pixels
     ("POST", CLASSIFY, b"x" * (2 << 20), {"content-type": "image/png"}, 413),
     ("POST", CLASSIFY, b"{}", JSON, 415),
     ("POST", CLASSIFY, b"text", {"content-type": "text/plain"}, 415),
@@ -146,7 +155,8 @@ def repo(tmp_path_factory, shipped):
 
 @pytest.fixture(scope="module")
 def server(repo):
-    srv = Server(repo, "--max-images", "8", "--max-body-mb", "1", "--max-pixels", "4000000")
+    srv = Server(repo, "--max-images", "8", "--max-body-mb", "1", "--max-pixels", "4000000", "--max-request-pixels", "6000000",
+                 "--max-decodes", "1")
     yield srv
     assert srv.stop()
 
