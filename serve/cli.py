@@ -33,6 +33,8 @@ def serve(
     max_images: int = typer.Option(64, "--max-images", min=1, help="Images in one classify request."),
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, help="Request body limit (413 beyond)."),
     max_pixels: int = typer.Option(4096 * 4096, "--max-pixels", min=1, help="Pixels per decoded image (413 beyond)."),
+    max_request_pixels: int = typer.Option(64 << 20, "--max-request-pixels", min=1, help="Pixels over all images of one classify request (413 beyond; default 4 × 4096²): each costs decoding time."),
+    max_decodes: Optional[int] = typer.Option(None, "--max-decodes", min=1, help="Images one worker decodes at once (default: its share of the cores, so a server decodes one image per core); each holds up to ~16 bytes a pixel while decoded (a 4096² WebP: ~270 MB)."),
     header_timeout: float = typer.Option(10.0, "--header-timeout", min=0.001, help="Seconds for a request's head to arrive (the connection is closed beyond)."),
     body_timeout: float = typer.Option(30.0, "--body-timeout", min=0.001, help="Seconds for a request's body to arrive (408 beyond)."),
     log_level: str = typer.Option("info", "--log-level", help=" | ".join(LOG_LEVELS)),
@@ -83,7 +85,8 @@ def serve(
     common = dict(repo=repo or bundled_repository(), backend=backend, device=device, max_batch_size=max_batch_size,
                   max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, max_images=max_images,
                   max_body_bytes=int(max_body_mb * (1 << 20)), max_pixels=max_pixels, header_timeout_s=header_timeout,
-                  body_timeout_s=body_timeout)
+                  body_timeout_s=body_timeout, max_request_pixels=max_request_pixels,
+                  max_decodes=max_decodes or (max(1, usable_cores() // layout.workers) if layout else 1))
     if ray_options is not None:  # each replica is one process: its threads default to the CPUs Ray reserves for it
         from prelu_deploy.serve.ray_app import serve_on_ray
 

@@ -18,6 +18,8 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(16 << 20, ge=1)  # 413 beyond it
     max_images: int = Field(64, ge=1)  # images in one classify request
     max_pixels: int = Field(4096 * 4096, ge=1)  # per decoded image: decompression bombs stop here
+    max_request_pixels: int = Field(64 << 20, ge=1)  # over all images of one classify request: 413 beyond
+    max_decodes: int = Field(1, ge=1)  # images decoded at once per worker process (serve.routes.classify)
     top_k: int = Field(5, ge=1)  # default for classify
     header_timeout_s: float = Field(10.0, gt=0)  # a request's head must arrive within this (slowloris)
     body_timeout_s: float = Field(30.0, gt=0)  # and its body within this: 408 beyond
