@@ -34,7 +34,7 @@ def serve(
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, help="Request body limit (413 beyond)."),
     max_pixels: int = typer.Option(4096 * 4096, "--max-pixels", min=1, help="Pixels per decoded image (413 beyond)."),
     max_request_pixels: int = typer.Option(64 << 20, "--max-request-pixels", min=1, help="Pixels over all images of one classify request (413 beyond; default 4 × 4096²): each costs decoding time."),
-    max_decodes: Optional[int] = typer.Option(None, "--max-decodes", min=1, help="Images one worker decodes at once (default: its share of the cores, so a server decodes one image per core); each holds up to ~16 bytes a pixel while decoded (a 4096² WebP: ~270 MB)."),
+    max_decodes: Optional[int] = typer.Option(None, "--max-decodes", min=1, help="Images one worker decodes at once (default: its share of the cores, so a server decodes one image per core, within half the memory available at start); each holds up to 16 bytes a pixel while decoded (a 4096² WebP: ~260 MB)."),
     header_timeout: float = typer.Option(10.0, "--header-timeout", min=0.001, help="Seconds for a request's head to arrive (the connection is closed beyond)."),
     body_timeout: float = typer.Option(30.0, "--body-timeout", min=0.001, help="Seconds for a request's body to arrive (408 beyond)."),
     log_level: str = typer.Option("info", "--log-level", help=" | ".join(LOG_LEVELS)),
@@ -80,13 +80,14 @@ def serve(
             socks[0].close()  # the local cluster's proxy will listen there: only checked free
 
     from prelu_deploy.serve.bundled import bundled_repository
+    from prelu_deploy.serve.images import default_decodes
     from prelu_deploy.serve.settings import Settings
 
     common = dict(repo=repo or bundled_repository(), backend=backend, device=device, max_batch_size=max_batch_size,
                   max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, max_images=max_images,
                   max_body_bytes=int(max_body_mb * (1 << 20)), max_pixels=max_pixels, header_timeout_s=header_timeout,
                   body_timeout_s=body_timeout, max_request_pixels=max_request_pixels,
-                  max_decodes=max_decodes or (max(1, usable_cores() // layout.workers) if layout else 1))
+                  max_decodes=max_decodes or (default_decodes(usable_cores(), layout.workers, max_pixels) if layout else 1))
     if ray_options is not None:  # each replica is one process: its threads default to the CPUs Ray reserves for it
         from prelu_deploy.serve.ray_app import serve_on_ray
 

@@ -16,6 +16,21 @@ from prelu_deploy.models.preprocess import Preprocess
 from prelu_deploy.serve.errors import ApiError
 
 TRIM_PIXELS = 1 << 20  # after decoding a larger image, free heap pages go back to the system (_trim)
+DECODE_BYTES_PER_PIXEL = 16  # the most one image holds while decoded: a WebP's (libwebp's two RGBA canvases, the frame
+# copied out of them, the image); a PNG holds ~5, a JPEG reduced while decoding far less (measured: docs/reliability.md)
+
+
+def default_decodes(cores: int, workers: int, max_pixels: int) -> int:
+    """--max-decodes' default: each worker's share of the cores (a server then decodes one image per
+    core, all they can run), but never more than half the memory available now would hold at
+    DECODE_BYTES_PER_PIXEL × --max-pixels each — and at least one."""
+    share = max(1, cores // workers)
+    try:
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) << 10 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return share
+    return max(1, min(share, available // 2 // (workers * max_pixels * DECODE_BYTES_PER_PIXEL)))
 
 
 @dataclass(frozen=True)
