@@ -28,8 +28,11 @@ class OnnxRuntimeRunner(BaseRunner):
             opts.intra_op_num_threads = threads
         if not spinning:  # idle threads sleep at once instead of spinning: fair to whatever runs next
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # the bytes the manifest's sha256 vouches for (of one version with the manifest: manifest.load_entry); a
+        # graph loaded from bytes has no folder to find external data in, so ONNX Runtime refuses any (1.19–1.32)
+        model = entry.artifact_bytes()
         try:
-            self.session = ort.InferenceSession(str(entry.artifact), opts, providers=providers)
+            self.session = ort.InferenceSession(model, opts, providers=providers)
         except Exception as err:  # onnxruntime raises its own types (NoSuchFile, InvalidProtobuf, Fail)
             raise ModelDirError(f"{entry.path}: ONNX Runtime cannot load {entry.artifact.name} "
                                 f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})") from None

@@ -41,7 +41,7 @@ class TensorRTRunner(BaseRunner):
             register_plugins()
         self._cupy, self._device = cupy, cupy.cuda.Device(device)
         self._device.use()  # the engine, context, stream and buffers live on this device
-        self._engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(entry.artifact.read_bytes())
+        self._engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(entry.artifact_bytes())
         if self._engine is None:  # its own log above says why; no guess of ours here
             raise ModelDirError(f"{entry.path}: {flavour} {trt.__version__} refused the plan on this GPU (compute "
                                 f"capability {cc}); its log above says why")

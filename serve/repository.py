@@ -1,13 +1,26 @@
 """The model repository loader with its parity gate: a model is served only when its artifacts match
-the manifest's sha256 and every runner instance reproduces the entry's golden PyTorch logits."""
+the manifest's sha256 and every runner instance reproduces the entry's golden PyTorch logits.
 
+Each model is loaded from one snapshot of its directory (manifest.load_entry): the runners get the
+bytes that were hashed, so a load that races an export's swap serves one version whole. Under several
+worker processes the supervisor pins each model's version (its manifest's sha256) when it starts and
+at each SIGHUP; a worker started in between — the replacement of one that died — refuses a version
+other than the pinned one (not ready, saying why) rather than serve a second version beside it.
+
+A reason that is not ready is shown to unauthenticated callers: relative to the repository, no
+absolute path; the log keeps the full text."""
+
+import hashlib
+import json
 import logging
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prelu_deploy.atomic import clean_leftovers
 from prelu_deploy.errors import PreluDeployError
-from prelu_deploy.manifest import MANIFEST, ModelEntry, read_entry
+from prelu_deploy.manifest import MANIFEST, ModelEntry, load_entry
 from prelu_deploy.models.preprocess import Preprocess
 from prelu_deploy.runners.parity import compare, judged
 from prelu_deploy.runners.runner import Runner, default_backend, get_runner, run_batched
@@ -15,6 +28,7 @@ from prelu_deploy.serve.batching import DynamicBatcher
 from prelu_deploy.serve.settings import Settings
 
 log = logging.getLogger("prelu_deploy.serve")
+PINS_ENV = "PRELU_DEPLOY_SERVE_PINS"  # {"repo": path, "versions": {folder: manifest sha256}}: set by the supervisor
 
 
 @dataclass
@@ -27,7 +41,8 @@ class ServedModel:
     lone_runner: Runner | None = None  # more threads, for a request alone on the server (run inline; serve.batching)
     batcher: DynamicBatcher | None = None
     preprocess: Preprocess | None = None
-    reason: str | None = None  # why it is not ready
+    reason: str | None = None  # why it is not ready, as callers see it (no absolute path)
+    detail: str | None = None  # the full reason, for the log
     parity: dict | None = None  # the gate's numbers
     max_batch: int = 32  # rows in one runner call: --max-batch-size within what the entry accepts
     no_classify: str | None = None  # why /classify cannot take images (tensors still work)
@@ -54,17 +69,24 @@ def _gate(served: ServedModel, runner: Runner) -> None:
         served.reason = "parity gate: golden outputs disagree with PyTorch: " + "; ".join(report["failures"])
 
 
-def load_model(path: Path, settings: Settings) -> ServedModel:
+def load_model(path: Path, settings: Settings, pinned: str | None = None) -> ServedModel:
+    """The model at `path`, ready or with its reason; `pinned`: the only version (manifest sha256) to serve."""
     served = ServedModel(path.name, path, settings.backend)
     try:
-        entry = served.entry = read_entry(path)
+        entry = served.entry = load_entry(path)
         served.name = entry.name
         served.max_batch = min(settings.max_batch_size, entry.profile.max)
         if served.backend == "auto":
             served.backend = default_backend(entry)
-        if problems := entry.verify():
+        if pinned is not None and entry.version != pinned:  # another version than the other workers': not shown
+            served.entry = None
+            served.reason = (f"{path.name} changed on disk after the server started (manifest sha256 {entry.version[:12]}; "
+                             f"the server's other workers were started on {pinned[:12] or 'none'}), so it is not served "
+                             "beside that version: reload the workers (SIGHUP) or restart the server to serve it")
+        elif problems := entry.verify():
             served.reason = "; ".join(problems)
-            return served
+        if served.reason:
+            return _not_ready(served)
         try:  # without usable preprocessing a model still serves tensors; only /classify is refused
             served.preprocess = Preprocess.from_dict(entry.preprocess or {})
         except ValueError as err:
@@ -80,9 +102,48 @@ def load_model(path: Path, settings: Settings) -> ServedModel:
             _gate(served, served.lone_runner)
     except (PreluDeployError, ImportError, RuntimeError, ValueError, OSError, KeyError, TypeError) as err:
         served.reason = f"cannot load: {err}"  # one broken model must not stop the others from serving
-    if not served.ready:
-        served.close()
+    return _not_ready(served) if not served.ready else served
+
+
+def _not_ready(served: ServedModel) -> ServedModel:
+    """Close what was opened; the reason kept in full for the log, and public for HTTP."""
+    served.close()
+    served.detail, served.reason = served.reason, public_reason(served.reason, served.path.parent)
     return served
+
+
+_ABSOLUTE = re.compile(r"(?<![\w.:/~-])/(?:[^\s/'\"()\[\],;]+/)*([^\s/'\"()\[\],;]+)")
+
+
+def public_reason(reason: str, repo: Path) -> str:
+    """`reason` as an unauthenticated caller may read it: paths in the repository relative to it, any
+    other absolute path cut to its last part (whether a file exists elsewhere is not theirs to learn)."""
+    roots = {os.path.abspath(repo), os.path.realpath(repo), str(repo)} - {".", ""}
+    for root in sorted(roots, key=len, reverse=True):
+        reason = reason.replace(root.rstrip("/") + "/", "")
+    return _ABSOLUTE.sub(lambda m: f"…/{m[1]}", reason)
+
+
+def pin_versions(repo: Path | None = None) -> dict[str, str]:
+    """The supervisor's pin (serve.workers, at start and at SIGHUP): {folder: sha256 of its manifest.json}
+    for every model directory of `repo` (by default the one pinned last), put in the environment that the
+    worker processes it starts inherit. Leftovers of killed writers are cleaned first, as workers do."""
+    repo = Path(repo or json.loads(os.environ[PINS_ENV])["repo"])
+    for note in clean_leftovers(repo):
+        log.warning("%s: %s (left by a writer that was killed)", repo, note)
+    versions = {}
+    for path in _model_dirs(repo):
+        try:
+            versions[path.name] = hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest()
+        except OSError:
+            continue
+    os.environ[PINS_ENV] = json.dumps({"repo": str(repo), "versions": versions})
+    return versions
+
+
+def _model_dirs(repo: Path) -> list[Path]:
+    # hidden folders are staging or backup copies of a writer, never models
+    return sorted(p for p in repo.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file())
 
 
 def load_repository(repo: Path, settings: Settings) -> dict[str, ServedModel]:
@@ -95,9 +156,9 @@ def load_repository(repo: Path, settings: Settings) -> dict[str, ServedModel]:
     for note in clean_leftovers(repo):  # what a killed export/build left: restored or removed
         log.warning("%s: %s (left by a writer that was killed)", repo, note)
     models: dict[str, ServedModel] = {}
-    # hidden folders are staging or backup copies of a writer, never models
-    for path in sorted(p for p in repo.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file()):
-        served = load_model(path, settings)
+    pins = json.loads(os.environ[PINS_ENV])["versions"] if PINS_ENV in os.environ else None  # several workers
+    for path in _model_dirs(repo):
+        served = load_model(path, settings, None if pins is None else pins.get(path.name, ""))
         if served.name in models:
             log.error("%s: model name %r is already served from %s; this entry is NOT served (rename it in its "
                       "manifest, or remove one)", path, served.name, models[served.name].path)
@@ -110,7 +171,7 @@ def load_repository(repo: Path, settings: Settings) -> dict[str, ServedModel]:
                      f" + a lone-request runner on {settings.lone_threads} threads, on trial" if served.lone_runner else "",
                      served.parity["max_abs"], served.parity["logit_scale"])
         else:
-            log.warning("model %s: NOT ready: %s", served.name, served.reason)
+            log.warning("model %s: NOT ready: %s", served.name, served.detail)
     if not models:
         log.warning("%s holds no model directories", repo)
     return models
