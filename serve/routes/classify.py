@@ -59,8 +59,9 @@ async def _prepare(uploads: list[tuple[str, bytes]], pre, settings) -> np.ndarra
     heads = headers() if small else await run_in_threadpool(headers)
     total = sum(h.pixels for h in heads)
     if total > settings.max_request_pixels:
-        raise ApiError(413, f"the request's {len(heads)} images hold {total} pixels; the limit is "
-                            f"{settings.max_request_pixels} pixels a request (--max-request-pixels)")
+        images = f"{len(heads)} images hold" if len(heads) > 1 else "image holds"
+        raise ApiError(413, f"the request's {images} {total} pixels; the limit is {settings.max_request_pixels} "
+                            f"pixels a request (--max-request-pixels)")
     if small and total <= INLINE_DECODE_PIXELS:
         return pre.to_tensor(decode(heads[0], pre, settings.max_pixels)[None])
     loop = asyncio.get_running_loop()
