@@ -1,6 +1,7 @@
 """The FastAPI app: models loaded (with their parity gate) in the lifespan, one dynamic batcher per
 ready model, errors answered as {"error": "..."} with the status codes the protocol uses."""
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from functools import partial
@@ -12,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prelu_deploy import __version__
 from prelu_deploy.runners.runner import run_batched
+from prelu_deploy.serve import connections
 from prelu_deploy.serve.batching import DynamicBatcher
 from prelu_deploy.serve.errors import ApiError, error_response
 from prelu_deploy.serve.hot_path import MODEL_KEY, HotPath
@@ -22,11 +24,13 @@ from prelu_deploy.serve.routes import classify, page, v2
 from prelu_deploy.serve.settings import Settings
 
 log = logging.getLogger("prelu_deploy.serve")
+OPEN_CONNECTIONS = (b"# HELP prelu_open_connections Open client connections over every worker (one: a lone request, "
+                    b"run inline)\n# TYPE prelu_open_connections gauge\nprelu_open_connections %d\n")
 
 
 class LimitsAndMetrics:
     """Plain ASGI middleware (cheaper than @app.middleware's BaseHTTPMiddleware on every request):
-    refuses bodies announced over the limit with 413, counts requests by model/endpoint/status and
+    refuses bodies announced over the limit with 413 (within the body deadline), counts requests by model/endpoint/status and
     tracks in-flight requests. Label values stay bounded whatever paths clients send."""
 
     def __init__(self, app, settings: Settings, metrics: Metrics):
@@ -37,13 +41,20 @@ class LimitsAndMetrics:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.settings.max_body_bytes):
+            close = {"Connection": "close"}
             if length.isdigit() and int(length) <= 4 * self.settings.max_body_bytes:
-                # read and drop a moderately oversized body, so a client that sends it all before
-                # reading (urllib, requests) gets the 413 rather than a broken pipe
-                while (await receive()).get("more_body"):
+                # read and drop a moderately oversized body first, so that a client that sends it all
+                # before reading (urllib, requests) gets the 413 rather than a broken pipe — within
+                # --body-timeout, as any body; a client still sending then is answered and cut off
+                try:
+                    async with asyncio.timeout(self.settings.body_timeout_s):
+                        while (await receive()).get("more_body"):
+                            pass
+                    close = {}
+                except TimeoutError:
                     pass
             response = JSONResponse({"error": f"body of {length.decode(errors='replace')} bytes is over the limit "
-                                              f"of {self.settings.max_body_bytes}"}, status_code=413)
+                                              f"of {self.settings.max_body_bytes}"}, status_code=413, headers=close)
             return await response(scope, receive, send)
         status = 500
 
@@ -108,6 +119,7 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
     app = FastAPI(title="prelu-deploy", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="PReLU image classifiers over the Open Inference Protocol v2 and a classify endpoint.")
     install_docs(app)
+    page.headers()  # the page's script and style hashes (its CSP), from the page itself, at startup
     app.state.settings, app.state.metrics = settings, metrics
     app.include_router(v2.router)
     app.include_router(page.router)
@@ -136,6 +148,6 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
         text, media_type = metrics.exposition()
-        return Response(text, media_type=media_type)
+        return Response(text + OPEN_CONNECTIONS % connections.COUNT.total(), media_type=media_type)
 
     return app

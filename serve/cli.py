@@ -37,6 +37,10 @@ def serve(
     max_decodes: Optional[int] = typer.Option(None, "--max-decodes", min=1, help="Images one worker decodes at once (default: its share of the cores, so a server decodes one image per core, within half the memory available at start); each holds up to 16 bytes a pixel while decoded (a 4096² WebP: ~260 MB)."),
     header_timeout: float = typer.Option(10.0, "--header-timeout", min=0.001, help="Seconds for a request's head to arrive (the connection is closed beyond)."),
     body_timeout: float = typer.Option(30.0, "--body-timeout", min=0.001, help="Seconds for a request's body to arrive (408 beyond)."),
+    max_header_kb: float = typer.Option(16.0, "--max-header-kb", min=0.25, help="Size of a request's head: request line and headers (431 beyond, counted as it arrives)."),
+    max_header_line_kb: float = typer.Option(8.0, "--max-header-line-kb", min=0.0625, help="Size of one line of a request's head (431 beyond)."),
+    limit_concurrency: int = typer.Option(1024, "--limit-concurrency", min=1, help="Per worker process: open connections (the new one included) or requests in flight beyond which a request is answered 503 at once."),
+    shutdown_timeout: float = typer.Option(30.0, "--shutdown-timeout", min=0.001, help="SIGTERM: seconds in-flight requests get to finish; a worker process still alive 2 s later is killed (SIGKILL)."),
     log_level: str = typer.Option("info", "--log-level", help=" | ".join(LOG_LEVELS)),
     ray: bool = typer.Option(False, "--ray", help="Serve as a Ray Serve application (the ray extra): replicas behind Ray's HTTP proxy (docs/scale-out.md)."),
     replicas: Optional[int] = typer.Option(None, "--replicas", min=1, help="--ray: a fixed number of replicas (default 1)."),
@@ -86,8 +90,11 @@ def serve(
     common = dict(repo=repo or bundled_repository(), backend=backend, device=device, max_batch_size=max_batch_size,
                   max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, max_images=max_images,
                   max_body_bytes=int(max_body_mb * (1 << 20)), max_pixels=max_pixels, header_timeout_s=header_timeout,
-                  body_timeout_s=body_timeout, max_request_pixels=max_request_pixels,
-                  max_decodes=max_decodes or (default_decodes(usable_cores(), layout.workers, max_pixels) if layout else 1))
+                  max_request_pixels=max_request_pixels,
+                  max_decodes=max_decodes or (default_decodes(usable_cores(), layout.workers, max_pixels) if layout else 1),
+                  body_timeout_s=body_timeout, max_header_bytes=int(max_header_kb * 1024),
+                  max_header_line_bytes=int(max_header_line_kb * 1024), limit_concurrency=limit_concurrency,
+                  shutdown_timeout_s=shutdown_timeout)
     if ray_options is not None:  # each replica is one process: its threads default to the CPUs Ray reserves for it
         from prelu_deploy.serve.ray_app import serve_on_ray
 

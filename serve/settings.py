@@ -23,3 +23,7 @@ class Settings(BaseModel):
     top_k: int = Field(5, ge=1)  # default for classify
     header_timeout_s: float = Field(10.0, gt=0)  # a request's head must arrive within this (slowloris)
     body_timeout_s: float = Field(30.0, gt=0)  # and its body within this: 408 beyond
+    max_header_bytes: int = Field(16 << 10, ge=256)  # a request's head (request line + headers): 431 beyond
+    max_header_line_bytes: int = Field(8 << 10, ge=64)  # one line of it: 431 beyond
+    limit_concurrency: int = Field(1024, ge=1)  # per worker process: open connections or requests in flight; 503 beyond
+    shutdown_timeout_s: float = Field(30.0, gt=0)  # SIGTERM: in-flight requests get this long; a worker still alive is killed

@@ -2,15 +2,15 @@
 
 One Python process has one event loop and one interpreter lock; on a machine with more cores than
 one such process can keep busy, the server runs several worker processes under uvicorn's own
-`Multiprocess` supervisor (which restarts a worker that dies). The parent binds one listening socket
-per worker on the same port (SO_REUSEPORT), so the kernel spreads new connections over the workers:
+`Multiprocess` supervisor (serve.supervisor: it replaces a worker that dies, and bounds a shutdown).
+The parent binds one listening socket per worker on the same port (SO_REUSEPORT), so the kernel
+spreads new connections over the workers:
 on one shared socket, whichever worker woke first accepted a whole burst of connections (measured:
 docs/benchmarks.md). Each worker loads the repository itself (its own runners, batchers and parity
 gate); the settings reach it through the environment, as JSON, because workers are spawned, not
 forked. Prometheus counters of all workers are summed at /metrics through prometheus_client's
 multiprocess mode (a folder of per-process files that the parent creates and removes)."""
 
-import copy
 import ipaddress
 import logging
 import multiprocessing
@@ -21,14 +21,12 @@ import tempfile
 from dataclasses import dataclass
 
 import uvicorn
-from uvicorn.config import STARTUP_FAILURE
-from uvicorn.supervisors import Multiprocess
-from uvicorn.supervisors.multiprocess import Process
 
 from prelu_deploy.errors import ListenError, UsageError
 from prelu_deploy.serve import connections
 from prelu_deploy.serve.metrics import MULTIPROC_ENV
 from prelu_deploy.serve.settings import Settings
+from prelu_deploy.serve.supervisor import Supervisor
 
 SETTINGS_ENV = "PRELU_DEPLOY_SERVE_SETTINGS"
 LOG_LEVEL_ENV = "PRELU_DEPLOY_LOG_LEVEL"
@@ -75,18 +73,21 @@ def configure_logging(level: str) -> None:
 
 
 class ServerConfig(uvicorn.Config):
-    """uvicorn's Config plus the request-head deadline that serve.connections' protocol enforces and,
-    under several workers, the shared connection count (an array in shared memory, a slot per worker:
-    `worker_index`); a module-level class, so it travels to spawned workers by pickling."""
+    """uvicorn's Config plus what serve.connections' protocol enforces (the request-head deadline and
+    size limits), the graceful deadline of a shutdown, and under several workers the shared connection
+    count (an array in shared memory: each worker process writes its own `slot`); a module-level
+    class, so it travels to spawned workers by pickling."""
 
-    def __init__(self, *args, header_timeout: float = 10.0, connection_slots=None, **kwargs):
+    def __init__(self, *args, header_timeout: float = 10.0, max_head_bytes: int = 16 << 10,
+                 max_header_line_bytes: int = 8 << 10, connection_slots=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.header_timeout, self.connection_slots, self.worker_index = header_timeout, connection_slots, 0
+        self.header_timeout, self.max_head_bytes, self.max_header_line_bytes = header_timeout, max_head_bytes, max_header_line_bytes
+        self.connection_slots, self.slot = connection_slots, 0
 
     def load(self) -> None:  # in the worker process, before it serves
         super().load()
         if self.connection_slots is not None:
-            connections.COUNT.share(self.connection_slots, self.worker_index)
+            connections.COUNT.share(self.connection_slots, self.slot)
 
 
 def app_from_env():
@@ -162,68 +163,13 @@ def _bound(family, kind, proto, addr, reuse_port: bool) -> socket.socket:
     return sock
 
 
-class Supervisor(Multiprocess):
-    """uvicorn's supervisor, with each worker on its own socket of `sockets` (one per worker; or one,
-    shared by all), and a dead worker marked dead for prometheus_client (the in-flight gauge, a sum
-    over live workers, forgets it) and replaced on the same socket. The number of workers is fixed
-    by the sockets: SIGTTIN/SIGTTOU are refused."""
-
-    def _spawn(self, idx: int) -> Process:
-        config = copy.copy(self.config)
-        config.worker_index = idx
-        if config.connection_slots is not None:
-            config.connection_slots[idx] = 0  # a dead worker's connections are gone with it
-        process = Process(config, [self.sockets[idx % len(self.sockets)]])
-        process.start()
-        return process
-
-    def init_processes(self) -> None:
-        self.processes = [self._spawn(i) for i in range(self.processes_num)]
-
-    def keep_subprocess_alive(self) -> None:
-        from prometheus_client import multiprocess
-
-        for idx, process in enumerate(self.processes):
-            if self.should_exit.is_set():
-                return
-            if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
-                continue
-            process.kill()  # dead or hung
-            process.join()
-            multiprocess.mark_process_dead(process.pid)
-            if process.exitcode == STARTUP_FAILURE:  # broken app or settings: every restart would fail alike
-                log.error("worker process %s failed to start; stopping", process.pid)
-                self.should_exit.set()
-                return
-            log.warning("worker process %s died; starting another on its socket", process.pid)
-            self.processes[idx] = self._spawn(idx)
-
-    def restart_all(self) -> None:
-        """SIGHUP: each worker replaced in turn, the new one serving before the old one stops."""
-        for idx, old in enumerate(self.processes):
-            if self.should_exit.is_set():
-                return
-            new = self._spawn(idx)
-            if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
-                new.kill()
-                new.join()
-                log.error("the replacement of worker process %s did not start; keeping it, no further restarts", old.pid)
-                return
-            self.processes[idx] = new
-            old.terminate()
-            old.join()
-
-    def handle_ttin(self) -> None:
-        log.warning("SIGTTIN: the number of workers is fixed by their sockets (--workers); restart to change it")
-
-    handle_ttou = handle_ttin
-
-
 def run(settings: Settings, socks: list[socket.socket], workers: int, log_level: str) -> None:
     """Serve `settings` on the bound sockets (serve.workers.listen): in this process when `workers`
     is 1, else in `workers` spawned processes supervised by this one."""
-    common = dict(log_level=log_level, timeout_graceful_shutdown=30, http=connections.HeadTimeoutProtocol,
-                  header_timeout=settings.header_timeout_s)
+    common = dict(log_level=log_level, timeout_graceful_shutdown=settings.shutdown_timeout_s,
+                  http=connections.HeadLimitsProtocol, header_timeout=settings.header_timeout_s,
+                  max_head_bytes=settings.max_header_bytes, max_header_line_bytes=settings.max_header_line_bytes,
+                  limit_concurrency=settings.limit_concurrency)
     if workers == 1:
         from prelu_deploy.serve.app import create_app
 
@@ -233,7 +179,7 @@ def run(settings: Settings, socks: list[socket.socket], workers: int, log_level:
     os.environ.update({SETTINGS_ENV: settings.model_dump_json(), MULTIPROC_ENV: metrics_dir,
                        LOG_LEVEL_ENV: log_level})
     try:
-        slots = multiprocessing.get_context("spawn").RawArray("i", workers)
+        slots = multiprocessing.get_context("spawn").RawArray("i", 2 * workers)  # two per worker: see Supervisor
         cfg = ServerConfig(f"{__name__}:app_from_env", factory=True, workers=workers, connection_slots=slots, **common)
         Supervisor(cfg, sockets=socks).run()
     finally:
