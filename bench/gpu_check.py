@@ -30,14 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]  # the checkout (an editable install)
 
 # (label, backend, precision, runner options): each runner's default, and the settings it offers
 SWEEP = [
-    ("torch:cuda", "torch", "fp32", {}),
-    ("torch:cuda+bench", "torch", "fp32", {"cudnn_benchmark": True}),
+    ("torch:cuda", "torch", "fp32", {}),  # cuDNN's algorithm search on (the default on cuda)
+    ("torch:cuda-nobench", "torch", "fp32", {"cudnn_benchmark": False}),
     ("torch:cuda:tf32", "torch", "tf32", {}),
-    ("torch:cuda:tf32+bench", "torch", "tf32", {"cudnn_benchmark": True}),
-    ("torch:cuda:fp16+cl+bench", "torch", "fp16", {"channels_last": True, "cudnn_benchmark": True}),
+    ("torch:cuda:fp16", "torch", "fp16", {}),  # channels-last (the default for fp16)
+    ("torch:cuda:fp16-nocl", "torch", "fp16", {"channels_last": False}),
     ("torch-compile:cuda", "torch-compile", "fp32", {}),
     ("torch-compile:cuda:tf32+cl", "torch-compile", "tf32", {"channels_last": True}),
-    ("torch-compile:cuda:fp16+cl", "torch-compile", "fp16", {"channels_last": True}),
+    ("torch-compile:cuda:fp16", "torch-compile", "fp16", {}),
     ("onnxruntime:cuda", "onnxruntime", "fp32", {}),
     ("onnxruntime:cuda+heuristic", "onnxruntime", "fp32", {"conv_algo": "HEURISTIC"}),
     ("onnxruntime:cuda:tf32", "onnxruntime", "tf32", {}),

@@ -22,8 +22,7 @@ from prelu_deploy.runners.runner import backends, get_runner
 class RunnerBench:
     backends: list[str]
     lowerings: list[str] | None = None  # None: the model directory's own (native for an architecture)
-    precisions: tuple[str, ...] = ("fp32",)  # TensorRT: fp32, fp16; ONNX Runtime: fp32, int8 (a QDQ graph), and on cuda
-    # tf32, fp16; torch: fp32 always, tf32 on cuda
+    precisions: tuple[str, ...] = ("fp32",)  # what each backend offers: RUN_PRECISIONS and candidates()
     batches: tuple[int, ...] = (1, 8, 32)
     baseline: str | None = None  # a candidate label or a backend name; default torch, else the first
     warmup: int = 10
@@ -272,9 +271,8 @@ def run(target: str, cfg: RunnerBench, log=print, cands: list[Candidate] | None 
         # ONNX Runtime's pool spins after each call by default, stealing the cores of the candidate
         # that runs next (torch's tail latency grew 20× interleaved with it): off while interleaving
         per_backend = {"onnxruntime": {"spinning": False}}
-        if cfg.device != "cpu":  # one CUDA graph per measured batch size, not per power of two up to the largest
-            for backend in ("onnxruntime", "torch-compile"):
-                per_backend.setdefault(backend, {})["buckets"] = tuple(cfg.batches)
+        for backend in ("onnxruntime", "torch-compile") if cfg.device != "cpu" else ():  # a CUDA graph per batch measured
+            per_backend.setdefault(backend, {})["buckets"] = tuple(cfg.batches)
         runners = {c.label: get_runner(c.backend, c.model_dir, cfg.device, **options, **per_backend.get(c.backend, {}),
                                        **({} if c.backend == "tensorrt" else {"precision": c.precision}), **c.options)
                    for c in cands}
