@@ -1,4 +1,4 @@
-"""The three PReLU lowerings, as passes over the exported ONNX graph (DESIGN.md).
+"""The three PReLU lowerings, as passes over the exported ONNX graph (docs/architecture.md).
 
 - native: ONNX `PRelu`, as torch.onnx.export emits it.
 - plugin: each channel-shared PRelu → one `prelu_deploy::ChannelSharedPReLU` node (attribute slope).

@@ -1,4 +1,4 @@
-"""checkpoint → model directory (DESIGN.md layout, loadable by Triton), written atomically."""
+"""checkpoint → model directory (docs/architecture.md layout, loadable by Triton), written atomically."""
 
 import json
 import time
