@@ -33,7 +33,7 @@ CONFIG = "config.pbtxt"
 GOLDEN = "golden.npz"
 ONNX, PLAN = "1/model.onnx", "1/model.plan"
 PLATFORMS = {"onnxruntime_onnx": ONNX, "tensorrt_plan": PLAN}  # Triton's platform names → the artifact
-LOWERINGS = ("native", "plugin", "leaky")  # of channel-shared PReLU (DESIGN.md)
+LOWERINGS = ("native", "plugin", "leaky")  # of channel-shared PReLU (docs/architecture.md)
 PRECISIONS = ("fp32", "fp16", "int8")  # what an artifact computes in: int8 comes from `quantize`
 BUILD_PRECISIONS = ("fp32", "fp16")  # what `build --precision` asks TensorRT for
 # What a runner may compute in (`--precision`): the artifacts' plus tf32 (fp32 storage, TF32 math: an opt-in on GPUs)
