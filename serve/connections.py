@@ -16,11 +16,13 @@ requests one at a time, so nothing else can be waiting (serve.hot_path runs such
 
 import json
 import logging
+import time
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 log = logging.getLogger("prelu_deploy.serve")
-LINGER_S = 1.0  # after a 431: the client's bytes still in flight are read and dropped for this long, then close
+LINGER_S, LINGER_BYTES = 1.0, 256 << 10  # after a 431: what the client still sends is read and dropped — for this
+# long, up to this much (so that it reads the answer, not a reset) — then the connection is closed
 
 
 class ConnectionCount:
@@ -47,6 +49,31 @@ class ConnectionCount:
 COUNT = ConnectionCount()  # this process's; stays 0 where our protocol does not serve (behind Ray's proxy)
 
 
+class RateLimitedLog:
+    """Warnings about what clients do, in bursts of at most `burst` lines and one a second on average (a
+    client refused and reconnecting in a loop must not flood the log); a line says how many were left
+    out before it."""
+
+    def __init__(self, logger: logging.Logger, burst: int = 10, per_s: float = 1.0):
+        self.logger, self.burst, self.per_s = logger, burst, per_s
+        self.tokens, self.at, self.left_out = float(burst), time.monotonic(), 0
+
+    def warning(self, message: str, *args) -> None:
+        now = time.monotonic()
+        self.tokens, self.at = min(self.burst, self.tokens + (now - self.at) * self.per_s), now
+        if self.tokens < 1:
+            self.left_out += 1
+            return
+        self.tokens -= 1
+        if self.left_out:
+            message += f" ({self.left_out} more like it before, not logged)"
+        self.logger.warning(message, *args)
+        self.left_out = 0
+
+
+REFUSALS = RateLimitedLog(log)
+
+
 class HeadLimitsProtocol(HttpToolsProtocol):
     def connection_made(self, transport) -> None:
         COUNT.opened()
@@ -59,7 +86,10 @@ class HeadLimitsProtocol(HttpToolsProtocol):
         self._in_head, self._head_bytes, self._parsed, self._ended, self._refused = True, 0, 0, False, None
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:  # lingering after a 431: dropped
+        if self._refused:  # lingering after a 431: dropped, up to LINGER_BYTES
+            self._linger_left -= len(data)
+            if self._linger_left < 0:
+                self.transport.close()
             return
         in_head, self._ended = self._in_head, False
         super().data_received(data)
@@ -134,7 +164,8 @@ class HeadLimitsProtocol(HttpToolsProtocol):
         self._head_timer.cancel()
         client = "%s:%d" % tuple(self.client[:2]) if self.client else "a client"
         option = "--max-header-kb" if "head over" in self._refused else "--max-header-line-kb"
-        log.warning("%s: %s (%s): 431, connection closed", client, self._refused, option)
+        REFUSALS.warning("%s: %s (%s): 431, connection closed", client, self._refused, option)
+        self._linger_left = LINGER_BYTES
         if self.cycle is not None and not self.cycle.response_complete:
             self.transport.close()
             return
