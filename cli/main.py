@@ -51,7 +51,8 @@ def print_error(err: Exception, console: Console | None = None) -> None:
 # The extra (pyproject's optional dependencies) that brings each module a subcommand imports when it runs.
 EXTRA_FOR = {"torch": "export", "safetensors": "export", "sklearn": "export", "onnx": "export", "onnxscript": "export",
              "onnxruntime": "serve", "fastapi": "serve", "starlette": "serve", "uvicorn": "serve", "pydantic": "serve",
-             "prometheus_client": "serve", "multipart": "serve", "ray": "ray", "matplotlib": "bench",
+             "prometheus_client": "serve", "multipart": "serve", "grpc": "serve", "tritonclient": "serve",
+             "ray": "ray", "matplotlib": "bench",
              "tensorrt_rtx": "trt", "onnxconverter_common": "gpu", "cupy": "gpu"}
 
 

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prelu_deploy import __version__
 from prelu_deploy.runners.runner import run_batched
-from prelu_deploy.serve import connections
+from prelu_deploy.serve import connections, services
 from prelu_deploy.serve.batching import DynamicBatcher
 from prelu_deploy.serve.errors import ApiError, error_response
 from prelu_deploy.serve.hot_path import MODEL_KEY, HotPath
@@ -110,7 +110,9 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
                                                 inline_ok=settings.device == "cpu",  # GPU runners keep their thread
                                                 on_lone_verdict=partial(_lone_verdict, served, settings.lone_threads))
                 served.batcher.start()
+        stop_services = await services.start(app)  # gRPC (--grpc-port), on these models and batchers
         yield
+        await stop_services()
         for served in app.state.models.values():
             if served.batcher:
                 await served.batcher.stop()

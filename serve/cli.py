@@ -22,6 +22,7 @@ def serve(
     repo: Optional[Path] = typer.Argument(None, help="Model repository (default: the bundled digits model, exported into a cache on first use)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535),
+    grpc_port: Optional[int] = typer.Option(None, "--grpc-port", min=0, max=65535, help="KServe v2 gRPC port (default 8001, Triton's; 0: no gRPC; not with --ray)."),
     backend: str = typer.Option("auto", "--backend", help="auto (tensorrt for plan entries, else onnxruntime) | onnxruntime | tensorrt | torch"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ONNX Runtime's CUDA provider: the gpu extra)."),
     max_batch_size: int = typer.Option(32, "--max-batch-size", min=1, help="Rows gathered into one runner call (never more than the entry accepts)."),
@@ -56,6 +57,9 @@ def serve(
         from prelu_deploy.serve.ray_options import local_cluster_env
 
         os.environ.update(local_cluster_env(host))
+    if ray and grpc_port:
+        raise UsageError("--grpc-port: not with --ray (Ray's proxy serves HTTP only); leave it out or give 0")
+    grpc_port = (0 if ray else 8001) if grpc_port is None else grpc_port
     ray_options = _ray_options(ray, replicas, autoscale, ray_address, max_ongoing_requests, ray_cpus, ray_gpus, max_queue)
     if ray_options is not None and workers is not None:
         raise UsageError("--workers: not with --ray (each replica is one process; choose --replicas or --autoscale)")
@@ -82,6 +86,10 @@ def serve(
         socks = procs.listen(host, port, layout.workers if layout else 1)  # before any model loads: a taken port fails at once
         if ray_options is not None:
             socks[0].close()  # the local cluster's proxy will listen there: only checked free
+    if grpc_port:
+        from prelu_deploy.serve.services import check_grpc_port
+
+        check_grpc_port(host, grpc_port)  # each worker binds it once its models are loaded
 
     from prelu_deploy.serve.bundled import bundled_repository
     from prelu_deploy.serve.images import default_decodes
@@ -94,15 +102,16 @@ def serve(
                   max_decodes=max_decodes or (default_decodes(usable_cores(), layout.workers, max_pixels) if layout else 1),
                   body_timeout_s=body_timeout, max_header_bytes=int(max_header_kb * 1024),
                   max_header_line_bytes=int(max_header_line_kb * 1024), limit_concurrency=limit_concurrency,
-                  shutdown_timeout_s=shutdown_timeout)
+                  shutdown_timeout_s=shutdown_timeout, host=host, grpc_port=grpc_port)
     if ray_options is not None:  # each replica is one process: its threads default to the CPUs Ray reserves for it
         from prelu_deploy.serve.ray_app import serve_on_ray
 
         settings = Settings(**common, instances=instances, threads=threads)
         return serve_on_ray(settings.repo, settings, ray_options, host, port, ray_address, log_level)
-    settings = Settings(**common, instances=layout.instances, threads=layout.threads, lone_threads=layout.lone_threads)
-    logging.getLogger("prelu_deploy.serve").info("http://%s:%d: %s (--workers, --instances, --threads)",
-                                                 host, socks[0].getsockname()[1], layout)
+    settings = Settings(**common, instances=layout.instances, threads=layout.threads, lone_threads=layout.lone_threads,
+                        workers=layout.workers)
+    logging.getLogger("prelu_deploy.serve").info("http://%s:%d%s: %s (--workers, --instances, --threads)",
+                                                 host, socks[0].getsockname()[1], grpc_port and f", gRPC on :{grpc_port}" or "", layout)
     procs.run(settings, socks, layout.workers, log_level)
 
 

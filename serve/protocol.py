@@ -71,18 +71,8 @@ def decode_input(tensor: dict, binary: bytes, offset: int, expected_name: str, d
     """One input tensor as a float32 array of shape [N, *dims]; returns it and the new binary offset."""
     if not isinstance(tensor, dict):
         raise ApiError(400, "each input must be an object with name, shape, datatype and data")
-    name, shape, dtype = tensor.get("name"), tensor.get("shape"), tensor.get("datatype")
-    if name != expected_name:
-        raise ApiError(400, f"unknown input {name!r}; this model takes {expected_name!r}")
-    if dtype != "FP32":
-        raise ApiError(400, f"input {name!r} datatype must be FP32, not {dtype!r}")
-    if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in shape)):
-        raise ApiError(400, f"input {name!r} shape must be a list of integers")
-    if len(shape) != len(dims) + 1 or shape[1:] != dims or shape[0] < 1:
-        raise ApiError(400, f"input {name!r} shape {shape} does not fit [N, {', '.join(map(str, dims))}] with N ≥ 1")
-    if shape[0] > max_rows:
-        raise ApiError(400, f"input {name!r} has {shape[0]} rows; at most {max_rows} a request")
-    count = math.prod(shape)
+    name, shape = tensor.get("name"), tensor.get("shape")
+    count = check_tensor(name, shape, tensor.get("datatype"), expected_name, dims, max_rows)
     size = _parameters(tensor, f"input {name!r}").get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size != count * 4 or offset + size > len(binary):
@@ -98,9 +88,29 @@ def decode_input(tensor: dict, binary: bytes, offset: int, expected_name: str, d
         if x.size != count:
             raise ApiError(400, f"input {name!r} has {x.size} values; shape {shape} needs {count}")
         x = x.reshape(shape)
+    check_finite(x, name)
+    return x, offset
+
+
+def check_tensor(name, shape, dtype, expected_name: str, dims: list[int], max_rows: int) -> int:
+    """An input tensor's name, datatype and shape as this model takes them (HTTP and gRPC alike: the
+    same 400 / INVALID_ARGUMENT messages); returns its number of values."""
+    if name != expected_name:
+        raise ApiError(400, f"unknown input {name!r}; this model takes {expected_name!r}")
+    if dtype != "FP32":
+        raise ApiError(400, f"input {name!r} datatype must be FP32, not {dtype!r}")
+    if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in shape)):
+        raise ApiError(400, f"input {name!r} shape must be a list of integers")
+    if len(shape) != len(dims) + 1 or shape[1:] != dims or shape[0] < 1:
+        raise ApiError(400, f"input {name!r} shape {shape} does not fit [N, {', '.join(map(str, dims))}] with N ≥ 1")
+    if shape[0] > max_rows:
+        raise ApiError(400, f"input {name!r} has {shape[0]} rows; at most {max_rows} a request")
+    return math.prod(shape)
+
+
+def check_finite(x: np.ndarray, name: str) -> None:
     if not np.isfinite(x).all():
         raise ApiError(400, f"input {name!r} holds non-finite values (NaN or infinity)")
-    return x, offset
 
 
 def wants_binary(request: dict, output_name: str) -> bool:

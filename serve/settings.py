@@ -27,3 +27,6 @@ class Settings(BaseModel):
     max_header_line_bytes: int = Field(8 << 10, ge=64)  # one line of it: 431 beyond
     limit_concurrency: int = Field(1024, ge=1)  # per worker process: open connections or requests in flight; 503 beyond
     shutdown_timeout_s: float = Field(30.0, gt=0)  # SIGTERM: in-flight requests get this long; a worker still alive is killed
+    host: str = "127.0.0.1"  # where HTTP and gRPC listen (serve.workers.listen)
+    workers: int = Field(1, ge=1)  # server processes sharing the ports
+    grpc_port: int = Field(0, ge=0, le=65535)  # KServe v2 gRPC (serve.grpc_service); 0: none

@@ -40,14 +40,16 @@ class Endpoint:
 
 
 class Server(Endpoint):
-    def __init__(self, repo: Path, *args: str, start_timeout: float = 60):
+    def __init__(self, repo: Path, *args: str, start_timeout: float = 60, grpc: bool = False):
         self.port = free_port()
+        self.grpc_port = free_port() if grpc else 0  # gRPC (serve --grpc-port) only where a test asks for it
+        self.grpc_url = f"127.0.0.1:{self.grpc_port}"
         super().__init__(f"http://127.0.0.1:{self.port}")
         exe = Path(sys.executable).with_name("prelu-deploy")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         workers = () if "--workers" in args else ("--workers", "1")  # one process unless a test is about workers
         self.proc = subprocess.Popen([str(exe), "serve", str(repo), "--port", str(self.port), "--log-level", "warning",
-                                      *workers, *args],
+                                      "--grpc-port", str(self.grpc_port), *workers, *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         deadline = time.monotonic() + start_timeout
         while time.monotonic() < deadline:

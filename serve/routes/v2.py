@@ -63,7 +63,7 @@ async def server_metadata() -> dict:
     return {"name": "prelu-deploy", "version": __version__, "extensions": ["binary_tensor_data"]}
 
 
-def _metadata(served: ServedModel) -> dict:
+def metadata(served: ServedModel) -> dict:
     meta = {"name": served.name, "versions": ["1"], "backend": served.backend, "ready": served.ready}
     if e := served.entry:
         runner = served.runners[0] if served.runners else None  # what the runner reports, else what the entry says
@@ -83,7 +83,7 @@ def _metadata(served: ServedModel) -> dict:
 @router.get("/models/{name}", responses=errors(404))
 @router.get("/models/{name}/versions/{version}", responses=errors(404))
 async def model_metadata(served: AnyModel) -> dict:
-    return _metadata(served)
+    return metadata(served)
 
 
 @router.get("/models/{name}/ready", responses={**errors(404), 503: {"description": "Not ready (the reason is given)"}})

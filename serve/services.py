@@ -1,0 +1,42 @@
+"""What runs beside the HTTP app in each worker process, started once its models are loaded and stopped
+before they close: the gRPC server (--grpc-port; grpc is imported only when it is on)."""
+
+import logging
+import socket
+
+from prelu_deploy.errors import ListenError
+
+log = logging.getLogger("prelu_deploy.serve")
+
+
+def address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def check_grpc_port(host: str, port: int) -> None:
+    """In the parent, before any model loads: ListenError (exit 9) when host:port cannot be bound —
+    taken by another process, or by this server's own HTTP port."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+    except OSError as err:
+        raise ListenError(f"cannot listen for gRPC on {address(host, port)}: {err.strerror}; choose another "
+                          f"--grpc-port (0: no gRPC), or stop what holds it") from None
+
+
+async def start(app):
+    """Start what `app.state.settings` asks for; returns the coroutine function that stops it all."""
+    settings = app.state.settings
+    grpc_server = None
+    if settings.grpc_port:
+        from prelu_deploy.serve import grpc_service
+
+        grpc_server = await grpc_service.start(app)
+
+    async def stop() -> None:
+        if grpc_server is not None:  # calls in progress finish (within --shutdown-timeout); new ones are refused
+            await grpc_server.stop(settings.shutdown_timeout_s)
+
+    return stop
