@@ -157,8 +157,9 @@ def runners(
 
 @bench_app.command("http")
 def http(
-    url: str = typer.Argument(..., help="Server base URL, e.g. http://127.0.0.1:8000 (loopback only unless --allow-remote)."),
+    url: str = typer.Argument(..., help="Server base URL, e.g. http://127.0.0.1:8000 (--protocol grpc: host:port, e.g. 127.0.0.1:8001); loopback only unless --allow-remote."),
     model: str = typer.Option(..., "--model", help="Model name on the server."),
+    protocol: str = typer.Option("http", "--protocol", help="http (Open Inference Protocol v2 REST) | grpc (KServe v2 gRPC: ModelInfer, raw tensors)."),
     concurrency: str = ConcurrencyOpt,
     duration: float = typer.Option(5.0, "--duration", help="Measured seconds per level (at most)."),
     warmup: float = typer.Option(1.0, "--warmup", help="Unmeasured seconds of load before each level."),
@@ -180,7 +181,11 @@ def http(
                                warmup_s=warmup, max_requests=max_requests, batch=batch, data=data, encoding=encoding,
                                timeout_s=timeout, allow_remote=allow_remote)
     cfg.check()
+    if protocol not in ("http", "grpc"):
+        raise UsageError(f"--protocol {protocol!r}: http or grpc")
     out = _out_dir(out, plot)
+    if protocol == "grpc":
+        from prelu_deploy.bench import grpc_load as bench_http  # noqa: F811 (the same run(), over gRPC)
     report, raw = bench_http.run(url, cfg, log=lambda msg: err_console.print(msg, highlight=False))
     t = Table(title=f"{model} at {url}: {report['workload']}")
     for col in ("concurrency", "requests", "ok", "errors", "p50 ms", "p90 ms", "p99 ms", "requests/s", "images/s", "thr. CV", "gen. CPU"):

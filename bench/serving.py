@@ -48,7 +48,8 @@ def _commands(repo: Path, model_dir: Path, cfg: ServingBench) -> dict[str, list[
     baseline = [sys.executable, "-m", "prelu_deploy.bench.baseline_server", str(model_dir)]
     if cfg.baseline_threads:
         baseline += ["--threads", str(cfg.baseline_threads)]
-    return {"ours": [exe, "serve", str(repo), "--log-level", "warning", *cfg.serve_args], "baseline": baseline}
+    no_grpc = [] if "--grpc-port" in cfg.serve_args else ["--grpc-port", "0"]  # HTTP is measured: no port 8001 taken
+    return {"ours": [exe, "serve", str(repo), "--log-level", "warning", *cfg.serve_args, *no_grpc], "baseline": baseline}
 
 
 class _Servers:
