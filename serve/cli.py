@@ -50,6 +50,7 @@ def serve(
     max_ongoing_requests: Optional[int] = typer.Option(None, "--max-ongoing-requests", min=1, help="--ray: requests one replica holds at once (default 32); more wait at Ray's proxy, up to --max-queue, then 503."),
     ray_cpus: Optional[float] = typer.Option(None, "--ray-cpus-per-replica", min=0.0, help="--ray: CPUs Ray reserves per replica (default 1)."),
     ray_gpus: Optional[float] = typer.Option(None, "--ray-gpus-per-replica", min=0.0, help="--ray: GPUs Ray reserves per replica (default 0; 1 for a GPU backend)."),
+    ray_ingress: Optional[str] = typer.Option(None, "--ray-ingress", help="--ray: haproxy (default: HAProxy on --port in front of the replicas' own HTTP servers) | direct (each replica's own port, for an external load balancer) | proxy (Ray's Python proxy); docs/scale-out.md."),
 ) -> None:
     """Serve every model directory in REPO over the Open Inference Protocol v2 and /v1/classify.
     torch is never imported unless --backend torch is chosen."""
@@ -60,7 +61,7 @@ def serve(
     if ray and grpc_port:
         raise UsageError("--grpc-port: not with --ray (Ray's proxy serves HTTP only); leave it out or give 0")
     grpc_port = (0 if ray else 8001) if grpc_port is None else grpc_port
-    ray_options = _ray_options(ray, replicas, autoscale, ray_address, max_ongoing_requests, ray_cpus, ray_gpus, max_queue)
+    ray_options = _ray_options(ray, replicas, autoscale, ray_address, max_ongoing_requests, ray_cpus, ray_gpus, max_queue, ray_ingress)
     if ray_options is not None and workers is not None:
         raise UsageError("--workers: not with --ray (each replica is one process; choose --replicas or --autoscale)")
     if backend not in BACKENDS:
@@ -115,11 +116,11 @@ def serve(
     procs.run(settings, socks, layout.workers, log_level)
 
 
-def _ray_options(ray: bool, replicas, autoscale, address, max_ongoing, cpus, gpus, max_queue: int):
+def _ray_options(ray: bool, replicas, autoscale, address, max_ongoing, cpus, gpus, max_queue: int, ingress=None):
     """The RayOptions of --ray and its options, or None without --ray; UsageError (exit 2) for a bad combination."""
     given = [name for name, value in (("--replicas", replicas), ("--autoscale", autoscale), ("--ray-address", address),
                                       ("--max-ongoing-requests", max_ongoing), ("--ray-cpus-per-replica", cpus),
-                                      ("--ray-gpus-per-replica", gpus)) if value is not None]
+                                      ("--ray-gpus-per-replica", gpus), ("--ray-ingress", ingress)) if value is not None]
     if not ray:
         if given:
             raise UsageError(f"{', '.join(given)}: only with --ray")
@@ -145,4 +146,10 @@ def _ray_options(ray: bool, replicas, autoscale, address, max_ongoing, cpus, gpu
         options.cpus_per_replica = cpus
     if gpus is not None:
         options.gpus_per_replica = gpus
+    if ingress is not None:
+        from prelu_deploy.serve.ray_options import INGRESSES
+
+        if ingress not in INGRESSES:
+            raise UsageError(f"--ray-ingress {ingress!r}: choose one of {', '.join(INGRESSES)}")
+        options.ingress = ingress
     return options

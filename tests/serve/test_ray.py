@@ -5,9 +5,11 @@ Ray or of the server is mocked. The tests run in file order on one xdist worker 
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,7 +23,7 @@ serve = pytest.importorskip("ray.serve")
 
 from prelu_deploy.runners.runner import get_runner  # noqa: E402
 from prelu_deploy.serve.ray_app import APP_NAME, DEPLOYMENT, deploy  # noqa: E402
-from prelu_deploy.serve.ray_options import RayOptions  # noqa: E402
+from prelu_deploy.serve.ray_options import RayOptions, haproxy_binary, ingress_env  # noqa: E402
 from prelu_deploy.serve.settings import Settings  # noqa: E402
 
 from ..server import Endpoint, free_port  # noqa: E402
@@ -30,6 +32,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray"),
               pytest.mark.filterwarnings("ignore:The `metrics_interval_s` field:DeprecationWarning")]
 SAMPLES = Path(__file__).resolve().parents[2] / "models" / "samples"
 SETTINGS = Settings(threads=1, max_queue_delay_ms=2)
+INGRESS = "haproxy" if haproxy_binary() else "proxy"  # serve --ray's default where it can run
+needs_haproxy = pytest.mark.skipif(INGRESS != "haproxy", reason="no HAProxy binary (ray[serve] brings one on Linux; "
+                                   "or apt-get install haproxy): the cluster runs Ray's Python proxy instead")
 
 
 def _running() -> int:
@@ -51,19 +56,24 @@ deployed = {"options": None}  # what the app runs now: tests that redeploy say s
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """A local Ray cluster with Serve's proxy on a free loopback port; shut down whatever happens."""
+def cluster(tmp_path_factory):
+    """A local Ray cluster with Serve's default ingress of `serve --ray` (HAProxy in front of the replicas'
+    own HTTP servers) on a free loopback port, HAProxy's files and side ports its own; shut down whatever
+    happens. Where no HAProxy binary exists, Ray's Python proxy instead (the HAProxy tests skip)."""
     port = free_port()
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 << 20, log_to_driver=False,
              configure_logging=False)
+    workdir = tempfile.mkdtemp(prefix="pdray-", dir="/tmp")  # short: HAProxy's socket path must fit 97 bytes
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        env = ingress_env(INGRESS, workdir)
+        serve.start(http_options={"host": "127.0.0.1", "port": port}, controller_options={"runtime_env": {"env_vars": env}} if env else None)
         yield Endpoint(f"http://127.0.0.1:{port}")
     finally:
         try:
             serve.shutdown()
         finally:
             ray.shutdown()
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _deploy(repo, options: RayOptions) -> None:
@@ -257,8 +267,6 @@ def test_a_replica_refuses_a_blob_whose_sha256_differs(cluster):
 def test_a_replica_whose_models_all_fail_the_gate_never_counts_as_ready(cluster, repo, tmp_path):
     """The gate runs in every replica before Ray's first health check: with the one model's ONNX file
     changed, no replica becomes ready and the deployment fails with the model's reason."""
-    import shutil
-
     from prelu_deploy.serve.ray_app import build
 
     shutil.copytree(repo / "digits", tmp_path / "digits")
@@ -291,7 +299,7 @@ def test_the_cli_joins_a_running_cluster_and_leaves_it_as_it_was(cluster, repo):
     of the same name), serves through its proxy, and on SIGTERM deletes its app and leaves the cluster up."""
     exe = Path(sys.executable).with_name("prelu-deploy")
     args = [str(exe), "serve", str(repo), "--ray", "--ray-address", ray.get_runtime_context().gcs_address, "--replicas", "1",
-            "--ray-cpus-per-replica", "0.5", "--port", cluster.url.rsplit(":", 1)[1], "--log-level", "warning"]
+            "--ray-cpus-per-replica", "0.5", "--ray-ingress", INGRESS, "--port", cluster.url.rsplit(":", 1)[1], "--log-level", "warning"]
     serve.delete(APP_NAME)
     deployed["options"] = None
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -20,6 +20,8 @@ from ..server import Server
     (["--ray", "--autoscale", "2"], "give MIN,MAX"),
     (["--ray", "--autoscale", "a,b"], "give MIN,MAX"),
     (["--ray", "--workers", "2"], "--workers: not with --ray"),
+    (["--ray-ingress", "direct"], "--ray-ingress: only with --ray"),
+    (["--ray", "--ray-ingress", "nginx"], "--ray-ingress 'nginx': choose one of haproxy, direct, proxy"),
 ])
 def test_bad_ray_options_exit_2(cli, args, message):
     proc = cli("serve", *args, "--port", "0", check_rc=2)
