@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from prelu_deploy import __version__
 from prelu_deploy.runners.runner import run_batched
 from prelu_deploy.serve import connections, services
+from prelu_deploy.serve.auth import Auth
 from prelu_deploy.serve.batching import DynamicBatcher
 from prelu_deploy.serve.errors import ApiError, error_response
 from prelu_deploy.serve.hot_path import MODEL_KEY, HotPath
@@ -145,6 +146,7 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=400)
 
     app.add_middleware(HotPath, settings=settings, handlers={"infer": v2.infer, "classify": classify.classify})
+    app.add_middleware(Auth, settings=settings, metrics=metrics)  # tokens (serve.auth): before any route
     app.add_middleware(LimitsAndMetrics, settings=settings, metrics=metrics)  # the outer one: it sees every request
 
     @app.get("/metrics", include_in_schema=False)

@@ -23,6 +23,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535),
     grpc_port: Optional[int] = typer.Option(None, "--grpc-port", min=0, max=65535, help="KServe v2 gRPC port (default 8001, Triton's; 0: no gRPC; not with --ray)."),
+    api_token_file: Optional[Path] = typer.Option(None, "--api-token-file", help="A file holding the API token (or the environment variable PRELU_DEPLOY_API_TOKEN): requests to the management API (and with --auth all, to everything but health) need 'Authorization: Bearer TOKEN'."),
+    api_token: Optional[str] = typer.Option(None, "--api-token", help="The API token itself (visible in ps: prefer --api-token-file)."),
+    auth: str = typer.Option("management", "--auth", help="What needs the token: management (the repository API) | all (inference, metadata, the page and /metrics too; health stays open)."),
     backend: str = typer.Option("auto", "--backend", help="auto (tensorrt for plan entries, else onnxruntime) | onnxruntime | tensorrt | torch"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ONNX Runtime's CUDA provider: the gpu extra)."),
     max_batch_size: int = typer.Option(32, "--max-batch-size", min=1, help="Rows gathered into one runner call (never more than the entry accepts)."),
@@ -81,6 +84,9 @@ def serve(
             workers = 1  # one process per GPU: a CUDA context (and its memory) per worker would buy nothing
         layout = procs.plan(usable_cores(), workers, instances, threads)
     procs.configure_logging(log_level)
+    from prelu_deploy.serve import auth as tokens
+
+    token_settings = tokens.resolve(api_token, api_token_file, auth)  # exit 2 before listening
     if warning := procs.exposure_warning(host):
         logging.getLogger("prelu_deploy.serve").warning(warning)
     if ray_address is None:
@@ -103,7 +109,7 @@ def serve(
                   max_decodes=max_decodes or (default_decodes(usable_cores(), layout.workers, max_pixels) if layout else 1),
                   body_timeout_s=body_timeout, max_header_bytes=int(max_header_kb * 1024),
                   max_header_line_bytes=int(max_header_line_kb * 1024), limit_concurrency=limit_concurrency,
-                  shutdown_timeout_s=shutdown_timeout, host=host, grpc_port=grpc_port)
+                  shutdown_timeout_s=shutdown_timeout, host=host, grpc_port=grpc_port, **token_settings)
     if ray_options is not None:  # each replica is one process: its threads default to the CPUs Ray reserves for it
         from prelu_deploy.serve.ray_app import serve_on_ray
 

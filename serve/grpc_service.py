@@ -21,6 +21,7 @@ from tritonclient.grpc import service_pb2_grpc as pbg
 
 from prelu_deploy import __version__
 from prelu_deploy.errors import ListenError
+from prelu_deploy.serve.auth import Guard
 from prelu_deploy.serve.deps import find_model, require_ready
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.protocol import check_finite, check_tensor
@@ -35,10 +36,11 @@ CODES = {400: S.INVALID_ARGUMENT, 401: S.UNAUTHENTICATED, 403: S.PERMISSION_DENI
 EXTENSIONS = ["binary_tensor_data"]
 
 
-def rpc(endpoint: str, per_model: bool = True):
-    """An RPC's frame: counted in /metrics (prelu_requests, endpoint `endpoint`, status the gRPC code's
-    name) and in flight; an ApiError answered as its gRPC code with its message, anything else as
-    INTERNAL (the traceback in the log, not in the answer)."""
+def rpc(endpoint: str, per_model: bool = True, kind: str = "api"):
+    """An RPC's frame: the token checked for `kind` (serve.auth: "open", "management" or "api"), counted
+    in /metrics (prelu_requests, endpoint `endpoint`, status the gRPC code's name) and in flight; an
+    ApiError answered as its gRPC code with its message, anything else as INTERNAL (the traceback in the
+    log, not in the answer)."""
     def wrap(method):
         @functools.wraps(method)
         async def call(self, request, context):
@@ -47,6 +49,9 @@ def rpc(endpoint: str, per_model: bool = True):
             model = (name if name in self.models else "unknown") if per_model else "-"
             metrics.in_flight.inc()
             try:
+                if self.guard.needed(kind):
+                    metadata = {k: v for k, v in context.invocation_metadata() or () if k == "authorization"}
+                    self.guard.check(kind, metadata.get("authorization"), "grpc")
                 return await method(self, request, context)
             except ApiError as err:
                 error = err
@@ -71,16 +76,17 @@ class InferenceService(pbg.GRPCInferenceServiceServicer):
 
     def __init__(self, app):
         self.app = app
+        self.guard = Guard(app.state.settings, app.state.metrics)
 
     @property
     def models(self) -> dict:
         return self.app.state.models
 
-    @rpc("grpc_live", per_model=False)
+    @rpc("grpc_live", per_model=False, kind="open")
     async def ServerLive(self, request, context):
         return pb.ServerLiveResponse(live=True)
 
-    @rpc("grpc_ready", per_model=False)
+    @rpc("grpc_ready", per_model=False, kind="open")
     async def ServerReady(self, request, context):
         return pb.ServerReadyResponse(ready=bool(self.models) and all(m.ready for m in self.models.values()))
 

@@ -21,6 +21,9 @@ class Metrics:
                                          buckets=_LATENCY, registry=self.registry)
         self.batch_size = Histogram("prelu_batch_size", "Rows per runner call", ["model"],
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
+        self.auth_refused = Counter("prelu_auth_refused", "Requests refused by token authentication (serve.auth), by "
+                                    "protocol (http, grpc) and reason (missing, wrong, in_url, no_token)",
+                                    ["protocol", "reason"], registry=self.registry)
         self.in_flight = Gauge("prelu_in_flight_requests", "Requests being handled", registry=self.registry,
                                multiprocess_mode="livesum")  # summed over live workers
 

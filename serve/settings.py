@@ -30,3 +30,5 @@ class Settings(BaseModel):
     host: str = "127.0.0.1"  # where HTTP and gRPC listen (serve.workers.listen)
     workers: int = Field(1, ge=1)  # server processes sharing the ports
     grpc_port: int = Field(0, ge=0, le=65535)  # KServe v2 gRPC (serve.grpc_service); 0: none
+    api_token_sha256: str | None = None  # sha256 of the API token (serve.auth); the token itself is never kept
+    auth: str = "management"  # what needs the token: management (the repository API) | all (inference, metadata too)
