@@ -120,6 +120,9 @@ class Supervisor(Multiprocess):
 
     def restart_all(self) -> None:
         """SIGHUP: each worker replaced in turn, the new one serving before the old one stops."""
+        from prelu_deploy.serve.repository import pin_versions
+
+        pin_versions()  # a deliberate reload: the new workers serve the versions on disk now (serve.repository)
         for idx, old in enumerate(self.processes):
             if self.should_exit.is_set():
                 return

@@ -178,6 +178,9 @@ def run(settings: Settings, socks: list[socket.socket], workers: int, log_level:
     metrics_dir = tempfile.mkdtemp(prefix="prelu-deploy-metrics-")
     os.environ.update({SETTINGS_ENV: settings.model_dump_json(), MULTIPROC_ENV: metrics_dir,
                        LOG_LEVEL_ENV: log_level})
+    from prelu_deploy.serve.repository import pin_versions
+
+    pin_versions(settings.repo)  # each model's version now: what every worker serves until SIGHUP (serve.repository)
     try:
         slots = multiprocessing.get_context("spawn").RawArray("i", 2 * workers)  # two per worker: see Supervisor
         cfg = ServerConfig(f"{__name__}:app_from_env", factory=True, workers=workers, connection_slots=slots, **common)

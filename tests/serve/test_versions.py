@@ -1,0 +1,146 @@
+"""One version served whole: a load that races export's atomic swap reads the manifest and the
+artifacts of one version (manifest.load_entry), and the workers of one server serve the version they
+were started on until a deliberate reload (SIGHUP), a replacement worker included."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import onnx
+import pytest
+
+from prelu_deploy.atomic import staged_dir
+from prelu_deploy.manifest import read_entry
+from prelu_deploy.serve.repository import PINS_ENV, load_model, load_repository, pin_versions
+from prelu_deploy.serve.settings import Settings
+
+from ..server import Server
+
+# Export --force in a loop: versions A and B in turn, each swapped in by the same atomic exchange.
+SWAPPER = """
+import shutil, sys, time
+from pathlib import Path
+from prelu_deploy.atomic import staged_dir
+a, b, dest, stop = map(Path, sys.argv[1:])
+swaps, end = 0, time.monotonic() + 120
+while not stop.exists() and time.monotonic() < end:
+    with staged_dir(dest) as tmp:
+        shutil.copytree((a, b)[swaps % 2], tmp, dirs_exist_ok=True)
+    swaps += 1
+    time.sleep(0.001)
+print(swaps)
+"""
+MARKS = {"leaky": "A", "native": "B"}  # a version's manifest says its lowering; its graph carries its mark
+
+
+@pytest.fixture
+def versions(repo, tmp_path):
+    """Two versions of `digits`: A (manifest lowering leaky, graph marked A) and B (native, marked B),
+    each a complete, consistent model directory whose files all differ from the other's."""
+    out = {}
+    for lowering, mark in MARKS.items():
+        d = out[mark] = tmp_path / mark / "digits"
+        shutil.copytree(repo / "digits", d)
+        graph = onnx.load(d / "1" / "model.onnx")
+        graph.metadata_props.add(key="test_version", value=mark)
+        onnx.save(graph, d / "1" / "model.onnx")
+        replace(read_entry(d), lowering=lowering).write(d)
+    return out
+
+
+def _mark(served) -> str:
+    return served.runners[0].session.get_modelmeta().custom_metadata_map["test_version"]
+
+
+def test_loads_racing_swaps_serve_one_version_whole(versions, tmp_path):
+    live = tmp_path / "live" / "digits"
+    shutil.copytree(versions["A"], live)
+    stop = tmp_path / "stop"
+    swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, versions["A"], versions["B"], live, stop],
+                               stdout=subprocess.PIPE, text=True)
+    seen, torn = {"A": 0, "B": 0}, []
+    try:
+        for _ in range(60):
+            served = load_model(live, Settings())
+            if not served.ready or MARKS[served.entry.lowering] != _mark(served):
+                torn.append(served.reason or f"manifest {served.entry.lowering}, graph {_mark(served)}")
+            else:
+                seen[_mark(served)] += 1
+            served.close()
+    finally:
+        stop.touch()
+        swaps = int(swapper.communicate(timeout=60)[0])
+    assert torn == [], f"{len(torn)} of 60 loads torn, e.g. {torn[:3]}"
+    assert seen["A"] and seen["B"] and swaps > 60, (seen, swaps)  # the race did run
+
+
+def test_a_worker_loading_after_a_swap_refuses_a_version_other_than_the_pinned_one(versions, tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv(PINS_ENV, raising=False)
+    live = tmp_path / "live" / "digits"
+    shutil.copytree(versions["A"], live)
+    pins = pin_versions(live.parent)  # what the supervisor does before it starts the workers
+    assert os.environ[PINS_ENV] and list(pins) == ["digits"]
+    assert load_repository(live.parent, Settings())["digits"].ready  # the first workers: version A
+    with staged_dir(live) as tmp:
+        shutil.copytree(versions["B"], tmp, dirs_exist_ok=True)  # export --force of version B
+    served = load_repository(live.parent, Settings())["digits"]  # a replacement worker
+    assert not served.ready and served.entry is None and "digits changed on disk after the server started" in served.reason
+    assert "reload the workers (SIGHUP)" in served.reason
+    pin_versions()  # SIGHUP: the supervisor pins what is on disk now, and every new worker serves it
+    served = load_repository(live.parent, Settings())["digits"]
+    assert served.ready and served.entry.lowering == "native"
+
+
+def _workers(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return {p for p in map(int, out) if "spawn_main" in _cmdline(p)}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/cmdline").read()
+    except OSError:
+        return ""
+
+
+def _answers(srv: Server, n: int) -> list[tuple]:
+    """(ready, lowering or reason) of /v2/models/digits, a new connection each: both workers answer."""
+    out = []
+    for _ in range(n):
+        status, meta = srv.json("GET", "/v2/models/digits")
+        assert status == 200, meta
+        out.append((meta["ready"], meta.get("prelu_lowering") if meta["ready"] else meta["reason"]))
+    return out
+
+
+def _wait_for(predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert predicate()
+
+
+@pytest.mark.slow
+def test_a_replacement_worker_serves_the_version_the_others_do(versions, tmp_path):
+    live = tmp_path / "live" / "digits"
+    shutil.copytree(versions["A"], live)
+    srv = Server(live.parent, "--workers", "2", "--log-level", "info")
+    try:
+        first = _workers(srv.proc.pid)
+        assert len(first) == 2 and set(_answers(srv, 8)) == {(True, "leaky")}
+        with staged_dir(live) as tmp:  # export --force of version B while the server runs
+            shutil.copytree(versions["B"], tmp, dirs_exist_ok=True)
+        os.kill(min(first), signal.SIGKILL)  # a worker dies; the supervisor starts another
+        _wait_for(lambda: len(_workers(srv.proc.pid) - first) == 1)
+        answers = _answers(srv, 40)
+        assert (True, "native") not in answers and (True, "leaky") in answers, answers  # never two versions served
+        refused = [a for a in answers if not a[0]]
+        assert refused and all("digits changed on disk after the server started" in r for _, r in refused), answers
+    finally:
+        assert srv.stop()
+    log = srv.proc.stdout.read()
+    assert "model digits: NOT ready: digits changed on disk after the server started" in log, log
