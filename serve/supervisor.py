@@ -13,6 +13,7 @@ from uvicorn.supervisors import Multiprocess
 from uvicorn.supervisors.multiprocess import Process
 
 KILL_AFTER_S = 2.0  # a worker still alive this long after its --shutdown-timeout is killed
+STARTUP_S = 120.0  # SIGHUP: how long a replacement may take to load its models (and pass their parity gate)
 log = logging.getLogger("prelu_deploy.serve")
 
 
@@ -127,7 +128,7 @@ class Supervisor(Multiprocess):
             if self.should_exit.is_set():
                 return
             new = self._spawn(idx)
-            if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
+            if not new.wait_until_ready(STARTUP_S, self.should_exit):  # uvicorn gives it 5 s: too few on a busy host
                 new.kill()
                 new.process.join()
                 self._gone(new)
