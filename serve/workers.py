@@ -100,13 +100,14 @@ def app_from_env():
 
 
 def exposure_warning(host: str) -> str | None:
-    """What to say when `host` is not a loopback address: the server has no authentication, so anyone
-    who can reach the address can use every model (and fill its queues). None for loopback (and for
-    a name that does not resolve: listen() says why)."""
+    """What to say when `host` is not a loopback address: anyone who can reach it can use the server
+    over plain HTTP, and — unless --auth all is given with a token (serve.auth) — every model and its
+    queues without one. None for loopback (and for a name that does not resolve: listen() says why)."""
     if is_loopback(host) is not False:
         return None
-    return (f"listening on {host} (beyond loopback): anyone who can reach this address can use the server, which has "
-            f"no authentication; put it behind an authenticating proxy, or keep --host 127.0.0.1")
+    return (f"listening on {host} (beyond loopback): anyone who can reach this address can use the server, over plain "
+            f"HTTP (no TLS) and without a token unless --auth all is given with one; put it behind a TLS proxy, or "
+            f"keep --host 127.0.0.1")
 
 
 def is_loopback(host: str) -> bool | None:
