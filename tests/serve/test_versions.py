@@ -140,6 +140,10 @@ def test_a_replacement_worker_serves_the_version_the_others_do(versions, tmp_pat
         assert (True, "native") not in answers and (True, "leaky") in answers, answers  # never two versions served
         refused = [a for a in answers if not a[0]]
         assert refused and all("digits changed on disk after the server started" in r for _, r in refused), answers
+        before = _workers(srv.proc.pid)
+        srv.proc.send_signal(signal.SIGHUP)  # a deliberate reload: every worker replaced, serving what is on disk
+        _wait_for(lambda: len(now := _workers(srv.proc.pid)) == 2 and now.isdisjoint(before), 240)
+        assert set(_answers(srv, 12)) == {(True, "native")}
     finally:
         assert srv.stop()
     log = srv.proc.stdout.read()
