@@ -5,15 +5,28 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WEIGHTS := models/weights/digits_prelu.safetensors
 
-.PHONY: serve test weights bundled samples accuracy-study clean
+LOCK   := requirements.lock
+EXTRAS := export serve trt bench dev ray
 
-$(STAMP): pyproject.toml
+.PHONY: serve test lock weights bundled samples accuracy-study clean
+
+# Every package at the version and sha256 that requirements.lock names (pip's hash-checking mode: a
+# download that differs is refused, and so is a package the lock does not name); torch is the CPU build
+# on this machine's disk (2.13.0+cpu). Then this package itself, built by the locked setuptools.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	# torch==2.13.0 first: it takes the CPU build on this machine's disk; the extras' `torch>=2.4`
-	# then installs nothing more (a bare `torch` would pull a multi-GB CUDA build).
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[export,serve,trt,bench,dev,ray]'
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# requirements.lock anew from pyproject.toml's extras (pip-tools, in a venv of its own): the versions
+# pinned there are kept unless `make lock UPGRADE='-P NAME'` (one package) or UPGRADE=--upgrade (all).
+lock:
+	$(PYTHON) -m venv .lock-venv && .lock-venv/bin/python -m pip install -q pip-tools
+	.lock-venv/bin/pip-compile -q pyproject.toml $(EXTRAS:%=--extra=%) --generate-hashes --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links --annotation-style=line --custom-compile-command='make lock' \
+		-o $(LOCK) $(UPGRADE)
+	rm -rf .lock-venv
 
 # The main job: serve the bundled trained digits model on ONNX Runtime (CPU) at 127.0.0.1:8000.
 serve: $(STAMP)
@@ -41,4 +54,4 @@ accuracy-study: $(STAMP)
 	$(BIN)/python docs/accuracy_study.py > docs/accuracy.md
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) .lock-venv *.egg-info .pytest_cache
