@@ -125,8 +125,7 @@ class ModelFiles:
                 except OSError as err:
                     if err.errno not in (errno.ELOOP, errno.ENOTDIR):
                         raise Unreadable(rel, f"cannot be read ({err.strerror})") from None
-                    kind = "a symbolic link" if stat.S_ISLNK(os.stat(part, dir_fd=at, follow_symlinks=False).st_mode) \
-                        else "not a folder"
+                    kind = "a symbolic link" if _is_link(part, at) else "not a folder"
                     where = "" if last else f" ({'/'.join([*folders, name][:i + 1])} is {kind})"
                     raise Unreadable(rel, f"is refused: {'it is ' + kind if last else 'its path'}{where}; a model "
                                           "directory holds its own files, no links") from None
@@ -137,6 +136,13 @@ class ModelFiles:
         finally:
             for fd in opened:
                 os.close(fd)
+
+
+def _is_link(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:  # gone meanwhile
+        return False
 
 
 def sibling_dir(folder: str | Path, name: str) -> Path:
