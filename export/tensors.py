@@ -44,8 +44,3 @@ def run_exposed(model: Path, input_name: str, names: list[str], x: np.ndarray) -
     session = ort.InferenceSession(graph.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     return dict(zip(names, session.run(names, {input_name: x})))
 
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-row cosine similarity of two same-shape batches."""
-    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-300)

@@ -10,7 +10,8 @@ what the fused node computes."""
 
 import numpy as np
 
-from prelu_deploy.export.tensors import cosines, module_tensors, run_exposed
+from prelu_deploy.export.tensors import module_tensors, run_exposed
+from prelu_deploy.tolerances import cosines
 from prelu_deploy.manifest import ModelEntry
 
 FOLDED = ("BatchNorm", "Dropout", "Identity")  # modules that leave no node of their own in an inference graph

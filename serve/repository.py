@@ -22,10 +22,10 @@ from prelu_deploy.atomic import clean_leftovers
 from prelu_deploy.errors import PreluDeployError
 from prelu_deploy.manifest import MANIFEST, ModelEntry, load_entry
 from prelu_deploy.models.preprocess import Preprocess
-from prelu_deploy.runners.parity import compare, judged
 from prelu_deploy.runners.runner import Runner, default_backend, get_runner, run_batched
 from prelu_deploy.serve.batching import DynamicBatcher
 from prelu_deploy.serve.settings import Settings
+from prelu_deploy.tolerances import judge, judged_rows
 
 log = logging.getLogger("prelu_deploy.serve")
 PINS_ENV = "PRELU_DEPLOY_SERVE_PINS"  # {"repo": path, "versions": {folder: manifest sha256}}: set by the supervisor
@@ -61,8 +61,8 @@ class ServedModel:
 
 def _gate(served: ServedModel, runner: Runner) -> None:
     """The golden inputs through `runner` (in batches it accepts) against PyTorch's logits."""
-    golden, rows = served.entry.golden_io(), judged(served.entry.golden_real(), runner.precision)
-    report = compare(run_batched(runner, golden["inputs"][rows]), golden["logits"][rows], golden["logits_fp64"][rows],
+    golden, rows = served.entry.golden_io(), judged_rows(served.entry.golden_real(), runner.precision)
+    report = judge(run_batched(runner, golden["inputs"][rows]), golden["logits"][rows], golden["logits_fp64"][rows],
                      precision=runner.precision)
     served.parity = {k: report[k] for k in ("max_abs", "logit_scale", "min_cosine", "top1_agreement", "passed")}
     if not report["passed"]:

@@ -13,7 +13,7 @@ from prelu_deploy.models import create_model, list_models
 from prelu_deploy.models.prelu import PReLU
 from prelu_deploy.models.report import reference_logits
 from prelu_deploy.plugins import channel_shared_prelu as csp
-from prelu_deploy.runners.parity import compare
+from prelu_deploy.tolerances import judge
 
 from ..models.sizes import SMALL
 
@@ -52,7 +52,7 @@ def test_parity_every_batch(exported, mode):
         x = rng.standard_normal((batch, cfg.in_chans, cfg.input_size, cfg.input_size)).astype(np.float32)
         out = session.run(None, {"images": x})[0]
         ref32, ref64 = reference_logits(model, x)
-        report = compare(out, ref32, ref64)
+        report = judge(out, ref32, ref64)
         assert report["passed"], (batch, report["failures"])
         assert report["max_abs"] <= 1e-4 * report["logit_scale"]
 

@@ -35,7 +35,7 @@ def test_a_qdq_entry_records_how_and_what_it_cost(repo, mode, activation):
     assert scores["n"] == 360 and scores["accuracy_fp32"] - scores["accuracy_int8"] <= 0.005
     graph = onnx.load(e.artifact)
     assert_readable(graph)
-    ops = [n.op_type for n in graph.node]
+    ops = [n.op_type for n in graph.graph.node]
     assert ops.count("QuantizeLinear") >= 5 and ops.count("DequantizeLinear") >= 10 and activation in ops
 
 

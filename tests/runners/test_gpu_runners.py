@@ -10,7 +10,7 @@ from prelu_deploy.errors import UsageError
 from prelu_deploy.manifest import read_entry
 from prelu_deploy.runners.device import GPU_INSTALL, check_device, cuda_index, ort_cuda_missing, parse_device
 from prelu_deploy.runners.onnxruntime_cuda import cuda_precision, graph_for, provider_options
-from prelu_deploy.runners.parity import TOLERANCES, compare
+from prelu_deploy.tolerances import TOLERANCES, judge
 from prelu_deploy.runners.runner import get_runner
 
 NO_ORT_CUDA = ort_cuda_missing() is not None
@@ -93,7 +93,7 @@ def test_the_fp16_variant_is_the_build_converters_graph(repo):
     session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     golden = entry.golden_io()
     out = session.run(None, {entry.input.name: golden["inputs"]})[0]
-    assert compare(out, golden["logits"], golden["logits_fp64"], "fp16")["passed"]
+    assert judge(out, golden["logits"], golden["logits_fp64"], "fp16")["passed"]
 
 
 def test_the_fp16_variant_with_fp16_inputs_and_outputs(repo):
@@ -108,7 +108,7 @@ def test_the_fp16_variant_with_fp16_inputs_and_outputs(repo):
     golden = entry.golden_io()
     out = ort.InferenceSession(graph, providers=["CPUExecutionProvider"]).run(
         None, {entry.input.name: golden["inputs"].astype("float16")})[0]
-    assert compare(out.astype("float32"), golden["logits"], golden["logits_fp64"], "fp16")["passed"]
+    assert judge(out.astype("float32"), golden["logits"], golden["logits_fp64"], "fp16")["passed"]
 
 
 def test_tf32_and_fp16_on_the_cpu_are_refused(repo):
@@ -127,8 +127,8 @@ def test_tf32_tolerance_sits_between_fp32_and_fp16():
     scale = np.abs(ref64).max()
     for err, fp32, tf32 in ((1e-3, False, True), (5e-3, False, False), (1e-5, True, True)):
         out = (ref64 + err * scale * np.sign(rng.standard_normal(ref64.shape))).astype(np.float32)
-        assert compare(out, ref64.astype(np.float32), ref64, "fp32")["passed"] is fp32
-        report = compare(out, ref64.astype(np.float32), ref64, "tf32")
+        assert judge(out, ref64.astype(np.float32), ref64, "fp32")["passed"] is fp32
+        report = judge(out, ref64.astype(np.float32), ref64, "tf32")
         assert report["passed"] is tf32 and report["precision"] == "tf32"
     assert "max abs ≤ 0.002 × logit scale" in TOLERANCES["tf32"].describe()
 

@@ -65,14 +65,14 @@ def test_without_a_gpu_says_so(repo):
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_gpu_parity_of_every_lowering_and_precision(repo, mode, precision):
     tensorrt_gpu_or_skip()
-    from prelu_deploy.runners.parity import compare
+    from prelu_deploy.tolerances import judge
 
     runner = get_runner("tensorrt", repo / f"d_{mode}_{precision}_trt")
     golden = runner.entry.golden_io()
     for n in (1, 7, 32):
         x = np.resize(golden["inputs"], (n, *golden["inputs"].shape[1:]))
         ref = np.resize(golden["logits_fp64"], (n, golden["logits_fp64"].shape[1]))
-        report = compare(runner.run(x), ref.astype(np.float32), ref, precision=precision)
+        report = judge(runner.run(x), ref.astype(np.float32), ref, precision=precision)
         assert report["passed"], report["failures"]
 
 
