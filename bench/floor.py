@@ -9,7 +9,6 @@ requests/s on this one is no longer limited by the model.
 """
 
 import argparse
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,9 +17,9 @@ import onnx
 from onnx import TensorProto, helper
 
 from prelu_deploy.errors import UsageError
+from prelu_deploy.export.entry_writer import writing_entry
 from prelu_deploy.export.onnx_file import pinned, save
-from prelu_deploy.export.triton import config_pbtxt
-from prelu_deploy.manifest import CONFIG, GOLDEN, ONNX, read_entry
+from prelu_deploy.manifest import GOLDEN, ONNX, read_entry
 
 
 def floor_graph(input_name: str, dims: list[int], output_name: str, classes: int, opset: int = 18) -> onnx.ModelProto:
@@ -44,17 +43,14 @@ def make_floor_entry(model_dir: str | Path, repo: str | Path | None = None) -> P
     classes = entry.output.dims[0]
     name = f"{entry.name}_floor"
     dest = Path(repo or entry.path.parent) / name
-    shutil.rmtree(dest, ignore_errors=True)
-    (dest / "1").mkdir(parents=True)
-    save(floor_graph(entry.input.name, entry.input.dims, entry.output.name, classes), dest / ONNX)
     golden = entry.golden_io()
     flat = golden["inputs"].reshape(len(golden["inputs"]), -1)[:, :classes]
     with np.load(entry.path / GOLDEN) as z:
         rest = {k: z[k] for k in z.files}
-    np.savez(dest / GOLDEN, **{**rest, "logits": flat.astype(np.float32), "logits_fp64": flat.astype(np.float64)})
-    (dest / CONFIG).write_text(config_pbtxt(name, "onnx", entry.profile.max, [(entry.input.name, entry.input.dims)],
-                                            [(entry.output.name, entry.output.dims)]))
-    replace(entry, name=name, flops_per_image=0).write(dest)
+    with writing_entry(dest, force=True) as stage:  # an earlier floor is replaced in one step
+        save(floor_graph(entry.input.name, entry.input.dims, entry.output.name, classes), stage / ONNX)
+        stage.golden(**{**rest, "logits": flat.astype(np.float32), "logits_fp64": flat.astype(np.float64)})
+        stage.finish(replace(entry, name=name, flops_per_image=0))
     return dest
 
 

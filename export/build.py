@@ -10,18 +10,17 @@ TensorRT-RTX networks are strongly typed and take no precision flags: for fp16 t
 is converted first (onnxconverter-common, inputs and outputs kept fp32), and the manifest says so.
 """
 
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import onnx
 
-from prelu_deploy.atomic import check_destination, staged_dir, write_bytes
+from prelu_deploy.atomic import check_destination, write_bytes
 from prelu_deploy.errors import ExportError, UsageError
 from prelu_deploy.export.fp16 import CONVERSION, to_fp16
-from prelu_deploy.export.triton import config_pbtxt
-from prelu_deploy.manifest import BUILD_PRECISIONS, CONFIG, GOLDEN, PLAN, BatchProfile, TensorRT, read_entry
+from prelu_deploy.export.entry_writer import writing_entry
+from prelu_deploy.manifest import BUILD_PRECISIONS, GOLDEN, PLAN, BatchProfile, TensorRT, read_entry
 from prelu_deploy.plugins import channel_shared_prelu as csp
 from prelu_deploy.plugins.tensorrt_lib import load_tensorrt, unsupported_cc
 from prelu_deploy.snapshot import sibling_dir
@@ -133,12 +132,9 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
                                            if flavour == "tensorrt_rtx" else "the parser did not take the registered plugin)")}
                 if lowering == "plugin" else None),
     )
-    with staged_dir(dest) as tmp:
-        (tmp / "1").mkdir()
-        (tmp / PLAN).write_bytes(bytes(plan))
-        shutil.copyfile(md.path / GOLDEN, tmp / GOLDEN)
-        (tmp / CONFIG).write_text(config_pbtxt(dest.name, "plan", max_batch, [(inp.name, dims)],
-                                               [(md.output.name, md.output.dims)]))
-        replace(md, name=dest.name, platform="tensorrt_plan", onnx_source=str(md.artifact), tensorrt=section,
-                max_batch_size=max_batch).write(tmp)
+    with writing_entry(dest, force) as stage:
+        (stage / PLAN).write_bytes(bytes(plan))
+        stage.golden(md.path / GOLDEN)
+        stage.finish(replace(md, name=dest.name, platform="tensorrt_plan", onnx_source=str(md.artifact), tensorrt=section,
+                             max_batch_size=max_batch))
     return dest

@@ -5,18 +5,17 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 from prelu_deploy import __version__
-from prelu_deploy.atomic import check_destination, staged_dir
+from prelu_deploy.atomic import check_destination
 from prelu_deploy.errors import ExportError, UsageError
+from prelu_deploy.export.entry_writer import writing_entry
 from prelu_deploy.export.golden import make_golden
 from prelu_deploy.export.lowering import LOWERINGS, lower, prelu_layers
 from prelu_deploy.export.onnx_export import DEFAULT_OPSET, INPUT, OUTPUT, check, to_onnx
 from prelu_deploy.export.onnx_file import save
-from prelu_deploy.export.triton import config_pbtxt
-from prelu_deploy.manifest import CONFIG, GOLDEN, ONNX, ModelEntry, Source, TensorSpec
+from prelu_deploy.manifest import GOLDEN, ONNX, ModelEntry, Source, TensorSpec
 from prelu_deploy.models import load_checkpoint
 from prelu_deploy.models.report import flops_per_image
 from prelu_deploy.snapshot import name_problem
@@ -56,12 +55,10 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
     onnx.helper.set_model_props(graph, properties)
     golden = make_golden(model, meta)
     in_dims = [cfg.in_chans, cfg.input_size, cfg.input_size]
-    with staged_dir(dest) as tmp:
-        (tmp / "1").mkdir()
-        save(graph, tmp / ONNX)
-        np.savez(tmp / GOLDEN, inputs=golden["inputs"], logits=golden["logits"], logits_fp64=golden["logits_fp64"])
-        (tmp / CONFIG).write_text(config_pbtxt(name, "onnx", max_batch, [(INPUT, in_dims)], [(OUTPUT, [cfg.num_classes])]))
-        ModelEntry(
+    with writing_entry(dest, force) as stage:
+        save(graph, stage / ONNX)
+        stage.golden(inputs=golden["inputs"], logits=golden["logits"], logits_fp64=golden["logits_fp64"])
+        stage.finish(ModelEntry(
             name=name, platform="onnxruntime_onnx", created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             source=Source(str(Path(checkpoint).resolve()), meta.sha256, meta.arch, meta.kwargs, meta.metrics),
             labels=meta.labels, preprocess=preprocess,
@@ -73,7 +70,7 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
             golden={"file": GOLDEN, "count": len(golden["inputs"]), "sources": golden["sources"],
                     "negative_fraction": golden["negative_fraction"]},
             versions=_versions(),
-        ).write(tmp)
+        ))
     return dest
 
 

@@ -10,7 +10,7 @@ import onnx
 
 from prelu_deploy.errors import ExportError
 
-# What onnxruntime 1.18 (the oldest the extras allow) reads: IR ≤ 10, opsets ≤ 21 (its compatibility table).
+# Read by every onnxruntime since 1.18 (its compatibility table: IR ≤ 10, opsets ≤ 21), so by the extras' floor too.
 IR_VERSION = 10
 MAX_OPSET = 21
 

@@ -1,16 +1,18 @@
-"""config.pbtxt for Triton Inference Server (model_config.proto, text format)."""
+"""config.pbtxt for Triton Inference Server (model_config.proto, text format), made from a model
+entry and nothing else: it is what lets the same folder serve on Triton. prelu-deploy itself reads the
+manifest, not this file (its batching is `serve`'s options)."""
 
-PLATFORMS = {"onnx": "onnxruntime_onnx", "plan": "tensorrt_plan"}
+from prelu_deploy.manifest import ModelEntry
 
 
-def config_pbtxt(name: str, platform: str, max_batch: int, inputs: list[tuple[str, list[int]]],
-                 outputs: list[tuple[str, list[int]]], max_queue_delay_us: int = 100) -> str:
-    """Inputs and outputs as (name, dims without the batch dimension), all FP32."""
+def config_pbtxt(entry: ModelEntry, max_queue_delay_us: int = 100) -> str:
+    """The entry's platform, batch limit and FP32 tensors (dims without the batch dimension)."""
 
     def tensors(specs):
-        return ",\n".join(f'  {{ name: "{n}" data_type: TYPE_FP32 dims: [ {", ".join(map(str, d))} ] }}' for n, d in specs)
+        return ",\n".join(f'  {{ name: "{s.name}" data_type: TYPE_FP32 dims: [ {", ".join(map(str, s.dims))} ] }}'
+                          for s in specs)
 
-    return (f'name: "{name}"\nplatform: "{PLATFORMS[platform]}"\nmax_batch_size: {max_batch}\n'
-            f"input [\n{tensors(inputs)}\n]\noutput [\n{tensors(outputs)}\n]\n"
+    return (f'name: "{entry.name}"\nplatform: "{entry.platform}"\nmax_batch_size: {entry.max_batch_size}\n'
+            f"input [\n{tensors([entry.input])}\n]\noutput [\n{tensors([entry.output])}\n]\n"
             f"dynamic_batching {{ max_queue_delay_microseconds: {max_queue_delay_us} }}\n"
             "instance_group [ { count: 1 kind: KIND_AUTO } ]\n")
