@@ -20,8 +20,8 @@ from prelu_deploy.serve.errors import ApiError, error_response
 from prelu_deploy.serve.hot_path import MODEL_KEY, HotPath
 from prelu_deploy.serve.metrics import Metrics
 from prelu_deploy.serve.openapi import install_docs
-from prelu_deploy.serve.repository import ServedModel, load_repository
-from prelu_deploy.serve.routes import classify, page, v2
+from prelu_deploy.serve.repository import ServedModel
+from prelu_deploy.serve.routes import classify, page, repository_api, v2
 from prelu_deploy.serve.settings import Settings
 
 log = logging.getLogger("prelu_deploy.serve")
@@ -79,7 +79,7 @@ class LimitsAndMetrics:
         model = scope.get(MODEL_KEY) or (parts[parts.index("models") + 1] if "models" in parts[:-1] else "-")
         if model not in getattr(scope["app"].state, "models", {}):
             model = "-" if model == "-" else "unknown"
-        known = ("infer", "classify", "ready", "live", "metrics")
+        known = ("infer", "classify", "ready", "live", "metrics", "index", "load", "unload")
         return model, parts[-1] if parts[-1] in known else "metadata" if model != "-" else "other"
 
 
@@ -95,23 +95,29 @@ def _lone_verdict(served: ServedModel, threads: int, kept: bool, gain: float) ->
         served.lone_runner = None
 
 
+def start_batcher(served: ServedModel, settings: Settings, metrics: Metrics) -> None:
+    """The ready model's dynamic batcher over its runners, started on the running event loop."""
+    lone = partial(run_batched, served.lone_runner) if served.lone_runner else None
+    served.batcher = DynamicBatcher([partial(run_batched, r) for r in served.runners], served.max_batch,
+                                    settings.max_queue_delay_ms / 1000, settings.max_queue,
+                                    metrics.batch_observer(served.name), lone_run=lone,
+                                    inline_ok=settings.device == "cpu",  # GPU runners keep their thread
+                                    on_lone_verdict=partial(_lone_verdict, served, settings.lone_threads))
+    served.batcher.start()
+
+
 def create_app(settings: Settings, models: dict[str, ServedModel] | None = None) -> FastAPI:
     """The app for `settings.repo` (or for already loaded `models`)."""
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.models = models if models is not None else load_repository(settings.repo, settings)
+        app.state.models = models if models is not None else services.initial_models(settings)
+        app.state.start_batcher = partial(start_batcher, settings=settings, metrics=metrics)  # also for models loaded later
         for served in app.state.models.values():
             if served.ready:
-                lone = partial(run_batched, served.lone_runner) if served.lone_runner else None
-                served.batcher = DynamicBatcher([partial(run_batched, r) for r in served.runners], served.max_batch,
-                                                settings.max_queue_delay_ms / 1000, settings.max_queue,
-                                                metrics.batch_observer(served.name), lone_run=lone,
-                                                inline_ok=settings.device == "cpu",  # GPU runners keep their thread
-                                                on_lone_verdict=partial(_lone_verdict, served, settings.lone_threads))
-                served.batcher.start()
-        stop_services = await services.start(app)  # gRPC (--grpc-port), on these models and batchers
+                app.state.start_batcher(served)
+        stop_services = await services.start(app)  # gRPC (--grpc-port), the repository API, on these models and batchers
         yield
         await stop_services()
         for served in app.state.models.values():
@@ -126,6 +132,7 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
     app.state.settings, app.state.metrics = settings, metrics
     app.include_router(v2.router)
     app.include_router(page.router)
+    app.include_router(repository_api.router)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, err: ApiError) -> JSONResponse:

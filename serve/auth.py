@@ -37,9 +37,11 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def resolve(api_token: str | None, api_token_file: Path | None, auth: str) -> dict:
+def resolve(api_token: str | None, api_token_file: Path | None, auth: str, host: str = "127.0.0.1",
+            model_control: str = "none") -> dict:
     """The settings of the token options (api_token_sha256, auth), or UsageError (exit 2) saying why.
-    The token comes from --api-token-file, --api-token or PRELU_DEPLOY_API_TOKEN, one of them."""
+    The token comes from --api-token-file, --api-token or PRELU_DEPLOY_API_TOKEN, one of them. A server
+    that loads and unloads models on request (--model-control explicit) beyond loopback needs one."""
     if auth not in MODES:
         raise UsageError(f"--auth {auth!r}: choose management (the repository API needs the token) or all "
                          "(inference and metadata too)")
@@ -63,6 +65,13 @@ def resolve(api_token: str | None, api_token_file: Path | None, auth: str) -> di
                          "(make one: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     if auth == "all" and token is None:
         raise UsageError(f"--auth all needs a token: {HOW.removeprefix('start the server with ')}")
+    if model_control == "explicit" and token is None:
+        from prelu_deploy.serve.workers import is_loopback
+
+        if is_loopback(host) is False:
+            raise UsageError(f"--model-control explicit on --host {host} (beyond loopback) would let anyone who reaches "
+                             f"it load and unload models: {HOW.removeprefix('start the server with ')}, or keep "
+                             "--host 127.0.0.1")
     return {"api_token_sha256": digest(token) if token else None, "auth": auth}
 
 

@@ -2,6 +2,8 @@
 
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -26,6 +28,8 @@ def serve(
     api_token_file: Optional[Path] = typer.Option(None, "--api-token-file", help="A file holding the API token (or the environment variable PRELU_DEPLOY_API_TOKEN): requests to the management API (and with --auth all, to everything but health) need 'Authorization: Bearer TOKEN'."),
     api_token: Optional[str] = typer.Option(None, "--api-token", help="The API token itself (visible in ps: prefer --api-token-file)."),
     auth: str = typer.Option("management", "--auth", help="What needs the token: management (the repository API) | all (inference, metadata, the page and /metrics too; health stays open)."),
+    model_control: str = typer.Option("none", "--model-control", help="none (serve what REPO holds at start; the repository API's load and unload are refused) | explicit (only the --load-model models at start, then what the repository API loads and unloads, each after its parity gate)."),
+    load_model: Optional[list[str]] = typer.Option(None, "--load-model", help="--model-control explicit: a model (its folder in REPO) to load at start; repeat for more."),
     backend: str = typer.Option("auto", "--backend", help="auto (tensorrt for plan entries, else onnxruntime) | onnxruntime | tensorrt | torch"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ONNX Runtime's CUDA provider: the gpu extra)."),
     max_batch_size: int = typer.Option(32, "--max-batch-size", min=1, help="Rows gathered into one runner call (never more than the entry accepts)."),
@@ -64,6 +68,9 @@ def serve(
     if ray and grpc_port:
         raise UsageError("--grpc-port: not with --ray (Ray's proxy serves HTTP only); leave it out or give 0")
     grpc_port = (0 if ray else 8001) if grpc_port is None else grpc_port
+    from prelu_deploy.serve.model_control import options as control_options
+
+    control_settings = control_options(model_control, load_model or [], ray)
     ray_options = _ray_options(ray, replicas, autoscale, ray_address, max_ongoing_requests, ray_cpus, ray_gpus, max_queue, ray_ingress)
     if ray_options is not None and workers is not None:
         raise UsageError("--workers: not with --ray (each replica is one process; choose --replicas or --autoscale)")
@@ -86,7 +93,7 @@ def serve(
     procs.configure_logging(log_level)
     from prelu_deploy.serve import auth as tokens
 
-    token_settings = tokens.resolve(api_token, api_token_file, auth)  # exit 2 before listening
+    token_settings = tokens.resolve(api_token, api_token_file, auth, host, model_control)  # exit 2 before listening
     if warning := procs.exposure_warning(host):
         logging.getLogger("prelu_deploy.serve").warning(warning)
     if ray_address is None:
@@ -109,17 +116,23 @@ def serve(
                   max_decodes=max_decodes or (default_decodes(usable_cores(), layout.workers, max_pixels) if layout else 1),
                   body_timeout_s=body_timeout, max_header_bytes=int(max_header_kb * 1024),
                   max_header_line_bytes=int(max_header_line_kb * 1024), limit_concurrency=limit_concurrency,
-                  shutdown_timeout_s=shutdown_timeout, host=host, grpc_port=grpc_port, **token_settings)
+                  shutdown_timeout_s=shutdown_timeout, host=host, grpc_port=grpc_port, **token_settings, **control_settings)
+    control_options(model_control, load_model or [], ray, common["repo"])  # each --load-model is there
     if ray_options is not None:  # each replica is one process: its threads default to the CPUs Ray reserves for it
         from prelu_deploy.serve.ray_app import serve_on_ray
 
         settings = Settings(**common, instances=instances, threads=threads)
         return serve_on_ray(settings.repo, settings, ray_options, host, port, ray_address, log_level)
+    shared = tempfile.mkdtemp(prefix="prelu-deploy-control-") if model_control == "explicit" and layout.workers > 1 else None
     settings = Settings(**common, instances=layout.instances, threads=layout.threads, lone_threads=layout.lone_threads,
-                        workers=layout.workers)
+                        workers=layout.workers, control_dir=shared)  # shared: loads reach every worker (serve.control_relay)
     logging.getLogger("prelu_deploy.serve").info("http://%s:%d%s: %s (--workers, --instances, --threads)",
                                                  host, socks[0].getsockname()[1], grpc_port and f", gRPC on :{grpc_port}" or "", layout)
-    procs.run(settings, socks, layout.workers, log_level)
+    try:
+        procs.run(settings, socks, layout.workers, log_level)
+    finally:
+        if shared:
+            shutil.rmtree(shared, ignore_errors=True)
 
 
 def _ray_options(ray: bool, replicas, autoscale, address, max_ongoing, cpus, gpus, max_queue: int, ingress=None):

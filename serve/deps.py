@@ -19,8 +19,9 @@ def find_model(models: dict[str, ServedModel], name: str, version: str | None = 
     """The named model, ready or not; 404 for an unknown name or version."""
     if version not in (None, "1"):
         raise ApiError(404, f"model {name!r} has no version {version!r}; it has version '1'")
-    if name not in models:
-        raise ApiError(404, f"unknown model {name!r}; served: {', '.join(models) or 'none'}")
+    if name not in models:  # an unloaded model says so (serve.model_control.ModelTable)
+        gone = getattr(models, "gone", {}).get(name)
+        raise ApiError(404, gone or f"unknown model {name!r}; served: {', '.join(models) or 'none'}")
     return models[name]
 
 

@@ -24,6 +24,7 @@ from prelu_deploy.errors import ListenError
 from prelu_deploy.serve.auth import Guard
 from prelu_deploy.serve.deps import find_model, require_ready
 from prelu_deploy.serve.errors import ApiError
+from prelu_deploy.serve.model_control import held
 from prelu_deploy.serve.protocol import check_finite, check_tensor
 from prelu_deploy.serve.routes.v2 import INLINE_DECODE_BYTES, metadata, submit
 from prelu_deploy.serve.services import address
@@ -32,8 +33,8 @@ log = logging.getLogger("prelu_deploy.serve")
 S = grpc.StatusCode
 CODES = {400: S.INVALID_ARGUMENT, 401: S.UNAUTHENTICATED, 403: S.PERMISSION_DENIED, 404: S.NOT_FOUND,
          408: S.DEADLINE_EXCEEDED, 409: S.FAILED_PRECONDITION, 413: S.RESOURCE_EXHAUSTED, 415: S.INVALID_ARGUMENT,
-         499: S.CANCELLED, 500: S.INTERNAL, 503: S.UNAVAILABLE}
-EXTENSIONS = ["binary_tensor_data"]
+         499: S.CANCELLED, 500: S.INTERNAL, 503: S.UNAVAILABLE, 504: S.DEADLINE_EXCEEDED}
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
 
 
 def rpc(endpoint: str, per_model: bool = True, kind: str = "api"):
@@ -64,11 +65,16 @@ def rpc(endpoint: str, per_model: bool = True, kind: str = "api"):
             finally:
                 metrics.in_flight.dec()
                 if error is not None:
-                    code = CODES.get(error.status, S.UNKNOWN).name
+                    code = _code(error).name
                 metrics.requests.labels(model, endpoint, code).inc()
-            await context.abort(CODES.get(error.status, S.UNKNOWN), error.message)
+            await context.abort(_code(error), error.message)
         return call
     return wrap
+
+
+def _code(error: ApiError) -> grpc.StatusCode:
+    """The gRPC code of an error: its own (serve.model_control.Refused: FAILED_PRECONDITION), else its HTTP status's."""
+    return getattr(S, getattr(error, "grpc_code", "") or "-", None) or CODES.get(error.status, S.UNKNOWN)
 
 
 class InferenceService(pbg.GRPCInferenceServiceServicer):
@@ -109,6 +115,10 @@ class InferenceService(pbg.GRPCInferenceServiceServicer):
     @rpc("grpc_infer")
     async def ModelInfer(self, request, context):
         served = require_ready(find_model(self.models, request.model_name, request.model_version or None))
+        with held(served):  # a version swapped out meanwhile answers this call before it is retired
+            return await self._infer(served, request)
+
+    async def _infer(self, served, request):
         args = (request, served.entry.input, served.entry.output, self.app.state.settings.max_queue)
         x = decode(*args) if request.ByteSize() <= INLINE_DECODE_BYTES else await run_in_threadpool(decode, *args)
         # never run inline on the event loop, as a lone HTTP request may be: a call that runs without an
@@ -119,6 +129,34 @@ class InferenceService(pbg.GRPCInferenceServiceServicer):
         out = pb.ModelInferResponse.InferOutputTensor(name=served.entry.output.name, datatype="FP32", shape=y.shape)
         return pb.ModelInferResponse(model_name=served.name, model_version="1", id=request.id, outputs=[out],
                                      raw_output_contents=[np.ascontiguousarray(y, np.float32).tobytes()])
+
+
+    @rpc("grpc_repository", per_model=False, kind="management")
+    async def RepositoryIndex(self, request, context):
+        _one_repository(request.repository_name)
+        rows = self.app.state.control.index(request.ready)
+        return pb.RepositoryIndexResponse(models=[pb.RepositoryIndexResponse.ModelIndex(**row) for row in rows])
+
+    @rpc("grpc_repository", kind="management")
+    async def RepositoryModelLoad(self, request, context):
+        _one_repository(request.repository_name, request.parameters)
+        await self.app.state.control.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    @rpc("grpc_repository", kind="management")
+    async def RepositoryModelUnload(self, request, context):
+        _one_repository(request.repository_name, request.parameters, allowed=("unload_dependents",))
+        await self.app.state.control.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+
+def _one_repository(name: str, parameters=(), allowed: tuple[str, ...] = ()) -> None:
+    """This server has one repository (the name is empty), and a model loads from its directory as it is."""
+    if name:
+        raise ApiError(400, f"repository {name!r}: this server has one model repository; leave repository_name empty")
+    if unknown := sorted(set(parameters) - set(allowed)):
+        raise ApiError(400, f"parameters {', '.join(map(repr, unknown))} are not supported: a model loads from its "
+                            "directory in the repository as it is on disk")
 
 
 def decode(request, inp, outp, max_rows: int) -> np.ndarray:

@@ -10,11 +10,14 @@ from fastapi.responses import HTMLResponse
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}},
          "example": {"error": "unknown model 'x'; served: digits"}}
 _REASONS = {400: "Malformed request: JSON, tensor shape or datatype, broken image",
+            401: "The API token is missing or wrong (WWW-Authenticate: Bearer)",
+            403: "The management API without an API token, on a server that listens beyond loopback",
             404: "Unknown model or version", 408: "The request body did not arrive in time (--body-timeout)",
             413: "Body over --max-body-mb, an image over --max-pixels, or a request's images over --max-request-pixels",
             415: "Not an image, or a content type this route does not take",
             500: "The runner failed (the error names the backend)",
-            503: "Model not ready (the reason is given), or its queue is full (Retry-After)"}
+            503: "Model not ready (the reason is given), or its queue is full (Retry-After)",
+            504: "A load or unload did not reach every worker process in time"}
 
 
 def errors(*statuses: int) -> dict:

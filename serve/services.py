@@ -1,5 +1,6 @@
 """What runs beside the HTTP app in each worker process, started once its models are loaded and stopped
-before they close: the gRPC server (--grpc-port; grpc is imported only when it is on)."""
+before they close: the model control (the repository API, serve.model_control) and the gRPC server
+(--grpc-port; grpc is imported only when it is on)."""
 
 import logging
 import socket
@@ -26,9 +27,22 @@ def check_grpc_port(host: str, port: int) -> None:
                           f"--grpc-port (0: no gRPC), or stop what holds it") from None
 
 
+def initial_models(settings) -> dict:
+    """What a worker loads at start, as --model-control says (serve.model_control)."""
+    from prelu_deploy.serve.model_control import initial_models
+
+    return initial_models(settings)
+
+
 async def start(app):
     """Start what `app.state.settings` asks for; returns the coroutine function that stops it all."""
+    from prelu_deploy.serve.model_control import ModelControl, ModelTable
+
     settings = app.state.settings
+    if not isinstance(app.state.models, ModelTable):
+        app.state.models = ModelTable(app.state.models)
+    control = app.state.control = ModelControl(app)  # the repository API (serve.routes.repository_api, gRPC)
+    await control.start()
     grpc_server = None
     if settings.grpc_port:
         from prelu_deploy.serve import grpc_service
@@ -38,5 +52,6 @@ async def start(app):
     async def stop() -> None:
         if grpc_server is not None:  # calls in progress finish (within --shutdown-timeout); new ones are refused
             await grpc_server.stop(settings.shutdown_timeout_s)
+        await control.close()
 
     return stop

@@ -18,6 +18,7 @@ from prelu_deploy.serve.deps import find_model, require_ready
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.hot_path import HotRequest
 from prelu_deploy.serve.images import Header, decode, header
+from prelu_deploy.serve.model_control import held
 from prelu_deploy.serve.openapi import MAX_TOP_K
 from prelu_deploy.serve.routes.v2 import submit
 
@@ -35,14 +36,15 @@ async def classify(request: HotRequest) -> tuple[bytes, dict[str, str]]:
             raise ApiError(503, "no model is served")
         request.name = next(iter(models))
     served = require_ready(find_model(models, request.name))
-    top_k = _top_k(request.scope["query_string"]) or settings.top_k
-    pre = served.preprocess
-    if pre is None:
-        raise ApiError(503, f"model {served.name!r} cannot classify images: {served.no_classify}; "
-                            f"send tensors to /v2/models/{served.name}/infer")
-    uploads = await _uploads(request, settings.max_images)
-    x = await _prepare(uploads, pre, settings)
-    logits = await submit(served, x, inline=request.alone)
+    with held(served):  # a version swapped out meanwhile answers this request before it is retired
+        top_k = _top_k(request.scope["query_string"]) or settings.top_k
+        pre = served.preprocess
+        if pre is None:
+            raise ApiError(503, f"model {served.name!r} cannot classify images: {served.no_classify}; "
+                                f"send tensors to /v2/models/{served.name}/infer")
+        uploads = await _uploads(request, settings.max_images)
+        x = await _prepare(uploads, pre, settings)
+        logits = await submit(served, x, inline=request.alone)
     answer = {"model": served.name, "predictions": predictions([name for name, _ in uploads], logits, served.entry.labels, top_k)}
     return json.dumps(answer).encode(), {"content-type": "application/json"}
 

@@ -12,6 +12,7 @@ from prelu_deploy.serve.batching import BatcherStopped, QueueFull
 from prelu_deploy.serve.deps import AnyModel, Models, find_model, require_ready
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.hot_path import HotRequest
+from prelu_deploy.serve.model_control import held
 from prelu_deploy.serve.openapi import errors
 from prelu_deploy.serve.protocol import HEADER_LENGTH, decode_request, encode_response
 from prelu_deploy.serve.repository import ServedModel
@@ -25,11 +26,12 @@ async def infer(request: HotRequest) -> tuple[bytes, dict[str, str]]:
     """POST /v2/models/{name}[/versions/{version}]/infer, served by serve.hot_path (not FastAPI's router)."""
     models, settings = request.state.models, request.state.settings
     served = require_ready(find_model(models, request.name, request.version))
-    args = (request.body, request.header(HEADER_LENGTH), served.entry.input, served.entry.output,
-            settings.max_queue)
-    # parsing megabytes of JSON takes milliseconds: off the event loop, so other clients are not held up
-    req, x = decode_request(*args) if len(request.body) <= INLINE_DECODE_BYTES else await run_in_threadpool(decode_request, *args)
-    y = await submit(served, x, inline=request.alone)
+    with held(served):  # a version swapped out meanwhile answers this request before it is retired
+        args = (request.body, request.header(HEADER_LENGTH), served.entry.input, served.entry.output,
+                settings.max_queue)
+        # parsing megabytes of JSON takes milliseconds: off the event loop, so other clients are not held up
+        req, x = decode_request(*args) if len(request.body) <= INLINE_DECODE_BYTES else await run_in_threadpool(decode_request, *args)
+        y = await submit(served, x, inline=request.alone)
     return encode_response(served.name, req, served.entry.output.name, y)
 
 
@@ -60,7 +62,7 @@ def public_reason(reason: str, repo: Path | None) -> str:
 
 @router.get("")
 async def server_metadata() -> dict:
-    return {"name": "prelu-deploy", "version": __version__, "extensions": ["binary_tensor_data"]}
+    return {"name": "prelu-deploy", "version": __version__, "extensions": ["binary_tensor_data", "model_repository"]}
 
 
 def metadata(served: ServedModel) -> dict:
