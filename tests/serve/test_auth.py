@@ -6,6 +6,7 @@ options refused before the server listens. The management API's own cases: tests
 import json
 import re
 import secrets
+import socket
 
 import numpy as np
 import pytest
@@ -138,3 +139,18 @@ def test_the_token_from_the_environment(monkeypatch):
     assert settings["auth"] == "all" and len(settings["api_token_sha256"]) == 64 and TOKEN not in json.dumps(settings)
     monkeypatch.delenv("PRELU_DEPLOY_API_TOKEN")
     assert resolve(None, None, "management") == {"api_token_sha256": None, "auth": "management"}
+
+
+@pytest.mark.parametrize("auth, says", [
+    ("all", "every route but /v2/health/* needs the API token"),
+    ("management", "anyone who can reach this address can run inference and read metadata; the API token guards the "
+                   "management API"),
+])
+def test_the_warning_beyond_loopback_says_what_the_token_guards(cli, repo, monkeypatch, auth, says):
+    monkeypatch.setenv("PRELU_DEPLOY_API_TOKEN", TOKEN)
+    with socket.socket() as busy:  # the warning comes before the port is taken: a busy one ends it there (exit 9)
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        proc = cli("serve", repo, "--host", "0.0.0.0", "--port", busy.getsockname()[1], "--grpc-port", "0", "--auth", auth,
+                   check_rc=9)
+    assert f"listening on 0.0.0.0 (beyond loopback): {says}" in proc.stderr and "no authentication" not in proc.stderr
