@@ -120,18 +120,25 @@ class Relay:
         while True:
             await asyncio.sleep(POLL_S)
             try:
-                stat = os.stat(self.dir / STATE)
-            except FileNotFoundError:
-                continue
-            if (stat.st_mtime_ns, stat.st_size, stat.st_ino) == self.stamp:
-                continue
-            self.stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-            state = shared_state(self.dir)
-            for name, change in sorted(state["models"].items(), key=lambda item: item[1]["generation"]):
-                if change["generation"] > self.seen.get(name, 0):
-                    await self._apply(name, change)
-            self.applied = state["generation"]
-            self._ack()
+                await self._catch_up()
+            except Exception:  # a bug of ours must not stop this worker from following the others
+                log.exception("following the other workers' loads and unloads failed; trying again")
+                self.stamp = None
+
+    async def _catch_up(self) -> None:
+        try:
+            stat = os.stat(self.dir / STATE)
+        except FileNotFoundError:
+            return
+        if (stat.st_mtime_ns, stat.st_size, stat.st_ino) == self.stamp:
+            return
+        self.stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        state = shared_state(self.dir)
+        for name, change in sorted(state["models"].items(), key=lambda item: item[1]["generation"]):
+            if change["generation"] > self.seen.get(name, 0):
+                await self._apply(name, change)
+        self.applied = state["generation"]
+        self._ack()
 
     async def _apply(self, name: str, change: dict) -> None:
         async with self.control._lock(name):
