@@ -82,11 +82,33 @@ class _ReplicaHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def _json_errors() -> None:
+    """In this replica's process: the answers Ray's direct ingress server makes itself before the app
+    (back-pressure 503 + Retry-After, 404 for a path outside the route prefix, 408 past a request
+    timeout) come as {"error": "..."} JSON, as the app's own errors do, instead of plain text. Ray
+    builds them all with one function of its replica module; that module-level name is rebound here
+    (successes, e.g. HAProxy's health check's "success", pass through unchanged)."""
+    from ray.serve._private import replica
+
+    ray_messages = replica.convert_object_to_asgi_messages
+    if getattr(ray_messages, "json_errors", False):
+        return
+
+    def messages(obj=None, status_code: int = 200, extra_headers=None):
+        if status_code >= 400 and isinstance(obj, (str, bytes)):
+            obj = {"error": obj.decode(errors="replace") if isinstance(obj, bytes) else obj}
+        return ray_messages(obj, status_code=status_code, extra_headers=extra_headers)
+
+    messages.json_errors = True
+    replica.convert_object_to_asgi_messages = messages
+
+
 @serve.ingress()
 class PreluDeploy:
     """One replica: its own copy of the repository, its runners, its batchers, the whole app."""
 
     async def __init__(self, blob: dict, settings: dict):
+        _json_errors()
         data = blob["data"] if "data" in blob else await blob["ref"]  # inline, or from the object store
         self.workdir = Path(tempfile.mkdtemp(prefix="prelu-deploy-replica-"))
         unpack_repository(data, blob["sha256"], self.workdir)
@@ -160,14 +182,16 @@ def build(repo: Path, settings: Settings, options: RayOptions, inline: bool = Fa
 def app_builder(args: dict):
     """For Ray Serve config files (`serve run`, `serve deploy`, KubeRay's RayService):
     `import_path: prelu_deploy.serve.ray_app:app_builder` with `args`: `repo` (a path on the node that
-    builds the application, e.g. inside the image; default the bundled model) and any Settings field
-    (threads, max_batch_size, max_queue, …). Replicas, autoscaling and resources come from the config
-    file's `deployments:` section, which overrides what is set here."""
+    builds the application, e.g. inside the image; default the bundled model), `log_level` (info: each
+    request logged) and any Settings field (threads, max_batch_size, max_queue, …). Replicas,
+    autoscaling and resources come from the config file's `deployments:` section, which overrides what
+    is set here (docs/scale-out-serve.yaml)."""
     from prelu_deploy.serve.bundled import bundled_repository
 
     args = dict(args)
     repo = Path(args.pop("repo", None) or bundled_repository())
-    return build(repo, Settings(**args), RayOptions(), inline=True)
+    log_level = args.pop("log_level", "info")
+    return build(repo, Settings(**args), RayOptions(), inline=True, log_level=log_level)
 
 
 def deploy(repo: Path, settings: Settings, options: RayOptions, name: str = APP_NAME, blocking: bool = False,
@@ -178,12 +202,14 @@ def deploy(repo: Path, settings: Settings, options: RayOptions, name: str = APP_
 
 def running_ingress() -> str | None:
     """The ingress of the Serve instance running on the connected cluster (its controller decided it
-    when it started: `ingress_env`), or None when Ray does not say (a Ray without these switches)."""
+    when it started: `ingress_env`): a Ray without these switches (before 2.60) has only its proxy;
+    None when the controller does not answer."""
     controller = _get_global_client()._controller
     try:
         haproxy, direct = ray.get(controller.__ray_call__.remote(
-            lambda self: (self._ha_proxy_enabled, self._direct_ingress_enabled)), timeout=30)
-    except (AttributeError, ray.exceptions.RayError):
+            lambda self: (getattr(self, "_ha_proxy_enabled", False), getattr(self, "_direct_ingress_enabled", False))),
+            timeout=30)
+    except ray.exceptions.RayError:
         return None
     return "haproxy" if haproxy else "direct" if direct else "proxy"
 

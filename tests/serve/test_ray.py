@@ -39,7 +39,8 @@ needs_haproxy = pytest.mark.skipif(INGRESS != "haproxy", reason="no HAProxy bina
 
 def _running() -> int:
     status = serve.status().applications.get(APP_NAME)
-    return status.deployments[DEPLOYMENT].replica_states.get("RUNNING", 0) if status else 0
+    deployment = status and status.deployments.get(DEPLOYMENT)  # none yet while an app is being deployed
+    return deployment.replica_states.get("RUNNING", 0) if deployment else 0
 
 
 def _wait_for(condition, timeout_s: float, step_s: float = 0.25) -> float:
@@ -60,14 +61,16 @@ def cluster(tmp_path_factory):
     """A local Ray cluster with Serve's default ingress of `serve --ray` (HAProxy in front of the replicas'
     own HTTP servers) on a free loopback port, HAProxy's files and side ports its own; shut down whatever
     happens. Where no HAProxy binary exists, Ray's Python proxy instead (the HAProxy tests skip)."""
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 << 20, log_to_driver=False,
-             configure_logging=False)
+             configure_logging=False, _metrics_export_port=metrics_port)  # Ray's Prometheus export of this node
     workdir = tempfile.mkdtemp(prefix="pdray-", dir="/tmp")  # short: HAProxy's socket path must fit 97 bytes
     try:
         env = ingress_env(INGRESS, workdir)
         serve.start(http_options={"host": "127.0.0.1", "port": port}, controller_options={"runtime_env": {"env_vars": env}} if env else None)
-        yield Endpoint(f"http://127.0.0.1:{port}")
+        endpoint = Endpoint(f"http://127.0.0.1:{port}")
+        endpoint.ray_metrics = Endpoint(f"http://127.0.0.1:{metrics_port}")
+        yield endpoint
     finally:
         try:
             serve.shutdown()
@@ -201,6 +204,33 @@ def test_two_replicas_share_the_load(proxy, golden):
     assert len(seen) == 2 and all(n > 0 for n in seen.values()), seen
 
 
+def _ray_counts(cluster) -> dict[str, float]:
+    """Requests each replica of the app processed, as Ray's own Prometheus export of this node says."""
+    counts: dict[str, float] = {}
+    for line in cluster.ray_metrics.request("GET", "/metrics")[2].decode().splitlines():
+        if line.startswith("ray_serve_deployment_request_counter_total{") and f'application="{APP_NAME}"' in line \
+                and f'deployment="{DEPLOYMENT}"' in line:
+            replica = line.split('replica="', 1)[1].split('"', 1)[0]
+            counts[replica] = counts.get(replica, 0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def test_rays_prometheus_export_counts_every_replica(proxy, golden):
+    """The one place to scrape for the whole deployment: Ray's metrics export of each node (here one)
+    counts every replica's requests, labelled by replica; the app's own /metrics is one replica's."""
+    before = _ray_counts(proxy)
+    with Load(proxy.url, golden, concurrency=8) as load:
+        _wait_for(lambda: load.ok >= 300, 60)
+    assert load.wrong == 0 and not load.failures, load.failures[:5]
+
+    def counted() -> bool:
+        after = _ray_counts(proxy)
+        return (sum(after.values()) - sum(before.values()) >= load.ok
+                and all(after.get(r, 0) > before.get(r, 0) for r in _replica_ids()))
+
+    _wait_for(counted, 60, step_s=1)  # Ray exports what replicas report every few seconds
+
+
 def _replica_ids() -> list[str]:
     """This app's live replicas, by id (Ray Serve names their actors after them)."""
     prefix = f"SERVE_REPLICA::{APP_NAME}#{DEPLOYMENT}#"
@@ -246,8 +276,14 @@ def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(clus
     assert load.wrong == 0 and load.ok > 0
     assert load.failures and all(s == 503 for s, _ in load.failures), load.failures[:5]
     assert set(load.retry_after) == {"1"}
+    # Through HAProxy the replica answers these itself, as JSON (serve.ray_app._json_errors); a request that HAProxy
+    # sent to its backup, Ray's Python proxy (while it had no replica's address yet), gets that proxy's text
+    as_json = [why for _, why in load.failures if why.startswith("{") and json.loads(why)["error"]]
+    if INGRESS != "proxy":
+        assert len(as_json) > len(load.failures) / 2, load.failures[:5]
+    assert all(why.startswith("Request dropped due to backpressure") for _, why in load.failures if not why.startswith("{"))
     print(f"autoscaling: 1 → 2 replicas in {up_s:.1f} s under load, 2 → 1 in {down_s:.1f} s idle; "
-          f"{len(load.failures)} answers 503 + Retry-After, e.g. {load.failures[0][1]!r}")
+          f"{len(load.failures)} answers 503 + Retry-After ({len(as_json)} as JSON), e.g. {load.failures[0][1]!r}")
 
 
 def test_a_replica_refuses_a_blob_whose_sha256_differs(cluster):
@@ -292,6 +328,28 @@ def test_the_config_file_builder_serves_with_the_repository_inline(cluster, repo
         assert status == 200 and json.loads(body)["ready"] is True, body
     finally:
         serve.delete("built")
+
+
+def test_the_documented_config_file_deploys_with_rays_serve_run(cluster):
+    """docs/scale-out-serve.yaml, the file itself, deployed by Ray's own `serve run` onto this cluster
+    (replacing the app of the same name): app_builder builds it, the replica passes its gate and
+    answers through the ingress, with the config file's settings (1 CPU per replica)."""
+    config = Path(__file__).resolve().parents[2] / "docs" / "scale-out-serve.yaml"
+    serve.delete(APP_NAME)
+    deployed["options"] = None
+    args = [str(Path(sys.executable).with_name("serve")), "run", str(config), "--non-blocking",
+            "--address", ray.get_runtime_context().gcs_address]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    _wait_for(lambda: _running() >= 1, 120)
+    status, headers, body = cluster.request("GET", "/v2/models/digits/ready")
+    assert status == 200 and json.loads(body)["ready"] is True, body
+    png = SAMPLES / "digit_7.png"
+    status, headers, body = cluster.request("POST", "/v1/classify", png.read_bytes(), {"content-type": "image/png"})
+    assert status == 200 and json.loads(body)["predictions"][0]["top_k"][0]["label"] == "7", body
+    deployment = serve.status().applications[APP_NAME].deployments[DEPLOYMENT]
+    assert deployment.status == "HEALTHY", deployment
+    assert ray.available_resources().get("CPU", 0) <= 1.0  # the file's num_cpus: 1 per replica
 
 
 def test_the_cli_joins_a_running_cluster_and_leaves_it_as_it_was(cluster, repo):
