@@ -47,7 +47,8 @@ def model_metadata(where: str, model: str, timeout: float) -> tuple[dict, dict]:
         raise BenchError(f"grpc://{where}: {err.code().name}: {err.details()}") from None
     if not ready:
         raise BenchError(f"model {model} is not ready (ModelReady)")
-    tensors = [[{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in ts] for ts in (meta.inputs, meta.outputs)]
+    tensors = [[{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in ts]
+               for ts in (meta.inputs, meta.outputs)]
     if not tensors[0] or not tensors[1]:
         raise BenchError(f"the metadata of {model} names no inputs or outputs: {meta}")
     return ({"name": server.name, "version": server.version, "extensions": list(server.extensions)},

@@ -51,7 +51,8 @@ def resolve(api_token: str | None, api_token_file: Path | None, auth: str, host:
         try:
             token = api_token_file.read_text().strip()
         except (OSError, UnicodeDecodeError) as err:
-            raise UsageError(f"--api-token-file {api_token_file}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
+            why = getattr(err, "strerror", None) or err
+            raise UsageError(f"--api-token-file {api_token_file}: cannot read it ({why})") from None
         if api_token_file.stat().st_mode & 0o077:
             log.warning("--api-token-file %s can be read by other users of this machine: chmod 600 it", api_token_file)
     elif api_token is not None:

@@ -130,8 +130,8 @@ def serve(
     shared = tempfile.mkdtemp(prefix="prelu-deploy-control-") if model_control == "explicit" and layout.workers > 1 else None
     settings = Settings(**common, instances=layout.instances, threads=layout.threads, lone_threads=layout.lone_threads,
                         workers=layout.workers, control_dir=shared)  # shared: loads reach every worker (serve.control_relay)
-    logging.getLogger("prelu_deploy.serve").info("http://%s:%d%s: %s (--workers, --instances, --threads)",
-                                                 host, socks[0].getsockname()[1], grpc_port and f", gRPC on :{grpc_port}" or "", layout)
+    logging.getLogger("prelu_deploy.serve").info("http://%s:%d%s: %s (--workers, --instances, --threads)", host,
+                                                 socks[0].getsockname()[1], f", gRPC on :{grpc_port}" if grpc_port else "", layout)
     try:
         procs.run(settings, socks, layout.workers, log_level)
     finally:

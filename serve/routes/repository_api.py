@@ -11,7 +11,8 @@ from prelu_deploy.serve.openapi import errors
 
 router = APIRouter(prefix="/v2/repository", tags=["Model repository"])
 _ROW = {"type": "object", "required": ["name", "state"], "properties": {
-    "name": {"type": "string"}, "version": {"type": "string"}, "state": {"type": "string", "enum": ["READY", "UNAVAILABLE", "LOADING"]},
+    "name": {"type": "string"}, "version": {"type": "string"},
+    "state": {"type": "string", "enum": ["READY", "UNAVAILABLE", "LOADING"]},
     "reason": {"type": "string"}}}
 _BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {"type": "object", "properties": {
     "ready": {"type": "boolean"}, "parameters": {"type": "object"}}}}}}}

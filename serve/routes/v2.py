@@ -30,7 +30,8 @@ async def infer(request: HotRequest) -> tuple[bytes, dict[str, str]]:
         args = (request.body, request.header(HEADER_LENGTH), served.entry.input, served.entry.output,
                 settings.max_queue)
         # parsing megabytes of JSON takes milliseconds: off the event loop, so other clients are not held up
-        req, x = decode_request(*args) if len(request.body) <= INLINE_DECODE_BYTES else await run_in_threadpool(decode_request, *args)
+        small = len(request.body) <= INLINE_DECODE_BYTES
+        req, x = decode_request(*args) if small else await run_in_threadpool(decode_request, *args)
         y = await submit(served, x, inline=request.alone)
     return encode_response(served.name, req, served.entry.output.name, y)
 

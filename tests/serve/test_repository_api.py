@@ -190,11 +190,13 @@ def test_the_management_api_needs_the_token(repo, tmp_path):
     try:
         http, grpc = th.InferenceServerClient(srv.url.removeprefix("http://")), tg.InferenceServerClient(srv.grpc_url)
         for headers, want in ((None, "this needs an API token"), ({"Authorization": "Bearer " + "y" * 26}, "not valid")):
-            for call in (lambda: http.load_model("digits", headers=headers), lambda: http.get_model_repository_index(headers=headers)):
+            for call in (lambda: http.load_model("digits", headers=headers),
+                         lambda: http.get_model_repository_index(headers=headers)):
                 err = _refusal(call)
                 assert err.status() == "401" and want in err.message()
             grpc_headers = headers and {"authorization": headers["Authorization"]}
-            for call in (lambda: grpc.unload_model("digits", headers=grpc_headers), lambda: grpc.get_model_repository_index(headers=grpc_headers)):
+            for call in (lambda: grpc.unload_model("digits", headers=grpc_headers),
+                         lambda: grpc.get_model_repository_index(headers=grpc_headers)):
                 err = _refusal(call)
                 assert err.status() == "StatusCode.UNAUTHENTICATED" and want in err.message()
         err = _refusal(lambda: http.load_model("digits", query_params={"token": token}))
