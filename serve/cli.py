@@ -95,10 +95,12 @@ def serve(
 
     token_settings = tokens.resolve(api_token, api_token_file, auth, host, model_control)  # exit 2 before listening
     if warning := procs.exposure_warning(host):
-        if token_settings["api_token_sha256"]:  # what the token guards, and what it leaves open
-            warning = (f"listening on {host} (beyond loopback): every route but /v2/health/* needs the API token"
-                       if auth == "all" else f"listening on {host} (beyond loopback): anyone who can reach this address "
-                       "can run inference and read metadata; the API token guards the management API (--auth all: every route)")
+        if token_settings["api_token_sha256"]:  # what the token guards, what it leaves open, and how it travels
+            guards = ("every route but /v2/health/* needs the API token" if auth == "all" else
+                      "the API token guards the management API; anyone who can reach this address can run inference "
+                      "and read metadata (--auth all: every route)")
+            warning = (f"listening on {host} (beyond loopback): {guards}; over plain HTTP (no TLS) the token travels "
+                       "in clear: put the server behind a TLS proxy, or keep --host 127.0.0.1")
         logging.getLogger("prelu_deploy.serve").warning(warning)
     if ray_address is None:
         socks = procs.listen(host, port, layout.workers if layout else 1)  # before any model loads: a taken port fails at once
