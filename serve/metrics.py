@@ -24,6 +24,9 @@ class Metrics:
         self.auth_refused = Counter("prelu_auth_refused", "Requests refused by token authentication (serve.auth), by "
                                     "protocol (http, grpc) and reason (missing, wrong, in_url, no_token)",
                                     ["protocol", "reason"], registry=self.registry)
+        self.loads = Counter("prelu_model_loads", "Loads through the repository API (serve.model_control) by model and "
+                             "result: serving (passed its parity gate), refused (failed it or could not load: no traffic)",
+                             ["model", "result"], registry=self.registry)
         self.in_flight = Gauge("prelu_in_flight_requests", "Requests being handled", registry=self.registry,
                                multiprocess_mode="livesum")  # summed over live workers
 

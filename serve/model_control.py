@@ -207,6 +207,7 @@ class ModelControl:
         finally:
             self.loading.discard(name)
         old = self.models.get(name)
+        self.app.state.metrics.loads.labels(name, "serving" if served.ready and served.name == name else "refused").inc()
         if served.ready and served.name != name:
             served.close()
             raise Refused(f"the manifest in {name}/ names the model {served.name!r}: a model is loaded by its name")

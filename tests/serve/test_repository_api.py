@@ -145,6 +145,9 @@ def test_versions_go_live_after_their_gate_with_both_clients(repo, versions, gol
             load.wait_for(20)
         answers = [a for client in load.answers for a in client]
         assert answers and set(answers) == {200}, [a for a in answers if a != 200][:5]  # none failed, none from a bad version
+        metrics = srv.request("GET", "/metrics")[2].decode()
+        assert 'prelu_model_loads_total{model="digits",result="refused"} 2.0' in metrics
+        assert 'prelu_model_loads_total{model="digits",result="serving"} 2.0' in metrics
 
         with Load(srv, golden) as load:  # unload under load: accepted requests finish, then 404 with the reason
             load.wait_for(20)
