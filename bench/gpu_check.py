@@ -86,8 +86,8 @@ def phase_tests(cfg: GpuCheck, seconds: float) -> dict:
     if tests is None:
         return {"ran": False, "why": f"no {cfg.tests} beside the package or here: run gpu-check in a checkout"}
     xml = Path(tempfile.mkdtemp(prefix="gpu-check-")) / "junit.xml"
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-n", str(cfg.test_processes), f"--junitxml={xml}",
-           str(tests)]
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-n", str(cfg.test_processes),
+           f"--junitxml={xml}", str(tests)]
     start = time.monotonic()
     try:
         proc = subprocess.run(cmd, cwd=tests.parent if tests.is_dir() else tests.parents[1], capture_output=True, text=True,

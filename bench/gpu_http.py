@@ -62,7 +62,8 @@ def phase_http(cfg, log, deadline: float) -> dict:
                 layouts.append({"layout": layout, "ran": False, "why": "the budget was spent"})
                 continue
             args = [] if layout == "default" else ["--workers", layout]
-            cmd = [_prelu_deploy(), "serve", str(repo), "--device", cfg.device, "--log-level", "warning", "--grpc-port", "0", *args]
+            cmd = [_prelu_deploy(), "serve", str(repo), "--device", cfg.device, "--log-level", "warning", "--grpc-port", "0",
+                   *args]
             log(f"http: serve {' '.join(args) or '(default layout)'} …")
             start = time.monotonic()
             servers = _Servers({"ours": cmd}, model)

@@ -70,7 +70,8 @@ def http_goals(http: dict) -> dict:
             top = max(runs, key=lambda x: x["model"][i]["throughput_rps"])
             gaps.append((level["concurrency"], level["throughput_rps"] / top["model"][i]["throughput_rps"], top["layout"]))
         worst = min(gaps, key=lambda g: g[1])
-        out["http_default"] = {"met": worst[1] >= 0.9, "numbers": f"worst: {worst[1]:.2f} of --workers {worst[2]} at C={worst[0]}"}
+        out["http_default"] = {"met": worst[1] >= 0.9,
+                               "numbers": f"worst: {worst[1]:.2f} of --workers {worst[2]} at C={worst[0]}"}
     return out
 
 
@@ -100,7 +101,8 @@ def markdown(report: dict) -> str:
              "| goal | met | numbers |", "|---|---|---|"]
     for key, text in GOALS.items():
         v = g.get(key)
-        lines.append(f"| {text} | {'–' if v is None else 'yes' if v['met'] else '**no**'} | {v['numbers'] if v else 'not measured'} |")
+        met = "–" if v is None else "yes" if v["met"] else "**no**"
+        lines.append(f"| {text} | {met} | {v['numbers'] if v else 'not measured'} |")
     lines += ["", "Fastest correct candidate per batch and precision: "
               + "; ".join(f"{k}: `{v}`" for k, v in g.get("fastest", {}).items()), ""]
     for name, phase in report["phases"].items():
@@ -124,7 +126,7 @@ def _sweep_md(s: dict) -> list[str]:
     out = [f"Baseline `{s['baseline']}` (torch eager fp32, TF32 off). Host array in → host logits out; medians of "
            "interleaved calls; max abs diff against the baseline's logits (a candidate beyond twice its precision's "
            "parity tolerance is not counted as correct).", "",
-           "| batch | candidate | median ms | p99 ms | images/s | vs baseline | max abs diff / scale |", "|---|---|---|---|---|---|---|"]
+           "| batch | candidate | median ms | p99 ms | images/s | vs baseline | max abs diff / scale |", "|---" * 7 + "|"]
     for r in s["results"]:
         rel = r["max_abs_diff_vs_baseline"] / r["logit_scale"] if r["logit_scale"] else 0.0
         out.append(f"| {r['batch']} | `{r['label']}` | {r['median_ms']:.3f} | {r['p99_ms']:.3f} | {r['throughput']:,.0f} | "
@@ -136,7 +138,7 @@ def _sweep_md(s: dict) -> list[str]:
 
 
 def _kernel_md(k: dict) -> list[str]:
-    out = ["| dtype | MiB | kernel ms | copy ms | kernel GB/s | copy GB/s | kernel / copy | exact |", "|---|---|---|---|---|---|---|---|"]
+    out = ["| dtype | MiB | kernel ms | copy ms | kernel GB/s | copy GB/s | kernel / copy | exact |", "|---" * 8 + "|"]
     out += [f"| {r['dtype']} | {r['mib']} | {r['kernel_ms']:.3f} | {r['copy_ms']:.3f} | {r['kernel_gbs']:,.0f} | "
             f"{r['copy_gbs']:,.0f} | {r['ratio']:.2f} | {r['exact']} |" for r in k["rows"]]
     return out
@@ -144,7 +146,7 @@ def _kernel_md(k: dict) -> list[str]:
 
 def _http_md(h: dict) -> list[str]:
     out = [f"`{h['model']}` beside `{h['floor']}` (no work), binary FP32 tensors of the model's golden rows.", "",
-           "| layout | C | model req/s | p50 ms | p99 ms | floor req/s | model / floor | errors | log noise |", "|---|---|---|---|---|---|---|---|---|"]
+           "| layout | C | model req/s | p50 ms | p99 ms | floor req/s | model / floor | errors | log noise |", "|---" * 9 + "|"]
     for x in h["layouts"]:
         if not x.get("ran"):
             out.append(f"| {x['layout']} | – | not run: {x.get('why')} |  |  |  |  |  |  |")
@@ -152,7 +154,8 @@ def _http_md(h: dict) -> list[str]:
         for m, f in zip(x["model"], x["floor"]):
             ratio = m["throughput_rps"] / f["throughput_rps"] if f["throughput_rps"] else 0.0
             out.append(f"| {x['layout']} | {m['concurrency']} | {m['throughput_rps']:,.0f} | {m['p50_ms'] or 0:.2f} | "
-                       f"{m['p99_ms'] or 0:.2f} | {f['throughput_rps']:,.0f} | {ratio:.2f} | {m['errors'] or 0} | {x['log_noise']} |")
+                       f"{m['p99_ms'] or 0:.2f} | {f['throughput_rps']:,.0f} | {ratio:.2f} | {m['errors'] or 0} | "
+                       f"{x['log_noise']} |")
     return out
 
 

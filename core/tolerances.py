@@ -73,9 +73,11 @@ def judge(out: np.ndarray, ref32: np.ndarray, ref64: np.ndarray, precision: str 
     failures = [msg for bad, msg in (
         (tol.max_abs_of_scale is not None and report["max_abs"] > (tol.max_abs_of_scale or 0) * scale,
          f"max abs error {report['max_abs']:.3g} > {tol.max_abs_of_scale or 0:g} × logit scale {scale:.3g}"),
-        (tol.min_cosine is not None and report["min_cosine"] < (tol.min_cosine or 0), f"cosine {report['min_cosine']:.6f} < {tol.min_cosine}"),
-        (agreement_decided < tol.min_top1, f"{report['top1_flips_beyond_margin']} top-1 flips where the reference's margin "
-                                           f"exceeds {tol.margin_eps:g} × scale (agreement {agreement_decided:.1%} < {tol.min_top1:.0%})"),
+        (tol.min_cosine is not None and report["min_cosine"] < (tol.min_cosine or 0),
+         f"cosine {report['min_cosine']:.6f} < {tol.min_cosine}"),
+        (agreement_decided < tol.min_top1,
+         f"{report['top1_flips_beyond_margin']} top-1 flips where the reference's margin exceeds {tol.margin_eps:g} × scale "
+         f"(agreement {agreement_decided:.1%} < {tol.min_top1:.0%})"),
     ) if bad]
     if labels is not None:
         n = len(labels)

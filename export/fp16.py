@@ -1,6 +1,7 @@
 """The one fp16 conversion of an ONNX graph: onnxconverter-common's float16 pass, inputs and outputs
-kept float32 unless asked (the ONNX Runtime CUDA runner's `io_fp16`). `build` uses it for strongly typed TensorRT builders, the ONNX Runtime CUDA
-runner for its fp16 variant, so both compute in the same fp16 graph."""
+kept float32 unless asked (the ONNX Runtime CUDA runner's `io_fp16`). `build` uses it for strongly
+typed TensorRT builders, the ONNX Runtime CUDA runner for its fp16 variant, so both compute in the
+same fp16 graph."""
 
 import onnx
 
