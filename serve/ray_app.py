@@ -172,7 +172,7 @@ def build(repo: Path, settings: Settings, options: RayOptions, inline: bool = Fa
         **scaling, max_ongoing_requests=options.max_ongoing_requests, max_queued_requests=options.max_queued_requests,
         backpressure_config=BackpressureConfig(status_code=503, retry_after_s=1),
         ray_actor_options={"num_cpus": options.cpus_per_replica, "num_gpus": options.gpus_per_replica,
-                           "runtime_env": {"env_vars": dict(REPLICA_ENV)}},
+                           "resources": dict(options.resources or {}), "runtime_env": {"env_vars": dict(REPLICA_ENV)}},
         logging_config={"log_level": log_level.upper(), "enable_access_log": log_level in ("info", "debug")},
         health_check_period_s=options.health_check_period_s, health_check_timeout_s=30, max_constructor_retry_count=3,
         graceful_shutdown_timeout_s=30)

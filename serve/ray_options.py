@@ -36,6 +36,7 @@ class RayOptions:
     look_back_period_s: float = 5.0
     health_check_period_s: float = 2.0
     ingress: str = "haproxy"  # one of INGRESSES
+    resources: dict[str, float] | None = None  # custom resources each replica needs: places replicas on the nodes that offer them
 
 
 def haproxy_binary() -> str | None:

@@ -52,6 +52,7 @@ def _wait_for(condition, timeout_s: float, step_s: float = 0.25) -> float:
     return time.monotonic() - start
 
 
+SLOT = "prelu_replica_slot"  # a custom resource: one on each node of the second-node test
 TWO = RayOptions(replicas=2, cpus_per_replica=0.5, health_check_period_s=1)
 deployed = {"options": None}  # what the app runs now: tests that redeploy say so, tests that need 2 replicas restore them
 
@@ -63,11 +64,15 @@ def cluster(tmp_path_factory):
     happens. Where no HAProxy binary exists, Ray's Python proxy instead (the HAProxy tests skip)."""
     port, metrics_port = free_port(), free_port()
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 << 20, log_to_driver=False,
-             configure_logging=False, _metrics_export_port=metrics_port)  # Ray's Prometheus export of this node
+             configure_logging=False, _metrics_export_port=metrics_port,  # Ray's Prometheus export of this node
+             _system_config={"metrics_report_interval_ms": 2000},  # exported every 2 s (Ray's default: 10 s)
+             resources={SLOT: 1})  # one replica of the second-node test here, one on the second node
     workdir = tempfile.mkdtemp(prefix="pdray-", dir="/tmp")  # short: HAProxy's socket path must fit 97 bytes
     try:
         env = ingress_env(INGRESS, workdir)
-        serve.start(http_options={"host": "127.0.0.1", "port": port}, controller_options={"runtime_env": {"env_vars": env}} if env else None)
+        # the ingress on this node only: a second node on this machine would start a second HAProxy on the same ports
+        serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly",
+                    controller_options={"runtime_env": {"env_vars": env}} if env else None)
         endpoint = Endpoint(f"http://127.0.0.1:{port}")
         endpoint.ray_metrics = Endpoint(f"http://127.0.0.1:{metrics_port}")
         yield endpoint
@@ -375,3 +380,98 @@ def test_the_cli_joins_a_running_cluster_and_leaves_it_as_it_was(cluster, repo):
         reader.join(10)
     assert proc.returncode == 0, "".join(lines)
     assert APP_NAME not in serve.status().applications and ray.is_initialized()
+
+
+class SecondNode:
+    """A second Ray node on this machine joined to the module's cluster (`ray start --address … --block`):
+    1 CPU, its own object store (100 MB) and temporary folder (where `ray start` also records the
+    cluster's address, not in /tmp/ray where every `ray.init()` on this machine would find it), and the
+    custom resources {SLOT: 1, "node2": 1}. Stopped (SIGTERM to `ray start`, which stops its raylet and
+    workers) whatever happens."""
+
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="pdr2-", dir="/tmp")  # short: the plasma store's socket path lives in it
+        exe = Path(sys.executable).with_name("ray")
+        self.proc = subprocess.Popen([str(exe), "start", "--address", ray.get_runtime_context().gcs_address, "--num-cpus", "1",
+                                      "--resources", json.dumps({SLOT: 1, "node2": 1}), "--object-store-memory", str(100 << 20),
+                                      "--temp-dir", self.tmp, "--disable-usage-stats", "--block"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # its logs: under self.tmp
+        try:
+            _wait_for(lambda: self.proc.poll() is None and self.node_id() is not None, 90)
+        except AssertionError:
+            self.stop()
+            raise
+
+    def node_id(self) -> str | None:
+        return next((n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("node2")), None)
+
+    def raylet_pid(self) -> int:
+        """The raylet `ray start` runs for this node (its child process)."""
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            if stat.split(") ", 1)[1].split()[1] == str(self.proc.pid) and "(raylet)" in stat:
+                return int(pid)
+        raise LookupError("no raylet under ray start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _replica_nodes() -> dict[str, str]:
+    """Each live replica of the app: the node it runs on."""
+    nodes = {}
+    for replica in _replica_ids():
+        handle = ray.get_actor(f"SERVE_REPLICA::{APP_NAME}#{DEPLOYMENT}#{replica}", namespace="serve")
+        try:
+            nodes[replica] = ray.get(handle.__ray_call__.remote(lambda self: ray.get_runtime_context().get_node_id()), timeout=10)
+        except ray.exceptions.RayError:  # died meanwhile
+            pass
+    return nodes
+
+
+def test_a_replica_on_a_second_node_gets_the_repository_through_the_object_store_and_outlives_its_raylet(cluster, repo, golden):
+    """A second node with its own object store; replicas need one SLOT each, and each node offers one, so
+    one replica runs there: it fetched the repository from the object store (the bytes `ray.put` on this
+    node), passed its gate and answers through HAProxy. Its node's raylet SIGKILLed at 8 clients: no wrong
+    answer, at most 1 % failed (each an answer), the replica on this node serves on; once a node with a
+    slot joins again, Ray places the replacement there and 2 replicas are ready again."""
+    node = SecondNode()
+    try:
+        node2 = node.node_id()
+        _deploy(repo, RayOptions(replicas=2, cpus_per_replica=0.5, resources={SLOT: 1}, health_check_period_s=1))
+        _wait_for(lambda: _running() == 2, 120)
+        placed = _replica_nodes()
+        remote = next(r for r, n in placed.items() if n == node2)
+        assert sorted(placed.values()) == sorted([node2, ray.get_runtime_context().get_node_id()]), placed
+        with Load(cluster.url, golden, concurrency=8) as load:
+            _wait_for(lambda: remote in load.replicas and load.ok >= 100, 60)  # it answers through the ingress
+            raylet = node.raylet_pid()
+            os.kill(raylet, signal.SIGKILL)
+            dead_s = _wait_for(lambda: node2 not in {n["NodeID"] for n in ray.nodes() if n["Alive"]}, 90)
+            killed_at = load.total
+            _wait_for(lambda: load.total >= killed_at + 500 and load.total >= 1000, 90)
+        print(f"second node's raylet (pid {raylet}) killed: Ray saw the node dead after {dead_s:.1f} s; "
+              f"{len(load.failures)} of {load.total} requests failed: {load.failures[:2]}")
+        assert load.wrong == 0
+        assert len(load.failures) <= 0.01 * load.total, (len(load.failures), load.total, load.failures[:5])
+        assert all(isinstance(s, int) and s >= 500 and why for s, why in load.failures), load.failures[:5]
+        assert _running() == 1 and remote not in _replica_nodes()
+        node.stop()
+        node = SecondNode()  # a node with a free slot again: the replacement replica goes there
+        back_s = _wait_for(lambda: _running() == 2, 120)
+        assert node.node_id() in _replica_nodes().values()
+        print(f"a new second node: 2 ready replicas again after {back_s:.1f} s")
+    finally:
+        node.stop()
+        serve.delete(APP_NAME)
+        deployed["options"] = None
