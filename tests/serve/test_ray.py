@@ -382,6 +382,32 @@ def test_the_cli_joins_a_running_cluster_and_leaves_it_as_it_was(cluster, repo):
     assert APP_NAME not in serve.status().applications and ray.is_initialized()
 
 
+def test_the_cli_with_a_cluster_of_its_own_and_direct_ingress(repo):
+    """`serve --ray --ray-ingress direct` with no --ray-address: its own local cluster (beside the module's),
+    the replica's own HTTP server named in the "serving" line and answering there; SIGTERM stops it all."""
+    exe = Path(sys.executable).with_name("prelu-deploy")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # not the module's cluster
+    proc = subprocess.Popen([str(exe), "serve", str(repo), "--ray", "--ray-ingress", "direct", "--ray-cpus-per-replica", "0.5",
+                             "--port", str(free_port()), "--log-level", "warning"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        _wait_for(lambda: proc.poll() is not None or any(line.startswith("serving") for line in lines), 180)
+        assert proc.poll() is None, "".join(lines)
+        serving = next(line for line in lines if line.startswith("serving"))
+        assert serving.rstrip().endswith("through direct (Ctrl-C to stop)"), serving
+        replica = Endpoint(serving.split(" at ", 1)[1].split(" ", 1)[0])  # http://127.0.0.1:PORT of the replica itself
+        status, headers, body = replica.request("GET", "/v2/models/digits/ready")
+        assert status == 200 and json.loads(body)["ready"] is True and headers["x-replica"], body
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(90)
+        reader.join(10)
+    assert proc.returncode == 0, "".join(lines)
+
+
 class SecondNode:
     """A second Ray node on this machine joined to the module's cluster (`ray start --address … --block`):
     1 CPU, its own object store (100 MB) and temporary folder (where `ray start` also records the
