@@ -229,8 +229,8 @@ def serve_on_ray(repo: Path, settings: Settings, options: RayOptions, host: str,
         raise KeyboardInterrupt  # SIGTERM (an orchestrator) and SIGINT (even where a shell ignored it) alike
 
     if options.ingress == "haproxy" and haproxy_binary() is None:
-        raise UsageError("--ray-ingress haproxy: no HAProxy binary (ray[serve] brings one on Linux; or `apt-get install "
-                         "haproxy`, or RAY_SERVE_HAPROXY_BINARY_PATH); choose --ray-ingress proxy or direct")
+        raise UsageError("--ray-ingress haproxy: no HAProxy for Ray Serve here (ray[serve] >= 2.60 brings one on Linux; or "
+                         "`apt-get install haproxy`, or RAY_SERVE_HAPROXY_BINARY_PATH); choose --ray-ingress proxy or direct")
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
     # HAProxy's files, for a cluster of ours; short: its admin socket's path (Ray adds a 57-character folder) must fit 97 bytes

