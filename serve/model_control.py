@@ -10,16 +10,14 @@ if any, stays. A version replaced or unloaded is retired once the requests that 
 runners close. Under several worker processes a load or unload reaches every worker (serve.control_relay)."""
 
 import asyncio
-import json
 import logging
-import os
 import re
 
 from prelu_deploy.atomic import clean_leftovers
 from prelu_deploy.errors import UsageError
 from prelu_deploy.manifest import MANIFEST
 from prelu_deploy.serve.errors import ApiError
-from prelu_deploy.serve.repository import PINS_ENV, ServedModel, load_model, load_repository
+from prelu_deploy.serve.repository import ServedModel, load_model, load_repository, pinned_versions
 
 log = logging.getLogger("prelu_deploy.serve")
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -115,7 +113,7 @@ def initial_models(settings) -> ModelTable:
         return ModelTable(load_repository(settings.repo, settings))
     for note in clean_leftovers(settings.repo):
         log.warning("%s: %s (left by a writer that was killed)", settings.repo, note)
-    pins = json.loads(os.environ[PINS_ENV])["versions"] if PINS_ENV in os.environ else {}
+    pins = pinned_versions(settings.repo) or {}
     wanted, table = {name: pins.get(name) for name in settings.load_models}, ModelTable()
     if settings.control_dir:
         from prelu_deploy.serve.control_relay import shared_state

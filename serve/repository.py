@@ -141,6 +141,15 @@ def pin_versions(repo: Path | None = None) -> dict[str, str]:
     return versions
 
 
+def pinned_versions(repo: Path) -> dict[str, str] | None:
+    """The supervisor's pin for `repo` ({folder: manifest sha256}), or None: no pin, or one made for another
+    repository (an environment inherited from elsewhere must not make this server refuse its models)."""
+    if PINS_ENV not in os.environ:
+        return None
+    pin = json.loads(os.environ[PINS_ENV])
+    return pin["versions"] if os.path.realpath(pin["repo"]) == os.path.realpath(repo) else None
+
+
 def _model_dirs(repo: Path) -> list[Path]:
     # hidden folders are staging or backup copies of a writer, never models
     return sorted(p for p in repo.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file())
@@ -156,7 +165,7 @@ def load_repository(repo: Path, settings: Settings) -> dict[str, ServedModel]:
     for note in clean_leftovers(repo):  # what a killed export/build left: restored or removed
         log.warning("%s: %s (left by a writer that was killed)", repo, note)
     models: dict[str, ServedModel] = {}
-    pins = json.loads(os.environ[PINS_ENV])["versions"] if PINS_ENV in os.environ else None  # several workers
+    pins = pinned_versions(repo)  # several workers
     for path in _model_dirs(repo):
         served = load_model(path, settings, None if pins is None else pins.get(path.name, ""))
         if served.name in models:

@@ -171,9 +171,11 @@ def run(settings: Settings, socks: list[socket.socket], workers: int, log_level:
                   http=connections.HeadLimitsProtocol, header_timeout=settings.header_timeout_s,
                   max_head_bytes=settings.max_header_bytes, max_header_line_bytes=settings.max_header_line_bytes,
                   limit_concurrency=settings.limit_concurrency)
-    if workers == 1:
+    if workers == 1:  # one process serves what it loads: no pin, whatever the environment it was started from holds
         from prelu_deploy.serve.app import create_app
+        from prelu_deploy.serve.repository import PINS_ENV
 
+        os.environ.pop(PINS_ENV, None)
         uvicorn.Server(ServerConfig(create_app(settings), **common)).run(sockets=socks[:1])
         return
     metrics_dir = tempfile.mkdtemp(prefix="prelu-deploy-metrics-")

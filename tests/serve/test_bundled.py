@@ -29,7 +29,7 @@ def test_a_torch_free_server_serves_it_without_exporting(tmp_path):
     port = free_port()
     code = ("import sys; sys.modules['torch'] = None  # as in `pip install 'prelu-deploy[serve]'`\n"
             "from prelu_deploy.cli.main import main\n"
-            f"sys.argv = ['prelu-deploy', 'serve', '--port', '{port}', '--log-level', 'warning']\n"
+            f"sys.argv = ['prelu-deploy', 'serve', '--port', '{port}', '--grpc-port', '0', '--log-level', 'warning']\n"
             "main()\n")
     env = {**os.environ, "PRELU_DEPLOY_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

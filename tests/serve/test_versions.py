@@ -79,7 +79,8 @@ def test_loads_racing_swaps_serve_one_version_whole(versions, tmp_path):
 
 
 def test_a_worker_loading_after_a_swap_refuses_a_version_other_than_the_pinned_one(versions, tmp_path, monkeypatch, caplog):
-    monkeypatch.delenv(PINS_ENV, raising=False)
+    monkeypatch.setenv(PINS_ENV, "")  # so that the pin made below is removed after the test (servers the
+    monkeypatch.delenv(PINS_ENV)  # rest of this process starts would inherit it)
     live = tmp_path / "live" / "digits"
     shutil.copytree(versions["A"], live)
     pins = pin_versions(live.parent)  # what the supervisor does before it starts the workers
@@ -148,3 +149,15 @@ def test_a_replacement_worker_serves_the_version_the_others_do(versions, tmp_pat
         assert srv.stop()
     log = srv.proc.stdout.read()
     assert "model digits: NOT ready: digits changed on disk after the server started" in log, log
+
+
+def test_a_pin_inherited_for_another_repository_is_ignored(versions, tmp_path, monkeypatch):
+    """A server started from an environment that holds another server's pin (a supervisor's child, a test
+    process) serves its own repository: a stale pin once made every later test server refuse `digits`."""
+    other = tmp_path / "other" / "digits"
+    shutil.copytree(versions["B"], other)
+    monkeypatch.setenv(PINS_ENV, "")
+    pin_versions(other.parent)
+    live = tmp_path / "live" / "digits"
+    shutil.copytree(versions["A"], live)
+    assert load_repository(live.parent, Settings())["digits"].ready
