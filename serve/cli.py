@@ -54,7 +54,7 @@ def serve(
     replicas: Optional[int] = typer.Option(None, "--replicas", min=1, help="--ray: a fixed number of replicas (default 1)."),
     autoscale: Optional[str] = typer.Option(None, "--autoscale", help="--ray: MIN,MAX replicas, scaled by Ray on load (instead of --replicas)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="--ray: join this Ray cluster (e.g. auto, or HEAD:6379) instead of starting a local one."),
-    max_ongoing_requests: Optional[int] = typer.Option(None, "--max-ongoing-requests", min=1, help="--ray: requests one replica holds at once (default 32); more wait at Ray's proxy, up to --max-queue, then 503."),
+    max_ongoing_requests: Optional[int] = typer.Option(None, "--max-ongoing-requests", min=1, help="--ray: requests one replica's app holds at once (default 128); more wait in the replica (or at Ray's proxy), up to --max-queue, then 503."),
     ray_cpus: Optional[float] = typer.Option(None, "--ray-cpus-per-replica", min=0.0, help="--ray: CPUs Ray reserves per replica (default 1)."),
     ray_gpus: Optional[float] = typer.Option(None, "--ray-gpus-per-replica", min=0.0, help="--ray: GPUs Ray reserves per replica (default 0; 1 for a GPU backend)."),
     ray_ingress: Optional[str] = typer.Option(None, "--ray-ingress", help="--ray: haproxy (default: HAProxy on --port in front of the replicas' own HTTP servers) | direct (each replica's own port, for an external load balancer) | proxy (Ray's Python proxy); docs/scale-out.md."),
