@@ -6,7 +6,8 @@ never imports ray.
 - The ingress (serve/ray_options.py, docs/scale-out.md): by default Ray Serve's HAProxy mode (HAProxy on
   --port balancing over each replica's own HTTP server); `direct` (each replica's port, for an external
   load balancer) and `proxy` (Ray's Python proxy actor) are selectable. Replicas run the app on their
-  main event loop, and log each request only at --log-level info or debug.
+  main event loop, and log each request only at --log-level info or debug. Ray's own error answers come
+  as JSON, as the app's (serve/ray_ingress.py).
 - The repository reaches the replicas through Ray's object store, not a shared filesystem: the driver
   packs it (serve/packing.py) and `ray.put`s the bytes; each replica checks their sha256 before it
   unpacks them into a temporary folder of its own.
@@ -82,33 +83,11 @@ class _ReplicaHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def _json_errors() -> None:
-    """In this replica's process: the answers Ray's direct ingress server makes itself before the app
-    (back-pressure 503 + Retry-After, 404 for a path outside the route prefix, 408 past a request
-    timeout) come as {"error": "..."} JSON, as the app's own errors do, instead of plain text. Ray
-    builds them all with one function of its replica module; that module-level name is rebound here
-    (successes, e.g. HAProxy's health check's "success", pass through unchanged)."""
-    from ray.serve._private import replica
-
-    ray_messages = replica.convert_object_to_asgi_messages
-    if getattr(ray_messages, "json_errors", False):
-        return
-
-    def messages(obj=None, status_code: int = 200, extra_headers=None):
-        if status_code >= 400 and isinstance(obj, (str, bytes)):
-            obj = {"error": obj.decode(errors="replace") if isinstance(obj, bytes) else obj}
-        return ray_messages(obj, status_code=status_code, extra_headers=extra_headers)
-
-    messages.json_errors = True
-    replica.convert_object_to_asgi_messages = messages
-
-
 @serve.ingress()
 class PreluDeploy:
     """One replica: its own copy of the repository, its runners, its batchers, the whole app."""
 
     async def __init__(self, blob: dict, settings: dict):
-        _json_errors()
         data = blob["data"] if "data" in blob else await blob["ref"]  # inline, or from the object store
         self.workdir = Path(tempfile.mkdtemp(prefix="prelu-deploy-replica-"))
         unpack_repository(data, blob["sha256"], self.workdir)

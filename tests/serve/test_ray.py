@@ -75,6 +75,8 @@ def cluster(tmp_path_factory):
                     controller_options={"runtime_env": {"env_vars": env}} if env else None)
         endpoint = Endpoint(f"http://127.0.0.1:{port}")
         endpoint.ray_metrics = Endpoint(f"http://127.0.0.1:{metrics_port}")
+        fallback = env.get("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT")  # HAProxy's backup: Ray's Python proxy
+        endpoint.ray_proxy = Endpoint(f"http://127.0.0.1:{fallback}") if fallback else endpoint
         yield endpoint
     finally:
         try:
@@ -277,18 +279,20 @@ def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(clus
     with Load(cluster.url, golden, concurrency=8) as load:
         up_s = _wait_for(lambda: _running() == 2, 60)
         _wait_for(lambda: load.ok >= 200, 60)
+        with Load(cluster.ray_proxy.url, golden, concurrency=8) as through_rays_proxy:  # its router's back-pressure
+            _wait_for(lambda: len(through_rays_proxy.failures) >= 10, 60)
     down_s = _wait_for(lambda: _running() == 1, 60)
+    assert through_rays_proxy.wrong == 0 and all(s == 503 for s, _ in through_rays_proxy.failures)
+    assert set(through_rays_proxy.retry_after) == {"1"}
+    assert all("num_queued_requests" in json.loads(why)["error"] for _, why in through_rays_proxy.failures)
     assert load.wrong == 0 and load.ok > 0
     assert load.failures and all(s == 503 for s, _ in load.failures), load.failures[:5]
     assert set(load.retry_after) == {"1"}
-    # Through HAProxy the replica answers these itself, as JSON (serve.ray_app._json_errors); a request that HAProxy
-    # sent to its backup, Ray's Python proxy (while it had no replica's address yet), gets that proxy's text
-    as_json = [why for _, why in load.failures if why.startswith("{") and json.loads(why)["error"]]
-    if INGRESS != "proxy":
-        assert len(as_json) > len(load.failures) / 2, load.failures[:5]
-    assert all(why.startswith("Request dropped due to backpressure") for _, why in load.failures if not why.startswith("{"))
+    # Ray answers these itself (the replica through HAProxy; Ray's proxy for a request HAProxy sent to its backup,
+    # or with --ray-ingress proxy), in text: serve.ray_ingress makes them JSON, as the app's own errors
+    assert all(json.loads(why)["error"].startswith("Request dropped due to backpressure") for _, why in load.failures)
     print(f"autoscaling: 1 → 2 replicas in {up_s:.1f} s under load, 2 → 1 in {down_s:.1f} s idle; "
-          f"{len(load.failures)} answers 503 + Retry-After ({len(as_json)} as JSON), e.g. {load.failures[0][1]!r}")
+          f"{len(load.failures)} answers 503 + Retry-After, e.g. {load.failures[0][1]!r}")
 
 
 def test_a_replica_refuses_a_blob_whose_sha256_differs(cluster):
