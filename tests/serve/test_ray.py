@@ -265,7 +265,9 @@ def test_a_killed_replica_costs_at_most_1_percent_and_comes_back(proxy, golden):
           f"{len(load.failures)} of {load.total} requests failed: {load.failures[:2]}")
     assert load.wrong == 0
     assert len(load.failures) <= 0.01 * load.total, (len(load.failures), load.total, load.failures[:5])
-    assert all(isinstance(s, int) and s >= 500 and why for s, why in load.failures), load.failures[:5]  # an answer, never a hang
+    # an answer at once, never a hang: a 5xx, or (through HAProxy) the dying replica's connection closed unanswered
+    quick = [(s, why) for s, why in load.failures if (isinstance(s, int) and s >= 500 and why) or s == "RemoteDisconnected"]
+    assert quick == load.failures, load.failures[:5]
 
 
 def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(cluster, repo, golden):
