@@ -42,7 +42,7 @@ for run in $RUNS; do
   ingress=${run%%:*} replicas=${run##*:} name="ray-${run/:/-}"
   $B serve --ray --ray-ingress "$ingress" --replicas "$replicas" --port 8124 $SERVE_OPTS > "$OUT/raw/$name.log" 2>&1 &
   RAY_PID=$!
-  until grep -q '^serving' "$OUT/raw/$name.log"; do kill -0 $RAY_PID; sleep 0.5; done
+  until grep -qs '^serving' "$OUT/raw/$name.log"; do kill -0 $RAY_PID; sleep 0.5; done
   # direct ingress: the first replica's own server (Ray's proxy stays on 8124; an external balancer would spread)
   port=$(sed -n 's/^serving .* at http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$OUT/raw/$name.log" | head -1)
   ready "$port"
