@@ -238,6 +238,13 @@ def test_rays_prometheus_export_counts_every_replica(proxy, golden):
     _wait_for(counted, 60, step_s=1)  # Ray exports what replicas report every few seconds
 
 
+def _answered_or_closed(failures) -> bool:
+    """Each failed request got a 5xx answer with a body, or its connection closed at once (the replica died
+    while answering it, after HAProxy could no longer send it elsewhere) — never a client timeout (a hang)."""
+    return all((isinstance(s, int) and s >= 500 and why) or s in ("RemoteDisconnected", "ConnectionResetError")
+               for s, why in failures)
+
+
 def _replica_ids() -> list[str]:
     """This app's live replicas, by id (Ray Serve names their actors after them)."""
     prefix = f"SERVE_REPLICA::{APP_NAME}#{DEPLOYMENT}#"
@@ -251,8 +258,8 @@ def _pid(replica_id: str) -> int:
 
 def test_a_killed_replica_costs_at_most_1_percent_and_comes_back(proxy, golden):
     """SIGKILL of one replica's process at concurrency 8: no wrong answer, at most 1 % of requests fail,
-    each with a 5xx answer (no hang: clients time out at 10 s), and Ray has 2 ready replicas again
-    within 30 s."""
+    each at once (a 5xx answer, or a connection closed unanswered; no hang: clients time out at 10 s), and
+    Ray has 2 ready replicas again within 30 s."""
     assert _running() == 2
     victim = _replica_ids()[0]
     pid = _pid(victim)
@@ -265,9 +272,7 @@ def test_a_killed_replica_costs_at_most_1_percent_and_comes_back(proxy, golden):
           f"{len(load.failures)} of {load.total} requests failed: {load.failures[:2]}")
     assert load.wrong == 0
     assert len(load.failures) <= 0.01 * load.total, (len(load.failures), load.total, load.failures[:5])
-    # an answer at once, never a hang: a 5xx, or (through HAProxy) the dying replica's connection closed unanswered
-    quick = [(s, why) for s, why in load.failures if (isinstance(s, int) and s >= 500 and why) or s == "RemoteDisconnected"]
-    assert quick == load.failures, load.failures[:5]
+    assert _answered_or_closed(load.failures), load.failures[:5]  # each at once, never a hang
 
 
 def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(cluster, repo, golden):
@@ -475,7 +480,7 @@ def test_a_replica_on_a_second_node_gets_the_repository_through_the_object_store
     """A second node with its own object store; replicas need one SLOT each, and each node offers one, so
     one replica runs there: it fetched the repository from the object store (the bytes `ray.put` on this
     node), passed its gate and answers through HAProxy. Its node's raylet SIGKILLed at 8 clients: no wrong
-    answer, at most 1 % failed (each an answer), the replica on this node serves on; once a node with a
+    answer, at most 1 % failed (each at once), the replica on this node serves on; once a node with a
     slot joins again, Ray places the replacement there and 2 replicas are ready again."""
     node = SecondNode()
     try:
@@ -496,7 +501,7 @@ def test_a_replica_on_a_second_node_gets_the_repository_through_the_object_store
               f"{len(load.failures)} of {load.total} requests failed: {load.failures[:2]}")
         assert load.wrong == 0
         assert len(load.failures) <= 0.01 * load.total, (len(load.failures), load.total, load.failures[:5])
-        assert all(isinstance(s, int) and s >= 500 and why for s, why in load.failures), load.failures[:5]
+        assert _answered_or_closed(load.failures), load.failures[:5]
         assert _running() == 1 and remote not in _replica_nodes()
         node.stop()
         node = SecondNode()  # a node with a free slot again: the replacement replica goes there
