@@ -8,14 +8,16 @@ in the Serve controller's environment (serve/ray_options.py:ingress_env). It imp
   503 with no replica — are text/plain; they reach the client as {"error": "..."} JSON with their status
   and headers, as the app's own errors do. The app's answers pass through untouched (its errors are JSON
   already; a text/plain 4xx/5xx is Ray's).
-
-(Marking each request `x-request-disconnect-disabled: ?1`, which spares Ray a task per request watching
-for the client's disconnect, was measured and left out: 0.64× against 0.69× the plain server's requests/s
-at 64 clients without it, 2 rounds each, within the noise.)"""
+- Each request says `x-request-disconnect-disabled: ?1`: Ray then runs it without a second task watching
+  for the client's disconnect (a task, an asyncio.wait and a cancellation less per request). A request
+  whose client left then runs to its end, as in the plain server (uvicorn does not cancel it either); the
+  app still sees the disconnect while it reads the body."""
 
 import json
 
 from starlette.middleware import Middleware
+
+DISCONNECT_DISABLED = (b"x-request-disconnect-disabled", b"?1")  # Ray's header (SERVE_HTTP_REQUEST_DISCONNECT_DISABLED_HEADER)
 
 
 def middlewares() -> list[Middleware]:
@@ -29,6 +31,7 @@ class RayIngress:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        scope["headers"] = [*scope["headers"], DISCONNECT_DISABLED]
         held: dict | None = None  # a text/plain error's start, held until its body is known
         body = b""
 
