@@ -23,9 +23,8 @@ $(STAMP): pyproject.toml $(LOCK)
 # pinned there are kept unless `make lock UPGRADE='-P NAME'` (one package) or UPGRADE=--upgrade (all).
 lock:
 	$(PYTHON) -m venv .lock-venv && .lock-venv/bin/python -m pip install -q pip-tools
-	.lock-venv/bin/pip-compile -q pyproject.toml $(EXTRAS:%=--extra=%) --generate-hashes --allow-unsafe \
-		--no-emit-index-url --no-emit-find-links --annotation-style=line --custom-compile-command='make lock' \
-		-o $(LOCK) $(UPGRADE)
+	CUSTOM_COMPILE_COMMAND='make lock' .lock-venv/bin/pip-compile -q pyproject.toml $(EXTRAS:%=--extra=%) --generate-hashes \
+		--allow-unsafe --no-emit-index-url --no-emit-find-links --annotation-style=line -o $(LOCK) $(UPGRADE)
 	rm -rf .lock-venv
 
 # The main job: serve the bundled trained digits model on ONNX Runtime (CPU) at 127.0.0.1:8000.
