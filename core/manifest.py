@@ -6,6 +6,7 @@ without any of them knowing the manifest's keys. Laid out as a Triton model repo
     <repo>/<name>/manifest.json    ours: labels, preprocessing, lowering, provenance, hashes
     <repo>/<name>/golden.npz       golden inputs and their PyTorch logits (float32 and float64)
     <repo>/<name>/1/model.onnx     (platform onnxruntime_onnx) or 1/model.plan (tensorrt_plan)
+    <repo>/<name>/N/…              version N ≥ 2: its manifest, golden I/O and artifact (prelu_deploy.versions)
 
 A malformed manifest is refused when read, with the field named: among them a name that is not
 export's (it chooses where `quantize` and `build` write) and a file outside the directory. Files are
@@ -25,13 +26,11 @@ import numpy as np
 from prelu_deploy.atomic import write_bytes
 from prelu_deploy.errors import ModelDirError
 from prelu_deploy.snapshot import ModelFiles, Unreadable, name_problem, path_problem, sha256_file  # noqa: F401 (re-exported)
-from prelu_deploy.specs import BatchProfile, Source, TensorRT, TensorSpec  # noqa: F401 (re-exported)
+from prelu_deploy.specs import BatchProfile, FieldReader, Source, TensorRT, TensorSpec  # noqa: F401 (re-exported)
+from prelu_deploy.versions import CONFIG, GOLDEN, MANIFEST, VersionFiles, layout, version_files, version_numbers  # noqa: F401
 
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-CONFIG = "config.pbtxt"
-GOLDEN = "golden.npz"
-ONNX, PLAN = "1/model.onnx", "1/model.plan"
+ONNX, PLAN = "1/model.onnx", "1/model.plan"  # version 1's (every single-version directory's)
 PLATFORMS = {"onnxruntime_onnx": ONNX, "tensorrt_plan": PLAN}  # Triton's platform names → the artifact
 LOWERINGS = ("native", "plugin", "leaky")  # of channel-shared PReLU (docs/architecture.md)
 PRECISIONS = ("fp32", "fp16", "int8")  # what an artifact computes in: int8 comes from `quantize`
@@ -64,7 +63,8 @@ class ModelEntry:
     onnx_source: str | None = None  # a plan entry: the ONNX graph it was built from
     tensorrt: TensorRT | None = None
     int8: dict | None = None  # a quantized entry: how it was calibrated and what it cost (export.quantize)
-    path: Path = Path(".")  # where it was read from (not stored)
+    path: Path = Path(".")  # the model folder it was read from (not stored)
+    files: VersionFiles = version_files(1)  # which version of it, and where its files lie (not stored)
     version: str | None = None  # sha256 of manifest.json as read (not stored): which export this is
     blobs: dict = field(default_factory=dict, repr=False, compare=False)  # load_entry's: path → bytes or Unreadable
 
@@ -73,9 +73,22 @@ class ModelEntry:
         return self.platform == "tensorrt_plan"
 
     @property
+    def number(self) -> int:
+        """The version's number: from where the manifest was read."""
+        return self.files.number
+
+    @property
+    def artifact_rel(self) -> str:
+        """The model file a runner loads, relative to the model folder: 1/model.onnx, N/model.plan…"""
+        return self.files.artifact(self.platform)
+
+    @property
     def artifact(self) -> Path:
-        """The model file a runner loads: 1/model.onnx or 1/model.plan."""
-        return self.path / PLATFORMS[self.platform]
+        return self.path / self.artifact_rel
+
+    @property
+    def golden_path(self) -> Path:
+        return self.path / self.files.golden
 
     @property
     def precision(self) -> str:
@@ -123,29 +136,31 @@ class ModelEntry:
     def artifact_bytes(self) -> bytes:
         """The model file a runner loads, as bytes: of the version the manifest describes (load_entry)."""
         try:
-            return self.file_bytes(PLATFORMS[self.platform])
+            return self.file_bytes(self.artifact_rel)
         except Unreadable as err:
             raise ModelDirError(f"{self.path}: {err}") from None
 
     def golden_io(self) -> dict[str, np.ndarray]:
         """{"inputs", "logits", "logits_fp64"} as stored at export."""
         try:
-            with np.load(io.BytesIO(self.file_bytes(GOLDEN))) as z:
+            with np.load(io.BytesIO(self.file_bytes(self.files.golden))) as z:
                 return {k: z[k] for k in ("inputs", "logits", "logits_fp64")}
         except (OSError, ValueError, KeyError, ModelDirError) as err:
-            raise ModelDirError(f"{self.path / GOLDEN}: unreadable golden I/O ({err})") from None
+            raise ModelDirError(f"{self.golden_path}: unreadable golden I/O ({err})") from None
 
     def verify(self) -> list[str]:
         """Problems with the artifacts: missing or refused files, sha256 that differ from the manifest."""
         problems = []
         for rel, expected in self.artifacts.items():
+            if rel == CONFIG:  # older manifests hashed it; it is the model's, shared by its versions, and operators edit it
+                continue
             try:
                 if hashlib.sha256(self.file_bytes(rel)).hexdigest() != expected:
                     problems.append(f"{rel} sha256 differs from the manifest (file changed after export)")
             except Unreadable as err:
                 problems.append(str(err))
-        if PLATFORMS[self.platform] not in self.artifacts:
-            problems.append(f"the manifest lists no {PLATFORMS[self.platform]} for platform {self.platform}")
+        if self.artifact_rel not in self.artifacts:
+            problems.append(f"the manifest lists no {self.artifact_rel} for platform {self.platform}")
         return problems
 
     def verified(self) -> "ModelEntry":
@@ -155,15 +170,15 @@ class ModelEntry:
         return self
 
     def write(self, folder: Path) -> "ModelEntry":
-        """Hash the artifacts present in `folder` and write manifest.json there (atomically)."""
-        present = [rel for rel in (PLATFORMS[self.platform], GOLDEN, CONFIG) if (folder / rel).is_file()]
+        """Hash this version's artifact and golden I/O in model folder `folder` and write its manifest there (atomically)."""
+        present = [rel for rel in (self.artifact_rel, self.files.golden) if (folder / rel).is_file()]
         entry = replace(self, artifacts={rel: sha256_file(folder / rel) for rel in present}, path=folder, version=None, blobs={})
-        write_bytes(folder / MANIFEST, (json.dumps(entry.to_dict(), indent=2) + "\n").encode())
+        write_bytes(folder / self.files.manifest, (json.dumps(entry.to_dict(), indent=2) + "\n").encode())
         return entry
 
     def to_dict(self) -> dict:
         d = asdict(replace(self, blobs={}))
-        for unstored in ("path", "version", "blobs"):
+        for unstored in ("path", "files", "version", "blobs"):
             del d[unstored]
         d["prelu"] = {"lowering": d.pop("lowering"), "layers": d.pop("prelu_layers")}
         for optional in ("onnx_source", "tensorrt", "int8"):
@@ -172,39 +187,8 @@ class ModelEntry:
         return {"format_version": FORMAT_VERSION, **json.loads(json.dumps(d))}  # tuples become lists, as on disk
 
 
-class _Reader:
-    """Typed reads of the manifest's fields; a wrong or missing one is a ModelDirError that names it."""
-
-    def __init__(self, where: Path):
-        self.where = where
-
-    def get(self, d, key: str, kind, path: str, optional: bool = False):
-        if not isinstance(d, dict):
-            raise ModelDirError(f"{self.where}: manifest field {path.rpartition('.')[0] or 'top level'} must be an object")
-        value = d.get(key)
-        if value is None and optional:
-            return None
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            state = "is missing" if key not in d else f"is {type(value).__name__}, not {kind.__name__}"
-            raise ModelDirError(f"{self.where}: manifest field {path!r} {state}")
-        return value
-
-    def tensor(self, d, key: str) -> TensorSpec:
-        t = self.get(d, key, dict, key)
-        shape = self.get(t, "shape", list, f"{key}.shape")
-        if len(shape) < 2 or shape[0] != -1 or not all(isinstance(s, int) and s > 0 for s in shape[1:]):
-            raise ModelDirError(f"{self.where}: manifest field '{key}.shape' must be [-1, positive dims…], not {shape}")
-        return TensorSpec(self.get(t, "name", str, f"{key}.name"), tuple(shape), self.get(t, "datatype", str, f"{key}.datatype"))
-
-    def profile(self, d, path: str) -> BatchProfile:
-        p = BatchProfile(*(self.get(d, k, int, f"{path}.{k}") for k in ("min", "opt", "max")))
-        if not 1 <= p.min <= p.opt <= p.max:
-            raise ModelDirError(f"{self.where}: manifest field {path!r} must satisfy 1 ≤ min ≤ opt ≤ max, not {p}")
-        return p
-
-
 def _entry(m: dict, path: Path, where: Path) -> ModelEntry:
-    r = _Reader(where)
+    r = FieldReader(where)
     prelu, src = r.get(m, "prelu", dict, "prelu"), r.get(m, "source", dict, "source")
     lowering = r.get(prelu, "lowering", str, "prelu.lowering")
     if lowering not in LOWERINGS:
@@ -246,13 +230,26 @@ def _entry(m: dict, path: Path, where: Path) -> ModelEntry:
         onnx_source=m.get("onnx_source"), tensorrt=trt, int8=r.get(m, "int8", dict, "int8", optional=True), path=path)
 
 
-def read_entry(path: str | Path) -> ModelEntry:
-    """The model entry at `path`; ModelDirError (exit 6) naming the field when the manifest is malformed."""
+def read_entry(path: str | Path, number: int | None = None) -> ModelEntry:
+    """Version `number` (None: the newest) of the model at `path`; ModelDirError (exit 6) naming the field
+    when the manifest is malformed."""
     with ModelFiles(path) as files:
-        return _parse(files.read_many([MANIFEST])[MANIFEST], files.path)
+        vf = _version(files, number)
+        return _parse(files.read_many([vf.manifest])[vf.manifest], files.path, vf)
 
 
-def load_entry(path: str | Path, attempts: int = 50) -> ModelEntry:
+def _version(files: ModelFiles, number: int | None) -> VersionFiles:
+    """Where version `number` (None: the newest) lies in the open folder; a folder with no version is read
+    as version 1, whose missing manifest then says it is not a model directory."""
+    found = layout(files.names(), files.is_file, files.path)
+    if number is None:
+        return found[max(found)] if found else version_files(1)
+    if number not in found:
+        raise ModelDirError(f"{files.path}: no version {number} (it holds {', '.join(map(str, found)) or 'none'})")
+    return found[number]
+
+
+def load_entry(path: str | Path, number: int | None = None, attempts: int = 50) -> ModelEntry:
     """The entry at `path` with the bytes of its artifacts and golden I/O, all read through one descriptor of
     the directory: the version its manifest describes, even while an export replaces the folder (a read
     that loses a file to the swap's deletion of the old folder starts again from the path). verify(),
@@ -266,14 +263,20 @@ def load_entry(path: str | Path, attempts: int = 50) -> ModelEntry:
             time.sleep(0.001)
             continue
         with files:
-            got = files.read_many([MANIFEST, ONNX, PLAN, GOLDEN])  # the usual files opened at once
             try:
-                entry = _parse(got[MANIFEST], files.path)
+                vf = _version(files, number)
             except ModelDirError:
                 if files.swapped():
                     continue
                 raise
-            needed = {*entry.artifacts, PLATFORMS[entry.platform], GOLDEN}
+            got = files.read_many(vf.all())  # the usual files opened at once
+            try:
+                entry = _parse(got[vf.manifest], files.path, vf)
+            except ModelDirError:
+                if files.swapped():
+                    continue
+                raise
+            needed = {*entry.artifacts, entry.artifact_rel, vf.golden}
             got.update(files.read_many(needed - got.keys()))
             blobs = {rel: got[rel] for rel in needed}
             if not any(isinstance(b, Unreadable) for b in blobs.values()) or not files.swapped():
@@ -281,10 +284,10 @@ def load_entry(path: str | Path, attempts: int = 50) -> ModelEntry:
     raise ModelDirError(f"{path}: replaced while it was read, {attempts} times over")
 
 
-def _parse(data: bytes | Unreadable, path: Path) -> ModelEntry:
-    mf = path / MANIFEST
+def _parse(data: bytes | Unreadable, path: Path, vf: VersionFiles) -> ModelEntry:
+    mf = path / vf.manifest
     if isinstance(data, Unreadable):
-        raise ModelDirError(f"{path}: not a model directory (no {MANIFEST}); make one with `prelu-deploy export`"
+        raise ModelDirError(f"{path}: not a model directory (no {vf.manifest}); make one with `prelu-deploy export`"
                             if data.why == "is missing" else f"{path}: {data}")
     try:
         manifest = json.loads(data)
@@ -293,4 +296,4 @@ def _parse(data: bytes | Unreadable, path: Path) -> ModelEntry:
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if version != FORMAT_VERSION:
         raise ModelDirError(f"{mf}: unsupported manifest format version {version!r} (this prelu-deploy reads {FORMAT_VERSION})")
-    return replace(_entry(manifest, path, mf), version=hashlib.sha256(data).hexdigest())
+    return replace(_entry(manifest, path, mf), files=vf, version=hashlib.sha256(data).hexdigest())

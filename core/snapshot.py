@@ -102,6 +102,18 @@ class ModelFiles:
                 out[rel] = f.read()
         return out
 
+    def names(self) -> list[str]:
+        """The names in the directory as this descriptor holds it."""
+        return os.listdir(self.fd)
+
+    def is_file(self, rel: str) -> bool:
+        """Whether `rel` is a regular file beneath the directory (no link followed)."""
+        try:
+            os.close(self._open(rel))
+        except Unreadable:
+            return False
+        return True
+
     def swapped(self) -> bool:
         """Whether the path names another directory than the one open here (an export replaced it)."""
         try:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import onnx
 
-from prelu_deploy.atomic import check_destination, write_bytes
+from prelu_deploy.atomic import write_bytes
 from prelu_deploy.errors import ExportError, UsageError
 from prelu_deploy.export.fp16 import CONVERSION, to_fp16
-from prelu_deploy.export.entry_writer import writing_entry
-from prelu_deploy.manifest import BUILD_PRECISIONS, GOLDEN, PLAN, BatchProfile, TensorRT, read_entry
+from prelu_deploy.export.entry_writer import check_target, writing_entry
+from prelu_deploy.manifest import BUILD_PRECISIONS, BatchProfile, TensorRT, read_entry
 from prelu_deploy.plugins import channel_shared_prelu as csp
 from prelu_deploy.plugins.tensorrt_lib import load_tensorrt, unsupported_cc
 from prelu_deploy.snapshot import sibling_dir
@@ -51,7 +51,8 @@ def _compute_capabilities(trt, flavour: str, config, targets: list[str]) -> list
 
 def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 1, opt_batch: int | None = None,
                max_batch: int | None = None, workspace_mb: int | None = None, timing_cache: str | Path | None = None,
-               target_cc: list[str] | None = None, force: bool = False, dest: str | Path | None = None) -> Path:
+               target_cc: list[str] | None = None, force: bool = False, dest: str | Path | None = None,
+               version: int | str | None = None) -> Path:
     """Build the plan of a model directory into its sibling `<name>_trt/` entry (or `dest`); returns that entry."""
     md = read_entry(model_dir).verified()
     if md.is_plan:
@@ -69,7 +70,7 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise UsageError(f"batch profile must satisfy 1 ≤ min ≤ opt ≤ max, not {min_batch}/{opt_batch}/{max_batch}")
     dest = Path(dest) if dest else sibling_dir(md.path, f"{md.name}_trt")  # in the entry's repository
-    check_destination(dest, force, ExportError)
+    version = check_target(dest, force, version)
     trt, flavour = load_tensorrt()
     graph = onnx.load(md.artifact)
     conversion = None
@@ -132,9 +133,9 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
                                            if flavour == "tensorrt_rtx" else "the parser did not take the registered plugin)")}
                 if lowering == "plugin" else None),
     )
-    with writing_entry(dest, force) as stage:
-        (stage / PLAN).write_bytes(bytes(plan))
-        stage.golden(md.path / GOLDEN)
+    with writing_entry(dest, force, version) as stage:
+        (stage / stage.files.plan).write_bytes(bytes(plan))
+        stage.golden(md.golden_path)
         stage.finish(replace(md, name=dest.name, platform="tensorrt_plan", onnx_source=str(md.artifact), tensorrt=section,
                              max_batch_size=max_batch))
     return dest

@@ -22,15 +22,15 @@ def export(
     prelu_mode: str = typer.Option("leaky", "--prelu-mode", help="leaky (LeakyRelu: the same function, fused into the conv by runtimes; the fast default) | native (PRelu) | plugin (ChannelSharedPReLU custom op)."),
     opset: int = typer.Option(18, "--opset", min=18, help="ONNX opset of the graph."),
     max_batch: int = typer.Option(32, "--max-batch", min=1, help="Triton max_batch_size; the graph's batch stays dynamic."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing model directory."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing model directory (with --version: that version)."),
+    version: Optional[str] = typer.Option(None, "--version", help="Write this version of the model (N, or 'next': one past its newest) beside its others, in N/ (Triton's version folders)."),
 ) -> None:
     """Export a checkpoint to <repo>/<name>/: ONNX graph, manifest with golden I/O, Triton config."""
     from prelu_deploy.export.model_dir import export_model_dir
-    from prelu_deploy.manifest import read_entry
 
-    dest = export_model_dir(ckpt, name, repo, prelu_mode, opset, max_batch, force)
-    e = read_entry(dest)
-    console.print(f"exported {e.source.arch} → [bold]{dest}[/] (lowering {prelu_mode}: {e.shared_prelu_count} channel-shared "
+    dest = export_model_dir(ckpt, name, repo, prelu_mode, opset, max_batch, force, version)
+    e = _written(dest, version)
+    console.print(f"exported {e.source.arch} → [bold]{dest}[/] version {e.number} (lowering {prelu_mode}: {e.shared_prelu_count} channel-shared "
                   f"of {len(e.prelu_layers)} PReLU layers, {e.golden_count} golden inputs)", highlight=False)
 
 
@@ -43,14 +43,15 @@ def build(
     workspace: Optional[int] = typer.Option(None, "--workspace", min=1, help="Workspace memory limit in MB."),
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Read and update this timing cache file."),
     target_cc: Optional[list[str]] = typer.Option(None, "--target-cc", help="Target compute capability, e.g. 8.6 (repeatable)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing <name>_trt entry."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing <name>_trt entry (with --version: that version)."),
+    version: Optional[str] = typer.Option(None, "--version", help="Write this version of <name>_trt (N, or 'next') beside its others."),
 ) -> None:
     """Build a TensorRT plan from the model directory's ONNX graph into a sibling <name>_trt/ entry."""
     from prelu_deploy.export.build import build_plan
-    from prelu_deploy.manifest import read_entry
 
-    dest = build_plan(model_dir, precision, min_batch, opt_batch, max_batch, workspace, timing_cache, target_cc, force)
-    t = read_entry(dest).tensorrt
+    dest = build_plan(model_dir, precision, min_batch, opt_batch, max_batch, workspace, timing_cache, target_cc, force,
+                      version=version)
+    t = _written(dest, version).tensorrt
     plugin = f"; ChannelSharedPReLU via {t.plugin_path}" if t.plugin else ""
     console.print(f"built {t.flavour} {t.version} {t.precision} plan → [bold]{dest}[/] "
                   f"(batch {t.profile.min}/{t.profile.opt}/{t.profile.max}, "
@@ -67,17 +68,25 @@ def quantize(
     exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="An ONNX node to keep in float (repeatable)."),
     tensorrt: bool = typer.Option(False, "--tensorrt", help="A graph TensorRT can build (int8 symmetric activations, float biases) for `prelu-deploy build`."),
     auto_exclude: bool = typer.Option(False, "--auto-exclude", help="Keep the modules that drift most from fp32 in float until the INT8 tolerance holds on the held-out split."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing <name>_int8 entry."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing <name>_int8 entry (with --version: that version)."),
+    version: Optional[str] = typer.Option(None, "--version", help="Write this version of <name>_int8 (N, or 'next') beside its others."),
 ) -> None:
     """INT8 with calibration on real images: a QDQ graph from onnxruntime.quantization in a sibling <name>_int8/ entry."""
     from prelu_deploy.export.quantize import quantize_entry
-    from prelu_deploy.manifest import read_entry
 
-    dest = quantize_entry(model_dir, calibration, n, method, per_channel, exclude, force, auto_exclude=auto_exclude, tensorrt=tensorrt)
-    q = read_entry(dest).int8
+    dest = quantize_entry(model_dir, calibration, n, method, per_channel, exclude, force, auto_exclude=auto_exclude,
+                          tensorrt=tensorrt, version=version)
+    q = _written(dest, version).int8
     scores = q["held_out"]
     acc = (f"; held-out accuracy {scores['accuracy_fp32']:.2%} → {scores['accuracy_int8']:.2%} on {scores['n']}"
            if scores else "")
     kept = f"; kept in float: {', '.join(q['auto_excluded_modules'])}" if q["auto_excluded_modules"] else ""
     console.print(f"quantized → [bold]{dest}[/] ({q['method']}, {q['calibration']['count']} calibration images from "
                   f"{q['calibration']['source']}, {'per-channel' if per_channel else 'per-tensor'} weights{acc}{kept})", highlight=False)
+
+
+def _written(dest: Path, version: str | None):
+    """The version just written: the one named, or the newest (none named, or 'next')."""
+    from prelu_deploy.manifest import read_entry
+
+    return read_entry(dest, None if version in (None, "next") else int(version))

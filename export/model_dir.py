@@ -8,14 +8,13 @@ from pathlib import Path
 import onnx
 
 from prelu_deploy import __version__
-from prelu_deploy.atomic import check_destination
-from prelu_deploy.errors import ExportError, UsageError
-from prelu_deploy.export.entry_writer import writing_entry
+from prelu_deploy.errors import UsageError
+from prelu_deploy.export.entry_writer import check_target, writing_entry
 from prelu_deploy.export.golden import make_golden
 from prelu_deploy.export.lowering import LOWERINGS, lower, prelu_layers
 from prelu_deploy.export.onnx_export import DEFAULT_OPSET, INPUT, OUTPUT, check, to_onnx
 from prelu_deploy.export.onnx_file import save
-from prelu_deploy.manifest import GOLDEN, ONNX, ModelEntry, Source, TensorSpec
+from prelu_deploy.manifest import ModelEntry, Source, TensorSpec
 from prelu_deploy.models import load_checkpoint
 from prelu_deploy.models.report import flops_per_image
 from prelu_deploy.snapshot import name_problem
@@ -33,12 +32,13 @@ def _versions() -> dict:
 
 def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "model_repository",
                      mode: str = "leaky", opset: int = DEFAULT_OPSET, max_batch: int = 32,
-                     force: bool = False) -> Path:
-    """Export `checkpoint` as `<repo>/<name>/`; on any failure nothing is left at the destination."""
+                     force: bool = False, version: int | str | None = None) -> Path:
+    """Export `checkpoint` as `<repo>/<name>/` (`version`: as that version of it, beside the others: a
+    number or "next"); on any failure nothing is left at the destination."""
     dest = Path(repo) / name
     if why := name_problem(name):  # the rule read_entry holds every manifest's name to
         raise UsageError(why)
-    check_destination(dest, force, ExportError)
+    version = check_target(dest, force, version)
     if max_batch < 1:
         raise UsageError(f"--max-batch must be at least 1, not {max_batch}")
     if mode not in LOWERINGS:  # refuse before the slow part, not after it
@@ -55,8 +55,8 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
     onnx.helper.set_model_props(graph, properties)
     golden = make_golden(model, meta)
     in_dims = [cfg.in_chans, cfg.input_size, cfg.input_size]
-    with writing_entry(dest, force) as stage:
-        save(graph, stage / ONNX)
+    with writing_entry(dest, force, version) as stage:
+        save(graph, stage / stage.files.onnx)
         stage.golden(inputs=golden["inputs"], logits=golden["logits"], logits_fp64=golden["logits_fp64"])
         stage.finish(ModelEntry(
             name=name, platform="onnxruntime_onnx", created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -67,7 +67,7 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
             max_batch_size=max_batch, opset=opset,
             flops_per_image=flops_per_image(model, tuple(in_dims)),  # for the benchmark's roofline
             lowering=mode, prelu_layers=[{**layer, "op": _op_after(layer, mode)} for layer in layers],
-            golden={"file": GOLDEN, "count": len(golden["inputs"]), "sources": golden["sources"],
+            golden={"file": stage.files.golden, "count": len(golden["inputs"]), "sources": golden["sources"],
                     "negative_fraction": golden["negative_fraction"]},
             versions=_versions(),
         ))

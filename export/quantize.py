@@ -18,12 +18,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from prelu_deploy.atomic import check_destination
 from prelu_deploy.errors import DatasetError, ExportError, UsageError
-from prelu_deploy.export.entry_writer import writing_entry
+from prelu_deploy.export.entry_writer import check_target, writing_entry
 from prelu_deploy.export.onnx_file import save
 from prelu_deploy.export.tensors import module_nodes, module_tensors, run_exposed
-from prelu_deploy.manifest import GOLDEN, ONNX, ModelEntry, read_entry
+from prelu_deploy.manifest import ModelEntry, read_entry
 from prelu_deploy.snapshot import sibling_dir
 from prelu_deploy.tolerances import TOLERANCES, cosines, judge
 
@@ -132,7 +131,7 @@ def _worst_module(fp32: Path, int8: Path, input_name: str, x: np.ndarray, skip: 
 def quantize_entry(model_dir: str | Path, calibration: str | None = None, n: int = 512, method: str = "minmax",
                    per_channel: bool = False, exclude: list[str] | None = None, force: bool = False,
                    dest: str | Path | None = None, inputs: np.ndarray | None = None, auto_exclude: bool = False,
-                   max_rounds: int = 8, tensorrt: bool = False) -> Path:
+                   max_rounds: int = 8, tensorrt: bool = False, version: int | str | None = None) -> Path:
     """Quantize an ONNX entry into its sibling `<name>_int8/` (or `dest`); returns that entry. `inputs`
     replaces the calibration images (the benchmark of an untrained architecture has none). With
     `auto_exclude`, while the INT8 tolerance does not hold on the held-out split, the nodes of the
@@ -145,7 +144,7 @@ def quantize_entry(model_dir: str | Path, calibration: str | None = None, n: int
     if n < 1:
         raise UsageError(f"--n must be at least 1, not {n}")
     dest = Path(dest) if dest else sibling_dir(entry.path, f"{entry.name}_int8")  # in the entry's repository
-    check_destination(dest, force, ExportError)
+    version = check_target(dest, force, version)
     x, source = (inputs, "given inputs") if inputs is not None else calibration_inputs(entry, calibration, n)
     nodes = {node.name for node in onnx.load(entry.artifact).graph.node}
     if unknown := sorted(set(exclude or []) - nodes):
@@ -159,22 +158,22 @@ def quantize_entry(model_dir: str | Path, calibration: str | None = None, n: int
 
         probe = held_out(entry.source.dataset, Preprocess.from_dict(entry.preprocess), 64)[0]
     excluded, kept_float, graph = list(exclude or []), [], onnx.load(entry.artifact)
-    with writing_entry(dest, force) as stage:
-        tmp = stage.root
+    with writing_entry(dest, force, version) as stage:
+        out = stage / stage.files.onnx
         for _ in range(max_rounds + 1):
             try:
-                quantize(entry.artifact, tmp / ONNX, entry, x, method, per_channel, excluded, tensorrt)
+                quantize(entry.artifact, out, entry, x, method, per_channel, excluded, tensorrt)
             except Exception as err:  # the quantizer raises many types; say which step failed
                 raise ExportError(f"onnxruntime.quantization failed on {entry.artifact}: {err}") from None
-            scores = held_out_scores(entry, {"fp32": entry.artifact, "int8": tmp / ONNX})
+            scores = held_out_scores(entry, {"fp32": entry.artifact, "int8": out})
             if not auto_exclude or _holds(scores):
                 break
-            module = _worst_module(entry.artifact, tmp / ONNX, entry.input.name, probe, set(kept_float))
+            module = _worst_module(entry.artifact, out, entry.input.name, probe, set(kept_float))
             if module is None:
                 break
             kept_float.append(module)
             excluded += [name for name in module_nodes(graph, module) if name not in excluded]
-        stage.golden(entry.path / GOLDEN)
+        stage.golden(entry.golden_path)
         int8 = {"quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ", "target": "tensorrt" if tensorrt else "onnxruntime",
                 "activations": "int8 (symmetric)" if tensorrt else "uint8 (asymmetric)", "weights": "int8 (symmetric)",
                 "biases": "float" if tensorrt else "int32", "per_channel": per_channel,

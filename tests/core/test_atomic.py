@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from prelu_deploy.atomic import clean_leftovers, staged_dir, write_bytes
-from prelu_deploy.manifest import read_entry
+from prelu_deploy.manifest import load_entry, read_entry, version_numbers
 
 
 def _dead_pid() -> int:
@@ -78,6 +78,26 @@ def test_export_force_killed_at_random_moments_leaves_old_or_new(shipped, tmp_pa
     _kill_at_random(cmd, [rng.uniform(2.0, 12.0) for _ in range(4)], check)
     subprocess.run(cmd, check=True, capture_output=True)  # the next writer cleans what the killed ones left
     assert [p.name for p in tmp_path.iterdir()] == ["digits"]
+
+
+@pytest.mark.slow
+def test_export_of_a_next_version_killed_at_random_moments_leaves_the_versions_before(shipped, tmp_path):
+    exe = str(Path(sys.executable).with_name("prelu-deploy"))
+    cmd = [exe, "export", str(shipped), "--name", "digits", "--repo", str(tmp_path), "--version", "next"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    model = tmp_path / "digits"
+    first = {p: p.read_bytes() for p in (model / "manifest.json", model / "golden.npz", model / "1" / "model.onnx")}
+
+    def check():
+        numbers = version_numbers(model)  # each version whole, under the model's real name, and version 1 untouched
+        assert numbers == list(range(1, len(numbers) + 1)) and all(load_entry(model, n).verify() == [] for n in numbers)
+        assert {p: p.read_bytes() for p in first} == first
+
+    rng = random.Random(2)
+    _kill_at_random(cmd, [rng.uniform(2.0, 12.0) for _ in range(3)], check)
+    subprocess.run(cmd, check=True, capture_output=True)
+    check()
+    assert [p.name for p in tmp_path.iterdir()] == ["digits"] and len(version_numbers(model)) >= 2
 
 
 @pytest.mark.slow
