@@ -130,7 +130,7 @@ def _ort_batch1_breakdown(report: dict, cfg: GpuCheck, runs: int = 400) -> dict 
     host→device copy, the graph replay (run_with_iobinding, which waits for the GPU) and the copy back."""
     from prelu_deploy.export.model_dir import export_model_dir
     from prelu_deploy.models import create_model, save_checkpoint
-    from prelu_deploy.runners.runner import get_runner
+    from prelu_deploy.runners.registry import get_runner
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = save_checkpoint(create_model(cfg.arch), Path(tmp) / "m.safetensors")

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from prelu_deploy import manifest as mf
 from prelu_deploy.bench.timing import interleaved, summary
 from prelu_deploy.errors import PreluDeployError, UsageError
 from prelu_deploy.manifest import LOWERINGS, ModelEntry, read_entry
+from prelu_deploy.precisions import BUILD_PRECISIONS, RUN_PRECISIONS, run_precisions
 from prelu_deploy.runners.device import check_device, parse_device
-from prelu_deploy.runners.runner import backends, get_runner
+from prelu_deploy.runners.registry import backends, get_runner
 
 
 @dataclass
@@ -42,7 +42,7 @@ class RunnerBench:
 
     def check(self) -> None:
         for name, values, allowed in (("--backend", self.backends, backends()), ("--prelu-mode", self.lowerings or [], LOWERINGS),
-                                      ("--precision", self.precisions, mf.RUN_PRECISIONS)):
+                                      ("--precision", self.precisions, RUN_PRECISIONS)):
             if bad := [v for v in values if v not in allowed]:
                 raise UsageError(f"{name}: unknown {', '.join(map(repr, bad))}; choose from {', '.join(allowed)}")
         if not self.backends:
@@ -144,19 +144,20 @@ class Sources:
 def candidates(cfg: RunnerBench, own_lowering: str) -> list[Candidate]:
     """What to measure, before any (slow) export or build."""
     lowerings, gpu = cfg.lowerings or [own_lowering], cfg.device != "cpu"
-    on = "" if not gpu else f":{cfg.device}"
+    on, kind = ("", "cpu") if not gpu else (f":{cfg.device}", "cuda")
     out = []
     for backend in cfg.backends:
-        if backend.startswith("torch"):  # the source checkpoint: fp32 whatever the lowering (and tf32 on a GPU)
+        if backend.startswith("torch"):  # the source checkpoint: fp32 whatever the lowering (and more on a GPU)
+            runs = run_precisions(backend, kind, "fp32")
             out += [Candidate(f"{backend}{on}" + ("" if p == "fp32" else f":{p}"), backend, None, p)
-                    for p in ("fp32", *(p for p in cfg.precisions if gpu and p in mf.TORCH_PRECISIONS and p != "fp32"))]
-        elif backend == "onnxruntime":
-            kept = (*mf.CUDA_PRECISIONS, "int8") if gpu else ("fp32", "int8")
+                    for p in ("fp32", *(p for p in cfg.precisions if p in runs and p != "fp32"))]
+        elif backend == "onnxruntime":  # the fp32 entry as the table allows, and the int8 one quantize makes of it
+            kept = (*run_precisions(backend, kind, "fp32"), "int8")
             out += [Candidate(f"onnxruntime{on}:{lo}" + ("" if p == "fp32" else f":{p}"), backend, lo, p)
                     for lo in lowerings for p in cfg.precisions if p in kept]
         else:
             out += [Candidate(f"tensorrt:{lo}:{p}", backend, lo, p) for lo in lowerings for p in cfg.precisions
-                    if p in mf.BUILD_PRECISIONS]
+                    if p in BUILD_PRECISIONS]
     return out
 
 

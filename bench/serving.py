@@ -127,7 +127,7 @@ def in_process(model_dir: Path, seconds: float) -> dict:
     `run` measures it before the servers start and after they stop, and judges the goals against the
     faster of the two per batch size: on a shared machine one measurement can come out slow, and a
     slow reference would make the goals easy."""
-    from prelu_deploy.runners.runner import get_runner
+    from prelu_deploy.runners.registry import get_runner
 
     runner = get_runner("onnxruntime", model_dir)
     try:

@@ -25,6 +25,7 @@ import numpy as np
 
 from prelu_deploy.atomic import write_bytes
 from prelu_deploy.errors import ModelDirError
+from prelu_deploy.precisions import PRECISIONS
 from prelu_deploy.snapshot import ModelFiles, Unreadable, name_problem, path_problem, sha256_file  # noqa: F401 (re-exported)
 from prelu_deploy.specs import BatchProfile, FieldReader, Source, TensorRT, TensorSpec  # noqa: F401 (re-exported)
 from prelu_deploy.versions import CONFIG, GOLDEN, MANIFEST, VersionFiles, layout, version_files, version_numbers  # noqa: F401
@@ -33,12 +34,6 @@ FORMAT_VERSION = 1
 ONNX, PLAN = "1/model.onnx", "1/model.plan"  # version 1's (every single-version directory's)
 PLATFORMS = {"onnxruntime_onnx": ONNX, "tensorrt_plan": PLAN}  # Triton's platform names → the artifact
 LOWERINGS = ("native", "plugin", "leaky")  # of channel-shared PReLU (docs/architecture.md)
-PRECISIONS = ("fp32", "fp16", "int8")  # what an artifact computes in: int8 comes from `quantize`
-BUILD_PRECISIONS = ("fp32", "fp16")  # what `build --precision` asks TensorRT for
-# What a runner may compute in (`--precision`): the artifacts' plus tf32 (fp32 storage, TF32 math: an opt-in on GPUs)
-RUN_PRECISIONS = ("fp32", "tf32", "fp16", "int8")
-CUDA_PRECISIONS = ("fp32", "tf32", "fp16")  # of an fp32 ONNX entry on ONNX Runtime's CUDA provider (fp16: converted)
-TORCH_PRECISIONS = ("fp32", "tf32", "fp16")  # the checkpoint in torch; tf32 and fp16 on a GPU only
 
 
 @dataclass(frozen=True)
@@ -203,7 +198,7 @@ def _entry(m: dict, path: Path, where: Path) -> ModelEntry:
     if (t := r.get(m, "tensorrt", dict, "tensorrt", optional=True)) is not None:
         precision = r.get(t, "precision", str, "tensorrt.precision")
         if precision not in PRECISIONS:
-            raise ModelDirError(f"{where}: manifest field 'tensorrt.precision' is {precision!r}, not fp32, fp16 or int8")
+            raise ModelDirError(f"{where}: manifest field 'tensorrt.precision' is {precision!r}, not {', '.join(PRECISIONS)}")
         trt = TensorRT(
             flavour=r.get(t, "flavour", str, "tensorrt.flavour"), version=r.get(t, "version", str, "tensorrt.version"),
             precision=precision, profile=r.profile(r.get(t, "profile", dict, "tensorrt.profile"), "tensorrt.profile"),

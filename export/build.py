@@ -20,9 +20,10 @@ from prelu_deploy.atomic import write_bytes
 from prelu_deploy.errors import ExportError, UsageError
 from prelu_deploy.export.fp16 import CONVERSION, to_fp16
 from prelu_deploy.export.entry_writer import check_target, writing_entry
-from prelu_deploy.manifest import BUILD_PRECISIONS, BatchProfile, TensorRT, read_entry
+from prelu_deploy.manifest import BatchProfile, TensorRT, read_entry
 from prelu_deploy.plugins import channel_shared_prelu as csp
 from prelu_deploy.plugins.tensorrt_lib import load_tensorrt, unsupported_cc
+from prelu_deploy.precisions import BUILD_PRECISIONS
 from prelu_deploy.snapshot import sibling_dir
 
 

@@ -23,6 +23,7 @@ from prelu_deploy.export.entry_writer import check_target, writing_entry
 from prelu_deploy.export.onnx_file import save
 from prelu_deploy.export.tensors import module_nodes, module_tensors, run_exposed
 from prelu_deploy.manifest import ModelEntry, read_entry
+from prelu_deploy.plugins.onnxruntime_lib import new_session
 from prelu_deploy.snapshot import sibling_dir
 from prelu_deploy.tolerances import TOLERANCES, cosines, judge
 
@@ -95,16 +96,13 @@ def quantize(model: Path, out: Path, entry: ModelEntry, x: np.ndarray, method: s
 def held_out_scores(entry: ModelEntry, graphs: dict[str, Path], n: int = 1000) -> dict:
     """Held-out accuracy of each ONNX graph, each one's top-1 agreement with the first, and the INT8
     tolerance's judgement of the last against the first (`holds`: the judge parity and the gate use)."""
-    import onnxruntime as ort
-
     from prelu_deploy.models.data import held_out
     from prelu_deploy.models.preprocess import Preprocess
 
     if not entry.source.dataset:
         return {}
     x, labels = held_out(entry.source.dataset, Preprocess.from_dict(entry.preprocess), n)
-    logits = {k: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {entry.input.name: x})[0]
-              for k, p in graphs.items()}
+    logits = {k: new_session(p).run(None, {entry.input.name: x})[0] for k, p in graphs.items()}
     preds = {k: v.argmax(1) for k, v in logits.items()}
     (ref, first), last = next(iter(logits.items())), list(logits.values())[-1]
     verdict = judge(last, logits[ref], logits[ref].astype(np.float64), "int8", labels)

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from prelu_deploy.plugins.onnxruntime_lib import new_session
+
 SCOPES = "pkg.torch.onnx.name_scopes"
 
 
@@ -33,14 +35,10 @@ def module_nodes(graph: onnx.ModelProto, path: str) -> list[str]:
 def run_exposed(model: Path, input_name: str, names: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
     """The graph at `model` run on x with `names` exposed as outputs (no graph optimisation, so every
     tensor is what the graph says): each one's value."""
-    import onnxruntime as ort
-
     graph = onnx.load(model)
     exposed = {o.name for o in graph.graph.output}
     graph.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
                               for n in names if n not in exposed)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(graph.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    session = new_session(graph.SerializeToString(), optimise=False)
     return dict(zip(names, session.run(names, {input_name: x})))
 

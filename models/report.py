@@ -64,10 +64,16 @@ def negative_fractions(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     return seen
 
 
+def eager_logits(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    """float32 logits of `model`, eager on the CPU: the reference's forward, and the lower-level helper
+    `classify` runs a bare checkpoint with (it has no model entry for the runners' registry)."""
+    with torch.inference_mode():
+        return model.eval()(torch.from_numpy(x)).numpy()
+
+
 def reference_logits(model: nn.Module, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """PyTorch logits in float32 and in float64 (a copy of the model), the latter to tell float32
     rounding from real divergence."""
     with torch.inference_mode():
-        fp32 = model.eval()(torch.from_numpy(x)).numpy()
         fp64 = copy.deepcopy(model).double().eval()(torch.from_numpy(x).double()).numpy()
-    return fp32, fp64
+    return eager_logits(model, x), fp64

@@ -33,7 +33,8 @@ def load_classifier(model: str | Path, backend: str | None = None, threads: int 
     path = Path(model)
     if path.is_dir():
         from prelu_deploy.manifest import read_entry
-        from prelu_deploy.runners.runner import get_runner, run_batched
+        from prelu_deploy.runners.registry import get_runner
+        from prelu_deploy.runners.runner import run_batched
 
         entry = read_entry(path).verified()
         if not entry.preprocess:
@@ -49,17 +50,12 @@ def load_classifier(model: str | Path, backend: str | None = None, threads: int 
     import torch
 
     from prelu_deploy.models import load_checkpoint
+    from prelu_deploy.models.report import eager_logits
 
     if threads:
         torch.set_num_threads(threads)
     net, meta = load_checkpoint(path)
-    net.eval()
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return net(torch.from_numpy(x)).numpy()
-
-    return meta.preprocess or net.config.default_preprocess(), meta.labels, run
+    return meta.preprocess or net.config.default_preprocess(), meta.labels, lambda x: eager_logits(net, x)
 
 
 def classify_files(files: list[Path], model: str | Path, k: int = 5, backend: str | None = None,

@@ -71,7 +71,7 @@ def parity(
 ) -> None:
     """Max/mean abs error, max rel error, cosine, top-1/top-5 agreement and accuracies vs PyTorch
     (float32 and float64); exits 7 when a tolerance is exceeded."""
-    from prelu_deploy.manifest import RUN_PRECISIONS
+    from prelu_deploy.precisions import RUN_PRECISIONS
     from prelu_deploy.runners.device import check_device
     from prelu_deploy.runners.parity import run_parity
 

@@ -28,23 +28,14 @@ from contextlib import contextmanager
 import numpy as np
 
 from prelu_deploy.errors import PreluDeployError, UsageError
-from prelu_deploy.manifest import CUDA_PRECISIONS, ModelEntry
+from prelu_deploy.manifest import ModelEntry
+from prelu_deploy.plugins.onnxruntime_lib import new_session
 from prelu_deploy.runners.buckets import Buckets
-from prelu_deploy.runners.device import GPU_INSTALL, ort_cuda_missing, parse_device
+from prelu_deploy.runners.device import GPU_INSTALL, ort_cuda_missing
 from prelu_deploy.runners.runner import BaseRunner
 
 log = logging.getLogger("prelu_deploy.runners")
 CAPTURE_RUNS = 3  # per bucket, after one uncaptured run (its allocations): the capture, then replays
-
-
-def cuda_precision(entry: ModelEntry, precision: str | None) -> str:
-    """The precision an entry runs in on the CUDA provider; refuses one it cannot honour."""
-    precision = precision or entry.precision
-    allowed = CUDA_PRECISIONS if entry.precision == "fp32" else (entry.precision,)
-    if precision not in allowed:
-        raise UsageError(f"--precision {precision!r}: {entry.name} ({entry.precision}) runs on ONNX Runtime's CUDA "
-                         f"provider as {' | '.join(allowed)}")
-    return precision
 
 
 def graph_for(entry: ModelEntry, precision: str, io_fp16: bool = False) -> bytes:
@@ -96,13 +87,11 @@ def quiet_provider_lookup(ort):
 _LOGGER_LOCK = threading.Lock()
 
 
-def new_session(ort, model: bytes, providers: list):
+def cuda_session(ort, model: bytes, providers: list):
     """An InferenceSession that logs its own warnings but not the provider lookup's, with no silent
     fallback to the CPU: a GPU runner that runs on the CPU would lie in every report."""
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 2
     with quiet_provider_lookup(ort):
-        return ort.InferenceSession(model, opts, providers=providers, enable_fallback=0)
+        return new_session(model, providers, log_severity=2, fallback=False)
 
 
 def _staging(shape: tuple[int, ...], device_id: int, dtype=np.float32) -> tuple[np.ndarray, bool]:
@@ -178,13 +167,12 @@ class OnnxRuntimeCudaRunner(BaseRunner):
     name = "onnxruntime"
 
     def __init__(self, entry: ModelEntry, device: str = "cuda", precision: str | None = None, cuda_graphs: bool = True,
-                 threads: int | None = None, spinning: bool = True, conv_algo: str | None = None, nhwc: bool = False,
-                 io_fp16: bool = False, buckets: tuple[int, ...] | None = None):
-        super().__init__(entry)
-        kind, self.device_id = parse_device(device)
-        if kind != "cuda":
+                 conv_algo: str | None = None, nhwc: bool = False, io_fp16: bool = False,
+                 buckets: tuple[int, ...] | None = None):
+        super().__init__(entry, device, precision)
+        if self.device_kind != "cuda":
             raise UsageError(f"the ONNX Runtime CUDA runner runs on cuda[:N], not {device!r}")
-        self._precision = cuda_precision(entry, precision)
+        self.device_id = self.device_index
         try:
             import onnxruntime as ort
         except ImportError:
@@ -192,11 +180,11 @@ class OnnxRuntimeCudaRunner(BaseRunner):
         if why := ort_cuda_missing(ort):
             raise UsageError(why)
         self._ort, self.device = ort, f"cuda:{self.device_id}"
-        if io_fp16 and self._precision != "fp16":
-            raise UsageError(f"io_fp16: float16 inputs and outputs are for the fp16 precision, not {self._precision}")
+        if io_fp16 and self.precision != "fp16":
+            raise UsageError(f"io_fp16: float16 inputs and outputs are for the fp16 precision, not {self.precision}")
         self._conv_algo, self._nhwc = conv_algo, nhwc
         self._io = np.float16 if io_fp16 else np.float32
-        model = graph_for(entry, self._precision, io_fp16)
+        model = graph_for(entry, self.precision, io_fp16)
         self.graph_note = None
         try:
             self.session = self._session(model, cuda_graphs)
@@ -251,10 +239,10 @@ class OnnxRuntimeCudaRunner(BaseRunner):
 
     def _session(self, model: bytes, cuda_graphs: bool):
         ort, entry = self._ort, self.entry
-        providers = [("CUDAExecutionProvider", provider_options(self.device_id, self._precision, cuda_graphs,
+        providers = [("CUDAExecutionProvider", provider_options(self.device_id, self.precision, cuda_graphs,
                                                                 self._conv_algo, self._nhwc))]
         try:
-            session = new_session(ort, model, providers)
+            session = cuda_session(ort, model, providers)
         except Exception as err:  # onnxruntime raises its own types (Fail, RuntimeException, …)
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise PreluDeployError(f"{entry.path}: ONNX Runtime cannot run {entry.artifact.name} on {self.device_name} "
@@ -268,10 +256,6 @@ class OnnxRuntimeCudaRunner(BaseRunner):
     @property
     def device_name(self) -> str:
         return f"cuda:{self.device_id}"
-
-    @property
-    def precision(self) -> str:
-        return self._precision
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         size = self.buckets.size_for(len(batch))  # without graphs too: a bounded set of device buffers

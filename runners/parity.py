@@ -8,7 +8,8 @@ import numpy as np
 
 from prelu_deploy.errors import UsageError
 from prelu_deploy.manifest import read_entry
-from prelu_deploy.runners.runner import get_runner, run_batched
+from prelu_deploy.runners.registry import get_runner
+from prelu_deploy.runners.runner import run_batched
 from prelu_deploy.tolerances import TOLERANCES, judge, judged_rows
 
 

@@ -1,24 +1,23 @@
-"""The Runner protocol: every backend is one small object built from a model entry, chosen by name.
-Parity, benchmarks and the server only ever see this interface (as Polygraphy's comparator only sees
-its runners): specs, batch limits and precision come from the entry, never from the caller's guess."""
+"""The Runner protocol: every backend is one small object built from a model entry, found by name through
+the registry (runners.registry). Parity, benchmarks and the server only ever see this interface (as
+Polygraphy's comparator only sees its runners): specs, batch limits and precision come from the entry
+and the precision table, never from the caller's guess."""
 
-from importlib import import_module
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from prelu_deploy.errors import ModelDirError, UsageError
-from prelu_deploy.manifest import BatchProfile, ModelEntry, TensorSpec, read_entry
+from prelu_deploy.manifest import BatchProfile, ModelEntry, TensorSpec
+from prelu_deploy.precisions import run_precision
 from prelu_deploy.runners.device import parse_device
 
-__all__ = ["BaseRunner", "Runner", "TensorSpec", "backends", "default_backend", "get_runner", "run_batched"]
+__all__ = ["BaseRunner", "Runner", "TensorSpec", "run_batched"]
 
 
 class Runner(Protocol):
     name: str  # the backend, e.g. "onnxruntime"
     entry: ModelEntry
-    precision: str  # fp32 | tf32 | fp16 | int8 (manifest.RUN_PRECISIONS): what parity tolerances apply
+    precision: str  # fp32 | tf32 | fp16 | int8 (prelu_deploy.precisions): what parity tolerances apply
     profile: BatchProfile  # the batch sizes run() accepts
     cuda_graphs: bool
 
@@ -38,18 +37,18 @@ class Runner(Protocol):
 
 
 class BaseRunner:
-    """What every backend shares: specs and limits from the entry, the input check, close()."""
+    """What every backend shares: specs and limits from the entry, the device, the precision it computes
+    in (asked for, or the default; checked against the one table, prelu_deploy.precisions), the input
+    check, close()."""
 
-    name = "base"
+    name = "base"  # the backend: its row of the precision table
     cuda_graphs = False
 
-    def __init__(self, entry: ModelEntry):
+    def __init__(self, entry: ModelEntry, device: str = "cpu", precision: str | None = None):
         self.entry = entry
+        self.device_kind, self.device_index = parse_device(device)
+        self.precision = run_precision(self.name, self.device_kind, entry.name, entry.precision, precision)
         self.last_timings: dict[str, float] | None = None
-
-    @property
-    def precision(self) -> str:
-        return self.entry.precision
 
     @property
     def profile(self) -> BatchProfile:
@@ -99,50 +98,3 @@ def run_batched(runner: Runner, x: np.ndarray) -> np.ndarray:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], p.min - n, axis=0)])
         outs.append(runner.run(chunk)[:n])
     return np.concatenate(outs)
-
-
-_BACKENDS = {"onnxruntime": "prelu_deploy.runners.onnxruntime_runner:OnnxRuntimeRunner",
-             "tensorrt": "prelu_deploy.runners.tensorrt_runner:TensorRTRunner",
-             "torch": "prelu_deploy.runners.torch_runner:TorchRunner",
-             "torch-compile": "prelu_deploy.runners.torch_runner:CompiledTorchRunner"}
-
-
-def backends() -> list[str]:
-    return list(_BACKENDS)
-
-
-def default_backend(entry: ModelEntry) -> str:
-    """What an entry's artifact runs on: a plan on TensorRT, an ONNX graph on ONNX Runtime."""
-    return "tensorrt" if entry.is_plan else "onnxruntime"
-
-
-def get_runner(backend: str | None, model: ModelEntry | str | Path, device: str = "cpu", **options) -> Runner:
-    """The one door: the runner for `backend` ("auto"/None: the entry's own) on a model entry or its
-    folder, on `device` (cpu | cuda | cuda:N). Imports the backend only when asked for; refuses a
-    backend the entry holds nothing for. `precision` (an option) asks for a runtime precision: tf32 or
-    fp16 of an fp32 ONNX entry on the GPU, tf32 for torch on the GPU; by default the entry's own."""
-    kind, index = parse_device(device)  # a bad --device is refused before anything is read
-    entry = model if isinstance(model, ModelEntry) else read_entry(model)
-    backend = default_backend(entry) if backend in (None, "auto") else backend
-    if backend not in _BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; available: auto, {', '.join(_BACKENDS)}")
-    if backend == "onnxruntime" and entry.is_plan:
-        raise ModelDirError(f"{entry.path} holds a TensorRT plan, not an ONNX graph: use --backend tensorrt (needs an NVIDIA "
-                         f"GPU) or the ONNX entry it was built from ({entry.onnx_source or 'see its manifest'})")
-    if backend == "tensorrt" and not entry.is_plan:
-        raise ModelDirError(f"{entry.path} holds no TensorRT plan; make one with `prelu-deploy build {entry.path}`")
-    target = _BACKENDS[backend]
-    if backend.startswith("torch"):
-        options["device"] = device
-    elif backend == "onnxruntime" and kind == "cuda":
-        target, options["device"] = "prelu_deploy.runners.onnxruntime_cuda:OnnxRuntimeCudaRunner", device
-    elif options.get("precision") not in (None, entry.precision):  # the CPU provider, or a plan: as built
-        raise UsageError(f"--precision {options['precision']!r}: {entry.name} runs on {backend}"
-                         f"{'' if backend == 'tensorrt' else ' (CPU)'} as {entry.precision} only"
-                         f"{'; tf32 and fp16 of an ONNX entry need --device cuda' if backend == 'onnxruntime' else ''}")
-    else:
-        options.pop("precision", None)
-    if backend == "tensorrt":
-        options["device"] = index  # a plan runs on a GPU only: --device cpu means the default one, cuda:0
-    module, cls = target.split(":")
-    return getattr(import_module(module), cls)(entry, **options)

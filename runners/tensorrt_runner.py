@@ -15,8 +15,9 @@ from prelu_deploy.runners.runner import BaseRunner
 class TensorRTRunner(BaseRunner):
     name = "tensorrt"
 
-    def __init__(self, entry: ModelEntry, device: int = 0, threads: int | None = None):
-        super().__init__(entry.verified())
+    def __init__(self, entry: ModelEntry, device: str = "cuda", precision: str | None = None):
+        super().__init__(entry.verified(), device, precision)  # a plan runs as built
+        device = self.device_index
         t = entry.tensorrt
         trt, flavour = load_tensorrt()
         if (flavour, trt.__version__) != (t.flavour, t.version):

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from prelu_deploy.errors import ModelDirError, PreluDeployError, UsageError
-from prelu_deploy.manifest import TORCH_PRECISIONS, ModelEntry, sha256_file
+from prelu_deploy.manifest import ModelEntry, sha256_file
 from prelu_deploy.runners.buckets import Buckets
-from prelu_deploy.runners.device import parse_device, torch_cuda_missing
+from prelu_deploy.runners.device import torch_cuda_missing
 from prelu_deploy.runners.runner import BaseRunner
 
 
@@ -59,10 +59,10 @@ class TorchRunner(BaseRunner):
 
     name = "torch"
 
-    def __init__(self, entry: ModelEntry, checkpoint: str | Path | None = None, threads: int | None = None,
-                 device: str = "cpu", precision: str | None = None, channels_last: bool | None = None,
+    def __init__(self, entry: ModelEntry, device: str = "cpu", precision: str | None = None,
+                 checkpoint: str | Path | None = None, threads: int | None = None, channels_last: bool | None = None,
                  cudnn_benchmark: bool | None = None, buckets: tuple[int, ...] | None = None):
-        super().__init__(entry)
+        super().__init__(entry, device, precision)  # the checkpoint itself, whatever the entry's artifact computes in
         try:
             import torch
         except ImportError:
@@ -70,32 +70,24 @@ class TorchRunner(BaseRunner):
 
         if threads:
             torch.set_num_threads(threads)
-        kind, index = parse_device(device)
-        if kind == "cuda" and (why := torch_cuda_missing(index)):
+        on_gpu = self.device_kind == "cuda"
+        if on_gpu and (why := torch_cuda_missing(self.device_index)):
             raise UsageError(why)
-        self._precision = precision or "fp32"  # the checkpoint itself, whatever the entry's artifact computes in
-        if self._precision not in TORCH_PRECISIONS or (self._precision != "fp32" and kind != "cuda"):
-            raise UsageError(f"--precision {self._precision!r}: the torch runners run fp32, or tf32 and fp16 on --device cuda")
         self.device = torch.device(device)
-        on_gpu = kind == "cuda"
-        self.channels_last = self._precision == "fp16" if channels_last is None else channels_last
+        self.channels_last = self.precision == "fp16" if channels_last is None else channels_last
         self.cudnn_benchmark = on_gpu if cudnn_benchmark is None else cudnn_benchmark
         self._bucket_sizes = buckets
-        self._dtype = torch.float16 if self._precision == "fp16" else torch.float32
+        self._dtype = torch.float16 if self.precision == "fp16" else torch.float32
         self._memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self._staging = None  # page-locked host rows for the copy to the GPU
-        if kind == "cuda":
+        if on_gpu:
             self._staging = torch.empty((self.profile.max, *entry.input.dims), dtype=torch.float32, pin_memory=True)
         with self._numerics():
             model = load_source_model(entry, checkpoint).eval().to(self.device, self._dtype)
             self.model = self._prepare(model.to(memory_format=self._memory_format))
 
-    @property
-    def precision(self) -> str:
-        return self._precision
-
     def _numerics(self):
-        return cuda_numerics(self._precision == "tf32", self.cudnn_benchmark) if self.device.type == "cuda" else _nothing()
+        return cuda_numerics(self.precision == "tf32", self.cudnn_benchmark) if self.device.type == "cuda" else _nothing()
 
     def _prepare(self, model):
         return model

@@ -22,7 +22,8 @@ from prelu_deploy.atomic import clean_leftovers
 from prelu_deploy.errors import PreluDeployError
 from prelu_deploy.manifest import MANIFEST, ModelEntry, load_entry
 from prelu_deploy.models.preprocess import Preprocess
-from prelu_deploy.runners.runner import Runner, default_backend, get_runner, run_batched
+from prelu_deploy.runners.registry import default_backend, get_runner
+from prelu_deploy.runners.runner import Runner, run_batched
 from prelu_deploy.serve.batching import DynamicBatcher
 from prelu_deploy.serve.settings import Settings
 from prelu_deploy.tolerances import judge, judged_rows

@@ -147,7 +147,7 @@ def test_the_hand_written_baseline_answers_what_the_runner_computes(repo, cli, t
     import time
     import urllib.request
 
-    from prelu_deploy.runners.runner import get_runner
+    from prelu_deploy.runners.registry import get_runner
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "prelu_deploy.bench.baseline_server", str(repo / "digits"), "--port", str(port)])

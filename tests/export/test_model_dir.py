@@ -15,7 +15,7 @@ from prelu_deploy.manifest import read_entry
 from prelu_deploy.models import create_model, save_checkpoint
 from prelu_deploy.models.preprocess import Preprocess
 from prelu_deploy.models.registry import register_model
-from prelu_deploy.runners.runner import get_runner
+from prelu_deploy.runners.registry import get_runner
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from prelu_deploy.manifest import read_entry
 from prelu_deploy.models.preprocess import Preprocess
-from prelu_deploy.runners.runner import get_runner, run_batched
+from prelu_deploy.runners.registry import get_runner
+from prelu_deploy.runners.runner import run_batched
 from prelu_deploy.serve.bundled import packaged_repository
 
 FONTS = sorted(p for p in Path("/usr/share/fonts/truetype/dejavu").glob("DejaVu*.ttf")

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from prelu_deploy.runners.buckets import Bucketed, Buckets
-from prelu_deploy.runners.runner import get_runner, run_batched
+from prelu_deploy.runners.registry import get_runner
+from prelu_deploy.runners.runner import run_batched
 
 
 @pytest.mark.parametrize("max_batch, min_batch, sizes", [

@@ -7,7 +7,8 @@ import pytest
 
 from prelu_deploy.export.model_dir import export_model_dir
 from prelu_deploy.runners.parity import TOLERANCES, run_parity
-from prelu_deploy.runners.runner import get_runner, run_batched
+from prelu_deploy.runners.registry import get_runner
+from prelu_deploy.runners.runner import run_batched
 
 from ..server import Server
 

@@ -9,7 +9,9 @@ import pytest
 from prelu_deploy.errors import UsageError
 from prelu_deploy.manifest import read_entry
 from prelu_deploy.runners.device import GPU_INSTALL, check_device, cuda_index, ort_cuda_missing, parse_device
-from prelu_deploy.runners.onnxruntime_cuda import cuda_precision, graph_for, provider_options
+from prelu_deploy.precisions import run_precision, run_precisions
+from prelu_deploy.runners.onnxruntime_cuda import graph_for, provider_options
+from prelu_deploy.runners.registry import get_runner
 from prelu_deploy.tolerances import TOLERANCES, judge
 from prelu_deploy.runners.runner import get_runner
 
@@ -49,7 +51,7 @@ def test_the_provider_lookup_note_is_silenced_and_session_warnings_kept(capfd):
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from prelu_deploy.runners.onnxruntime_cuda import new_session
+    from prelu_deploy.runners.onnxruntime_cuda import cuda_session
 
     value = helper.make_tensor_value_info
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [value("x", TensorProto.FLOAT, [1])],
@@ -61,7 +63,7 @@ def test_the_provider_lookup_note_is_silenced_and_session_warnings_kept(capfd):
         capfd.readouterr()
         ort.InferenceSession(model, providers=providers)
         plain = capfd.readouterr().err
-        new_session(ort, model, providers)
+        cuda_session(ort, model, providers)
         ours = capfd.readouterr().err
     if ort.get_device() == "CPU" or "No registered plugin EP device" in plain:  # what this onnxruntime logs
         assert "No registered plugin EP device" not in ours
@@ -71,10 +73,13 @@ def test_the_provider_lookup_note_is_silenced_and_session_warnings_kept(capfd):
 
 def test_cuda_precisions_of_an_entry(repo):
     entry = read_entry(repo / "digits")
-    assert [cuda_precision(entry, p) for p in (None, "fp32", "tf32", "fp16")] == ["fp32", "fp32", "tf32", "fp16"]
+    on_gpu = [run_precision("onnxruntime", "cuda", entry.name, entry.precision, p) for p in (None, "fp32", "tf32", "fp16")]
+    assert on_gpu == ["fp32", "fp32", "tf32", "fp16"]
     for bad in ("int8", "bf16"):
-        with pytest.raises(UsageError, match="runs on ONNX Runtime's CUDA provider as fp32 | tf32 | fp16"):
-            cuda_precision(entry, bad)
+        with pytest.raises(UsageError, match=r"runs on onnxruntime on the GPU as fp32 \| tf32 \| fp16$"):
+            run_precision("onnxruntime", "cuda", entry.name, entry.precision, bad)
+    assert run_precisions("onnxruntime", "cuda", "int8") == ("int8",)  # a quantized graph runs as quantized
+    assert run_precisions("torch", "cpu", "int8") == ("fp32",)  # torch runs the source checkpoint
 
 
 def test_the_fp16_variant_is_the_build_converters_graph(repo):
@@ -115,6 +120,8 @@ def test_tf32_and_fp16_on_the_cpu_are_refused(repo):
     with pytest.raises(UsageError, match="tf32 and fp16 of an ONNX entry need --device cuda"):
         get_runner("onnxruntime", repo / "digits", precision="tf32")
     with pytest.raises(UsageError, match="the torch runners run fp32, or tf32 and fp16 on --device cuda"):
+    with pytest.raises(UsageError, match=r"--precision 'int8': digits \(fp32\) runs on onnxruntime on the CPU as fp32$"):
+        get_runner("onnxruntime", repo / "digits", precision="int8")
         get_runner("torch", repo / "digits", precision="tf32")
     assert get_runner("onnxruntime", repo / "digits", "cpu", precision="fp32").precision == "fp32"
 

@@ -11,7 +11,7 @@ import glob, os, sys
 os.sched_setaffinity(0, {int(sys.argv[2])})  # before any thread starts (numpy's own), as taskset would
 import numpy as np
 from prelu_deploy.bench.baseline_server import create_app
-from prelu_deploy.runners.runner import get_runner
+from prelu_deploy.runners.registry import get_runner
 runner = get_runner("onnxruntime", sys.argv[1])  # no thread count given: the runtime's default
 runner.run(np.zeros((4, *runner.entry.input.dims), np.float32))
 create_app(sys.argv[1])  # the benchmark's baseline server builds its session the same way

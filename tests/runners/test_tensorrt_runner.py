@@ -8,7 +8,7 @@ import pytest
 from prelu_deploy.errors import ModelDirError, PreluDeployError
 from prelu_deploy.export.lowering import LOWERINGS
 from prelu_deploy.export.model_dir import export_model_dir
-from prelu_deploy.runners.runner import get_runner
+from prelu_deploy.runners.registry import get_runner
 
 from ..conftest import _gpu_present, tensorrt_gpu_or_skip, tensorrt_or_skip  # noqa: E402
 

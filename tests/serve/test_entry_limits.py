@@ -14,7 +14,8 @@ from onnx import helper, numpy_helper
 
 from prelu_deploy.export.model_dir import export_model_dir
 from prelu_deploy.manifest import read_entry, sha256_file
-from prelu_deploy.runners.runner import get_runner, run_batched
+from prelu_deploy.runners.registry import get_runner
+from prelu_deploy.runners.runner import run_batched
 
 from ..manifests import edit_manifest
 from ..server import Server

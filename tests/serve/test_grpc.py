@@ -16,7 +16,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pbg
 from tritonclient.utils import InferenceServerException
 
-from prelu_deploy.runners.runner import get_runner
+from prelu_deploy.runners.registry import get_runner
 
 from ..server import Server, free_port
 from .test_workers import _children

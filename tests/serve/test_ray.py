@@ -21,7 +21,7 @@ import tritonclient.http as httpclient
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'prelu-deploy[ray]')")
 serve = pytest.importorskip("ray.serve")
 
-from prelu_deploy.runners.runner import get_runner  # noqa: E402
+from prelu_deploy.runners.registry import get_runner  # noqa: E402
 from prelu_deploy.serve.ray_app import APP_NAME, DEPLOYMENT, deploy  # noqa: E402
 from prelu_deploy.serve.ray_options import RayOptions, haproxy_binary, ingress_env  # noqa: E402
 from prelu_deploy.serve.settings import Settings  # noqa: E402

@@ -14,7 +14,7 @@ from PIL import Image
 
 from prelu_deploy.export.model_dir import export_model_dir
 from prelu_deploy.models.data import load_digits
-from prelu_deploy.runners.runner import get_runner
+from prelu_deploy.runners.registry import get_runner
 
 from ..server import Server
 

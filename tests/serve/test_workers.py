@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from prelu_deploy.runners.runner import get_runner
+from prelu_deploy.runners.registry import get_runner
 from prelu_deploy.serve.batching import LONE_TRIALS
 from prelu_deploy.serve.workers import Plan, plan
 
