@@ -88,11 +88,11 @@ def _out_dir(out: Path, plot: bool) -> Path:
     return out
 
 
-def _finish(report: dict, raw: dict, out: Path, plot: bool, as_json: bool, table: Table) -> None:
+def _finish(report: dict, raw: dict, out: Path, plot: bool, as_json: bool, table: Table, markdown=None) -> None:
     from prelu_deploy.bench.report import environment, write
 
     report.update(environment())
-    paths = write(report, raw, out, plot)
+    paths = write(report, raw, out, plot, markdown)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -248,7 +248,7 @@ def serving(
                       f"{s['throughput_rps']:.0f}",
                       "" if name == "ours" else f"{lv['ratio']:.2f}×",
                       *(bench_serving.two_decimals(s.get(k)) for k in ("server_cpu", "server_cpu_ms")), f"{s['client_cpu']:.2f}")
-    _finish(report, raw, out, False, as_json, t)
+    _finish(report, raw, out, False, as_json, t, bench_serving.markdown)
     for g in report["goals"]:
         console.print(f"concurrency {g['concurrency']}: {'[green]met[/]' if g['met'] else '[yellow]not met[/]'} — {g['goal']}: "
                       f"{g['numbers']}", highlight=False)

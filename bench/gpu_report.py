@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from prelu_deploy.atomic import write_bytes
-from prelu_deploy.bench.report import _machine_line
+from prelu_deploy.bench.report import machine_line
 from prelu_deploy.tolerances import TOLERANCES
 
 GOALS = {
@@ -96,7 +96,7 @@ def goals(report: dict) -> dict:
 
 def markdown(report: dict) -> str:
     g = report["goals"]
-    lines = [f"# gpu-check: {report.get('gpu') or 'no GPU'}", "", _machine_line(report) if "machine" in report else "", "",
+    lines = [f"# gpu-check: {report.get('gpu') or 'no GPU'}", "", machine_line(report) if "machine" in report else "", "",
              f"Command: `{report.get('command', 'prelu-deploy gpu-check')}`", "", "## Goals", "",
              "| goal | met | numbers |", "|---|---|---|"]
     for key, text in GOALS.items():

@@ -71,11 +71,11 @@ def environment() -> dict:
             "versions": versions, "command": shlex.join(["prelu-deploy", *sys.argv[1:]])}
 
 
-def _ms(v) -> str:
+def ms(v) -> str:
     return "–" if v is None else f"{v:.3f}" if v < 10 else f"{v:.2f}" if v < 100 else f"{v:.1f}"
 
 
-def _machine_line(report: dict) -> str:
+def machine_line(report: dict) -> str:
     m = report["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
     cores = f"{m['cores']} core{'s' if m['cores'] != 1 else ''}"
@@ -84,7 +84,7 @@ def _machine_line(report: dict) -> str:
 
 def markdown_runners(r: dict) -> str:
     s = r["settings"]
-    lines = [f"## `prelu-deploy bench`: {r['model']} ({r['target']})", "", _machine_line(r), "",
+    lines = [f"## `prelu-deploy bench`: {r['model']} ({r['target']})", "", machine_line(r), "",
              f"Command: `{r['command']}`", "",
              f"Warm-up ≥ {s['warmup']} calls and ≥ {s['warmup_s']:g} s, then ≥ {s['runs']} calls and ≥ {s['duration_s']:g} s "
              f"per candidate, the candidates interleaved round-robin in one process. Speed-up = {r['baseline']} median / "
@@ -102,7 +102,7 @@ def markdown_runners(r: dict) -> str:
     for row in r["results"]:
         cv = f"{row['cv']:.2f}" + (" ⚠" if row["high_cv"] else "")
         roof = (f"{row['gflops']:.2f} | {row['gemm_fraction']:.1%}" if "gflops" in row else "– | –")
-        times = " | ".join(_ms(row[k]) for k in ("median_ms", "mean_ms", "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms"))
+        times = " | ".join(ms(row[k]) for k in ("median_ms", "mean_ms", "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms"))
         lines.append(f"| {row['batch']} | {row['label']} | {times} | "
                      f"{row['throughput']:.0f} | {row['speedup_vs_baseline']:.2f}× | {roof} | "
                      f"{row['max_abs_diff_vs_baseline']:.1e} | {cv} |")
@@ -110,8 +110,8 @@ def markdown_runners(r: dict) -> str:
     if gpu:
         lines += ["", "| batch | candidate | GPU compute ms (CUDA events) | host→device ms | device→host ms | CUDA graphs |",
                   "|---|---|---|---|---|---|"]
-        lines += [f"| {row['batch']} | {row['label']} | {_ms(row['gpu']['compute_ms'])} | {_ms(row['gpu']['h2d_ms'])} | "
-                  f"{_ms(row['gpu']['d2h_ms'])} | {'yes' if row['gpu']['cuda_graphs'] else 'no'} |" for row in gpu]
+        lines += [f"| {row['batch']} | {row['label']} | {ms(row['gpu']['compute_ms'])} | {ms(row['gpu']['h2d_ms'])} | "
+                  f"{ms(row['gpu']['d2h_ms'])} | {'yes' if row['gpu']['cuda_graphs'] else 'no'} |" for row in gpu]
     lines += _cv_note(row["cv"] for row in r["results"])
     return "\n".join(lines) + "\n"
 
@@ -126,7 +126,7 @@ def _cv_note(cvs) -> list[str]:
 
 def markdown_http(r: dict) -> str:
     s = r["settings"]
-    lines = [f"## `prelu-deploy bench http`: {r['model']} at {r['target']}", "", _machine_line(r) +
+    lines = [f"## `prelu-deploy bench http`: {r['model']} at {r['target']}", "", machine_line(r) +
              " The load generator (one event loop, a keep-alive connection per client) runs on the same machine; "
              "its own CPU use is the last column (1.0 = one core busy).", "",
              f"Command: `{r['command']}`", "",
@@ -137,8 +137,8 @@ def markdown_http(r: dict) -> str:
     for lv in r["levels"]:
         lat = lv["latency"]
         errors = ", ".join(f"{k} ×{v}" for k, v in lv["errors"].items()) or "0"
-        lines.append(f"| {lv['concurrency']} | {lv['requests']} | {lv['ok']} | {errors} | {_ms(lat.get('median_ms'))} | "
-                     f"{_ms(lat.get('p90_ms'))} | {_ms(lat.get('p99_ms'))} | {_ms(lat.get('max_ms'))} | "
+        lines.append(f"| {lv['concurrency']} | {lv['requests']} | {lv['ok']} | {errors} | {ms(lat.get('median_ms'))} | "
+                     f"{ms(lat.get('p90_ms'))} | {ms(lat.get('p99_ms'))} | {ms(lat.get('max_ms'))} | "
                      f"{lv['throughput_rps']:.0f} | {lv['images_per_s']:.0f} | {_stability(lv)} | {lv.get('client_cpu', float('nan')):.2f} |")
     if any(lv["throughput_cv"] is not None and not lv["stable"] for lv in r["levels"]):
         lines += ["", f"⚠ unstable: throughput varied by more than {CV_HIGH:.0%} (CV) between the windows of a level; "
@@ -222,13 +222,12 @@ def plot_http(r: dict, raw: dict, path: Path) -> None:
     _save(plt, fig, path)
 
 
-def write(report: dict, raw: dict, out_dir: Path, plot: bool) -> list[Path]:
-    """JSON + Markdown (+ PNG) under `out_dir`; returns the paths written."""
+def write(report: dict, raw: dict, out_dir: Path, plot: bool, markdown=None) -> list[Path]:
+    """JSON + Markdown (+ PNG) under `out_dir`; returns the paths written. `markdown` renders a report of
+    a kind this module does not know (`bench serving`'s, which renders its own)."""
     base = out_dir / f"bench-{report['kind']}-{_safe(report['model'])}-{time.strftime('%Y%m%d-%H%M%S')}"
     stem = next(s for s in (Path(f"{base}{f'-{i}' if i else ''}") for i in range(1000)) if not Path(f"{s}.json").exists())
-    from prelu_deploy.bench import serving
-
-    md = {"runners": markdown_runners, "http": markdown_http, "serving": serving.markdown}[report["kind"]](report)
+    md = (markdown or {"runners": markdown_runners, "http": markdown_http}[report["kind"]])(report)
     paths = [Path(f"{stem}.json"), Path(f"{stem}.md")]  # not with_suffix: model names may hold dots
     write_bytes(paths[0], (json.dumps(report, indent=2) + "\n").encode())
     write_bytes(paths[1], md.encode())

@@ -209,7 +209,7 @@ def _flops_per_image(model_dir: Path) -> int | None:
         return flops
     try:
         from prelu_deploy.models import load_checkpoint
-        from prelu_deploy.models.report import flops_per_image
+        from prelu_deploy.models.summary import flops_per_image
 
         return flops_per_image(load_checkpoint(md.checkpoint)[0], tuple(md.input.dims))
     except (ImportError, OSError, PreluDeployError):  # no torch here, or the checkpoint moved: roofline unknown
@@ -270,7 +270,7 @@ def run(target: str, cfg: RunnerBench, log=print, cands: list[Candidate] | None 
             c.model_dir = src.model_dir(c)
         options = {"threads": cfg.threads} if cfg.threads else {}
         # ONNX Runtime's pool spins after each call by default, stealing the cores of the candidate
-        # that runs next (torch's tail latency grew 20× interleaved with it): off while interleaving
+        # that runs next: off while interleaving, so each candidate's tail is its own
         per_backend = {"onnxruntime": {"spinning": False}}
         for backend in ("onnxruntime", "torch-compile") if cfg.device != "cpu" else ():  # a CUDA graph per batch measured
             per_backend.setdefault(backend, {})["buckets"] = tuple(cfg.batches)

@@ -1,9 +1,11 @@
 """prelu-deploy: PReLU classifiers from a PyTorch checkpoint to ONNX, TensorRT and HTTP.
 
-This folder (core/) is the root of the `prelu_deploy` namespace: the console entry point (`main.py`) and
-the one error type every part raises (`errors.py`); here, the version, the usable core count and the
-thread count that keeps a runtime within it. The work itself lives in models/, export/, plugins/ and
-serve/.
+This folder (core/) is the root of the `prelu_deploy` namespace and the bottom of the house: the error
+types and exit codes (`errors`), atomic writes (`atomic`), the model entry (`manifest`, `specs`,
+`snapshot`, `versions`), the precision table (`precisions`) and the tolerances with their one judge
+(`tolerances`); here, the version, the usable core count and the thread count that keeps a runtime
+within it. The work itself lives in models/, plugins/, export/, runners/, serve/ and bench/; the console
+script in cli/.
 """
 
 import os
@@ -20,7 +22,7 @@ def usable_cores() -> int:
 def confined_threads() -> int | None:
     """The thread count to give a runtime whose own default would leave the cores this process may
     use — ONNX Runtime's counts the machine's cores and pins a thread to each, escaping taskset and
-    cpusets (measured: under `taskset -c 0` its second thread ran on core 1), while an explicit count
-    keeps its threads on the allowed cores. None when every core of the machine is usable."""
+    cpusets, while an explicit count keeps its threads on the allowed cores. None when every core of the
+    machine is usable."""
     cores = usable_cores()
     return cores if cores < (os.cpu_count() or 1) else None

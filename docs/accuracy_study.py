@@ -10,7 +10,7 @@ import torch
 from prelu_deploy.models import create_model
 from prelu_deploy.models.data import load_digits
 from prelu_deploy.models.preprocess import Preprocess
-from prelu_deploy.models.report import slope_report
+from prelu_deploy.models.summary import slope_report
 from prelu_deploy.models.train import TrainConfig, evaluate, train
 
 ACTS = ("relu", "leaky", "prelu_shared", "prelu_channel")

@@ -94,7 +94,7 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
     if precision == "fp16" and fp16_flag:
         config.set_flag(trt.BuilderFlag.FP16)
     tf32 = hasattr(trt.BuilderFlag, "TF32") and config.get_flag(trt.BuilderFlag.TF32)
-    if tf32 and precision == "fp32":  # on by default: fp32 means fp32 (TF32 erred 6–9× over the fp32 gate on an H100)
+    if tf32 and precision == "fp32":  # on by default, and beyond the fp32 gate: fp32 means fp32
         config.clear_flag(trt.BuilderFlag.TF32)
         tf32 = False
     if workspace_mb:

@@ -11,7 +11,7 @@ from torch import nn
 from prelu_deploy.errors import DatasetError
 from prelu_deploy.models.checkpoint import CheckpointMeta
 from prelu_deploy.models.data import held_out
-from prelu_deploy.models.report import negative_fractions, reference_logits
+from prelu_deploy.models.reference import negative_fractions, reference_logits
 
 
 def held_out_images(meta: CheckpointMeta, n: int, dataset: str | None = None) -> np.ndarray | None:

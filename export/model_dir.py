@@ -16,7 +16,7 @@ from prelu_deploy.export.onnx_export import DEFAULT_OPSET, INPUT, OUTPUT, check,
 from prelu_deploy.export.onnx_file import save
 from prelu_deploy.manifest import ModelEntry, Source, TensorSpec
 from prelu_deploy.models import load_checkpoint
-from prelu_deploy.models.report import flops_per_image
+from prelu_deploy.models.summary import flops_per_image
 from prelu_deploy.snapshot import name_problem
 
 

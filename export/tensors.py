@@ -1,6 +1,6 @@
 """An exported graph's intermediate tensors, by the module they came from: the exporter records on each
 node its module (`pkg.torch.onnx.name_scopes`; the lowerings keep it). Used by per-layer parity
-(runners.layers) and by `quantize --auto-exclude`."""
+(runners.layer_parity) and by `quantize --auto-exclude`."""
 
 import json
 from pathlib import Path

@@ -163,7 +163,7 @@ def inspect(
 ) -> None:
     """Architecture summary and learned PReLU slopes per layer (He et al. 2015, Table 1)."""
     from prelu_deploy.models import load_checkpoint
-    from prelu_deploy.models.report import slope_report, summary
+    from prelu_deploy.models.summary import slope_report, summary
 
     model, meta = load_checkpoint(ckpt, arch=arch)
     info = {"checkpoint": str(ckpt), "sha256": meta.sha256, "format_version": meta.format_version,

@@ -6,8 +6,8 @@ from types import ModuleType
 
 from prelu_deploy.errors import PreluDeployError
 
-# Where each flavour's engines run, by compute capability (measured for TensorRT-RTX 1.7.1 on an H100:
-# "Supported compute capabilities: 8.0 8.6 8.9 12.0 12.1 >12.0"); standard TensorRT runs on all of them.
+# Where each flavour's engines run, by compute capability (TensorRT-RTX's own "Supported compute
+# capabilities" line; docs/gpu.md); standard TensorRT runs on all of them.
 RUNS_ON = {"tensorrt_rtx": ("8.0", "8.6", "8.9", "12.")}
 HOPPER_WAY_OUT = ("install NVIDIA's `tensorrt` (its plans run on Hopper), or serve the ONNX entry with ONNX Runtime's "
                   "CUDA provider (onnxruntime-gpu)")

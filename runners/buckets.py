@@ -2,11 +2,11 @@
 shape cannot afford one per batch size, so batches are padded up to the next bucket — the powers of
 two up to the largest batch, and that largest batch itself — and the padding rows are dropped from
 the answer. Rows are independent in inference (no batch statistics), so padding changes no real row.
-One place for it: the graph-capturing runners and `Bucketed` (any runner) use it."""
+One place for it: the graph-capturing runners use it."""
 
 import numpy as np
 
-__all__ = ["Bucketed", "Buckets"]
+__all__ = ["Buckets"]
 
 
 class Buckets:
@@ -56,18 +56,3 @@ class Buckets:
         """The real rows of a bucket's answer."""
         return result[:rows]
 
-
-class Bucketed:
-    """Any runner, called only with bucket-sized batches: what a graph-capturing runner does inside,
-    available around every runner (and tested on the CPU one: its answers equal unpadded runs)."""
-
-    def __init__(self, runner, buckets: Buckets | None = None):
-        self.runner = runner
-        p = runner.profile
-        self.buckets = buckets or Buckets(p.max, p.min)
-
-    def __getattr__(self, name):
-        return getattr(self.runner, name)
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return Buckets.unpad(self.runner.run(self.buckets.pad(batch)), len(batch))

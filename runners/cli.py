@@ -30,7 +30,7 @@ def classify(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from prelu_deploy.models.data import IMAGE_SUFFIXES
-    from prelu_deploy.runners.classify import classify_files
+    from prelu_deploy.runners.answers import classify_files
 
     files = []
     for p in images:

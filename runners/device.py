@@ -6,7 +6,7 @@ import re
 
 from prelu_deploy.errors import UsageError
 
-__all__ = ["GPU_INSTALL", "check_device", "cuda_index", "ort_cuda_missing", "parse_device", "torch_cuda_missing"]
+__all__ = ["GPU_INSTALL", "check_device", "ort_cuda_missing", "parse_device", "torch_cuda_missing"]
 
 GPU_INSTALL = ("onnxruntime and onnxruntime-gpu cannot share one environment: pip uninstall -y onnxruntime, "
                "then pip install 'prelu-deploy[gpu]' (onnxruntime-gpu, which needs an NVIDIA driver, CUDA 12/13 "
@@ -19,12 +19,6 @@ def parse_device(device: str) -> tuple[str, int]:
     if not m or (m[1] == "cpu" and m[2] is not None):
         raise UsageError(f"--device {device!r}: choose cpu, cuda or cuda:N (N: the GPU's index)")
     return m[1], int(m[2] or 0)
-
-
-def cuda_index(device: str) -> int | None:
-    """The GPU index of a device string, or None for cpu."""
-    kind, index = parse_device(device)
-    return index if kind == "cuda" else None
 
 
 def ort_cuda_missing(ort=None) -> str | None:

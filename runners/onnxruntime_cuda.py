@@ -2,7 +2,7 @@
 I/O bound to device buffers and one CUDA graph captured per batch-size bucket.
 
 - Precision, said truthfully: `fp32` runs with TF32 off (`use_tf32=0`: the provider's default is on,
-  which erred ~1e-3 of the largest logit on an H100); `tf32` turns it on (opt-in, its own tolerance);
+  which errs beyond the fp32 tolerance, docs/gpu.md); `tf32` turns it on (opt-in, its own tolerance);
   `fp16` runs the graph through the same fp16 conversion `build` uses — with `io_fp16` its input and
   output stay float16 too, so the host→device copy carries half the bytes (the cast is on the host).
 - cuDNN's convolution algorithm search (`conv_algo`: EXHAUSTIVE, ONNX Runtime's default, HEURISTIC or
@@ -71,7 +71,7 @@ def provider_options(device_id: int, precision: str, cuda_graphs: bool, conv_alg
 
 @contextmanager
 def quiet_provider_lookup(ort):
-    """onnxruntime-gpu (1.31 on an H200) first looks for a plugin EP device for the CUDA provider and, finding none,
+    """onnxruntime-gpu first looks for a plugin EP device for the CUDA provider and, finding none,
     logs "No registered plugin EP device found for 'CUDAExecutionProvider'" on its default logger
     before it takes the bundled provider: not a fault, and read as one. The default logger is raised to
     errors while a session is made (sessions log on their own logger, kept at warnings: real warnings

@@ -22,7 +22,7 @@ def run_parity(model_dir: str | Path, backend: str | None = None, dataset: str |
 
     from prelu_deploy.models.data import held_out
     from prelu_deploy.models.preprocess import Preprocess
-    from prelu_deploy.models.report import negative_fractions, reference_logits
+    from prelu_deploy.models.reference import negative_fractions, reference_logits
     from prelu_deploy.runners.torch_runner import load_source_model
 
     entry = read_entry(model_dir).verified()
@@ -49,7 +49,7 @@ def run_parity(model_dir: str | Path, backend: str | None = None, dataset: str |
         report["accuracy"] = {"runner": judgement["accuracy"]["runner"], "torch": judgement["accuracy"]["reference"]}
     report["passed"] = all(o["passed"] for o in report["outputs"].values())
     if per_layer:
-        from prelu_deploy.runners.layers import per_layer as layer_errors
+        from prelu_deploy.runners.layer_parity import per_layer as layer_errors
 
         if entry.is_plan:
             raise UsageError(f"{entry.path}: --per-layer compares an ONNX graph's tensors; run it on the ONNX entry")

@@ -5,10 +5,8 @@ and activations; the batch is copied to the GPU as float32 and cast there, the l
 float32). torch-compile on a GPU uses CUDA graphs (`mode="reduce-overhead"`), one per batch-size
 bucket, all captured when the runner is made.
 
-On a GPU, two settings default to what a probe on an H200 measured fastest (the GPU issue of
-2026-11-30: eager fp32 0.45 ms at batch 1 and 91.5 k images/s at 256 with cuDNN's algorithm search, against
-0.83 ms and 74.9 k without; torch.compile fp16 channels-last 453 k images/s), and `prelu-deploy gpu-check`
-measures each against its alternative: `cudnn_benchmark` (cuDNN's algorithm search per input shape, a
+On a GPU, two settings default to what was fastest on a GPU host (docs/gpu.md has the numbers), and
+`prelu-deploy gpu-check` measures each against its alternative: `cudnn_benchmark` (cuDNN's algorithm search per input shape, a
 process-wide flag set around each call like TF32's; on by default on cuda) and `channels_last` (NHWC
 activations, what cuDNN's fp16 tensor-core convolutions prefer; on by default for fp16)."""
 

@@ -11,7 +11,7 @@ from prelu_deploy.export.lowering import LOWERINGS, lower, prelu_layers
 from prelu_deploy.export.onnx_export import check, to_onnx
 from prelu_deploy.models import create_model, list_models
 from prelu_deploy.models.prelu import PReLU
-from prelu_deploy.models.report import reference_logits
+from prelu_deploy.models.reference import reference_logits
 from prelu_deploy.plugins import channel_shared_prelu as csp
 from prelu_deploy.tolerances import judge
 

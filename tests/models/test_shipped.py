@@ -2,7 +2,7 @@
 
 from prelu_deploy.models import load_checkpoint
 from prelu_deploy.models.data import load_dataset
-from prelu_deploy.models.report import slope_report
+from prelu_deploy.models.summary import slope_report
 from prelu_deploy.models.train import evaluate
 
 

@@ -50,7 +50,7 @@ def load_classifier(model: str | Path, backend: str | None = None, threads: int 
     import torch
 
     from prelu_deploy.models import load_checkpoint
-    from prelu_deploy.models.report import eager_logits
+    from prelu_deploy.models.reference import eager_logits
 
     if threads:
         torch.set_num_threads(threads)

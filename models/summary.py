@@ -1,9 +1,6 @@
-"""What a model is and does: an architecture summary and the learned PReLU slopes per layer (the view of
+"""What a model is: an architecture summary (`inspect`) and the learned PReLU slopes per layer (the view of
 He et al. 2015, Table 1: channel-shared slopes, and the mean of channel-wise ones, layer by layer)."""
 
-import copy
-
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -47,33 +44,3 @@ def summary(model: nn.Module) -> dict:
             "linear_layers": sum(isinstance(m, nn.Linear) for _, m in layers),
             "prelu_layers": sum(isinstance(m, PReLU) for m in model.modules()),
             "gflops_per_image": flops_per_image(model, shape) / 1e9}
-
-
-def negative_fractions(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
-    """Per PReLU layer, the fraction of its inputs (pre-activations) below zero on batch `x`: shows
-    whether a parity run exercised the slopes at all."""
-    seen: dict[str, float] = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, args, name=name: seen.__setitem__(name, float((args[0] < 0).double().mean())))
-             for name, m in model.named_modules() if isinstance(m, PReLU)]
-    try:
-        with torch.inference_mode():
-            model.eval()(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen
-
-
-def eager_logits(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    """float32 logits of `model`, eager on the CPU: the reference's forward, and the lower-level helper
-    `classify` runs a bare checkpoint with (it has no model entry for the runners' registry)."""
-    with torch.inference_mode():
-        return model.eval()(torch.from_numpy(x)).numpy()
-
-
-def reference_logits(model: nn.Module, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """PyTorch logits in float32 and in float64 (a copy of the model), the latter to tell float32
-    rounding from real divergence."""
-    with torch.inference_mode():
-        fp64 = copy.deepcopy(model).double().eval()(torch.from_numpy(x).double()).numpy()
-    return eager_logits(model, x), fp64
