@@ -20,8 +20,8 @@ from PIL import Image
 from prelu_deploy import confined_threads
 from prelu_deploy.manifest import read_entry
 from prelu_deploy.models.preprocess import Preprocess
-from prelu_deploy.runners.answers import predictions
-from prelu_deploy.serve.protocol import HEADER_LENGTH
+from prelu_deploy.runners.classify import predictions
+from prelu_deploy.serve.api.protocol import HEADER_LENGTH
 
 
 def create_app(model_dir: str, threads: int | None = None) -> FastAPI:

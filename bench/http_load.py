@@ -21,7 +21,7 @@ import numpy as np
 from prelu_deploy.bench.load_generator import drive
 from prelu_deploy.errors import BenchError, UsageError
 from prelu_deploy.models.data import IMAGE_SUFFIXES
-from prelu_deploy.serve.protocol import HEADER_LENGTH
+from prelu_deploy.serve.api.protocol import HEADER_LENGTH
 
 MAX_CONCURRENCY = 1024
 DISTINCT_BODIES = 16  # requests cycle through this many different payloads

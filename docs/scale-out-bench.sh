@@ -75,7 +75,7 @@ def levels(folder):
     return got
 
 import ray
-haproxy = subprocess.run(".venv/bin/python -c 'from prelu_deploy.serve.ray_options import haproxy_binary as h; print(h())'",
+haproxy = subprocess.run(".venv/bin/python -c 'from prelu_deploy.serve.ray.options import haproxy_binary as h; print(h())'",
                          shell=True, capture_output=True, text=True).stdout.strip()
 hap_version = subprocess.run([haproxy, "-v"], capture_output=True, text=True).stdout.split("\n")[0] if haproxy != "None" else "none"
 loads = [float(line.split("\t")[2]) for line in (raw / "load.tsv").read_text().splitlines()]

@@ -62,13 +62,13 @@ def serve(
     """Serve every model directory in REPO over the Open Inference Protocol v2 and /v1/classify.
     torch is never imported unless --backend torch is chosen."""
     if ray and ray_address is None:  # a local cluster, on loopback when the server is: set before ray is imported
-        from prelu_deploy.serve.ray_options import local_cluster_env
+        from prelu_deploy.serve.ray.options import local_cluster_env
 
         os.environ.update(local_cluster_env(host))
     if ray and grpc_port:
         raise UsageError("--grpc-port: not with --ray (Ray's proxy serves HTTP only); leave it out or give 0")
     grpc_port = (0 if ray else 8001) if grpc_port is None else grpc_port
-    from prelu_deploy.serve.model_control import options as control_options
+    from prelu_deploy.serve.repository.control import options as control_options
 
     control_settings = control_options(model_control, load_model or [], ray)
     ray_options = _ray_options(ray, replicas, autoscale, ray_address, max_ongoing_requests, ray_cpus, ray_gpus, max_queue, ray_ingress)
@@ -83,7 +83,7 @@ def serve(
     from prelu_deploy.runners.device import check_device
 
     check_device(backend, device)
-    from prelu_deploy.serve import workers as procs
+    from prelu_deploy.serve.workers import processes as procs
 
     layout = None
     if ray_options is None:
@@ -91,10 +91,11 @@ def serve(
             workers = 1  # one process per GPU: a CUDA context (and its memory) per worker would buy nothing
         layout = procs.plan(usable_cores(), workers, instances, threads)
     procs.configure_logging(log_level)
-    from prelu_deploy.serve import auth as tokens
+    from prelu_deploy.serve.addresses import exposure_warning
+    from prelu_deploy.serve.api import auth as tokens
 
     token_settings = tokens.resolve(api_token, api_token_file, auth, host, model_control)  # exit 2 before listening
-    if warning := procs.exposure_warning(host):
+    if warning := exposure_warning(host):
         if token_settings["api_token_sha256"]:  # what the token guards, what it leaves open, and how it travels
             guards = ("every route but /v2/health/* needs the API token" if auth == "all" else
                       "the API token guards the management API; anyone who can reach this address can run inference "
@@ -107,12 +108,12 @@ def serve(
         if ray_options is not None:
             socks[0].close()  # the local cluster's proxy will listen there: only checked free
     if grpc_port:
-        from prelu_deploy.serve.services import check_grpc_port
+        from prelu_deploy.serve.api.services import check_grpc_port
 
         check_grpc_port(host, grpc_port)  # each worker binds it once its models are loaded
 
-    from prelu_deploy.serve.bundled import bundled_repository
-    from prelu_deploy.serve.images import default_decodes
+    from prelu_deploy.serve.repository.bundled import bundled_repository
+    from prelu_deploy.serve.api.images import default_decodes
     from prelu_deploy.serve.settings import Settings
 
     common = dict(repo=repo or bundled_repository(), backend=backend, device=device, max_batch_size=max_batch_size,
@@ -125,13 +126,13 @@ def serve(
                   shutdown_timeout_s=shutdown_timeout, host=host, grpc_port=grpc_port, **token_settings, **control_settings)
     control_options(model_control, load_model or [], ray, common["repo"])  # each --load-model is there
     if ray_options is not None:  # each replica is one process: its threads default to the CPUs Ray reserves for it
-        from prelu_deploy.serve.ray_app import serve_on_ray
+        from prelu_deploy.serve.ray.app import serve_on_ray
 
         settings = Settings(**common, instances=instances, threads=threads)
         return serve_on_ray(settings.repo, settings, ray_options, host, port, ray_address, log_level)
     shared = tempfile.mkdtemp(prefix="prelu-deploy-control-") if model_control == "explicit" and layout.workers > 1 else None
     settings = Settings(**common, instances=layout.instances, threads=layout.threads, lone_threads=layout.lone_threads,
-                        workers=layout.workers, control_dir=shared)  # shared: loads reach every worker (serve.control_relay)
+                        workers=layout.workers, control_dir=shared)  # shared: loads reach every worker (serve.repository.relay)
     logging.getLogger("prelu_deploy.serve").info("http://%s:%d%s: %s (--workers, --instances, --threads)", host,
                                                  socks[0].getsockname()[1], f", gRPC on :{grpc_port}" if grpc_port else "", layout)
     try:
@@ -159,10 +160,10 @@ def _ray_options(ray: bool, replicas, autoscale, address, max_ongoing, cpus, gpu
             raise UsageError(f"--autoscale {autoscale!r}: give MIN,MAX replicas with 1 ≤ MIN ≤ MAX (e.g. 1,4)")
         bounds = (int(parts[0]), int(parts[1]))
     try:
-        from prelu_deploy.serve import ray_app  # noqa: F401  (imports ray: seconds, and only under --ray)
+        from prelu_deploy.serve.ray import app  # noqa: F401  (imports ray: seconds, and only under --ray)
     except ImportError as err:
         raise UsageError(f"--ray needs Ray Serve, which is not installed ({err}): pip install 'prelu-deploy[ray]'") from None
-    from prelu_deploy.serve.ray_options import RayOptions
+    from prelu_deploy.serve.ray.options import RayOptions
 
     options = RayOptions(replicas=replicas or 1, autoscale=bounds, max_queued_requests=max_queue)
     if max_ongoing is not None:
@@ -172,7 +173,7 @@ def _ray_options(ray: bool, replicas, autoscale, address, max_ongoing, cpus, gpu
     if gpus is not None:
         options.gpus_per_replica = gpus
     if ingress is not None:
-        from prelu_deploy.serve.ray_options import INGRESSES
+        from prelu_deploy.serve.ray.options import INGRESSES
 
         if ingress not in INGRESSES:
             raise UsageError(f"--ray-ingress {ingress!r}: choose one of {', '.join(INGRESSES)}")

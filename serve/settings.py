@@ -14,12 +14,12 @@ class Settings(BaseModel):
     max_queue: int = Field(512, ge=1)  # rows waiting per model; beyond it: 503 with Retry-After
     instances: int = Field(1, ge=1)  # concurrent runner calls per model
     threads: int | None = Field(None, ge=1)  # runner threads (onnxruntime intra-op)
-    lone_threads: int | None = Field(None, ge=1)  # a lone request's own runner (serve.workers.plan); None: no such runner
+    lone_threads: int | None = Field(None, ge=1)  # a lone request's own runner (serve.workers.processes.plan); None: no such runner
     max_body_bytes: int = Field(16 << 20, ge=1)  # 413 beyond it
     max_images: int = Field(64, ge=1)  # images in one classify request
     max_pixels: int = Field(4096 * 4096, ge=1)  # per decoded image: decompression bombs stop here
     max_request_pixels: int = Field(64 << 20, ge=1)  # over all images of one classify request: 413 beyond
-    max_decodes: int = Field(1, ge=1)  # images decoded at once per worker process (serve.routes.classify)
+    max_decodes: int = Field(1, ge=1)  # images decoded at once per worker process (serve.api.routes.classify)
     top_k: int = Field(5, ge=1)  # default for classify
     header_timeout_s: float = Field(10.0, gt=0)  # a request's head must arrive within this (slowloris)
     body_timeout_s: float = Field(30.0, gt=0)  # and its body within this: 408 beyond
@@ -27,11 +27,11 @@ class Settings(BaseModel):
     max_header_line_bytes: int = Field(8 << 10, ge=64)  # one line of it: 431 beyond
     limit_concurrency: int = Field(1024, ge=1)  # per worker process: open connections or requests in flight; 503 beyond
     shutdown_timeout_s: float = Field(30.0, gt=0)  # SIGTERM: in-flight requests get this long; a worker still alive is killed
-    host: str = "127.0.0.1"  # where HTTP and gRPC listen (serve.workers.listen)
+    host: str = "127.0.0.1"  # where HTTP and gRPC listen (serve.workers.processes.listen)
     workers: int = Field(1, ge=1)  # server processes sharing the ports
-    grpc_port: int = Field(0, ge=0, le=65535)  # KServe v2 gRPC (serve.grpc_service); 0: none
-    api_token_sha256: str | None = None  # sha256 of the API token (serve.auth); the token itself is never kept
+    grpc_port: int = Field(0, ge=0, le=65535)  # KServe v2 gRPC (serve.api.grpc_service); 0: none
+    api_token_sha256: str | None = None  # sha256 of the API token (serve.api.auth); the token itself is never kept
     auth: str = "management"  # what needs the token: management (the repository API) | all (inference, metadata too)
     model_control: str = "none"  # none: what the repository holds at start | explicit: what --load-model and the API load
     load_models: list[str] = []  # --load-model: the models an explicit server loads at start
-    control_dir: str | None = None  # several workers, explicit: where they share loads and unloads (serve.control_relay)
+    control_dir: str | None = None  # several workers, explicit: where they share loads and unloads (serve.repository.relay)

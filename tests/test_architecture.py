@@ -41,7 +41,7 @@ def _lint(site: Path) -> subprocess.CompletedProcess:
 def test_import_contracts_are_kept(installed_layout):
     proc = _lint(installed_layout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Contracts: 3 kept, 0 broken" in proc.stdout
+    assert "Contracts: 4 kept, 0 broken" in proc.stdout
 
 
 def test_an_upward_import_breaks_the_contract(installed_layout, tmp_path):
@@ -55,13 +55,23 @@ def test_an_upward_import_breaks_the_contract(installed_layout, tmp_path):
 
 
 def test_ray_outside_serve_ray_app_breaks_the_contract(installed_layout, tmp_path):
-    """Only serve/ray_app.py may import ray: the plain server must start without it."""
+    """Only serve/ray/app.py may import ray: the plain server must start without it."""
     site = tmp_path / "site"
     shutil.copytree(installed_layout, site)
-    (site / "prelu_deploy" / "serve" / "app.py").write_text("import ray  # noqa\n", encoding="utf-8")
+    (site / "prelu_deploy" / "serve" / "api" / "app.py").write_text("import ray  # noqa\n", encoding="utf-8")
     proc = _lint(site)
     assert proc.returncode != 0
-    assert "prelu_deploy.serve.app -> ray" in proc.stdout
+    assert "prelu_deploy.serve.api.app -> ray" in proc.stdout
+
+
+def test_a_room_of_serve_importing_upwards_breaks_the_contract(installed_layout, tmp_path):
+    """The engine (batcher, lone runner) knows nothing of the HTTP surface that feeds it."""
+    site = tmp_path / "site"
+    shutil.copytree(installed_layout, site)
+    (site / "prelu_deploy" / "serve" / "engine" / "upward.py").write_text("from prelu_deploy.serve.api import app  # noqa\n")
+    proc = _lint(site)
+    assert proc.returncode != 0
+    assert "prelu_deploy.serve.engine.upward -> prelu_deploy.serve.api.app" in proc.stdout
 
 
 def test_every_folder_is_a_package_of_the_house():

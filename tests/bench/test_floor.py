@@ -10,7 +10,7 @@ from ..export.test_onnx_file import assert_readable
 
 
 def test_the_floor_entry_serves_and_slices(repo, tmp_path):
-    from prelu_deploy.serve.repository import load_repository
+    from prelu_deploy.serve.repository.loader import load_repository
     from prelu_deploy.serve.settings import Settings
 
     out = subprocess.run([sys.executable, "-m", "prelu_deploy.bench.floor", str(repo / "digits"), "--repo", str(tmp_path)],

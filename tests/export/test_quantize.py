@@ -10,7 +10,7 @@ from prelu_deploy.errors import UsageError
 from prelu_deploy.export.model_dir import export_model_dir
 from prelu_deploy.export.quantize import quantize_entry
 from prelu_deploy.manifest import read_entry
-from prelu_deploy.serve.repository import load_model
+from prelu_deploy.serve.repository.loader import load_model
 from prelu_deploy.serve.settings import Settings
 from .test_onnx_file import assert_readable
 

@@ -14,7 +14,7 @@ from prelu_deploy.manifest import read_entry
 from prelu_deploy.models.preprocess import Preprocess
 from prelu_deploy.runners.registry import get_runner
 from prelu_deploy.runners.runner import run_batched
-from prelu_deploy.serve.bundled import packaged_repository
+from prelu_deploy.serve.repository.bundled import packaged_repository
 
 FONTS = sorted(p for p in Path("/usr/share/fonts/truetype/dejavu").glob("DejaVu*.ttf")
                if "MathTeX" not in p.name and "ExtraLight" not in p.name)

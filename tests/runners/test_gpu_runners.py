@@ -8,7 +8,7 @@ import pytest
 
 from prelu_deploy.errors import UsageError
 from prelu_deploy.manifest import read_entry
-from prelu_deploy.runners.device import GPU_INSTALL, check_device, ort_cuda_missing, parse_device
+from prelu_deploy.runners.device import GPU_INSTALL, check_device, cuda_index, ort_cuda_missing, parse_device
 from prelu_deploy.precisions import run_precision, run_precisions
 from prelu_deploy.runners.onnxruntime_cuda import graph_for, provider_options
 from prelu_deploy.runners.registry import get_runner
@@ -21,7 +21,7 @@ needs_no_ort_cuda = pytest.mark.skipif(not NO_ORT_CUDA, reason="checks the messa
 
 @pytest.mark.parametrize("device, parsed", [("cpu", ("cpu", 0)), ("cuda", ("cuda", 0)), ("cuda:0", ("cuda", 0)), ("cuda:3", ("cuda", 3))])
 def test_device_strings(device, parsed):
-    assert parse_device(device) == parsed
+    assert parse_device(device) == parsed and cuda_index(device) == (None if device == "cpu" else parsed[1])
 
 
 @pytest.mark.parametrize("device", ["gpu:0", "cuda:", "cuda:x", "cpu:0", "CUDA", "cuda:-1", "", "mps"])
@@ -172,7 +172,7 @@ def test_parity_precision_option(cli, repo):
 
 
 def test_the_server_takes_the_device_to_its_runners(repo):
-    from prelu_deploy.serve.repository import load_repository
+    from prelu_deploy.serve.repository.loader import load_repository
     from prelu_deploy.serve.settings import Settings
 
     assert load_repository(repo, Settings(repo=repo, device="cpu"))["digits"].ready

@@ -91,7 +91,7 @@ def test_parity_on_a_plan_entry_says_what_it_needs(cli, repo):
 def test_gpu_a_plan_with_max_batch_4_passes_its_gate(repo, tmp_path):
     """8 golden rows, a plan that takes at most 4: the gate runs them in two calls."""
     tensorrt_gpu_or_skip()
-    from prelu_deploy.serve.repository import load_model
+    from prelu_deploy.serve.repository.loader import load_model
     from prelu_deploy.serve.settings import Settings
 
     entry = build_plan(repo / "d_leaky", max_batch=4, opt_batch=2, dest=tmp_path / "d_leaky_trt")

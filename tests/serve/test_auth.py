@@ -1,4 +1,4 @@
-"""Tokens (serve.auth) against a real `prelu-deploy serve` process, driven by the real tritonclient
+"""Tokens (serve.api.auth) against a real `prelu-deploy serve` process, driven by the real tritonclient
 clients (headers over HTTP, metadata over gRPC): the right token, a wrong one, none, a token in the URL;
 401 with WWW-Authenticate, refusals counted in /metrics, the token in no log line or error; and the
 options refused before the server listens. The management API's own cases: tests/serve/test_repository_api.py."""
@@ -14,7 +14,7 @@ import tritonclient.grpc as tg
 import tritonclient.http as th
 from tritonclient.utils import InferenceServerException
 
-from prelu_deploy.serve.auth import resolve
+from prelu_deploy.serve.api.auth import resolve
 
 from ..server import Server
 

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from prelu_deploy.serve.batching import LONE_GAIN, LONE_TRIALS, BatcherStopped, DynamicBatcher, QueueFull
-from prelu_deploy.serve.hot_path import match
+from prelu_deploy.serve.engine.batcher import LONE_GAIN, LONE_TRIALS, BatcherStopped, DynamicBatcher, QueueFull
+from prelu_deploy.serve.api.hot_path import match
 
 
 class Recorder:
@@ -147,7 +147,7 @@ def test_stop_finishes_the_batch_in_progress_and_fails_what_is_queued():
 
 def test_inline_runs_on_the_callers_thread_only_when_idle_and_short():
     run = Recorder(delay=0.03)
-    batcher = DynamicBatcher([run], max_batch=8, max_delay_s=0, max_queue=100)
+    batcher = DynamicBatcher([run], max_batch=8, max_delay_s=0, max_queue=100, alone=lambda: True)
     where = []
 
     async def body():
@@ -171,9 +171,26 @@ def test_inline_runs_on_the_callers_thread_only_when_idle_and_short():
     assert where == [{"runner-0"}, {"runner-0", "MainThread"}, {"runner-0"}, {"runner-0"}]
 
 
+def test_a_request_not_alone_on_the_server_never_runs_on_the_callers_thread():
+    run = Recorder()
+    connections = [2]
+    batcher = DynamicBatcher([run], max_batch=8, max_delay_s=0, max_queue=100, alone=lambda: connections[0] == 1)
+
+    async def body():
+        for _ in range(3):  # the first measures the run time; the others would be inline if alone
+            await batcher.submit(rows(1), inline=True)
+        assert run.threads == {"runner-0"}
+        connections[0] = 1
+        await batcher.submit(rows(1), inline=True)
+        assert "MainThread" in run.threads
+
+    asyncio.run(_with(batcher, body))
+
+
 def test_a_batcher_not_inline_ok_never_runs_on_the_callers_thread():
     run = Recorder()
-    batcher = DynamicBatcher([run], max_batch=8, max_delay_s=0, max_queue=100, inline_ok=False)  # as for GPU runners
+    batcher = DynamicBatcher([run], max_batch=8, max_delay_s=0, max_queue=100, inline_ok=False,  # as for GPU runners
+                             alone=lambda: True)
 
     async def body():
         for _ in range(3):  # the first measures the run time; the others would be inline if allowed
@@ -188,7 +205,7 @@ def test_the_lone_runner_is_tried_in_turns_with_the_instance_and_kept_only_when_
     lone, instance = Recorder(delay=lone_delay), Recorder(delay=instance_delay)
     verdicts = []
     batcher = DynamicBatcher([instance], max_batch=8, max_delay_s=0, max_queue=100, lone_run=lone,
-                             on_lone_verdict=lambda *v: verdicts.append(v))
+                             on_lone_verdict=lambda *v: verdicts.append(v), alone=lambda: True)
 
     async def body():
         await batcher.submit(rows(1), inline=True)  # its run time is not known yet: a runner thread

@@ -9,7 +9,7 @@ import time
 import urllib.request
 
 from prelu_deploy.manifest import read_entry, sha256_file
-from prelu_deploy.serve.bundled import bundled_repository, packaged_repository, shipped_checkpoint
+from prelu_deploy.serve.repository.bundled import bundled_repository, packaged_repository, shipped_checkpoint
 
 from ..server import free_port
 

@@ -87,6 +87,6 @@ def test_listening_beyond_loopback_is_warned_about(cli, repo):
                                             ("127.0.0.2", True), ("0.0.0.0", False), ("::", False),
                                             ("10.1.2.3", False)])
 def test_a_local_ray_cluster_is_made_local_only_for_a_loopback_server(host, loopback):
-    from prelu_deploy.serve.ray_options import local_cluster_env
+    from prelu_deploy.serve.ray.options import local_cluster_env
 
     assert local_cluster_env(host) == ({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"} if loopback else {})

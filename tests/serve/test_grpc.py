@@ -1,4 +1,4 @@
-"""KServe v2 gRPC (serve.grpc_service) against a real `prelu-deploy serve` process, driven by the real
+"""KServe v2 gRPC (serve.api.grpc_service) against a real `prelu-deploy serve` process, driven by the real
 `tritonclient.grpc` client: every RPC, binary tensors, errors as gRPC status codes with the messages
 HTTP gives, the port refused when taken, and gRPC in every worker process under --workers 2."""
 

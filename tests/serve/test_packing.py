@@ -8,7 +8,7 @@ import pytest
 
 from prelu_deploy.errors import ModelDirError
 from prelu_deploy.manifest import sha256_file
-from prelu_deploy.serve.packing import pack_repository, sha256_bytes, unpack_repository
+from prelu_deploy.serve.ray.packing import pack_repository, sha256_bytes, unpack_repository
 
 
 def test_round_trip_keeps_every_file_and_leaves_hidden_folders_out(repo, tmp_path):

@@ -22,8 +22,8 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip ins
 serve = pytest.importorskip("ray.serve")
 
 from prelu_deploy.runners.registry import get_runner  # noqa: E402
-from prelu_deploy.serve.ray_app import APP_NAME, DEPLOYMENT, deploy  # noqa: E402
-from prelu_deploy.serve.ray_options import RayOptions, haproxy_binary, ingress_env  # noqa: E402
+from prelu_deploy.serve.ray.app import APP_NAME, DEPLOYMENT, deploy  # noqa: E402
+from prelu_deploy.serve.ray.options import RayOptions, haproxy_binary, ingress_env  # noqa: E402
 from prelu_deploy.serve.settings import Settings  # noqa: E402
 
 from ..server import Endpoint, free_port  # noqa: E402
@@ -296,7 +296,7 @@ def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(clus
     assert load.failures and all(s == 503 for s, _ in load.failures), load.failures[:5]
     assert set(load.retry_after) == {"1"}
     # Ray answers these itself (the replica through HAProxy; Ray's proxy for a request HAProxy sent to its backup,
-    # or with --ray-ingress proxy), in text: serve.ray_ingress makes them JSON, as the app's own errors
+    # or with --ray-ingress proxy), in text: serve.ray.ingress makes them JSON, as the app's own errors
     assert all(json.loads(why)["error"].startswith("Request dropped due to backpressure") for _, why in load.failures)
     print(f"autoscaling: 1 → 2 replicas in {up_s:.1f} s under load, 2 → 1 in {down_s:.1f} s idle; "
           f"{len(load.failures)} answers 503 + Retry-After, e.g. {load.failures[0][1]!r}")
@@ -304,7 +304,7 @@ def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(clus
 
 def test_a_replica_refuses_a_blob_whose_sha256_differs(cluster):
     """A real replica sent bytes that are not what their digest says: it refuses to start, with the reason."""
-    from prelu_deploy.serve.ray_app import PreluDeploy
+    from prelu_deploy.serve.ray.app import PreluDeploy
 
     bad = serve.deployment(PreluDeploy, name="Tampered").options(max_constructor_retry_count=1, ray_actor_options={"num_cpus": 0})
     blob = {"ref": ray.put(b"not the repository"), "sha256": "0" * 64}
@@ -319,7 +319,7 @@ def test_a_replica_refuses_a_blob_whose_sha256_differs(cluster):
 def test_a_replica_whose_models_all_fail_the_gate_never_counts_as_ready(cluster, repo, tmp_path):
     """The gate runs in every replica before Ray's first health check: with the one model's ONNX file
     changed, no replica becomes ready and the deployment fails with the model's reason."""
-    from prelu_deploy.serve.ray_app import build
+    from prelu_deploy.serve.ray.app import build
 
     shutil.copytree(repo / "digits", tmp_path / "digits")
     onnx = tmp_path / "digits" / "1" / "model.onnx"
@@ -334,9 +334,9 @@ def test_a_replica_whose_models_all_fail_the_gate_never_counts_as_ready(cluster,
 
 
 def test_the_config_file_builder_serves_with_the_repository_inline(cluster, repo):
-    """`import_path: prelu_deploy.serve.ray_app:app_builder` (Ray Serve config files, KubeRay): the bytes
+    """`import_path: prelu_deploy.serve.ray.app:app_builder` (Ray Serve config files, KubeRay): the bytes
     travel in the deployment's arguments; here beside the main app under its own route prefix."""
-    from prelu_deploy.serve.ray_app import app_builder
+    from prelu_deploy.serve.ray.app import app_builder
 
     try:
         serve.run(app_builder({"repo": str(repo), "threads": 1}), name="built", route_prefix="/built")

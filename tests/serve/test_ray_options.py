@@ -1,5 +1,5 @@
 """`serve --ray` options: bad combinations exit 2 with a clear message before anything starts, and the
-plain server never imports ray (it lives in serve/ray_app.py, imported only under --ray)."""
+plain server never imports ray (it lives in serve/ray/app.py, imported only under --ray)."""
 
 import subprocess
 import sys
@@ -43,7 +43,7 @@ def test_the_plain_server_never_imports_ray(repo):
     code = f"""
 import asyncio, sys
 from prelu_deploy.cli.main import app
-from prelu_deploy.serve.app import create_app
+from prelu_deploy.serve.api.app import create_app
 from prelu_deploy.serve.settings import Settings
 served = create_app(Settings(repo={str(repo)!r}, threads=1))
 async def run():

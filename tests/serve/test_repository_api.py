@@ -1,4 +1,4 @@
-"""Triton's model-repository extension (serve.model_control, serve.routes.repository_api, gRPC
+"""Triton's model-repository extension (serve.repository.control, serve.api.routes.repository_api, gRPC
 Repository*) against real `prelu-deploy serve` processes, driven by tritonclient's HTTP and gRPC clients
 unchanged: the index, load and unload; a new version live only after its parity gate, the old one
 serving until then and every request answered meanwhile; a version that fails the gate never taking

@@ -138,7 +138,7 @@ def test_server_on_onnxruntime_never_imports_torch(repo):
     code = f"""
 import sys, threading, time, urllib.request
 import uvicorn
-from prelu_deploy.serve.app import create_app
+from prelu_deploy.serve.api.app import create_app
 from prelu_deploy.serve.settings import Settings
 from pathlib import Path
 server = uvicorn.Server(uvicorn.Config(create_app(Settings(repo=Path({str(repo)!r}))), port=0, log_level="error"))
@@ -146,7 +146,7 @@ threading.Thread(target=server.run, daemon=True).start()
 while not server.started: time.sleep(0.05)
 port = server.servers[0].sockets[0].getsockname()[1]
 assert urllib.request.urlopen(f"http://127.0.0.1:{{port}}/v2/health/ready").status == 200
-print("torch" in sys.modules, "prelu_deploy.serve.repository" in sys.modules)
+print("torch" in sys.modules, "prelu_deploy.serve.repository.loader" in sys.modules)
 server.should_exit = True
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -13,7 +13,7 @@ import pytest
 from onnx import numpy_helper
 
 from prelu_deploy.manifest import read_entry, sha256_file
-from prelu_deploy.serve.repository import load_model, load_repository
+from prelu_deploy.serve.repository.loader import load_model, load_repository
 from prelu_deploy.serve.settings import Settings
 
 from ..manifests import edit_manifest

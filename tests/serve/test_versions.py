@@ -15,7 +15,7 @@ import pytest
 
 from prelu_deploy.atomic import staged_dir
 from prelu_deploy.manifest import read_entry
-from prelu_deploy.serve.repository import PINS_ENV, load_model, load_repository, pin_versions
+from prelu_deploy.serve.repository.loader import PINS_ENV, load_model, load_repository, pin_versions
 from prelu_deploy.serve.settings import Settings
 
 from ..server import Server

@@ -1,4 +1,4 @@
-"""Several server processes on one port (serve.workers): the layout chosen from the core count, every
+"""Several server processes on one port (serve.workers.processes): the layout chosen from the core count, every
 worker answering right, /metrics summed over the workers, and a killed worker replaced."""
 
 import os
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from prelu_deploy.runners.registry import get_runner
-from prelu_deploy.serve.batching import LONE_TRIALS
-from prelu_deploy.serve.workers import Plan, plan
+from prelu_deploy.serve.engine.batcher import LONE_TRIALS
+from prelu_deploy.serve.workers.processes import Plan, plan
 
 from ..server import Server
 

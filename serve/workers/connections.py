@@ -5,14 +5,14 @@ httptools parser takes a head of any size (a client sending one 80 MB header val
 other connections for 9 s). This protocol
 - closes a connection whose request head has not arrived within `header_timeout` seconds of the
   connection being made or of the previous response (the body has its own deadline:
-  serve.hot_path.read_body);
+  serve.api.hot_path.read_body);
 - answers 431 and closes when a request head grows past `max_head_bytes` (request line and headers,
   counted as they arrive, not once complete) or one of its lines past `max_line_bytes`, with one
   warning in the log.
 A module-level class: it travels to spawned worker processes by name.
 
 It also counts open client connections (COUNT): with one in the whole server, HTTP/1.1 brings its
-requests one at a time, so nothing else can be waiting (serve.hot_path runs such a request inline)."""
+requests one at a time, so nothing else can be waiting (serve.api.hot_path runs such a request inline)."""
 
 import json
 import logging
@@ -27,7 +27,7 @@ LINGER_S, LINGER_BYTES = 1.0, 256 << 10  # after a 431: what the client still se
 
 class ConnectionCount:
     """Open client connections of the server: one slot per worker process, each written by its worker
-    only — a plain list in one process, an array in shared memory under several (serve.workers gives
+    only — a plain list in one process, an array in shared memory under several (serve.workers.processes gives
     each worker process a slot of its own, never one a live process still writes)."""
 
     def __init__(self):
@@ -78,7 +78,7 @@ class HeadLimitsProtocol(HttpToolsProtocol):
     def connection_made(self, transport) -> None:
         COUNT.opened()
         super().connection_made(transport)
-        config = self.config  # serve.workers.ServerConfig sets these
+        config = self.config  # serve.workers.processes.ServerConfig sets these
         self.header_timeout = getattr(config, "header_timeout", 10.0)
         self.max_head = getattr(config, "max_head_bytes", 16 << 10)
         self.max_line = getattr(config, "max_header_line_bytes", 8 << 10)

@@ -88,7 +88,7 @@ def _operation(tag: str, summary: str, op_id: str, doc: dict, params: list[dict]
 
 
 _V2, _V1 = "Open Inference Protocol v2", "classification"
-# the routes serve.hot_path answers outside FastAPI's router, as the document tells them
+# the routes serve.api.hot_path answers outside FastAPI's router, as the document tells them
 HOT_ROUTES = {
     "/v2/models/{name}/infer": _operation(_V2, "Infer", "infer", INFER, _path_params("name"), INFER_RESPONSE),
     "/v2/models/{name}/versions/{version}/infer": _operation(_V2, "Infer (versioned)", "infer_version", INFER,

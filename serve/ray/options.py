@@ -1,5 +1,5 @@
 """The settings of `serve --ray` (replicas, autoscaling, per-replica resources, back-pressure and the
-ingress: what carries HTTP from clients to the replicas), kept apart from serve/ray_app.py so that
+ingress: what carries HTTP from clients to the replicas), kept apart from serve/ray/app.py so that
 the CLI checks them without importing ray."""
 
 import importlib.util
@@ -22,7 +22,7 @@ INGRESSES = ("haproxy", "direct", "proxy")
 # Replicas run the app on their main event loop instead of a second thread's loop: every request crossed
 # between the two loops (measured: 0.84 against 1.56 ms of replica CPU a request at 8 clients).
 REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
-MIDDLEWARES = "prelu_deploy.serve.ray_ingress:middlewares"  # in front of every HTTP server of the ingress
+MIDDLEWARES = "prelu_deploy.serve.ray.ingress:middlewares"  # in front of every HTTP server of the ingress
 DRAIN_S = 2.0  # a stopping replica keeps answering this long while the ingress forgets it (Ray's default: 30 s)
 
 
@@ -72,7 +72,7 @@ def ingress_env(ingress: str, workdir: str | None = None) -> dict[str, str]:
     /tmp/haproxy-serve or ports 8404, 9101 and 8500 (Ray's defaults)."""
     if ingress not in INGRESSES:
         raise ValueError(f"ingress {ingress!r}: choose one of {', '.join(INGRESSES)}")
-    env = {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": MIDDLEWARES}  # Ray's own errors as JSON (serve.ray_ingress)
+    env = {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": MIDDLEWARES}  # Ray's own errors as JSON (serve.ray.ingress)
     if ingress == "proxy":
         return env
     env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = str(DRAIN_S)
@@ -114,6 +114,6 @@ def local_cluster_env(host: str) -> dict[str, str]:
     (made for macOS and Windows, read when ray is imported). Ray then takes 127.0.0.1 as the node's
     address and binds its GCS, raylet, object manager, workers, agents and metrics exporters there
     (measured: without it they listen on every interface or the node's address; docs/reliability.md)."""
-    from prelu_deploy.serve.workers import is_loopback
+    from prelu_deploy.serve.addresses import is_loopback
 
     return {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"} if is_loopback(host) else {}

@@ -2,7 +2,7 @@
 
 One Python process has one event loop and one interpreter lock; on a machine with more cores than
 one such process can keep busy, the server runs several worker processes under uvicorn's own
-`Multiprocess` supervisor (serve.supervisor: it replaces a worker that dies, and bounds a shutdown).
+`Multiprocess` supervisor (serve.workers.supervisor: it replaces a worker that dies, and bounds a shutdown).
 The parent binds one listening socket per worker on the same port (SO_REUSEPORT), so the kernel
 spreads new connections over the workers:
 on one shared socket, whichever worker woke first accepted a whole burst of connections (measured:
@@ -11,7 +11,6 @@ gate); the settings reach it through the environment, as JSON, because workers a
 forked. Prometheus counters of all workers are summed at /metrics through prometheus_client's
 multiprocess mode (a folder of per-process files that the parent creates and removes)."""
 
-import ipaddress
 import logging
 import multiprocessing
 import os
@@ -23,10 +22,10 @@ from dataclasses import dataclass
 import uvicorn
 
 from prelu_deploy.errors import ListenError, UsageError
-from prelu_deploy.serve import connections
-from prelu_deploy.serve.metrics import MULTIPROC_ENV
+from prelu_deploy.serve.workers import connections
+from prelu_deploy.serve.api.metrics import MULTIPROC_ENV
 from prelu_deploy.serve.settings import Settings
-from prelu_deploy.serve.supervisor import Supervisor
+from prelu_deploy.serve.workers.supervisor import Supervisor
 
 SETTINGS_ENV = "PRELU_DEPLOY_SERVE_SETTINGS"
 LOG_LEVEL_ENV = "PRELU_DEPLOY_LOG_LEVEL"
@@ -55,10 +54,9 @@ def plan(cores: int, workers: int | None = None, instances: int | None = None, t
     """What is not given is chosen so that workers × instances × threads = cores: by default one
     single-threaded worker per core, and — unless --threads is given — a runner with a thread per core
     for a request alone on the server (one client connection: nothing else can be waiting; it runs
-    inline). Measured on 2 cores against the hand-written baseline (docs/benchmarks.md): two
-    single-threaded workers answered 1.15× its requests/s at 8 clients and 1.50× at 64, one worker
-    with two threads 1.12× and 1.26×; but a lone request on one thread took twice as long (0.58×).
-    Whether the lone runner is kept is measured on the first lone requests (serve.batching)."""
+    inline). Several single-threaded workers share the HTTP work among event loops, which a small model
+    needs more than threads; only a lone request is left with idle cores, which the lone runner gives it
+    (docs/benchmarks.md). Whether it is kept is decided on the first lone requests (serve.engine.batcher)."""
     lone = threads is None
     instances = instances or 1
     if workers is None:
@@ -73,7 +71,7 @@ def configure_logging(level: str) -> None:
 
 
 class ServerConfig(uvicorn.Config):
-    """uvicorn's Config plus what serve.connections' protocol enforces (the request-head deadline and
+    """uvicorn's Config plus what serve.workers.connections' protocol enforces (the request-head deadline and
     size limits), the graceful deadline of a shutdown, and under several workers the shared connection
     count (an array in shared memory: each worker process writes its own `slot`); a module-level
     class, so it travels to spawned workers by pickling."""
@@ -92,35 +90,11 @@ class ServerConfig(uvicorn.Config):
 
 def app_from_env():
     """The app factory each worker process calls: the settings its parent put in the environment."""
-    from prelu_deploy.serve.app import create_app
+    from prelu_deploy.serve.api.app import create_app
 
     settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
     configure_logging(os.environ.get(LOG_LEVEL_ENV, "info"))
-    return create_app(settings)
-
-
-def exposure_warning(host: str) -> str | None:
-    """What to say when `host` is not a loopback address: anyone who can reach it can use the server
-    over plain HTTP, and — unless --auth all is given with a token (serve.auth) — every model and its
-    queues without one. None for loopback (and for a name that does not resolve: listen() says why)."""
-    if is_loopback(host) is not False:
-        return None
-    return (f"listening on {host} (beyond loopback): anyone who can reach this address can use the server, over plain "
-            f"HTTP (no TLS) and without a token unless --auth all is given with one; put it behind a TLS proxy, or "
-            f"keep --host 127.0.0.1")
-
-
-def is_loopback(host: str) -> bool | None:
-    """Whether every address `host` resolves to is a loopback one; None when it does not resolve."""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        return None
-    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+    return create_app(settings, open_connections=connections.COUNT.total)
 
 
 def listen(host: str, port: int, copies: int = 1) -> list[socket.socket]:
@@ -165,25 +139,25 @@ def _bound(family, kind, proto, addr, reuse_port: bool) -> socket.socket:
 
 
 def run(settings: Settings, socks: list[socket.socket], workers: int, log_level: str) -> None:
-    """Serve `settings` on the bound sockets (serve.workers.listen): in this process when `workers`
+    """Serve `settings` on the bound sockets (serve.workers.processes.listen): in this process when `workers`
     is 1, else in `workers` spawned processes supervised by this one."""
     common = dict(log_level=log_level, timeout_graceful_shutdown=settings.shutdown_timeout_s,
                   http=connections.HeadLimitsProtocol, header_timeout=settings.header_timeout_s,
                   max_head_bytes=settings.max_header_bytes, max_header_line_bytes=settings.max_header_line_bytes,
                   limit_concurrency=settings.limit_concurrency)
     if workers == 1:  # one process serves what it loads: no pin, whatever the environment it was started from holds
-        from prelu_deploy.serve.app import create_app
-        from prelu_deploy.serve.repository import PINS_ENV
+        from prelu_deploy.serve.api.app import create_app
+        from prelu_deploy.serve.repository.loader import PINS_ENV
 
         os.environ.pop(PINS_ENV, None)
-        uvicorn.Server(ServerConfig(create_app(settings), **common)).run(sockets=socks[:1])
+        uvicorn.Server(ServerConfig(create_app(settings, open_connections=connections.COUNT.total), **common)).run(sockets=socks[:1])
         return
     metrics_dir = tempfile.mkdtemp(prefix="prelu-deploy-metrics-")
     os.environ.update({SETTINGS_ENV: settings.model_dump_json(), MULTIPROC_ENV: metrics_dir,
                        LOG_LEVEL_ENV: log_level})
-    from prelu_deploy.serve.repository import pin_versions
+    from prelu_deploy.serve.repository.loader import pin_versions
 
-    pin_versions(settings.repo)  # each model's version now: what every worker serves until SIGHUP (serve.repository)
+    pin_versions(settings.repo)  # each model's version now: what every worker serves until SIGHUP (serve.repository.loader)
     try:
         slots = multiprocessing.get_context("spawn").RawArray("i", 2 * workers)  # two per worker: see Supervisor
         cfg = ServerConfig(f"{__name__}:app_from_env", factory=True, workers=workers, connection_slots=slots, **common)

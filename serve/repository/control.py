@@ -7,7 +7,7 @@ version takes traffic only once it passed — until then the version before keep
 that fails never takes traffic: the index shows it UNAVAILABLE with the reason, and the version before,
 if any, stays. A version replaced or unloaded is retired once the requests that hold it are answered
 (`held`: taken where a request finds its model, before any await), then its batcher stops and its
-runners close. Under several worker processes a load or unload reaches every worker (serve.control_relay)."""
+runners close. Under several worker processes a load or unload reaches every worker (serve.repository.relay)."""
 
 import asyncio
 import logging
@@ -17,7 +17,7 @@ from prelu_deploy.atomic import clean_leftovers
 from prelu_deploy.errors import UsageError
 from prelu_deploy.manifest import MANIFEST
 from prelu_deploy.serve.errors import ApiError
-from prelu_deploy.serve.repository import ServedModel, load_model, load_repository, pinned_versions
+from prelu_deploy.serve.repository.loader import ServedModel, load_model, load_repository, pinned_versions
 
 log = logging.getLogger("prelu_deploy.serve")
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -108,7 +108,7 @@ def unloaded(name: str) -> str:
 
 def initial_models(settings) -> ModelTable:
     """What a worker serves at start: the whole repository (none), or --load-model's models and the loads
-    and unloads the other workers shared since (explicit; serve.control_relay)."""
+    and unloads the other workers shared since (explicit; serve.repository.relay)."""
     if settings.model_control != "explicit":
         return ModelTable(load_repository(settings.repo, settings))
     for note in clean_leftovers(settings.repo):
@@ -116,9 +116,9 @@ def initial_models(settings) -> ModelTable:
     pins = pinned_versions(settings.repo) or {}
     wanted, table = {name: pins.get(name) for name in settings.load_models}, ModelTable()
     if settings.control_dir:
-        from prelu_deploy.serve.control_relay import shared_state
+        from prelu_deploy.serve.repository.relay import shared_state
 
-        table.started_from = shared_state(settings.control_dir)  # serve.control_relay goes on from here
+        table.started_from = shared_state(settings.control_dir)  # serve.repository.relay goes on from here
         for name, change in sorted(table.started_from["models"].items(), key=lambda i: i[1]["generation"]):
             if change["action"] == "load":
                 wanted[name] = change["version"]
@@ -143,7 +143,7 @@ class ModelControl:
         self.tasks: set[asyncio.Task] = set()
         self.relay = None
         if self.settings.control_dir and self.settings.model_control == "explicit":
-            from prelu_deploy.serve.control_relay import Relay
+            from prelu_deploy.serve.repository.relay import Relay
 
             self.relay = Relay(self, self.settings.control_dir, self.settings.workers)
 

@@ -1,13 +1,13 @@
-"""Triton's model-repository extension over HTTP (serve.model_control): POST /v2/repository/index, POST
+"""Triton's model-repository extension over HTTP (serve.repository.control): POST /v2/repository/index, POST
 /v2/repository/models/{name}/load and .../unload — what tritonclient's get_model_repository_index,
-load_model and unload_model call. Behind the API token (serve.auth: the management API)."""
+load_model and unload_model call. Behind the API token (serve.api.auth: the management API)."""
 
 import json
 
 from fastapi import APIRouter, Request
 
 from prelu_deploy.serve.errors import ApiError
-from prelu_deploy.serve.openapi import errors
+from prelu_deploy.serve.api.openapi import errors
 
 router = APIRouter(prefix="/v2/repository", tags=["Model repository"])
 _ROW = {"type": "object", "required": ["name", "state"], "properties": {

@@ -1,5 +1,5 @@
 """What runs beside the HTTP app in each worker process, started once its models are loaded and stopped
-before they close: the model control (the repository API, serve.model_control) and the gRPC server
+before they close: the model control (the repository API, serve.repository.control) and the gRPC server
 (--grpc-port; grpc is imported only when it is on)."""
 
 import logging
@@ -28,24 +28,24 @@ def check_grpc_port(host: str, port: int) -> None:
 
 
 def initial_models(settings) -> dict:
-    """What a worker loads at start, as --model-control says (serve.model_control)."""
-    from prelu_deploy.serve.model_control import initial_models
+    """What a worker loads at start, as --model-control says (serve.repository.control)."""
+    from prelu_deploy.serve.repository.control import initial_models
 
     return initial_models(settings)
 
 
 async def start(app):
     """Start what `app.state.settings` asks for; returns the coroutine function that stops it all."""
-    from prelu_deploy.serve.model_control import ModelControl, ModelTable
+    from prelu_deploy.serve.repository.control import ModelControl, ModelTable
 
     settings = app.state.settings
     if not isinstance(app.state.models, ModelTable):
         app.state.models = ModelTable(app.state.models)
-    control = app.state.control = ModelControl(app)  # the repository API (serve.routes.repository_api, gRPC)
+    control = app.state.control = ModelControl(app)  # the repository API (serve.api.routes.repository_api, gRPC)
     await control.start()
     grpc_server = None
     if settings.grpc_port:
-        from prelu_deploy.serve import grpc_service
+        from prelu_deploy.serve.api import grpc_service
 
         grpc_server = await grpc_service.start(app)
 

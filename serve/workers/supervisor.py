@@ -1,4 +1,4 @@
-"""The supervisor of several worker processes (serve.workers): uvicorn's own, with a socket per worker,
+"""The supervisor of several worker processes (serve.workers.processes): uvicorn's own, with a socket per worker,
 connection counts that survive a rolling restart, and a shutdown that ends."""
 
 import copy
@@ -121,9 +121,9 @@ class Supervisor(Multiprocess):
 
     def restart_all(self) -> None:
         """SIGHUP: each worker replaced in turn, the new one serving before the old one stops."""
-        from prelu_deploy.serve.repository import pin_versions
+        from prelu_deploy.serve.repository.loader import pin_versions
 
-        pin_versions()  # a deliberate reload: the new workers serve the versions on disk now (serve.repository)
+        pin_versions()  # a deliberate reload: the new workers serve the versions on disk now (serve.repository.loader)
         for idx, old in enumerate(self.processes):
             if self.should_exit.is_set():
                 return

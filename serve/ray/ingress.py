@@ -1,7 +1,7 @@
 """ASGI middleware that Ray Serve runs in front of every HTTP server of the application's ingress — Ray's
 Python proxy (`--ray-ingress proxy`, and HAProxy's backup) and each replica's own server (HAProxy and
-direct ingress) — named by `RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=prelu_deploy.serve.ray_ingress:middlewares`
-in the Serve controller's environment (serve/ray_options.py:ingress_env). It imports no ray.
+direct ingress) — named by `RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=prelu_deploy.serve.ray.ingress:middlewares`
+in the Serve controller's environment (serve/ray/options.py:ingress_env). It imports no ray.
 
 - The answers Ray makes itself, before or instead of the app — back-pressure 503 (with Retry-After), 404
   for a path no application serves, 408 past a request timeout, 500 when a replica died under a request,

@@ -1,6 +1,6 @@
 """FastAPI dependencies: the served models, injected into routes. All are `async def`:
 FastAPI runs a plain `def` dependency in a worker thread, and four such hops per request cost more
-than a small model does. The inference routes are not FastAPI routes at all (serve.hot_path); they
+than a small model does. The inference routes are not FastAPI routes at all (serve.api.hot_path); they
 call find_model/require_ready."""
 
 from typing import Annotated
@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from prelu_deploy.serve.errors import ApiError
-from prelu_deploy.serve.repository import ServedModel
+from prelu_deploy.serve.repository.loader import ServedModel
 
 
 async def get_models(request: Request) -> dict[str, ServedModel]:
@@ -19,7 +19,7 @@ def find_model(models: dict[str, ServedModel], name: str, version: str | None = 
     """The named model, ready or not; 404 for an unknown name or version."""
     if version not in (None, "1"):
         raise ApiError(404, f"model {name!r} has no version {version!r}; it has version '1'")
-    if name not in models:  # an unloaded model says so (serve.model_control.ModelTable)
+    if name not in models:  # an unloaded model says so (serve.repository.control.ModelTable)
         gone = getattr(models, "gone", {}).get(name)
         raise ApiError(404, gone or f"unknown model {name!r}; served: {', '.join(models) or 'none'}")
     return models[name]

@@ -1,5 +1,5 @@
 """Image classification: one or more uploaded images (multipart) or one image as the raw body →
-top-k labels with probabilities per image. Served by serve.hot_path (not FastAPI's router):
+top-k labels with probabilities per image. Served by serve.api.hot_path (not FastAPI's router):
 POST /v1/models/{name}/classify, and POST /v1/classify for the default model."""
 
 import asyncio
@@ -13,14 +13,14 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from prelu_deploy.runners.answers import predictions
-from prelu_deploy.serve.deps import find_model, require_ready
+from prelu_deploy.runners.classify import predictions
+from prelu_deploy.serve.api.deps import find_model, require_ready
 from prelu_deploy.serve.errors import ApiError
-from prelu_deploy.serve.hot_path import HotRequest
-from prelu_deploy.serve.images import Header, decode, header
-from prelu_deploy.serve.model_control import held
-from prelu_deploy.serve.openapi import MAX_TOP_K
-from prelu_deploy.serve.routes.v2 import submit
+from prelu_deploy.serve.api.hot_path import HotRequest
+from prelu_deploy.serve.api.images import Header, decode, header
+from prelu_deploy.serve.repository.control import held
+from prelu_deploy.serve.api.openapi import MAX_TOP_K
+from prelu_deploy.serve.api.routes.v2 import submit
 
 # one image this small in pixels and in bytes decodes in well under a millisecond: faster than a hop to
 # a thread; anything else — larger, or several images — is decoded off the event loop
@@ -44,7 +44,7 @@ async def classify(request: HotRequest) -> tuple[bytes, dict[str, str]]:
                                 f"send tensors to /v2/models/{served.name}/infer")
         uploads = await _uploads(request, settings.max_images)
         x = await _prepare(uploads, pre, settings)
-        logits = await submit(served, x, inline=request.alone)
+        logits = await submit(served, x, inline=True)
     answer = {"model": served.name, "predictions": predictions([name for name, _ in uploads], logits, served.entry.labels, top_k)}
     return json.dumps(answer).encode(), {"content-type": "application/json"}
 

@@ -67,7 +67,7 @@ def resolve(api_token: str | None, api_token_file: Path | None, auth: str, host:
     if auth == "all" and token is None:
         raise UsageError(f"--auth all needs a token: {HOW.removeprefix('start the server with ')}")
     if model_control == "explicit" and token is None:
-        from prelu_deploy.serve.workers import is_loopback
+        from prelu_deploy.serve.addresses import is_loopback
 
         if is_loopback(host) is False:
             raise UsageError(f"--model-control explicit on --host {host} (beyond loopback) would let anyone who reaches "
@@ -82,7 +82,7 @@ class Guard:
     (everything else: inference, metadata, the page, /metrics)."""
 
     def __init__(self, settings, metrics):
-        from prelu_deploy.serve.workers import is_loopback
+        from prelu_deploy.serve.addresses import is_loopback
 
         self.want, self.mode, self.metrics = settings.api_token_sha256, settings.auth, metrics
         self.local = bool(is_loopback(settings.host))

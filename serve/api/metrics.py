@@ -1,5 +1,5 @@
 """Prometheus metrics of one app (its own registry, so several apps can live in one process). Under
-several worker processes (serve.workers) prometheus_client's multiprocess mode is on: every process
+several worker processes (serve.workers.processes) prometheus_client's multiprocess mode is on: every process
 writes its values to files, and /metrics sums them over the workers."""
 
 import os
@@ -21,10 +21,10 @@ class Metrics:
                                          buckets=_LATENCY, registry=self.registry)
         self.batch_size = Histogram("prelu_batch_size", "Rows per runner call", ["model"],
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
-        self.auth_refused = Counter("prelu_auth_refused", "Requests refused by token authentication (serve.auth), by "
+        self.auth_refused = Counter("prelu_auth_refused", "Requests refused by token authentication (serve.api.auth), by "
                                     "protocol (http, grpc) and reason (missing, wrong, in_url, no_token)",
                                     ["protocol", "reason"], registry=self.registry)
-        self.loads = Counter("prelu_model_loads", "Loads through the repository API (serve.model_control) by model and "
+        self.loads = Counter("prelu_model_loads", "Loads through the repository API (serve.repository.control) by model and "
                              "result: serving (passed its parity gate), refused (failed it or could not load: no traffic)",
                              ["model", "result"], registry=self.registry)
         self.in_flight = Gauge("prelu_in_flight_requests", "Requests being handled", registry=self.registry,

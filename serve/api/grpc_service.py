@@ -21,13 +21,13 @@ from tritonclient.grpc import service_pb2_grpc as pbg
 
 from prelu_deploy import __version__
 from prelu_deploy.errors import ListenError
-from prelu_deploy.serve.auth import Guard
-from prelu_deploy.serve.deps import find_model, require_ready
+from prelu_deploy.serve.api.auth import Guard
+from prelu_deploy.serve.api.deps import find_model, require_ready
 from prelu_deploy.serve.errors import ApiError
-from prelu_deploy.serve.model_control import held
-from prelu_deploy.serve.protocol import check_finite, check_tensor
-from prelu_deploy.serve.routes.v2 import INLINE_DECODE_BYTES, metadata, submit
-from prelu_deploy.serve.services import address
+from prelu_deploy.serve.repository.control import held
+from prelu_deploy.serve.api.protocol import check_finite, check_tensor
+from prelu_deploy.serve.api.routes.v2 import INLINE_DECODE_BYTES, metadata, submit
+from prelu_deploy.serve.api.services import address
 
 log = logging.getLogger("prelu_deploy.serve")
 S = grpc.StatusCode
@@ -38,7 +38,7 @@ EXTENSIONS = ["binary_tensor_data", "model_repository"]
 
 
 def rpc(endpoint: str, per_model: bool = True, kind: str = "api"):
-    """An RPC's frame: the token checked for `kind` (serve.auth: "open", "management" or "api"), counted
+    """An RPC's frame: the token checked for `kind` (serve.api.auth: "open", "management" or "api"), counted
     in /metrics (prelu_requests, endpoint `endpoint`, status the gRPC code's name) and in flight; an
     ApiError answered as its gRPC code with its message, anything else as INTERNAL (the traceback in the
     log, not in the answer)."""
@@ -73,7 +73,7 @@ def rpc(endpoint: str, per_model: bool = True, kind: str = "api"):
 
 
 def _code(error: ApiError) -> grpc.StatusCode:
-    """The gRPC code of an error: its own (serve.model_control.Refused: FAILED_PRECONDITION), else its HTTP status's."""
+    """The gRPC code of an error: its own (serve.repository.control.Refused: FAILED_PRECONDITION), else its HTTP status's."""
     return getattr(S, getattr(error, "grpc_code", "") or "-", None) or CODES.get(error.status, S.UNKNOWN)
 
 
@@ -123,8 +123,7 @@ class InferenceService(pbg.GRPCInferenceServiceServicer):
         x = decode(*args) if request.ByteSize() <= INLINE_DECODE_BYTES else await run_in_threadpool(decode, *args)
         # never run inline on the event loop, as a lone HTTP request may be: a call that runs without an
         # await is over before grpc hands the next one in, so "one call in flight" is true under any load,
-        # and inline runs would serialize every call (no batch ever forms; measured: a third of the requests/s
-        # at 8 clients)
+        # and inline runs would serialize every call (no batch would ever form)
         y = await submit(served, x)
         out = pb.ModelInferResponse.InferOutputTensor(name=served.entry.output.name, datatype="FP32", shape=y.shape)
         return pb.ModelInferResponse(model_name=served.name, model_version="1", id=request.id, outputs=[out],

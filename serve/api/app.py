@@ -5,6 +5,7 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,15 +14,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prelu_deploy import __version__
 from prelu_deploy.runners.runner import run_batched
-from prelu_deploy.serve import connections, services
-from prelu_deploy.serve.auth import Auth
-from prelu_deploy.serve.batching import DynamicBatcher
+from prelu_deploy.serve.api import services
+from prelu_deploy.serve.api.auth import Auth
+from prelu_deploy.serve.engine.batcher import DynamicBatcher
 from prelu_deploy.serve.errors import ApiError, error_response
-from prelu_deploy.serve.hot_path import MODEL_KEY, HotPath
-from prelu_deploy.serve.metrics import Metrics
-from prelu_deploy.serve.openapi import install_docs
-from prelu_deploy.serve.repository import ServedModel
-from prelu_deploy.serve.routes import classify, page, repository_api, v2
+from prelu_deploy.serve.api.hot_path import MODEL_KEY, HotPath
+from prelu_deploy.serve.api.metrics import Metrics
+from prelu_deploy.serve.api.openapi import install_docs
+from prelu_deploy.serve.repository.loader import ServedModel
+from prelu_deploy.serve.api.routes import classify, page, repository_api, v2
 from prelu_deploy.serve.settings import Settings
 
 log = logging.getLogger("prelu_deploy.serve")
@@ -95,25 +96,31 @@ def _lone_verdict(served: ServedModel, threads: int, kept: bool, gain: float) ->
         served.lone_runner = None
 
 
-def start_batcher(served: ServedModel, settings: Settings, metrics: Metrics) -> None:
-    """The ready model's dynamic batcher over its runners, started on the running event loop."""
+def start_batcher(served: ServedModel, settings: Settings, metrics: Metrics, alone: Callable[[], bool]) -> None:
+    """The ready model's dynamic batcher over its runners, started on the running event loop; `alone`: whether a
+    request is the only one the server can have."""
     lone = partial(run_batched, served.lone_runner) if served.lone_runner else None
     served.batcher = DynamicBatcher([partial(run_batched, r) for r in served.runners], served.max_batch,
                                     settings.max_queue_delay_ms / 1000, settings.max_queue,
                                     metrics.batch_observer(served.name), lone_run=lone,
                                     inline_ok=settings.device == "cpu",  # GPU runners keep their thread
-                                    on_lone_verdict=partial(_lone_verdict, served, settings.lone_threads))
+                                    on_lone_verdict=partial(_lone_verdict, served, settings.lone_threads), alone=alone)
     served.batcher.start()
 
 
-def create_app(settings: Settings, models: dict[str, ServedModel] | None = None) -> FastAPI:
-    """The app for `settings.repo` (or for already loaded `models`)."""
+def create_app(settings: Settings, models: dict[str, ServedModel] | None = None,
+               open_connections: Callable[[], int] = lambda: 0) -> FastAPI:
+    """The app for `settings.repo` (or for already loaded `models`). `open_connections`: the server's open client
+    connections over all its workers (serve.workers.connections; 0, unknown, where another server owns them: Ray's).
+    With one, HTTP/1.1 brings its requests one at a time, so nothing else can be waiting: a batcher may run such a
+    request inline."""
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.models = models if models is not None else services.initial_models(settings)
-        app.state.start_batcher = partial(start_batcher, settings=settings, metrics=metrics)  # also for models loaded later
+        app.state.start_batcher = partial(start_batcher, settings=settings, metrics=metrics,
+                                          alone=lambda: open_connections() == 1)  # also for models loaded later
         for served in app.state.models.values():
             if served.ready:
                 app.state.start_batcher(served)
@@ -153,12 +160,12 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None)
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=400)
 
     app.add_middleware(HotPath, settings=settings, handlers={"infer": v2.infer, "classify": classify.classify})
-    app.add_middleware(Auth, settings=settings, metrics=metrics)  # tokens (serve.auth): before any route
+    app.add_middleware(Auth, settings=settings, metrics=metrics)  # tokens (serve.api.auth): before any route
     app.add_middleware(LimitsAndMetrics, settings=settings, metrics=metrics)  # the outer one: it sees every request
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
         text, media_type = metrics.exposition()
-        return Response(text + OPEN_CONNECTIONS % connections.COUNT.total(), media_type=media_type)
+        return Response(text + OPEN_CONNECTIONS % open_connections(), media_type=media_type)
 
     return app

@@ -13,14 +13,14 @@ from importlib.resources import files
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from prelu_deploy.serve.deps import Models
+from prelu_deploy.serve.api.deps import Models
 
 router = APIRouter(tags=["page"])
 
 
 @cache
 def _template() -> str:
-    return (files("prelu_deploy.serve") / "static" / "index.html").read_text()
+    return (files("prelu_deploy.serve.api") / "static" / "index.html").read_text()
 
 
 def _hashes(html: str, tag: str) -> str:

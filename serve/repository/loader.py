@@ -24,7 +24,7 @@ from prelu_deploy.manifest import MANIFEST, ModelEntry, load_entry
 from prelu_deploy.models.preprocess import Preprocess
 from prelu_deploy.runners.registry import default_backend, get_runner
 from prelu_deploy.runners.runner import Runner, run_batched
-from prelu_deploy.serve.batching import DynamicBatcher
+from prelu_deploy.serve.engine.batcher import DynamicBatcher
 from prelu_deploy.serve.settings import Settings
 from prelu_deploy.tolerances import judge, judged_rows
 
@@ -39,7 +39,7 @@ class ServedModel:
     backend: str
     entry: ModelEntry | None = None
     runners: list[Runner] = field(default_factory=list)  # one per instance: none is shared between threads
-    lone_runner: Runner | None = None  # more threads, for a request alone on the server (run inline; serve.batching)
+    lone_runner: Runner | None = None  # more threads, for a request alone on the server (run inline; serve.engine.batcher)
     batcher: DynamicBatcher | None = None
     preprocess: Preprocess | None = None
     reason: str | None = None  # why it is not ready, as callers see it (no absolute path)
@@ -126,7 +126,7 @@ def public_reason(reason: str, repo: Path) -> str:
 
 
 def pin_versions(repo: Path | None = None) -> dict[str, str]:
-    """The supervisor's pin (serve.workers, at start and at SIGHUP): {folder: sha256 of its manifest.json}
+    """The supervisor's pin (serve.workers.processes, at start and at SIGHUP): {folder: sha256 of its manifest.json}
     for every model directory of `repo` (by default the one pinned last), put in the environment that the
     worker processes it starts inherit. Leftovers of killed writers are cleaned first, as workers do."""
     repo = Path(repo or json.loads(os.environ[PINS_ENV])["repo"])

@@ -3,7 +3,7 @@ front of FastAPI. Through FastAPI's router a request for a small model spent mor
 CPU on route matching, parameter solving and Request/Response objects than on its own work (profiled:
 docs/benchmarks.md); here a POST to one of these paths is matched with one split of its path, its
 body read with the server's limits, and its handler's answer sent as is. Every other request goes on
-to FastAPI, and the OpenAPI document still describes these routes (serve.openapi.HOT_ROUTES)."""
+to FastAPI, and the OpenAPI document still describes these routes (serve.api.openapi.HOT_ROUTES)."""
 
 import asyncio
 import logging
@@ -12,7 +12,6 @@ from typing import Awaitable, Callable
 
 from starlette.datastructures import Headers
 
-from prelu_deploy.serve import connections
 from prelu_deploy.serve.errors import ApiError, ClientGone, error_response
 from prelu_deploy.serve.settings import Settings
 
@@ -26,13 +25,6 @@ class HotRequest:
     body: bytes
     name: str | None  # the model named in the path (None: /v1/classify, the default model)
     version: str | None
-
-    @property
-    def alone(self) -> bool:
-        """Whether this is the only request the server can have: it holds one client connection (over
-        all its workers), and HTTP/1.1 brings that connection's requests one at a time. (Unknown, so
-        False, behind Ray's proxy.)"""
-        return connections.COUNT.total() == 1
 
     def header(self, name: str) -> str | None:
         return Headers(scope=self.scope).get(name)

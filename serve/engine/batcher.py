@@ -7,13 +7,13 @@ thread found a backlog — and bounds it from the moment the oldest request of t
 
 The event loop only queues a request and, once per batch, settles the callers' futures: gathering,
 running and the batch metrics happen on the runner threads (the loop's CPU per request is what
-limits a server of a small model; a batching task on the loop cost a fifth of it in a profile).
-One exception: a caller that knows nobody else can be waiting (serve.hot_path: a single client
-connection, whose HTTP/1.1 requests come one at a time) has its request run at once on the event
-loop's own thread when the batcher is idle and the run is short (INLINE_MAX_S), as a hand-written
-server would. A lone runner with more threads (serve.workers.plan) takes turns with the first
-instance on the first lone requests and is kept only when faster (LONE_GAIN): timed on real lone
-requests, not at startup, where the other workers loading skewed the timing. Each caller gets
+limits a server of a small model, so the loop does no batching work). One exception: an HTTP
+request while the server has a single client connection (`alone`, injected by the app: HTTP/1.1
+brings that connection's requests one at a time, so nobody else can be waiting) runs at once on the
+event loop's own thread when the batcher is idle and the run is short (INLINE_MAX_S), as a
+hand-written server would. A lone runner with more threads (serve.workers.processes.plan) takes
+turns with the first instance on the first lone requests and is kept only when faster (LONE_GAIN):
+timed on real lone requests, not at startup, while other workers may still be loading. Each caller gets
 exactly its own rows back. The queue is bounded: when full, `submit` raises QueueFull at once (the
 HTTP layer answers 503 with Retry-After)."""
 
@@ -31,9 +31,7 @@ INLINE_MAX_S = 0.01  # an inline run holds the event loop: only for models that 
 LONE_TRIALS = 12  # lone requests timed on each of the lone runner and the first instance before one is kept
 # the lone runner is kept when its median time per row is at least this much faster (a margin for
 # noise): speed decides, since a lone request leaves the other cores idle, but a runner that is not
-# faster is not worth the core its extra threads spin on. Measured in the server's workers: cifar
-# 1.66–1.87× (kept); digits 0.87–1.19× from run to run (mostly dropped: at one client the same
-# requests/s as the baseline on 0.84 cores, where the baseline's two threads keep 1.76 busy)
+# faster is not worth the core its extra threads spin on (docs/benchmarks.md: which models gain)
 LONE_GAIN = 1.05
 
 
@@ -56,11 +54,12 @@ class DynamicBatcher:
     def __init__(self, runs: list[Callable[[np.ndarray], np.ndarray]], max_batch: int, max_delay_s: float,
                  max_queue: int, on_batch: Callable[[int, list[float], float], None] | None = None,
                  lone_run: Callable[[np.ndarray], np.ndarray] | None = None, inline_ok: bool = True,
-                 on_lone_verdict: Callable[[bool, float], None] | None = None):
+                 on_lone_verdict: Callable[[bool, float], None] | None = None, alone: Callable[[], bool] = lambda: False):
         self.inline_run = runs[0]  # the first instance's, unless a lone runner (more threads) wins its trial
         # lone runner's and the instance's seconds per row on lone requests, until one is kept (then None)
         self._trial = ((lone_run, []), (runs[0], [])) if lone_run else None
         self.on_lone_verdict = on_lone_verdict  # on_lone_verdict(kept, gain): after the trial, on the loop
+        self.alone = alone  # whether the server has one client connection (injected: the server counts them)
         self.inline_ok = inline_ok  # False: never inline (GPU runners keep to their own thread, where their CUDA state is)
         self.max_batch, self.max_delay_s, self.max_queue = max_batch, max_delay_s, max_queue
         self.on_batch = on_batch  # on_batch(rows, queue seconds, compute seconds), called on a runner thread
@@ -98,10 +97,10 @@ class DynamicBatcher:
                 await asyncio.to_thread(thread.join)
 
     async def submit(self, x: np.ndarray, inline: bool = False) -> np.ndarray:
-        """The runner's output rows for `x`, computed in some batch with other callers' rows — or,
-        when the caller knows nobody else can be waiting (`inline`; serve.hot_path: one client
-        connection), the batcher is idle and the run is short, at once on the calling thread."""
-        if inline and self.inline_ok and len(x) * self.row_seconds <= INLINE_MAX_S and (y := self._run_inline(x)) is not None:
+        """The runner's output rows for `x`, computed in some batch with other callers' rows — or, when
+        the caller allows it (`inline`: an HTTP request), nobody else can be waiting (`alone()`), the
+        batcher is idle and the run is short, at once on the calling thread."""
+        if inline and self.inline_ok and self.alone() and len(x) * self.row_seconds <= INLINE_MAX_S and (y := self._run_inline(x)) is not None:
             return y
         loop = self._loop
         items = [_Item(x[i:i + self.max_batch], loop.create_future()) for i in range(0, len(x), self.max_batch)]
@@ -122,7 +121,7 @@ class DynamicBatcher:
         whose turn it is), if nothing is queued or running (then no runner thread can start a batch
         until this returns: only the caller's thread queues, and the first instance is free — or the
         lone runner has the cores to itself); None otherwise. Saves the two thread hand-offs of a
-        batch (measured: ~8 % of requests/s at one client)."""
+        batch."""
         with self._changed:
             if self._stopping or self._queue or self.running or len(x) > self.max_batch:
                 return None

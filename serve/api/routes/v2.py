@@ -8,14 +8,14 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from prelu_deploy import __version__
-from prelu_deploy.serve.batching import BatcherStopped, QueueFull
-from prelu_deploy.serve.deps import AnyModel, Models, find_model, require_ready
+from prelu_deploy.serve.engine.batcher import BatcherStopped, QueueFull
+from prelu_deploy.serve.api.deps import AnyModel, Models, find_model, require_ready
 from prelu_deploy.serve.errors import ApiError
-from prelu_deploy.serve.hot_path import HotRequest
-from prelu_deploy.serve.model_control import held
-from prelu_deploy.serve.openapi import errors
-from prelu_deploy.serve.protocol import HEADER_LENGTH, decode_request, encode_response
-from prelu_deploy.serve.repository import ServedModel
+from prelu_deploy.serve.api.hot_path import HotRequest
+from prelu_deploy.serve.repository.control import held
+from prelu_deploy.serve.api.openapi import errors
+from prelu_deploy.serve.api.protocol import HEADER_LENGTH, decode_request, encode_response
+from prelu_deploy.serve.repository.loader import ServedModel
 
 log = logging.getLogger("prelu_deploy.serve")
 INLINE_DECODE_BYTES = 64 << 10  # smaller bodies decode faster than a hop to a thread
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
 
 
 async def infer(request: HotRequest) -> tuple[bytes, dict[str, str]]:
-    """POST /v2/models/{name}[/versions/{version}]/infer, served by serve.hot_path (not FastAPI's router)."""
+    """POST /v2/models/{name}[/versions/{version}]/infer, served by serve.api.hot_path (not FastAPI's router)."""
     models, settings = request.state.models, request.state.settings
     served = require_ready(find_model(models, request.name, request.version))
     with held(served):  # a version swapped out meanwhile answers this request before it is retired
@@ -32,7 +32,7 @@ async def infer(request: HotRequest) -> tuple[bytes, dict[str, str]]:
         # parsing megabytes of JSON takes milliseconds: off the event loop, so other clients are not held up
         small = len(request.body) <= INLINE_DECODE_BYTES
         req, x = decode_request(*args) if small else await run_in_threadpool(decode_request, *args)
-        y = await submit(served, x, inline=request.alone)
+        y = await submit(served, x, inline=True)
     return encode_response(served.name, req, served.entry.output.name, y)
 
 
@@ -98,7 +98,7 @@ async def model_ready(served: AnyModel) -> JSONResponse:
 
 async def submit(served: ServedModel, x, inline: bool = False):
     """The model's output rows for `x`; a full queue is a 503, a failing runner a JSON 500 that says why.
-    `inline`: no other request can be waiting, so the batcher may run it on this thread."""
+    `inline`: an HTTP request, which the batcher may run on this thread when it is alone on the server."""
     try:
         return await served.batcher.submit(x, inline)
     except QueueFull as err:

@@ -3,13 +3,13 @@
 repository, its runners and one dynamic batcher per model. Imported only under --ray: the plain server
 never imports ray.
 
-- The ingress (serve/ray_options.py, docs/scale-out.md): by default Ray Serve's HAProxy mode (HAProxy on
+- The ingress (serve/ray/options.py, docs/scale-out.md): by default Ray Serve's HAProxy mode (HAProxy on
   --port balancing over each replica's own HTTP server); `direct` (each replica's port, for an external
   load balancer) and `proxy` (Ray's Python proxy actor) are selectable. Replicas run the app on their
   main event loop, and log each request only at --log-level info or debug. Ray's own error answers come
-  as JSON, as the app's (serve/ray_ingress.py).
+  as JSON, as the app's (serve/ray/ingress.py).
 - The repository reaches the replicas through Ray's object store, not a shared filesystem: the driver
-  packs it (serve/packing.py) and `ray.put`s the bytes; each replica checks their sha256 before it
+  packs it (serve/ray/packing.py) and `ray.put`s the bytes; each replica checks their sha256 before it
   unpacks them into a temporary folder of its own.
 - A replica is ready once its app's lifespan ran the parity gate of every model; its health check
   fails while no model of its passed (so Ray neither routes to it nor counts it) or a batcher died.
@@ -34,9 +34,9 @@ from ray.serve.config import AutoscalingConfig, BackpressureConfig
 from ray.serve.context import _get_global_client
 
 from prelu_deploy.errors import PreluDeployError, UsageError
-from prelu_deploy.serve.app import create_app
-from prelu_deploy.serve.packing import pack_repository, unpack_repository
-from prelu_deploy.serve.ray_options import REPLICA_ENV, RayOptions, haproxy_binary, ingress_env
+from prelu_deploy.serve.api.app import create_app
+from prelu_deploy.serve.ray.packing import pack_repository, unpack_repository
+from prelu_deploy.serve.ray.options import REPLICA_ENV, RayOptions, haproxy_binary, ingress_env
 from prelu_deploy.serve.settings import Settings
 
 log = logging.getLogger("prelu_deploy.serve")
@@ -160,12 +160,12 @@ def build(repo: Path, settings: Settings, options: RayOptions, inline: bool = Fa
 
 def app_builder(args: dict):
     """For Ray Serve config files (`serve run`, `serve deploy`, KubeRay's RayService):
-    `import_path: prelu_deploy.serve.ray_app:app_builder` with `args`: `repo` (a path on the node that
+    `import_path: prelu_deploy.serve.ray.app:app_builder` with `args`: `repo` (a path on the node that
     builds the application, e.g. inside the image; default the bundled model), `log_level` (info: each
     request logged) and any Settings field (threads, max_batch_size, max_queue, …). Replicas,
     autoscaling and resources come from the config file's `deployments:` section, which overrides what
     is set here (docs/scale-out-serve.yaml)."""
-    from prelu_deploy.serve.bundled import bundled_repository
+    from prelu_deploy.serve.repository.bundled import bundled_repository
 
     args = dict(args)
     repo = Path(args.pop("repo", None) or bundled_repository())
