@@ -62,14 +62,19 @@ def layout(names: list[str], is_file, where: Path) -> dict[int, VersionFiles]:
     return dict(sorted(found.items()))
 
 
-def version_numbers(model_dir: str | Path) -> list[int]:
-    """The versions a model folder holds: 1 when its root has a manifest, and each N/ holding one."""
+def version_layout(model_dir: str | Path) -> dict[int, VersionFiles]:
+    """{number: its files} of a model folder, read by path (none when it cannot be listed)."""
     model_dir = Path(model_dir)
     try:
         names = [p.name for p in model_dir.iterdir()]
     except OSError:
-        return []
-    return list(layout(names, lambda rel: (model_dir / rel).is_file(), model_dir))
+        return {}
+    return layout(names, lambda rel: (model_dir / rel).is_file(), model_dir)
+
+
+def version_numbers(model_dir: str | Path) -> list[int]:
+    """The versions a model folder holds: 1 when its root has a manifest, and each N/ holding one."""
+    return list(version_layout(model_dir))
 
 
 def next_number(numbers: list[int]) -> int:

@@ -28,7 +28,8 @@ def serve(
     api_token_file: Optional[Path] = typer.Option(None, "--api-token-file", help="A file holding the API token (or the environment variable PRELU_DEPLOY_API_TOKEN): requests to the management API (and with --auth all, to everything but health) need 'Authorization: Bearer TOKEN'."),
     api_token: Optional[str] = typer.Option(None, "--api-token", help="The API token itself (visible in ps: prefer --api-token-file)."),
     auth: str = typer.Option("management", "--auth", help="What needs the token: management (the repository API) | all (inference, metadata, the page and /metrics too; health stays open)."),
-    model_control: str = typer.Option("none", "--model-control", help="none (serve what REPO holds at start; the repository API's load and unload are refused) | explicit (only the --load-model models at start, then what the repository API loads and unloads, each after its parity gate)."),
+    model_control: str = typer.Option("none", "--model-control", help="none (serve what REPO holds at start; the repository API's load and unload are refused) | explicit (only the --load-model models at start, then what the repository API loads and unloads, each after its parity gate) | poll (what REPO holds, followed as it changes: new and changed versions load beside those that serve, each after its parity gate; a removed model unloads)."),
+    poll_interval: Optional[float] = typer.Option(None, "--poll-interval", help="--model-control poll: seconds between two looks at REPO (default 15, Triton's)."),
     load_model: Optional[list[str]] = typer.Option(None, "--load-model", help="--model-control explicit: a model (its folder in REPO) to load at start; repeat for more."),
     backend: str = typer.Option("auto", "--backend", help="auto (tensorrt for plan entries, else onnxruntime) | onnxruntime | tensorrt | torch"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ONNX Runtime's CUDA provider: the gpu extra)."),
@@ -70,7 +71,7 @@ def serve(
     grpc_port = (0 if ray else 8001) if grpc_port is None else grpc_port
     from prelu_deploy.serve.repository.control import options as control_options
 
-    control_settings = control_options(model_control, load_model or [], ray)
+    control_settings = control_options(model_control, load_model or [], ray, poll_interval=poll_interval)
     ray_options = _ray_options(ray, replicas, autoscale, ray_address, max_ongoing_requests, ray_cpus, ray_gpus, max_queue, ray_ingress)
     if ray_options is not None and workers is not None:
         raise UsageError("--workers: not with --ray (each replica is one process; choose --replicas or --autoscale)")

@@ -32,6 +32,7 @@ class Settings(BaseModel):
     grpc_port: int = Field(0, ge=0, le=65535)  # KServe v2 gRPC (serve.api.grpc_service); 0: none
     api_token_sha256: str | None = None  # sha256 of the API token (serve.api.auth); the token itself is never kept
     auth: str = "management"  # what needs the token: management (the repository API) | all (inference, metadata too)
-    model_control: str = "none"  # none: what the repository holds at start | explicit: what --load-model and the API load
+    model_control: str = "none"  # none: what the repository holds at start | explicit: what --load-model and the API load | poll
+    poll_interval_s: float = Field(15.0, gt=0)  # poll: seconds between two looks at the repository (Triton's default)
     load_models: list[str] = []  # --load-model: the models an explicit server loads at start
     control_dir: str | None = None  # several workers, explicit: where they share loads and unloads (serve.repository.relay)

@@ -17,6 +17,7 @@ from prelu_deploy.runners.runner import run_batched
 from prelu_deploy.serve.api import services
 from prelu_deploy.serve.api.auth import Auth
 from prelu_deploy.serve.engine.batcher import DynamicBatcher
+from prelu_deploy.serve.repository.versions import every_version
 from prelu_deploy.serve.errors import ApiError, error_response
 from prelu_deploy.serve.api.hot_path import MODEL_KEY, HotPath
 from prelu_deploy.serve.api.metrics import Metrics
@@ -121,13 +122,13 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None,
         app.state.models = models if models is not None else services.initial_models(settings)
         app.state.start_batcher = partial(start_batcher, settings=settings, metrics=metrics,
                                           alone=lambda: open_connections() == 1)  # also for models loaded later
-        for served in app.state.models.values():
+        for served in every_version(app.state.models):
             if served.ready:
                 app.state.start_batcher(served)
         stop_services = await services.start(app)  # gRPC (--grpc-port), the repository API, on these models and batchers
         yield
         await stop_services()
-        for served in app.state.models.values():
+        for served in every_version(app.state.models):
             if served.batcher:
                 await served.batcher.stop()
             served.close()

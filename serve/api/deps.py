@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.repository.loader import ServedModel
+from prelu_deploy.serve.repository.versions import find_version
 
 
 async def get_models(request: Request) -> dict[str, ServedModel]:
@@ -16,13 +17,12 @@ async def get_models(request: Request) -> dict[str, ServedModel]:
 
 
 def find_model(models: dict[str, ServedModel], name: str, version: str | None = None) -> ServedModel:
-    """The named model, ready or not; 404 for an unknown name or version."""
-    if version not in (None, "1"):
-        raise ApiError(404, f"model {name!r} has no version {version!r}; it has version '1'")
-    if name not in models:  # an unloaded model says so (serve.repository.control.ModelTable)
+    """The named model, ready or not — its version `version`, or the one unversioned requests reach
+    (serve.repository.versions); 404 for an unknown name or version."""
+    if name not in models:  # an unloaded model says so (serve.repository.versions.ModelTable)
         gone = getattr(models, "gone", {}).get(name)
         raise ApiError(404, gone or f"unknown model {name!r}; served: {', '.join(models) or 'none'}")
-    return models[name]
+    return models[name] if version is None else find_version(models, name, version)
 
 
 def require_ready(served: ServedModel) -> ServedModel:

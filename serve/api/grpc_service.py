@@ -26,6 +26,7 @@ from prelu_deploy.serve.api.deps import find_model, require_ready
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.repository.control import held
 from prelu_deploy.serve.api.protocol import check_finite, check_tensor
+from prelu_deploy.serve.repository.versions import ready_versions
 from prelu_deploy.serve.api.routes.v2 import INLINE_DECODE_BYTES, metadata, submit
 from prelu_deploy.serve.api.services import address
 
@@ -106,7 +107,8 @@ class InferenceService(pbg.GRPCInferenceServiceServicer):
 
     @rpc("grpc_metadata")
     async def ModelMetadata(self, request, context):
-        meta = metadata(find_model(self.models, request.name, request.version or None))
+        served = find_model(self.models, request.name, request.version or None)
+        meta = metadata(served, [request.version] if request.version else ready_versions(self.models, served.name))
         tensors = [[pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
                     for t in meta.get(kind, [])] for kind in ("inputs", "outputs")]
         return pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"], platform=meta.get("platform", ""),
@@ -126,7 +128,7 @@ class InferenceService(pbg.GRPCInferenceServiceServicer):
         # and inline runs would serialize every call (no batch would ever form)
         y = await submit(served, x)
         out = pb.ModelInferResponse.InferOutputTensor(name=served.entry.output.name, datatype="FP32", shape=y.shape)
-        return pb.ModelInferResponse(model_name=served.name, model_version="1", id=request.id, outputs=[out],
+        return pb.ModelInferResponse(model_name=served.name, model_version=str(served.number), id=request.id, outputs=[out],
                                      raw_output_contents=[np.ascontiguousarray(y, np.float32).tobytes()])
 
 

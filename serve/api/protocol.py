@@ -10,6 +10,7 @@ from prelu_deploy.manifest import TensorSpec
 from prelu_deploy.serve.errors import ApiError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+VERSION_HEADER = "x-model-version"  # on every inference answer: the version of the model that computed it
 DTYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64}
 
 
@@ -122,8 +123,9 @@ def wants_binary(request: dict, output_name: str) -> bool:
     return False
 
 
-def encode_response(model: str, request: dict, output_name: str, y: np.ndarray) -> tuple[bytes, dict]:
-    """Response body and headers: JSON, or JSON followed by the raw output when binary was asked for."""
+def encode_response(model: str, request: dict, output_name: str, y: np.ndarray, version: int = 1) -> tuple[bytes, dict]:
+    """Response body and headers: JSON, or JSON followed by the raw output when binary was asked for; the
+    version that answered in both (the body's model_version, the x-model-version header)."""
     out = {"name": output_name, "datatype": "FP32", "shape": list(y.shape)}
     raw = b""
     if wants_binary(request, output_name):
@@ -131,10 +133,10 @@ def encode_response(model: str, request: dict, output_name: str, y: np.ndarray) 
         out["parameters"] = {"binary_data_size": len(raw)}
     else:
         out["data"] = y.astype(np.float32).ravel().tolist()
-    response = {"model_name": model, "model_version": "1", "outputs": [out]}
+    response = {"model_name": model, "model_version": str(version), "outputs": [out]}
     if "id" in request:
         response["id"] = request["id"]
     head = json.dumps(response).encode()
     if not raw:
-        return head, {"content-type": "application/json"}
-    return head + raw, {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(head))}
+        return head, {"content-type": "application/json", VERSION_HEADER: str(version)}
+    return head + raw, {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(head)), VERSION_HEADER: str(version)}

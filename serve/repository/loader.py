@@ -10,7 +10,6 @@ other than the pinned one (not ready, saying why) rather than serve a second ver
 A reason that is not ready is shown to unauthenticated callers: relative to the repository, no
 absolute path; the log keeps the full text."""
 
-import hashlib
 import json
 import logging
 import os
@@ -19,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prelu_deploy.atomic import clean_leftovers
-from prelu_deploy.errors import PreluDeployError
-from prelu_deploy.manifest import MANIFEST, ModelEntry, load_entry
+from prelu_deploy.errors import ModelDirError, PreluDeployError
+from prelu_deploy.manifest import ModelEntry, load_entry, version_numbers
 from prelu_deploy.models.preprocess import Preprocess
 from prelu_deploy.runners.registry import default_backend, get_runner
 from prelu_deploy.runners.runner import Runner, run_batched
 from prelu_deploy.serve.engine.batcher import DynamicBatcher
+from prelu_deploy.serve.repository.versions import ModelTable, manifest_shas, pin_key, pins_of, selected
 from prelu_deploy.serve.settings import Settings
 from prelu_deploy.tolerances import judge, judged_rows
 
@@ -47,6 +47,7 @@ class ServedModel:
     parity: dict | None = None  # the gate's numbers
     max_batch: int = 32  # rows in one runner call: --max-batch-size within what the entry accepts
     no_classify: str | None = None  # why /classify cannot take images (tensors still work)
+    number: int = 1  # which version of the model (prelu_deploy.versions)
 
     @property
     def ready(self) -> bool:
@@ -70,18 +71,20 @@ def _gate(served: ServedModel, runner: Runner) -> None:
         served.reason = "parity gate: golden outputs disagree with PyTorch: " + "; ".join(report["failures"])
 
 
-def load_model(path: Path, settings: Settings, pinned: str | None = None) -> ServedModel:
-    """The model at `path`, ready or with its reason; `pinned`: the only version (manifest sha256) to serve."""
-    served = ServedModel(path.name, path, settings.backend)
+def load_model(path: Path, settings: Settings, pinned: str | None = None, number: int | None = None) -> ServedModel:
+    """Version `number` (None: the newest) of the model at `path`, ready or with its reason; `pinned`: the
+    only manifest (its sha256) to serve of it."""
+    served = ServedModel(path.name, path, settings.backend, number=number or 1)
     try:
-        entry = served.entry = load_entry(path)
+        entry = served.entry = load_entry(path, number)
+        served.number = entry.number
         served.name = entry.name
         served.max_batch = min(settings.max_batch_size, entry.profile.max)
         if served.backend == "auto":
             served.backend = default_backend(entry)
         if pinned is not None and entry.version != pinned:  # another version than the other workers': not shown
             served.entry = None
-            served.reason = (f"{path.name} changed on disk after the server started (manifest sha256 {entry.version[:12]}; "
+            served.reason = (f"{pin_key(path.name, served.number)} changed on disk after the server started (manifest sha256 {entry.version[:12]}; "
                              f"the server's other workers were started on {pinned[:12] or 'none'}), so it is not served "
                              "beside that version: reload the workers (SIGHUP) or restart the server to serve it")
         elif problems := entry.verify():
@@ -134,10 +137,7 @@ def pin_versions(repo: Path | None = None) -> dict[str, str]:
         log.warning("%s: %s (left by a writer that was killed)", repo, note)
     versions = {}
     for path in _model_dirs(repo):
-        try:
-            versions[path.name] = hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest()
-        except OSError:
-            continue
+        versions.update(manifest_shas(path))
     os.environ[PINS_ENV] = json.dumps({"repo": str(repo), "versions": versions})
     return versions
 
@@ -151,13 +151,36 @@ def pinned_versions(repo: Path) -> dict[str, str] | None:
     return pin["versions"] if os.path.realpath(pin["repo"]) == os.path.realpath(repo) else None
 
 
+def model_dirs(repo: Path) -> list[str]:
+    """The model folders of `repo`: each holding a version (hidden ones are a writer's staging or backup copies)."""
+    return [p.name for p in _model_dirs(repo)]
+
+
 def _model_dirs(repo: Path) -> list[Path]:
-    # hidden folders are staging or backup copies of a writer, never models
-    return sorted(p for p in repo.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file())
+    return sorted(p for p in repo.iterdir() if not p.name.startswith(".") and p.is_dir() and _holds_a_version(p))
 
 
-def load_repository(repo: Path, settings: Settings) -> dict[str, ServedModel]:
-    """Every model directory under `repo` (a folder holding manifest.json), ready or with its reason."""
+def _holds_a_version(path: Path) -> bool:
+    try:
+        return bool(version_numbers(path))
+    except ModelDirError:  # it holds versions, read wrongly: loading it says why
+        return True
+
+
+def load_versions(path: Path, settings: Settings, pins: dict[int, str] | None = None,
+                  numbers: list[int] | None = None) -> dict[int, ServedModel]:
+    """{number: ServedModel} of the model at `path`: the versions its version_policy names (or `numbers`),
+    each through the parity gate; `pins`: {number: the only manifest sha256 to serve} (a version missing
+    from it is not served). A folder whose versions cannot be chosen is one not-ready model saying why."""
+    try:
+        numbers = numbers or selected(path)
+    except ModelDirError as err:
+        return {1: _not_ready(ServedModel(path.name, path, settings.backend, reason=f"cannot load: {err}"))}
+    return {n: load_model(path, settings, None if pins is None else pins.get(n, ""), n) for n in numbers}
+
+
+def load_repository(repo: Path, settings: Settings) -> ModelTable:
+    """Every model folder under `repo`, the versions its policy names, each ready or with its reason."""
     if not repo.is_dir():
         raise PreluDeployError(f"{repo}: no such model repository (make one with `prelu-deploy export`)")
     log.info("runner instances per model: %d; threads per instance: %s; --max-batch-size %d; --max-queue-delay-ms %g",
@@ -165,23 +188,32 @@ def load_repository(repo: Path, settings: Settings) -> dict[str, ServedModel]:
              settings.max_queue_delay_ms)
     for note in clean_leftovers(repo):  # what a killed export/build left: restored or removed
         log.warning("%s: %s (left by a writer that was killed)", repo, note)
-    models: dict[str, ServedModel] = {}
-    pins = pinned_versions(repo)  # several workers
+    models = ModelTable()
+    # several workers serve what the supervisor pinned; a poll follows the repository instead
+    pins = None if settings.model_control == "poll" else pinned_versions(repo)
     for path in _model_dirs(repo):
-        served = load_model(path, settings, None if pins is None else pins.get(path.name, ""))
-        if served.name in models:
+        versions = load_versions(path, settings, pins_of(pins, path.name))
+        name = versions[max(versions)].name
+        if name in models:
             log.error("%s: model name %r is already served from %s; this entry is NOT served (rename it in its "
-                      "manifest, or remove one)", path, served.name, models[served.name].path)
-            served.close()
+                      "manifest, or remove one)", path, name, models[name].path)
+            for served in versions.values():
+                served.close()
             continue
-        models[served.name] = served
-        if served.ready:
-            log.info("model %s: ready on %s ×%d%s (parity gate max abs %.2g of logit scale %.3g)", served.name,
-                     served.backend, len(served.runners),
-                     f" + a lone-request runner on {settings.lone_threads} threads, on trial" if served.lone_runner else "",
-                     served.parity["max_abs"], served.parity["logit_scale"])
-        else:
-            log.warning("model %s: NOT ready: %s", served.name, served.detail)
+        models.put(name, versions)
+        for served in versions.values():
+            log_loaded(served, settings)
     if not models:
         log.warning("%s holds no model directories", repo)
     return models
+
+
+def log_loaded(served: ServedModel, settings: Settings) -> None:
+    label = served.name if served.number == 1 else f"{served.name} version {served.number}"
+    if served.ready:
+        log.info("model %s: ready on %s ×%d%s (parity gate max abs %.2g of logit scale %.3g)", label,
+                 served.backend, len(served.runners),
+                 f" + a lone-request runner on {settings.lone_threads} threads, on trial" if served.lone_runner else "",
+                 served.parity["max_abs"], served.parity["logit_scale"])
+    else:
+        log.warning("model %s: NOT ready: %s", label, served.detail)

@@ -228,7 +228,9 @@ def test_without_a_token_the_management_api_answers_on_loopback_only(repo):
 @pytest.mark.parametrize("args, message", [
     (["--model-control", "explicit", "--host", "0.0.0.0"], "--model-control explicit on --host 0.0.0.0 (beyond loopback) "
      "would let anyone who reaches it load and unload models: --api-token-file FILE"),
-    (["--model-control", "poll"], "--model-control poll: not in this version"),
+    (["--poll-interval", "1"], "--poll-interval: only with --model-control poll"),
+    (["--model-control", "poll", "--poll-interval", "0"], "--poll-interval 0: seconds between two looks at the repository"),
+    (["--model-control", "poll", "--ray"], "--model-control poll: not with --ray"),
     (["--load-model", "digits"], "--load-model: only with --model-control explicit"),
     (["--model-control", "explicit", "--load-model", "nope"], "--load-model 'nope': no model directory of that name"),
     (["--model-control", "explicit", "--ray"], "--model-control explicit: not with --ray"),

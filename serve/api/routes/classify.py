@@ -15,6 +15,7 @@ from starlette.requests import Request
 
 from prelu_deploy.runners.classify import predictions
 from prelu_deploy.serve.api.deps import find_model, require_ready
+from prelu_deploy.serve.api.protocol import VERSION_HEADER
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.api.hot_path import HotRequest
 from prelu_deploy.serve.api.images import Header, decode, header
@@ -46,7 +47,7 @@ async def classify(request: HotRequest) -> tuple[bytes, dict[str, str]]:
         x = await _prepare(uploads, pre, settings)
         logits = await submit(served, x, inline=True)
     answer = {"model": served.name, "predictions": predictions([name for name, _ in uploads], logits, served.entry.labels, top_k)}
-    return json.dumps(answer).encode(), {"content-type": "application/json"}
+    return json.dumps(answer).encode(), {"content-type": "application/json", VERSION_HEADER: str(served.number)}
 
 
 async def _prepare(uploads: list[tuple[str, bytes]], pre, settings) -> np.ndarray:

@@ -16,6 +16,7 @@ from prelu_deploy.serve.repository.control import held
 from prelu_deploy.serve.api.openapi import errors
 from prelu_deploy.serve.api.protocol import HEADER_LENGTH, decode_request, encode_response
 from prelu_deploy.serve.repository.loader import ServedModel
+from prelu_deploy.serve.repository.versions import ready_versions
 
 log = logging.getLogger("prelu_deploy.serve")
 INLINE_DECODE_BYTES = 64 << 10  # smaller bodies decode faster than a hop to a thread
@@ -33,7 +34,7 @@ async def infer(request: HotRequest) -> tuple[bytes, dict[str, str]]:
         small = len(request.body) <= INLINE_DECODE_BYTES
         req, x = decode_request(*args) if small else await run_in_threadpool(decode_request, *args)
         y = await submit(served, x, inline=True)
-    return encode_response(served.name, req, served.entry.output.name, y)
+    return encode_response(served.name, req, served.entry.output.name, y, served.number)
 
 
 @router.get("/health/live")
@@ -66,8 +67,10 @@ async def server_metadata() -> dict:
     return {"name": "prelu-deploy", "version": __version__, "extensions": ["binary_tensor_data", "model_repository"]}
 
 
-def metadata(served: ServedModel) -> dict:
-    meta = {"name": served.name, "versions": ["1"], "backend": served.backend, "ready": served.ready}
+def metadata(served: ServedModel, versions: list[str] | None = None) -> dict:
+    """`served`'s metadata; `versions`: the model's versions that take traffic (default: this one's)."""
+    meta = {"name": served.name, "versions": versions or [str(served.number)], "backend": served.backend,
+            "ready": served.ready}
     if e := served.entry:
         runner = served.runners[0] if served.runners else None  # what the runner reports, else what the entry says
         ins, outs = (runner.inputs(), runner.outputs()) if runner else ([e.input], [e.output])
@@ -85,8 +88,8 @@ def metadata(served: ServedModel) -> dict:
 
 @router.get("/models/{name}", responses=errors(404))
 @router.get("/models/{name}/versions/{version}", responses=errors(404))
-async def model_metadata(served: AnyModel) -> dict:
-    return metadata(served)
+async def model_metadata(served: AnyModel, models: Models, version: str | None = None) -> dict:
+    return metadata(served, [version] if version else ready_versions(models, served.name))
 
 
 @router.get("/models/{name}/ready", responses={**errors(404), 503: {"description": "Not ready (the reason is given)"}})
