@@ -20,7 +20,7 @@ from PIL import Image
 from prelu_deploy import confined_threads
 from prelu_deploy.manifest import read_entry
 from prelu_deploy.models.preprocess import Preprocess
-from prelu_deploy.runners.classify import predictions
+from prelu_deploy.runners.answers import predictions
 from prelu_deploy.serve.api.protocol import HEADER_LENGTH
 
 

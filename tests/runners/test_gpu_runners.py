@@ -8,20 +8,20 @@ import pytest
 
 from prelu_deploy.errors import UsageError
 from prelu_deploy.manifest import read_entry
-from prelu_deploy.runners.device import GPU_INSTALL, check_device, cuda_index, ort_cuda_missing, parse_device
+from prelu_deploy.runners.device import GPU_INSTALL, check_device, ort_cuda_missing, parse_device
 from prelu_deploy.precisions import run_precision, run_precisions
 from prelu_deploy.runners.onnxruntime_cuda import graph_for, provider_options
 from prelu_deploy.runners.registry import get_runner
 from prelu_deploy.tolerances import TOLERANCES, judge
-from prelu_deploy.runners.runner import get_runner
 
 NO_ORT_CUDA = ort_cuda_missing() is not None
 needs_no_ort_cuda = pytest.mark.skipif(not NO_ORT_CUDA, reason="checks the message given where onnxruntime has no CUDA provider")
 
 
-@pytest.mark.parametrize("device, parsed", [("cpu", ("cpu", 0)), ("cuda", ("cuda", 0)), ("cuda:0", ("cuda", 0)), ("cuda:3", ("cuda", 3))])
+@pytest.mark.parametrize("device, parsed", [("cpu", ("cpu", 0)), ("cuda", ("cuda", 0)), ("cuda:0", ("cuda", 0)),
+                                            ("cuda:3", ("cuda", 3))])
 def test_device_strings(device, parsed):
-    assert parse_device(device) == parsed and cuda_index(device) == (None if device == "cpu" else parsed[1])
+    assert parse_device(device) == parsed
 
 
 @pytest.mark.parametrize("device", ["gpu:0", "cuda:", "cuda:x", "cpu:0", "CUDA", "cuda:-1", "", "mps"])
@@ -117,12 +117,12 @@ def test_the_fp16_variant_with_fp16_inputs_and_outputs(repo):
 
 
 def test_tf32_and_fp16_on_the_cpu_are_refused(repo):
-    with pytest.raises(UsageError, match="tf32 and fp16 of an ONNX entry need --device cuda"):
+    with pytest.raises(UsageError, match=r"runs on onnxruntime on the CPU as fp32; tf32 and fp16 need --device cuda"):
         get_runner("onnxruntime", repo / "digits", precision="tf32")
-    with pytest.raises(UsageError, match="the torch runners run fp32, or tf32 and fp16 on --device cuda"):
+    with pytest.raises(UsageError, match=r"runs on torch on the CPU as fp32; tf32 and fp16 need --device cuda"):
+        get_runner("torch", repo / "digits", precision="tf32")
     with pytest.raises(UsageError, match=r"--precision 'int8': digits \(fp32\) runs on onnxruntime on the CPU as fp32$"):
         get_runner("onnxruntime", repo / "digits", precision="int8")
-        get_runner("torch", repo / "digits", precision="tf32")
     assert get_runner("onnxruntime", repo / "digits", "cpu", precision="fp32").precision == "fp32"
 
 
@@ -152,7 +152,8 @@ def test_cuda_absent_is_said_with_the_way_to_install(repo):
 
 
 @needs_no_ort_cuda
-@pytest.mark.parametrize("command", [["serve", "{repo}"], ["parity", "{repo}/digits"], ["bench", "{repo}/digits", "--backend", "onnxruntime"]])
+@pytest.mark.parametrize("command", [["serve", "{repo}"], ["parity", "{repo}/digits"],
+                                     ["bench", "{repo}/digits", "--backend", "onnxruntime"]])
 def test_the_cli_says_cuda_is_absent(cli, repo, tmp_path, command):
     """serve, parity and bench: exit 2 at once, naming onnxruntime-gpu and how to install it."""
     args = [a.format(repo=repo) for a in command]
@@ -165,7 +166,8 @@ def test_the_cli_says_cuda_is_absent(cli, repo, tmp_path, command):
 
 
 def test_parity_precision_option(cli, repo):
-    assert "--precision 'bf16': choose one of fp32, tf32, fp16, int8" in cli("parity", repo / "digits", "--precision", "bf16", check_rc=2).stderr
+    refused = cli("parity", repo / "digits", "--precision", "bf16", check_rc=2).stderr
+    assert "--precision 'bf16': choose one of fp32, tf32, fp16, int8" in refused
     assert "need --device cuda" in cli("parity", repo / "digits", "--precision", "fp16", "--n", "8", check_rc=2).stderr
     report = json.loads(cli("parity", repo / "digits", "--device", "cpu", "--precision", "fp32", "--n", "8", "--json").stdout)
     assert report["passed"] and report["outputs"]["logits"]["precision"] == "fp32"

@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from prelu_deploy.runners.classify import predictions
+from prelu_deploy.runners.answers import predictions
 from prelu_deploy.serve.api.deps import find_model, require_ready
 from prelu_deploy.serve.api.protocol import VERSION_HEADER
 from prelu_deploy.serve.errors import ApiError
