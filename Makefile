@@ -8,16 +8,21 @@ WEIGHTS := models/weights/digits_prelu.safetensors
 LOCK   := requirements.lock
 EXTRAS := export serve trt bench dev ray
 
-.PHONY: serve test lock weights bundled samples accuracy-study clean
+.PHONY: serve test reinstall lock weights bundled samples accuracy-study clean
 
 # Every package at the version and sha256 that requirements.lock names (pip's hash-checking mode: a
 # download that differs is refused, and so is a package the lock does not name); torch is the CPU build
-# on this machine's disk (2.13.0+cpu). Then this package itself, built by the locked setuptools.
+# on this machine's disk (2.13.0+cpu). Then this package itself, built by the locked setuptools, as a strict
+# editable install: a tree of links laid out as the wheel is (build/__editable__.*), so lint-imports, an IDE
+# and any static tool read `prelu_deploy` from the checkout; a new module needs `make reinstall`.
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
-	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(MAKE) reinstall
 	touch $@
+
+reinstall:
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
 
 # requirements.lock anew from pyproject.toml's extras (pip-tools, in a venv of its own): the versions
 # pinned there are kept unless `make lock UPGRADE='-P NAME'` (one package) or UPGRADE=--upgrade (all).
@@ -32,6 +37,7 @@ serve: $(STAMP)
 	$(BIN)/prelu-deploy serve
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --durations=15
 
 # How the bundled weights were made (about 45 s on 2 cores): the digits, brought to 8×8 by the ink-box steps the

@@ -28,7 +28,8 @@ class _RunnersByDefault(TyperGroup):
 
 
 bench_app = typer.Typer(cls=_RunnersByDefault, no_args_is_help=True, add_completion=False,
-                        help="Latency and throughput: runners in this process (bench MODEL_DIR|ARCH), a running server (bench http URL), or our server beside a hand-written one (bench serving REPO).")
+                        help="Latency and throughput: runners in this process (bench MODEL_DIR|ARCH), a running server (bench "
+                             "http URL), or our server beside a hand-written one (bench serving REPO).")
 
 
 def register(app: typer.Typer) -> None:
@@ -38,8 +39,10 @@ def register(app: typer.Typer) -> None:
 
 def gpu_check(
     out: Path = typer.Option(Path("gpu-check"), "--out", help="Folder for gpu-check.md and gpu-check.json."),
-    only: str = typer.Option(",".join(("tests", "sweep", "kernel", "http")), "--only", help="Comma list of phases: tests | sweep | kernel | http."),
-    layouts: str = typer.Option("1,2,4,default", "--layouts", help="HTTP phase: comma list of --workers counts, and 'default' (serve's own choice)."),
+    only: str = typer.Option(",".join(("tests", "sweep", "kernel", "http")), "--only", help="Comma list of phases: tests | "
+                                                                                            "sweep | kernel | http."),
+    layouts: str = typer.Option("1,2,4,default", "--layouts", help="HTTP phase: comma list of --workers counts, and 'default' "
+                                                                   "(serve's own choice)."),
     budget: float = typer.Option(345.0, "--budget", min=30.0, help="Seconds for the whole check; each phase gets what is left."),
 ) -> None:
     """Is this toolkit right and fast on this GPU host? Runs every gpu-marked test, the in-process sweep
@@ -112,19 +115,27 @@ DataOpt = typer.Option("random", "--data", help="random | a .npy/.npz of input t
 
 @bench_app.command("runners")
 def runners(
-    target: str = typer.Argument(..., help="A model directory (from export or build), or an architecture name (built He-initialised)."),
-    backend: str = typer.Option("torch,onnxruntime", "--backend", help="Comma list of torch | torch-compile | onnxruntime | tensorrt (needs a GPU)."),
-    prelu_mode: Optional[str] = typer.Option(None, "--prelu-mode", help="Comma list of native | plugin | leaky (default: the directory's own; native for an architecture). Others are re-exported from the source checkpoint."),
-    precision: str = typer.Option("fp32", "--precision", help="Comma list of fp32 (TF32 off on a GPU) | tf32 (--device cuda: ONNX Runtime, torch) | fp16 (TensorRT; ONNX Runtime on --device cuda) | int8 (ONNX Runtime: a QDQ graph, quantized on demand)."),
+    target: str = typer.Argument(..., help="A model directory (from export or build), or an architecture name (built "
+                                           "He-initialised)."),
+    backend: str = typer.Option("torch,onnxruntime", "--backend", help="Comma list of torch | torch-compile | onnxruntime | "
+                                                                       "tensorrt (needs a GPU)."),
+    prelu_mode: Optional[str] = typer.Option(None, "--prelu-mode", help="Comma list of native | plugin | leaky (default: the "
+                                                                        "directory's own; native for an architecture). Others "
+                                                                        "are re-exported from the source checkpoint."),
+    precision: str = typer.Option("fp32", "--precision", help="Comma list of fp32 (TF32 off on a GPU) | tf32 (--device cuda: "
+                                                              "ONNX Runtime, torch) | fp16 (TensorRT; ONNX Runtime on --device "
+                                                              "cuda) | int8 (ONNX Runtime: a QDQ graph, quantized on demand)."),
     batch: str = typer.Option("1,8,32", "--batch", help="Comma list of batch sizes."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="Candidate (e.g. onnxruntime:native) or backend the ratios are against (default: torch, else the first)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Candidate (e.g. onnxruntime:native) or backend the ratios "
+                                                                    "are against (default: torch, else the first)."),
     warmup: int = typer.Option(10, "--warmup", min=0, help="Warm-up calls per candidate (at least)."),
     warmup_s: float = typer.Option(0.5, "--warmup-s", min=0.0, help="Warm-up seconds (at least)."),
     runs: int = typer.Option(50, "--runs", min=1, help="Measured calls per candidate (at least)."),
     duration: float = typer.Option(2.0, "--duration", min=0.0, help="Measured seconds per batch size (at least)."),
     max_runs: int = typer.Option(100_000, "--max-runs", min=1, help="Measured calls per candidate (at most)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of ONNX Runtime and torch (default: theirs)."),
-    device: str = typer.Option("cpu", "--device", help="Where the torch and ONNX Runtime candidates run: cpu | cuda[:N] (ONNX Runtime's CUDA provider: the gpu extra)."),
+    device: str = typer.Option("cpu", "--device", help="Where the torch and ONNX Runtime candidates run: cpu | cuda[:N] (ONNX "
+                                                       "Runtime's CUDA provider: the gpu extra)."),
     act: str = typer.Option("prelu_shared", "--act", help="For an architecture: prelu_shared | prelu_channel | relu | leaky."),
     width: Optional[float] = typer.Option(None, "--width", min=0.01, help="For an architecture: scale every layer's width."),
     input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="For an architecture: square input side."),
@@ -157,9 +168,11 @@ def runners(
 
 @bench_app.command("http")
 def http(
-    url: str = typer.Argument(..., help="Server base URL, e.g. http://127.0.0.1:8000 (--protocol grpc: host:port, e.g. 127.0.0.1:8001); loopback only unless --allow-remote."),
+    url: str = typer.Argument(..., help="Server base URL, e.g. http://127.0.0.1:8000 (--protocol grpc: host:port, e.g. "
+                                        "127.0.0.1:8001); loopback only unless --allow-remote."),
     model: str = typer.Option(..., "--model", help="Model name on the server."),
-    protocol: str = typer.Option("http", "--protocol", help="http (Open Inference Protocol v2 REST) | grpc (KServe v2 gRPC: ModelInfer, raw tensors)."),
+    protocol: str = typer.Option("http", "--protocol", help="http (Open Inference Protocol v2 REST) | grpc (KServe v2 gRPC: "
+                                                            "ModelInfer, raw tensors)."),
     concurrency: str = ConcurrencyOpt,
     duration: float = typer.Option(5.0, "--duration", help="Measured seconds per level (at most)."),
     warmup: float = typer.Option(1.0, "--warmup", help="Unmeasured seconds of load before each level."),
@@ -188,7 +201,8 @@ def http(
         from prelu_deploy.bench import grpc_load as bench_http  # noqa: F811 (the same run(), over gRPC)
     report, raw = bench_http.run(url, cfg, log=lambda msg: err_console.print(msg, highlight=False))
     t = Table(title=f"{model} at {url}: {report['workload']}")
-    for col in ("concurrency", "requests", "ok", "errors", "p50 ms", "p90 ms", "p99 ms", "requests/s", "images/s", "thr. CV", "gen. CPU"):
+    for col in ("concurrency", "requests", "ok", "errors", "p50 ms", "p90 ms", "p99 ms", "requests/s", "images/s", "thr. CV",
+                "gen. CPU"):
         t.add_column(col, justify="right")
     for lv in report["levels"]:
         lat = lv["latency"]
@@ -196,7 +210,8 @@ def http(
         t.add_row(str(lv["concurrency"]), str(lv["requests"]), str(lv["ok"]), f"[red]{errors}[/]" if lv["errors"] else errors,
                   *(f"{lat[k]:.2f}" if k in lat else "–" for k in ("median_ms", "p90_ms", "p99_ms")),
                   f"{lv['throughput_rps']:.0f}", f"{lv['images_per_s']:.0f}",
-                  "–" if lv["throughput_cv"] is None else f"{lv['throughput_cv']:.2f}" + ("" if lv["stable"] else " [yellow]unstable[/]"),
+                  "–" if lv["throughput_cv"] is None
+                  else f"{lv['throughput_cv']:.2f}" + ("" if lv["stable"] else " [yellow]unstable[/]"),
                   f"{lv['client_cpu']:.2f}")
     _finish(report, raw, out, plot, as_json, t)
     if failed := [lv["concurrency"] for lv in report["levels"] if lv["ok"] == 0]:
@@ -214,9 +229,14 @@ def serving(
     warmup: float = typer.Option(1.0, "--warmup", help="Unmeasured seconds of load before each measurement."),
     max_requests: int = typer.Option(100_000, "--max-requests", help="Measured requests per level and server (at most)."),
     data: str = DataOpt,
-    serve_args: str = typer.Option("", "--serve-args", help="Extra `prelu-deploy serve` options for our server, e.g. '--workers 1'."),
-    baseline_threads: Optional[int] = typer.Option(None, "--baseline-threads", min=1, help="ONNX Runtime threads of the baseline (default: ONNX Runtime's, within the cores this process may use)."),
-    rounds: int = typer.Option(1, "--rounds", min=1, help="Rounds per level, the servers alternating (ours, baseline, ours, …); requests/s is the median round's."),
+    serve_args: str = typer.Option("", "--serve-args", help="Extra `prelu-deploy serve` options for our server, e.g. '--workers "
+                                                            "1'."),
+    baseline_threads: Optional[int] = typer.Option(None, "--baseline-threads", min=1, help="ONNX Runtime threads of the "
+                                                                                           "baseline (default: ONNX Runtime's, "
+                                                                                           "within the cores this process may "
+                                                                                           "use)."),
+    rounds: int = typer.Option(1, "--rounds", min=1, help="Rounds per level, the servers alternating (ours, baseline, ours, …); "
+                                                          "requests/s is the median round's."),
     out: Path = OutOpt,
     as_json: bool = JsonOpt,
 ) -> None:

@@ -139,7 +139,8 @@ def markdown_http(r: dict) -> str:
         errors = ", ".join(f"{k} ×{v}" for k, v in lv["errors"].items()) or "0"
         lines.append(f"| {lv['concurrency']} | {lv['requests']} | {lv['ok']} | {errors} | {ms(lat.get('median_ms'))} | "
                      f"{ms(lat.get('p90_ms'))} | {ms(lat.get('p99_ms'))} | {ms(lat.get('max_ms'))} | "
-                     f"{lv['throughput_rps']:.0f} | {lv['images_per_s']:.0f} | {_stability(lv)} | {lv.get('client_cpu', float('nan')):.2f} |")
+                     f"{lv['throughput_rps']:.0f} | {lv['images_per_s']:.0f} | {_stability(lv)} | "
+                     f"{lv.get('client_cpu', float('nan')):.2f} |")
     if any(lv["throughput_cv"] is not None and not lv["stable"] for lv in r["levels"]):
         lines += ["", f"⚠ unstable: throughput varied by more than {CV_HIGH:.0%} (CV) between the windows of a level; "
                       "lengthen --duration or --warmup."]
@@ -207,7 +208,8 @@ def plot_http(r: dict, raw: dict, path: Path) -> None:
     axes[0, 0].plot(c, [lv["throughput_rps"] for lv in levels], "o-")
     axes[0, 0].set(title="throughput", xlabel="concurrency", ylabel="successful requests/s", xscale="log")
     for key, style in (("median_ms", "o-"), ("p99_ms", "s--")):
-        axes[0, 1].plot(c, [lv["latency"].get(key, float("nan")) for lv in levels], style, label="p50" if key == "median_ms" else "p99")
+        axes[0, 1].plot(c, [lv["latency"].get(key, float("nan")) for lv in levels], style,
+                        label="p50" if key == "median_ms" else "p99")
     axes[0, 1].set(title="latency", xlabel="concurrency", ylabel="ms", xscale="log")
     axes[0, 1].legend()
     data = [[t * 1e3 for t in raw[lv["concurrency"]]] or [float("nan")] for lv in levels]

@@ -18,7 +18,8 @@ from prelu_deploy.serve import cli as serve_cli
 
 app = typer.Typer(
     name="prelu-deploy",
-    help="PReLU image classifiers: train, inspect, evaluate, export to ONNX, build TensorRT engines, check parity, serve, benchmark.",
+    help="PReLU image classifiers: train, inspect, evaluate, export to ONNX, build TensorRT engines, check parity, serve, "
+         "benchmark.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -205,7 +205,8 @@ def _entry(m: dict, path: Path, where: Path) -> ModelEntry:
             target_compute_capabilities=r.get(t, "target_compute_capabilities", list, "tensorrt.target_compute_capabilities"),
             fp16_conversion=t.get("fp16_conversion"), workspace_mb=t.get("workspace_mb"), timing_cache=t.get("timing_cache"),
             timing_cache_written=bool(t.get("timing_cache_written")), build_seconds=t.get("build_seconds"),
-            network_layers=t.get("network_layers") or [], tf32=bool(t.get("tf32")), plugin=r.get(t, "plugin", dict, "tensorrt.plugin", optional=True))
+            network_layers=t.get("network_layers") or [], tf32=bool(t.get("tf32")),
+            plugin=r.get(t, "plugin", dict, "tensorrt.plugin", optional=True))
     if why := name_problem(name := r.get(m, "name", str, "name")):  # it names the folders quantize and build write
         raise ModelDirError(f"{where}: manifest field 'name': {why}")
     if bad := [why for rel in artifacts if (why := path_problem(rel))]:
@@ -219,9 +220,11 @@ def _entry(m: dict, path: Path, where: Path) -> ModelEntry:
                       r.get(src, "metrics", dict, "source.metrics", optional=True)),
         preprocess=r.get(m, "preprocess", dict, "preprocess", optional=True),
         labels=r.get(m, "labels", list, "labels", optional=True),
-        preprocess_origin=r.get(m, "preprocess_origin", str, "preprocess_origin", optional=True), golden=r.get(m, "golden", dict, "golden", optional=True) or {},
+        preprocess_origin=r.get(m, "preprocess_origin", str, "preprocess_origin", optional=True),
+        golden=r.get(m, "golden", dict, "golden", optional=True) or {},
         versions=r.get(m, "versions", dict, "versions", optional=True) or {}, artifacts=artifacts,
-        created=m.get("created"), opset=m.get("opset"), flops_per_image=r.get(m, "flops_per_image", int, "flops_per_image", optional=True),
+        created=m.get("created"), opset=m.get("opset"),
+        flops_per_image=r.get(m, "flops_per_image", int, "flops_per_image", optional=True),
         onnx_source=m.get("onnx_source"), tensorrt=trt, int8=r.get(m, "int8", dict, "int8", optional=True), path=path)
 
 

@@ -37,5 +37,6 @@ def run_precision(backend: str, device_kind: str, entry_name: str, stored: str, 
         return asked or allowed[0]
     where = "on the GPU" if device_kind == "cuda" else "on the CPU"
     gpu = RUNS[backend].get("cuda", {}).get(stored, ())
-    hint = f"; {' and '.join(p for p in gpu if p not in allowed)} need --device cuda" if device_kind == "cpu" and asked in gpu else ""
+    more = " and ".join(p for p in gpu if p not in allowed)
+    hint = f"; {more} need --device cuda" if device_kind == "cpu" and asked in gpu else ""
     raise UsageError(f"--precision {asked!r}: {entry_name} ({stored}) runs on {backend} {where} as {' | '.join(allowed)}{hint}")

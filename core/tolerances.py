@@ -20,7 +20,8 @@ class Tolerance:
         gates = ([f"max abs ≤ {self.max_abs_of_scale:g} × logit scale"] if self.max_abs_of_scale is not None else []) + \
                 ([f"cosine ≥ {self.min_cosine}"] if self.min_cosine is not None else []) + \
                 [f"top-1 agreement ≥ {self.min_top1:.0%} where PyTorch's margin > {self.margin_eps:g} × scale"] + \
-                ([f"held-out accuracy drop ≤ {100 * self.max_accuracy_drop:g} points"] if self.max_accuracy_drop is not None else [])
+                ([f"held-out accuracy drop ≤ {100 * self.max_accuracy_drop:g} "
+                  "points"] if self.max_accuracy_drop is not None else [])
         return "; ".join(gates)
 
 

@@ -172,7 +172,8 @@ def quantize_entry(model_dir: str | Path, calibration: str | None = None, n: int
             kept_float.append(module)
             excluded += [name for name in module_nodes(graph, module) if name not in excluded]
         stage.golden(entry.golden_path)
-        int8 = {"quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ", "target": "tensorrt" if tensorrt else "onnxruntime",
+        int8 = {"quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ",
+                "target": "tensorrt" if tensorrt else "onnxruntime",
                 "activations": "int8 (symmetric)" if tensorrt else "uint8 (asymmetric)", "weights": "int8 (symmetric)",
                 "biases": "float" if tensorrt else "int32", "per_channel": per_channel,
                 "method": method, "calibration": {"source": source, "count": len(x),

@@ -26,22 +26,29 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    arch: str = typer.Option(..., "--arch", help="Architecture name, e.g. digits_prelu (an unknown name lists the available ones)."),
+    arch: str = typer.Option(..., "--arch", help="Architecture name, e.g. digits_prelu (an unknown name lists the available "
+                                                 "ones)."),
     dataset: str = typer.Option("digits", "--dataset", help="'digits' or an image folder root/<label>/*.png."),
     epochs: int = typer.Option(30, "--epochs", min=1),
     out: Path = typer.Option(..., "--out", help="Checkpoint to write (.safetensors), atomically."),
-    act: Optional[str] = typer.Option(None, "--act", help="prelu_channel | prelu_shared | relu | leaky (default: the architecture's)."),
+    act: Optional[str] = typer.Option(None, "--act", help="prelu_channel | prelu_shared | relu | leaky (default: the "
+                                                          "architecture's)."),
     width: Optional[float] = typer.Option(None, "--width", min=0.01, help="Scale every layer's width."),
-    input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="Square input side (default: the architecture's)."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="Square input side (default: the "
+                                                                               "architecture's)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     lr: float = typer.Option(0.02, "--lr", min=0.0),
     momentum: float = typer.Option(0.9, "--momentum", min=0.0, max=1.0),
     weight_decay: float = typer.Option(5e-4, "--weight-decay", min=0.0, help="On conv/linear weights only, never on slopes."),
     shift: int = typer.Option(1, "--shift", min=0, help="Random translation augmentation in pixels (0: off)."),
     seed: int = typer.Option(0, "--seed"),
-    fit: str = typer.Option("stretch", "--fit", help="How an image of any size becomes the input, recorded for serving: stretch | center_crop | ink_box (digit-style: polarity, ink crop, centred square)."),
-    warp_copies: int = typer.Option(0, "--warp-copies", min=0, help="Add this many warped copies of each training image (shear, rotation, scale, blur; grey images)."),
-    glyphs: int = typer.Option(0, "--glyphs", min=0, help="Add this many font-drawn digits 0–9 to the training split (labels '0'..'9' only)."),
+    fit: str = typer.Option("stretch", "--fit", help="How an image of any size becomes the input, recorded for serving: stretch "
+                                                     "| center_crop | ink_box (digit-style: polarity, ink crop, centred "
+                                                     "square)."),
+    warp_copies: int = typer.Option(0, "--warp-copies", min=0, help="Add this many warped copies of each training image (shear, "
+                                                                    "rotation, scale, blur; grey images)."),
+    glyphs: int = typer.Option(0, "--glyphs", min=0, help="Add this many font-drawn digits 0–9 to the training split (labels "
+                                                          "'0'..'9' only)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
 ) -> None:
     """Train an architecture on the digits or an image folder; writes a checkpoint with its metrics."""
@@ -127,7 +134,8 @@ def _remap_labels(data, labels: list[str]):
 
 def evaluate(
     ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors or PyTorch file)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="'digits' or an image folder (default: what it was trained on, if that was the digits)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="'digits' or an image folder (default: what it was trained "
+                                                                  "on, if that was the digits)."),
     split: str = typer.Option("test", "--split", help="test | train | all"),
     arch: Optional[str] = ArchOpt,
     as_json: bool = JsonOpt,

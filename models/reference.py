@@ -14,7 +14,11 @@ def negative_fractions(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     """Per PReLU layer, the fraction of its inputs (pre-activations) below zero on batch `x`: shows
     whether a parity run exercised the slopes at all."""
     seen: dict[str, float] = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, args, name=name: seen.__setitem__(name, float((args[0] < 0).double().mean())))
+
+    def record(name):
+        return lambda mod, args: seen.__setitem__(name, float((args[0] < 0).double().mean()))
+
+    hooks = [m.register_forward_pre_hook(record(name))
              for name, m in model.named_modules() if isinstance(m, PReLU)]
     try:
         with torch.inference_mode():

@@ -91,4 +91,5 @@ def launch(x_ptr: int, y_ptr: int, n: int, half: bool, slope: float, stream_ptr:
     f32, f16 = _kernels()
     n_vec, blocks = plan(n, half, x_ptr, y_ptr, sm_count)
     with external_stream(cupy, stream_ptr):
-        (f16 if half else f32)((blocks,), (THREADS,), (x_ptr, y_ptr, x_ptr, y_ptr, np.int64(n_vec), np.int64(n), np.float32(slope)))
+        args = (x_ptr, y_ptr, x_ptr, y_ptr, np.int64(n_vec), np.int64(n), np.float32(slope))
+        (f16 if half else f32)((blocks,), (THREADS,), args)

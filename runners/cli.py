@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
 
 def classify(
     images: list[Path] = typer.Argument(..., help="Image files or folders of images."),
-    model: Path = typer.Option(..., "--model", help="A model directory (ONNX Runtime, or TensorRT for a plan) or a checkpoint (torch)."),
+    model: Path = typer.Option(..., "--model", help="A model directory (ONNX Runtime, or TensorRT for a plan) or a checkpoint "
+                                                    "(torch)."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Labels per image."),
     backend: str = typer.Option("auto", "--backend", help="For a model directory: auto | onnxruntime | tensorrt | torch."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runner threads."),
@@ -59,14 +60,18 @@ def classify(
 
 def parity(
     model_dir: Path = typer.Argument(..., help="Model directory made by `prelu-deploy export`."),
-    backend: str = typer.Option("auto", "--backend", help="auto (the entry's own: tensorrt for a <name>_trt plan entry, else onnxruntime) | onnxruntime | tensorrt (GPU) | torch"),
+    backend: str = typer.Option("auto", "--backend", help="auto (the entry's own: tensorrt for a <name>_trt plan entry, else "
+                                                          "onnxruntime) | onnxruntime | tensorrt (GPU) | torch"),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="'digits' or an image folder (default: the checkpoint's)."),
     n: int = typer.Option(256, "--n", min=0, help="Held-out images to compare, besides the golden inputs."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The source checkpoint, if it moved since export."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runner threads."),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ONNX Runtime's CUDA provider: the gpu extra; torch on CUDA)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="Default: the entry's own. On --device cuda: fp32 (TF32 off) | tf32 | fp16 (ONNX Runtime), fp32 | tf32 (torch)."),
-    per_layer: bool = typer.Option(False, "--per-layer", help="Also compare every layer's tensor with PyTorch's and name the first beyond tolerance."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ONNX Runtime's CUDA provider: the gpu extra; torch "
+                                                       "on CUDA)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Default: the entry's own. On --device cuda: fp32 (TF32 "
+                                                                      "off) | tf32 | fp16 (ONNX Runtime), fp32 | tf32 (torch)."),
+    per_layer: bool = typer.Option(False, "--per-layer", help="Also compare every layer's tensor with PyTorch's and name the "
+                                                              "first beyond tolerance."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Max/mean abs error, max rel error, cosine, top-1/top-5 agreement and accuracies vs PyTorch

@@ -29,7 +29,8 @@ def ort_cuda_missing(ort=None) -> str | None:
         try:
             import onnxruntime as ort
         except ImportError:
-            return f"--device cuda needs ONNX Runtime with its CUDA execution provider; onnxruntime is not installed: {GPU_INSTALL}"
+            return ("--device cuda needs ONNX Runtime with its CUDA execution provider; onnxruntime is not installed: "
+                    + GPU_INSTALL)
     available = ort.get_available_providers()
     if "CUDAExecutionProvider" in available:
         return None

@@ -209,7 +209,8 @@ class OnnxRuntimeCudaRunner(BaseRunner):
                 self._slots.clear()
                 self._ready.clear()
                 self.session, self.cuda_graphs = self._session(model, False), False
-                self._graphs_off(f"capture failed ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})")
+                self._graphs_off("capture failed "
+                                 f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})")
 
     def _graphs_off(self, why: str) -> None:
         self.graph_note = f"CUDA graphs off: {why}"

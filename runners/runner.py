@@ -63,7 +63,8 @@ class BaseRunner:
     def run(self, batch: np.ndarray) -> np.ndarray:
         dims, p = self.entry.input.dims, self.profile
         if batch.ndim != len(dims) + 1 or list(batch.shape[1:]) != dims:
-            raise ValueError(f"{self.entry.name}: input of shape {list(batch.shape)} does not fit [N, {', '.join(map(str, dims))}]")
+            raise ValueError(f"{self.entry.name}: input of shape {list(batch.shape)} does not fit [N, "
+                             f"{', '.join(map(str, dims))}]")
         if not p.min <= len(batch) <= p.max:
             raise ValueError(f"{self.entry.name}: batch of {len(batch)} is outside {p.min}..{p.max}, what this "
                              f"{'plan' if self.entry.is_plan else 'entry'} accepts (run_batched splits larger inputs)")

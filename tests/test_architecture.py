@@ -1,7 +1,9 @@
 """The house's rules, checked: the import direction (import-linter's contracts in pyproject.toml) and
-small modules. import-linter reads the package from disk, folder by folder; the editable install maps
-several top-level folders onto `prelu_deploy`, so the test first lays them out as a wheel would."""
+small modules. import-linter reads the package from disk, folder by folder: the dev install is strict
+editable (Makefile), a tree of links laid out as the wheel is, so `lint-imports` runs straight from the
+checkout, as here."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -9,6 +11,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
+import prelu_deploy
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 300
@@ -20,34 +24,37 @@ def _package_dirs() -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def installed_layout(tmp_path_factory) -> Path:
-    """A folder holding `prelu_deploy/` exactly as `pip install .` would lay it out."""
-    site = tmp_path_factory.mktemp("site")
-    for pkg, folder in _package_dirs().items():
-        dest = site.joinpath(*pkg.split("."))
-        dest.mkdir(parents=True, exist_ok=True)
-        for f in folder.glob("*.py"):
-            shutil.copyfile(f, dest / f.name)
+def installed_layout() -> Path:
+    """The folder holding `prelu_deploy/` as the dev install lays it out: the strict editable install's
+    tree of links, every mapped folder in its place (as in the wheel)."""
+    site = Path(prelu_deploy.__file__).parent.parent
+    if not (site / "prelu_deploy" / "models").is_dir():
+        pytest.fail(f"the dev install is not strict editable ({prelu_deploy.__file__}): run `make reinstall`")
     return site
 
 
-def _lint(site: Path) -> subprocess.CompletedProcess:
+def _copy(site: Path, tmp_path: Path) -> Path:
+    """A copy of the layout, files and not links, to break on purpose."""
+    shutil.copytree(site / "prelu_deploy", tmp_path / "site" / "prelu_deploy", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path / "site"
+
+
+def _lint(site: Path | None = None) -> subprocess.CompletedProcess:
+    """`lint-imports` from the checkout, on the dev install (or on the copy at `site`)."""
     exe = Path(sys.executable).with_name("lint-imports")
-    env = {"PYTHONPATH": str(site), "PATH": str(exe.parent)}
-    return subprocess.run([str(exe), "--config", str(ROOT / "pyproject.toml"), "--no-cache"], cwd=site,
-                          capture_output=True, text=True, env=env, timeout=120)
+    env = {**os.environ, "PYTHONPATH": str(site)} if site else dict(os.environ)
+    return subprocess.run([str(exe), "--no-cache"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_import_contracts_are_kept(installed_layout):
-    proc = _lint(installed_layout)
+    proc = _lint()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Contracts: 4 kept, 0 broken" in proc.stdout
 
 
 def test_an_upward_import_breaks_the_contract(installed_layout, tmp_path):
     """The check can fail: models importing serve (upwards) is reported."""
-    site = tmp_path / "site"
-    shutil.copytree(installed_layout, site)
+    site = _copy(installed_layout, tmp_path)
     (site / "prelu_deploy" / "models" / "upward.py").write_text("from prelu_deploy.serve import settings  # noqa\n")
     proc = _lint(site)
     assert proc.returncode != 0
@@ -56,8 +63,7 @@ def test_an_upward_import_breaks_the_contract(installed_layout, tmp_path):
 
 def test_ray_outside_serve_ray_app_breaks_the_contract(installed_layout, tmp_path):
     """Only serve/ray/app.py may import ray: the plain server must start without it."""
-    site = tmp_path / "site"
-    shutil.copytree(installed_layout, site)
+    site = _copy(installed_layout, tmp_path)
     (site / "prelu_deploy" / "serve" / "api" / "app.py").write_text("import ray  # noqa\n", encoding="utf-8")
     proc = _lint(site)
     assert proc.returncode != 0
@@ -66,8 +72,7 @@ def test_ray_outside_serve_ray_app_breaks_the_contract(installed_layout, tmp_pat
 
 def test_a_room_of_serve_importing_upwards_breaks_the_contract(installed_layout, tmp_path):
     """The engine (batcher, lone runner) knows nothing of the HTTP surface that feeds it."""
-    site = tmp_path / "site"
-    shutil.copytree(installed_layout, site)
+    site = _copy(installed_layout, tmp_path)
     (site / "prelu_deploy" / "serve" / "engine" / "upward.py").write_text("from prelu_deploy.serve.api import app  # noqa\n")
     proc = _lint(site)
     assert proc.returncode != 0

@@ -73,7 +73,8 @@ def test_requests_are_bounded(cli, server, tmp_path):
 def test_real_inputs_json_encoding_and_images(cli, server, repo, tmp_path):
     golden = repo / "digits" / "golden.npz"
     r = json.loads(cli("bench", "http", server.url, "--model", "digits", "--concurrency", "2", "--duration", "0.3",
-                       "--warmup", "0", "--data", golden, "--encoding", "json", "--batch", "3", "--out", tmp_path, "--json").stdout)
+                       "--warmup", "0", "--data", golden, "--encoding", "json", "--batch", "3", "--out", tmp_path,
+                       "--json").stdout)
     assert r["levels"][0]["ok"] > 0 and r["levels"][0]["errors"] == {} and "json FP32 tensors [3, 1, 8, 8]" in r["workload"]
     assert r["levels"][0]["images_per_s"] == pytest.approx(3 * r["levels"][0]["throughput_rps"])
     images = tmp_path / "images"
@@ -150,7 +151,8 @@ def test_the_hand_written_baseline_answers_what_the_runner_computes(repo, cli, t
     from prelu_deploy.runners.registry import get_runner
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "prelu_deploy.bench.baseline_server", str(repo / "digits"), "--port", str(port)])
+    proc = subprocess.Popen([sys.executable, "-m", "prelu_deploy.bench.baseline_server", str(repo / "digits"),
+                             "--port", str(port)])
     try:
         for _ in range(100):
             try:
@@ -162,7 +164,8 @@ def test_the_hand_written_baseline_answers_what_the_runner_computes(repo, cli, t
         cli("bench", "http", f"http://127.0.0.1:{port}", "--model", "digits", "--concurrency", "1,4", "--duration", "1",
             "--warmup", "0.2", "--data", repo / "digits" / "golden.npz", "--out", out, "--json")
         report = json.loads(next(out.glob("*.json")).read_text())
-        assert report["server"]["name"] == "hand-written baseline" and all(lv["ok"] > 0 and not lv["errors"] for lv in report["levels"])
+        assert report["server"]["name"] == "hand-written baseline"
+        assert all(lv["ok"] > 0 and not lv["errors"] for lv in report["levels"])
         import tritonclient.http as httpclient
 
         x = np.load(repo / "digits" / "golden.npz")["inputs"][:3]

@@ -98,7 +98,8 @@ def test_bench_a_model_directory_uses_it_and_reexports_other_lowerings(cli, tmp_
 
 
 @pytest.mark.parametrize("args, message", [
-    (["digits_prelu", "--backend", "tensorflow"], "--backend: unknown 'tensorflow'; choose from onnxruntime, tensorrt, torch, torch-compile"),
+    (["digits_prelu", "--backend", "tensorflow"], "--backend: unknown 'tensorflow'; choose from onnxruntime, tensorrt, torch, "
+                                                  "torch-compile"),
     (["digits_prelu", "--prelu-mode", "relu"], "--prelu-mode: unknown 'relu'"),
     (["digits_prelu", "--batch", "1,x"], "--batch: '1,x' is not a comma-separated list of ints"),
     (["digits_prelu", "--batch", "0"], "--batch: batch sizes must be ≥ 1"),
@@ -132,7 +133,8 @@ def test_torch_on_a_missing_gpu_says_so(cli, tmp_path, digits_dir):
 
     if torch.cuda.is_available():
         pytest.skip("checks the message given where torch has no CUDA")
-    proc = cli("bench", digits_dir, "--backend", "torch", "--device", "cuda", "--batch", "1", *FAST, "--out", tmp_path, check_rc=2)
+    proc = cli("bench", digits_dir, "--backend", "torch", "--device", "cuda", "--batch", "1", *FAST, "--out", tmp_path,
+               check_rc=2)
     assert "torch device 'cuda' is not available here" in proc.stderr
 
 

@@ -67,7 +67,8 @@ def test_refusals(cli, repo, tmp_path, args, message):
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_a_servers_cpu_counts_its_worker_processes():
     burn = "import time\nwhile time.process_time() < 0.5: pass\ntime.sleep(60)"  # 0.5 s of CPU, then idle
-    parent = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {burn!r}]); time.sleep(60)"])
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
+                                                     f"{burn!r}]); time.sleep(60)"])
     try:
         deadline = time.monotonic() + 20
         while (tree_cpu_s(parent.pid) or 0) < 0.5 and time.monotonic() < deadline:

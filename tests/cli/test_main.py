@@ -51,5 +51,6 @@ def test_a_torch_free_install_names_the_extra_for_every_command_that_needs_torch
     for blocked, argv, module, extra in cases:
         proc = _without(blocked, *argv)
         assert proc.returncode == 2, (argv, proc.stderr)
-        assert f"needs {module}, which is not installed here: pip install 'prelu-deploy[{extra}]'" in proc.stderr, (argv, proc.stderr)
+        said = f"needs {module}, which is not installed here: pip install 'prelu-deploy[{extra}]'"
+        assert said in proc.stderr, (argv, proc.stderr)
         assert "Traceback" not in proc.stderr and f"prelu-deploy {argv[0]}" in proc.stderr

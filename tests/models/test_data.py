@@ -52,7 +52,8 @@ def test_image_folder_with_train_and_test(tmp_path):
     (lambda root: None, "no such folder"),
     (lambda root: root.mkdir(), "no label folders"),
     (lambda root: (root / "a").mkdir(parents=True), "no images"),
-    (lambda root: ((root / "a").mkdir(parents=True), (root / "a" / "x.png").write_bytes(b"not a png")), "x.png: not a readable image"),
+    (lambda root: ((root / "a").mkdir(parents=True), (root / "a" / "x.png").write_bytes(b"not a png")), "x.png: not a readable "
+                                                                                                        "image"),
     (lambda root: _write_folder(root, per_label=1), "the test split is empty"),
 ])
 def test_image_folder_errors(tmp_path, make, message):
@@ -92,7 +93,8 @@ def test_preprocess_fitted_and_value_range():
     ({"size": [8, 8], "channels": 1, "mean": [0.5], "std": [0.0]}, "std must be positive"),
     ({"size": [8, 8], "channels": 1, "mean": [0.5, 0.5], "std": [1]}, "mean and std need 1"),
     ({"size": [8, 8], "channels": 1}, "preprocessing record lacks 'mean'"),
-    ({"size": [8, 8], "channels": 1, "mean": [0.5], "std": [1], "fit": "squash"}, "fit must be one of stretch, center_crop, ink_box"),
+    ({"size": [8, 8], "channels": 1, "mean": [0.5], "std": [1], "fit": "squash"}, "fit must be one of stretch, center_crop, "
+                                                                                  "ink_box"),
     ({"size": [8, 8], "channels": 3, "mean": [0.5] * 3, "std": [1] * 3, "fit": "ink_box"}, "ink_box is for grey"),
     ({"size": [8, 8], "channels": 1, "mean": [0.5], "std": [1], "crop_pct": 0}, r"crop_pct must be in \(0, 1\]"),
 ])
