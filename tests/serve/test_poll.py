@@ -8,7 +8,6 @@ versions; the version routes of the v2 protocol and gRPC's model_version."""
 
 import json
 import shutil
-import threading
 import time
 from dataclasses import replace
 
@@ -22,6 +21,7 @@ from prelu_deploy.export.entry_writer import writing_entry
 from prelu_deploy.manifest import read_entry
 
 from ..server import Server
+from .test_repository_api import Load
 
 POLL = ("--model-control", "poll", "--poll-interval", "0.2")
 
@@ -44,20 +44,15 @@ def add_version(model, source, kind: str = "good", number="next") -> None:
                 f.write(b"\0")
 
 
-class Clients:
-    """`n` threads sending golden rows to `path` (a new connection each) until stopped; per client, each
-    answer: (200, the version that answered) with its logits checked against PyTorch's, or (status, error)."""
-
-    def __init__(self, srv: Server, golden, n: int = 4, path: str = "/v2/models/digits/infer"):
-        self.srv, self.path, (self.x, self.want) = srv, path, golden
-        self.stop, self.answers = threading.Event(), [[] for _ in range(n)]
-        self.threads = [threading.Thread(target=self._client, args=(k,)) for k in range(n)]
+class Clients(Load):
+    """test_repository_api's load, each answer recorded with the version that computed it: (200, version)
+    with its logits checked against PyTorch's, or (status, error)."""
 
     def _client(self, k: int) -> None:
         i = k
         while not self.stop.is_set():
             row = i % len(self.x)
-            status, headers, body = self.srv.request("POST", self.path, json_body(self.x[row]), timeout=30)
+            status, headers, body = self.srv.request("POST", "/v2/models/digits/infer", json_body(self.x[row]), timeout=30)
             body = json.loads(body)
             if status != 200:
                 self.answers[k].append((status, body.get("error")))
@@ -67,17 +62,6 @@ class Clients:
                 assert headers["x-model-version"] == body["model_version"]
                 self.answers[k].append((200, body["model_version"]))
             i += 1
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(60)
-        assert not any(t.is_alive() for t in self.threads), "a request hung"
 
     def all(self) -> list:
         return [a for client in self.answers for a in client]
