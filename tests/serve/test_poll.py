@@ -226,3 +226,21 @@ def test_load_of_a_loaded_model_picks_up_its_new_versions_and_each_version_answe
     finally:
         assert srv.stop()
     assert "Traceback" not in srv.proc.stdout.read()
+
+
+def test_every_worker_polls_for_itself(repo, live, golden):
+    srv = Server(live, *POLL, "--workers", "2")
+
+    def versions() -> set:  # 24 new connections: the kernel spreads them over both workers
+        return {srv.request("POST", "/v2/models/digits/infer", json_body(golden[0][0]))[1]["x-model-version"]
+                for _ in range(24)}
+
+    try:
+        assert versions() == {"1"}
+        add_version(live / "digits", repo / "digits")
+        deadline = time.monotonic() + 30
+        while versions() != {"2"}:
+            assert time.monotonic() < deadline
+    finally:
+        assert srv.stop()
+    assert "Traceback" not in srv.proc.stdout.read()
