@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prelu_deploy import __version__
 from prelu_deploy.runners.runner import run_batched
-from prelu_deploy.serve.api import services
+from prelu_deploy.serve.api import paths, services
 from prelu_deploy.serve.api.auth import Auth
 from prelu_deploy.serve.engine.batcher import DynamicBatcher
 from prelu_deploy.serve.repository.versions import every_version
@@ -77,12 +77,13 @@ class LimitsAndMetrics:
 
     @staticmethod
     def _labels(scope) -> tuple[str, str]:
-        parts = scope["path"].split("/")
-        model = scope.get(MODEL_KEY) or (parts[parts.index("models") + 1] if "models" in parts[:-1] else "-")
-        if model not in getattr(scope["app"].state, "models", {}):
-            model = "-" if model == "-" else "unknown"
-        known = ("infer", "classify", "ready", "live", "metrics", "index", "load", "unload")
-        return model, parts[-1] if parts[-1] in known else "metadata" if model != "-" else "other"
+        """(model, endpoint) from the route table: a model not served counts as "unknown", a path not in the
+        table as "other"."""
+        route, params = paths.match(scope["path"]) or (None, {})
+        model = scope.get(MODEL_KEY) or params.get("name", "-")
+        if model != "-" and model not in getattr(scope["app"].state, "models", {}):
+            model = "unknown"
+        return model, route.endpoint if route else paths.OTHER
 
 
 def _lone_verdict(served: ServedModel, threads: int, kept: bool, gain: float) -> None:

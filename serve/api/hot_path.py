@@ -1,9 +1,10 @@
 """The routes that carry the load — v2 inference and image classification — answered as plain ASGI in
 front of FastAPI. Through FastAPI's router a request for a small model spent more of the event loop's
 CPU on route matching, parameter solving and Request/Response objects than on its own work (profiled:
-docs/benchmarks.md); here a POST to one of these paths is matched with one split of its path, its
-body read with the server's limits, and its handler's answer sent as is. Every other request goes on
-to FastAPI, and the OpenAPI document still describes these routes (serve.api.openapi.HOT_ROUTES)."""
+docs/benchmarks.md); here a POST to one of these paths is matched against the server's route table
+(serve.api.paths), its body read with the server's limits, and its handler's answer sent as is. Every
+other request goes on to FastAPI, and the OpenAPI document still describes these routes (from the same
+table)."""
 
 import asyncio
 import logging
@@ -12,6 +13,7 @@ from typing import Awaitable, Callable
 
 from starlette.datastructures import Headers
 
+from prelu_deploy.serve.api import paths
 from prelu_deploy.serve.errors import ApiError, ClientGone, error_response
 from prelu_deploy.serve.settings import Settings
 
@@ -40,19 +42,12 @@ Handler = Callable[[HotRequest], Awaitable[tuple[bytes, dict[str, str]]]]
 
 
 def match(path: str) -> tuple[str, str | None, str | None] | None:
-    """(route, model name, version) for a path of a hot route, else None."""
-    parts = path.split("/")
-    if parts[:3] == ["", "v2", "models"] and parts[-1] == "infer":
-        if len(parts) == 5:
-            return "infer", parts[3], None
-        if len(parts) == 7 and parts[4] == "versions":
-            return "infer", parts[3], parts[5]
-    elif parts[:2] == ["", "v1"] and parts[-1] == "classify":
-        if len(parts) == 3:
-            return "classify", None, None
-        if len(parts) == 5 and parts[2] == "models":
-            return "classify", parts[3], None
-    return None
+    """(handler, model name, version) for a path of a hot route, else None."""
+    found = paths.match(path)
+    if found is None or not found[0].hot:
+        return None
+    route, params = found
+    return route.endpoint, params.get("name"), params.get("version")
 
 
 class HotPath:

@@ -7,6 +7,8 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
+from prelu_deploy.serve.api.paths import ROUTES
+
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}},
          "example": {"error": "unknown model 'x'; served: digits"}}
 _REASONS = {400: "Malformed request: JSON, tensor shape or datatype, broken image",
@@ -88,16 +90,11 @@ def _operation(tag: str, summary: str, op_id: str, doc: dict, params: list[dict]
 
 
 _V2, _V1 = "Open Inference Protocol v2", "classification"
-# the routes serve.api.hot_path answers outside FastAPI's router, as the document tells them
-HOT_ROUTES = {
-    "/v2/models/{name}/infer": _operation(_V2, "Infer", "infer", INFER, _path_params("name"), INFER_RESPONSE),
-    "/v2/models/{name}/versions/{version}/infer": _operation(_V2, "Infer (versioned)", "infer_version", INFER,
-                                                             _path_params("name", "version"), INFER_RESPONSE),
-    "/v1/models/{name}/classify": _operation(_V1, "Classify", "classify", CLASSIFY, [*_path_params("name"), _TOP_K],
-                                             CLASSIFY_RESPONSE),
-    "/v1/classify": _operation(_V1, "Classify with the default model", "classify_default", CLASSIFY, [_TOP_K],
-                               CLASSIFY_RESPONSE),
-}
+# per hot endpoint: its tag, request body, answer and query parameters
+_HOT_DOCS = {"infer": (_V2, INFER, INFER_RESPONSE, []), "classify": (_V1, CLASSIFY, CLASSIFY_RESPONSE, [_TOP_K])}
+# the routes serve.api.hot_path answers outside FastAPI's router (serve.api.paths), as the document tells them
+HOT_ROUTES = {r.template: _operation(tag, r.summary, r.operation_id, doc, [*_path_params(*r.params), *query], ok)
+              for r in ROUTES if r.hot for tag, doc, ok, query in [_HOT_DOCS[r.endpoint]]}
 
 
 def install_docs(app: FastAPI) -> None:
