@@ -9,6 +9,7 @@ arbitrary objects: either a dict {"arch", "state_dict", optional "kwargs", "labe
 import hashlib
 import json
 import pickle
+import re
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -110,9 +111,9 @@ def _read_torch(path: Path) -> tuple[dict, dict | None]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
-        raise CheckpointError(f"{path}: refused: it holds objects other than tensors and plain data, "
-                              f"which are never unpickled ({first})") from None
+        raise CheckpointError(f"{path}: refused: it holds objects other than tensors and plain data ({_refused(err)}), "
+                              "which are never unpickled; save the model's state dict instead "
+                              "(torch.save(model.state_dict(), PATH)) and name its architecture (--arch NAME)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile) as err:
         raise CheckpointError(f"{path}: corrupt PyTorch file ({str(err).splitlines()[0]})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
@@ -120,6 +121,15 @@ def _read_torch(path: Path) -> tuple[dict, dict | None]:
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return obj, None
     raise CheckpointError(f"{path}: not a checkpoint (a PyTorch file without a state dict)")
+
+
+def _refused(err: pickle.UnpicklingError) -> str:
+    """What torch's weights-only loader refused, in a few plain words: its message is several sentences
+    of advice with terminal colour codes, and the advice (unpickle anyway) is not ours to give."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    if found := re.search(r"Unsupported global: GLOBAL ([\w.]+)", text):
+        return f"a pickled {found[1]}"
+    return text.strip().split(". ")[0].strip().rstrip(".") or "unsafe content"
 
 
 def _parse_meta(path: Path, meta: dict | None, arch: str | None) -> CheckpointMeta:

@@ -54,3 +54,41 @@ def test_a_torch_free_install_names_the_extra_for_every_command_that_needs_torch
         said = f"needs {module}, which is not installed here: pip install 'prelu-deploy[{extra}]'"
         assert said in proc.stderr, (argv, proc.stderr)
         assert "Traceback" not in proc.stderr and f"prelu-deploy {argv[0]}" in proc.stderr
+
+
+def test_a_pickled_model_is_refused_in_one_plain_line(cli, tmp_path):
+    """torch's own refusal is paragraphs of advice with terminal colour codes; ours is one plain line that
+    names what the file holds and what to save instead, whole."""
+    import torch
+
+    from prelu_deploy.models import create_model
+
+    torch.save(create_model("digits_prelu"), tmp_path / "model.pt")
+    err = cli("inspect", tmp_path / "model.pt", check_rc=3).stderr.strip()
+    assert "\x1b" not in err and "\n" not in err, err
+    assert "a pickled torch.nn.modules" in err and "never unpickled" in err
+    assert err.endswith("save the model's state dict instead (torch.save(model.state_dict(), PATH)) and name its "
+                        "architecture (--arch NAME)"), err
+
+
+def test_export_takes_the_arch_and_preprocessing_a_bare_state_dict_needs(cli, tmp_path, shipped):
+    """`export sd.safetensors` advises --arch NAME; export has it, and the preprocessing and labels such a
+    checkpoint does not record, written to the manifest with where they came from."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from prelu_deploy.models import load_checkpoint
+
+    model, _ = load_checkpoint(shipped)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "sd.safetensors")
+    args = ("export", tmp_path / "sd.safetensors", "--name", "d", "--repo", tmp_path / "repo")
+    assert "name its architecture (--arch NAME)" in cli(*args, check_rc=3).stderr
+    assert "--mean 'x'" in cli(*args, "--arch", "digits_prelu", "--mean", "x", check_rc=2).stderr
+    assert "fit must be one of" in cli(*args, "--arch", "digits_prelu", "--fit", "squash", check_rc=2).stderr
+    names = [f"n{i}" for i in range(10)]
+    cli(*args, "--arch", "digits_prelu", "--fit", "ink_box", "--mean", "0.2", "--std", "0.3", "--labels", ",".join(names))
+    m = json.loads((tmp_path / "repo" / "d" / "manifest.json").read_text())
+    assert m["source"]["arch"] == "digits_prelu" and m["labels"] == names
+    assert (m["preprocess"]["fit"], m["preprocess"]["mean"], m["preprocess"]["std"]) == ("ink_box", [0.2], [0.3])
+    assert m["preprocess_origin"] == "architecture defaults (the checkpoint has no record), with --fit, --mean, --std given"
