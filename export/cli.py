@@ -6,6 +6,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from prelu_deploy.errors import UsageError
+
 console = Console()
 
 
@@ -27,15 +29,36 @@ def export(
     force: bool = typer.Option(False, "--force", help="Replace an existing model directory (with --version: that version)."),
     version: Optional[str] = typer.Option(None, "--version", help="Write this version of the model (N, or 'next': one past its "
                                                                   "newest) beside its others, in N/ (Triton's version folders)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture of a bare state dict (checkpoints made here record "
+                                                            "it)."),
+    fit: Optional[str] = typer.Option(None, "--fit", help="How an image becomes the input: stretch | center_crop | ink_box "
+                                                          "(default: the checkpoint's record, else stretch)."),
+    mean: Optional[str] = typer.Option(None, "--mean", help="Per-channel mean, comma-separated, pixels in 0..1 (default: the "
+                                                            "checkpoint's record, else the architecture's)."),
+    std: Optional[str] = typer.Option(None, "--std", help="Per-channel std, comma-separated (default: as --mean)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Class names, comma-separated, in output order (default: "
+                                                                "the checkpoint's, else 0, 1, …)."),
 ) -> None:
     """Export a checkpoint to <repo>/<name>/: ONNX graph, manifest with golden I/O, Triton config."""
     from prelu_deploy.export.model_dir import export_model_dir
 
-    dest = export_model_dir(ckpt, name, repo, prelu_mode, opset, max_batch, force, version)
+    preprocess = {k: v for k, v in {"fit": fit, "mean": _floats("--mean", mean), "std": _floats("--std", std)}.items()
+                  if v is not None}
+    dest = export_model_dir(ckpt, name, repo, prelu_mode, opset, max_batch, force, version, arch, preprocess,
+                            labels.split(",") if labels else None)
     e = _written(dest, version)
     console.print(f"exported {e.source.arch} → [bold]{dest}[/] version {e.number} (lowering {prelu_mode}: "
                   f"{e.shared_prelu_count} channel-shared "
                   f"of {len(e.prelu_layers)} PReLU layers, {e.golden_count} golden inputs)", highlight=False)
+
+
+def _floats(option: str, text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: comma-separated numbers, e.g. 0.5 or 0.485,0.456,0.406") from None
 
 
 def build(

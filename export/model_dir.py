@@ -2,6 +2,7 @@
 
 import json
 import time
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -32,9 +33,12 @@ def _versions() -> dict:
 
 def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "model_repository",
                      mode: str = "leaky", opset: int = DEFAULT_OPSET, max_batch: int = 32,
-                     force: bool = False, version: int | str | None = None) -> Path:
+                     force: bool = False, version: int | str | None = None, arch: str | None = None,
+                     preprocess: dict | None = None, labels: list[str] | None = None) -> Path:
     """Export `checkpoint` as `<repo>/<name>/` (`version`: as that version of it, beside the others: a
-    number or "next"); on any failure nothing is left at the destination."""
+    number or "next"); on any failure nothing is left at the destination. A bare state dict names its
+    architecture (`arch`); `preprocess` (fit, mean, std) and `labels` replace what the checkpoint records
+    or, where it records nothing, the architecture's defaults."""
     dest = Path(repo) / name
     if why := name_problem(name):  # the rule read_entry holds every manifest's name to
         raise UsageError(why)
@@ -43,14 +47,17 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
         raise UsageError(f"--max-batch must be at least 1, not {max_batch}")
     if mode not in LOWERINGS:  # refuse before the slow part, not after it
         raise UsageError(f"unknown PReLU lowering {mode!r}; choose one of {', '.join(LOWERINGS)}")
-    model, meta = load_checkpoint(checkpoint)
+    model, meta = load_checkpoint(checkpoint, arch=arch)
+    cfg = model.config
+    pre, origin = _preprocess(meta.preprocess or cfg.default_preprocess(), preprocess or {}, bool(meta.preprocess))
+    labels = labels or meta.labels
+    if labels is not None and len(labels) != cfg.num_classes:
+        raise UsageError(f"--labels: {len(labels)} names for a model of {cfg.num_classes} classes")
     native = to_onnx(model, opset)
     layers = prelu_layers(native)
     graph = check(lower(native, mode))
-    cfg = model.config
-    # a checkpoint saved without a preprocessing record is served with its architecture's defaults
-    preprocess = (meta.preprocess or cfg.default_preprocess()).to_dict()
-    properties = {"labels": json.dumps(meta.labels), "preprocess": json.dumps(preprocess),
+    preprocess = pre.to_dict()
+    properties = {"labels": json.dumps(labels), "preprocess": json.dumps(preprocess),
                   "source_sha256": meta.sha256, "arch": meta.arch, "prelu_lowering": mode}
     onnx.helper.set_model_props(graph, properties)
     golden = make_golden(model, meta)
@@ -61,8 +68,7 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
         stage.finish(ModelEntry(
             name=name, platform="onnxruntime_onnx", created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             source=Source(str(Path(checkpoint).resolve()), meta.sha256, meta.arch, meta.kwargs, meta.metrics),
-            labels=meta.labels, preprocess=preprocess,
-            preprocess_origin="checkpoint" if meta.preprocess else "architecture defaults (the checkpoint has no record)",
+            labels=labels, preprocess=preprocess, preprocess_origin=origin,
             input=TensorSpec(INPUT, (-1, *in_dims)), output=TensorSpec(OUTPUT, (-1, cfg.num_classes)),
             max_batch_size=max_batch, opset=opset,
             flops_per_image=flops_per_image(model, tuple(in_dims)),  # for the benchmark's roofline
@@ -72,6 +78,17 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
             versions=_versions(),
         ))
     return dest
+
+
+def _preprocess(base, given: dict, recorded: bool):
+    """The preprocessing to record and where it came from: a checkpoint saved without a record is served
+    with its architecture's defaults; options given on the command line replace either."""
+    try:
+        pre = replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
+    except ValueError as err:
+        raise UsageError(f"preprocessing: {err}") from None
+    origin = "checkpoint" if recorded else "architecture defaults (the checkpoint has no record)"
+    return pre, origin + (f", with {', '.join(f'--{k}' for k in given)} given" if given else "")
 
 
 def _op_after(layer: dict, mode: str) -> str:
