@@ -59,8 +59,8 @@ class Poller:
             async with control._lock(name):
                 try:
                     await control.load_here(name)
-                except ApiError as err:
-                    log.warning("model %s: a change in the repository was not taken: %s", name, err.message)
+                except ApiError as err:  # a version that failed its gate was logged as NOT ready by the load
+                    log.info("model %s: a change in the repository was not taken: %s", name, err.message)
         for name in sorted(set(self.seen) - set(on_disk)):
             del self.seen[name]
             async with control._lock(name):
