@@ -2,7 +2,6 @@
 ready model, errors answered as {"error": "..."} with the status codes the protocol uses."""
 
 import asyncio
-import logging
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Callable
@@ -13,10 +12,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prelu_deploy import __version__
-from prelu_deploy.runners.runner import run_batched
 from prelu_deploy.serve.api import paths, services
 from prelu_deploy.serve.api.auth import Auth
-from prelu_deploy.serve.engine.batcher import DynamicBatcher
 from prelu_deploy.serve.repository.versions import every_version
 from prelu_deploy.serve.errors import ApiError, error_response
 from prelu_deploy.serve.api.hot_path import MODEL_KEY, HotPath
@@ -26,7 +23,6 @@ from prelu_deploy.serve.repository.loader import ServedModel
 from prelu_deploy.serve.api.routes import classify, page, repository_api, v2
 from prelu_deploy.serve.settings import Settings
 
-log = logging.getLogger("prelu_deploy.serve")
 OPEN_CONNECTIONS = (b"# HELP prelu_open_connections Open client connections over every worker (one: a lone request, "
                     b"run inline)\n# TYPE prelu_open_connections gauge\nprelu_open_connections %d\n")
 
@@ -86,28 +82,10 @@ class LimitsAndMetrics:
         return model, route.endpoint if route else paths.OTHER
 
 
-def _lone_verdict(served: ServedModel, threads: int, kept: bool, gain: float) -> None:
-    """After the batcher's trial of the lone runner: kept, or closed (its memory back)."""
-    if kept:
-        log.info("model %s: a lone request runs on %d threads (%.2f× the speed of one instance)", served.name,
-                 threads, gain)
-    else:
-        log.info("model %s: a lone request runs on the instance (%d threads were only %.2f× its speed: dropped)",
-                 served.name, threads, gain)
-        served.lone_runner.close()
-        served.lone_runner = None
-
-
 def start_batcher(served: ServedModel, settings: Settings, metrics: Metrics, alone: Callable[[], bool]) -> None:
-    """The ready model's dynamic batcher over its runners, started on the running event loop; `alone`: whether a
-    request is the only one the server can have."""
-    lone = partial(run_batched, served.lone_runner) if served.lone_runner else None
-    served.batcher = DynamicBatcher([partial(run_batched, r) for r in served.runners], served.max_batch,
-                                    settings.max_queue_delay_ms / 1000, settings.max_queue,
-                                    metrics.batch_observer(served.name), lone_run=lone,
-                                    inline_ok=settings.device == "cpu",  # GPU runners keep their thread
-                                    on_lone_verdict=partial(_lone_verdict, served, settings.lone_threads), alone=alone)
-    served.batcher.start()
+    """The ready model's engine started on the running event loop; `alone`: whether a request is the only one
+    the server can have."""
+    served.engine.start(settings, metrics.batch_observer(served.name), alone)
 
 
 def create_app(settings: Settings, models: dict[str, ServedModel] | None = None,
@@ -130,8 +108,8 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None,
         yield
         await stop_services()
         for served in every_version(app.state.models):
-            if served.batcher:
-                await served.batcher.stop()
+            if served.engine:
+                await served.engine.stop()
             served.close()
 
     app = FastAPI(title="prelu-deploy", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,

@@ -123,7 +123,7 @@ class PreluDeploy:
             reasons = "; ".join(f"{m.name}: {m.reason}" for m in models.values()) or "the repository holds no model"
             raise RuntimeError(f"no model passed its parity gate: {reasons}")
         for m in models.values():
-            if m.ready and (m.batcher is None or not m.batcher.alive()):
+            if m.ready and not m.engine.alive():
                 raise RuntimeError(f"model {m.name}: its dynamic batcher stopped")
 
     def __del__(self):

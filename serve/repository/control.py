@@ -71,8 +71,8 @@ async def retire(served: ServedModel, timeout_s: float) -> None:
         except TimeoutError:
             log.warning("model %s: requests still held the retired version after %g s; stopping it", served.name, timeout_s)
         _DRAINED.pop(id(served), None)
-    if served.batcher is not None:
-        await served.batcher.stop()
+    if served.engine is not None:
+        await served.engine.stop()
     served.close()
 
 

@@ -23,7 +23,7 @@ from prelu_deploy.manifest import ModelEntry, load_entry, version_numbers
 from prelu_deploy.models.preprocess import Preprocess
 from prelu_deploy.runners.registry import default_backend, get_runner
 from prelu_deploy.runners.runner import Runner, run_batched
-from prelu_deploy.serve.engine.batcher import DynamicBatcher
+from prelu_deploy.serve.engine.model import Engine
 from prelu_deploy.serve.repository.versions import ModelTable, manifest_shas, pin_key, pins_of, selected
 from prelu_deploy.serve.settings import Settings
 from prelu_deploy.tolerances import judge, judged_rows
@@ -38,9 +38,7 @@ class ServedModel:
     path: Path
     backend: str
     entry: ModelEntry | None = None
-    runners: list[Runner] = field(default_factory=list)  # one per instance: none is shared between threads
-    lone_runner: Runner | None = None  # more threads, for a request alone on the server (run inline; serve.engine.batcher)
-    batcher: DynamicBatcher | None = None
+    engine: Engine | None = None  # its runners, lone-request runner and batcher (serve.engine.model)
     preprocess: Preprocess | None = None
     reason: str | None = None  # why it is not ready, as callers see it (no absolute path)
     detail: str | None = None  # the full reason, for the log
@@ -53,12 +51,13 @@ class ServedModel:
     def ready(self) -> bool:
         return self.reason is None
 
+    @property
+    def runners(self) -> list[Runner]:
+        return self.engine.runners if self.engine else []
+
     def close(self) -> None:
-        for runner in self.runners:
-            runner.close()
-        if self.lone_runner:
-            self.lone_runner.close()
-        self.runners, self.lone_runner = [], None
+        if self.engine:
+            self.engine.close()
 
 
 def _gate(served: ServedModel, runner: Runner) -> None:
@@ -96,14 +95,15 @@ def load_model(path: Path, settings: Settings, pinned: str | None = None, number
         except ValueError as err:
             served.no_classify = f"its preprocessing record is unusable ({err})" if entry.preprocess else \
                 "it has no preprocessing record (exported before records were kept); re-export it"
+        engine = served.engine = Engine(served.name, served.max_batch)  # what opens from here, it closes
         for _ in range(settings.instances):
-            served.runners.append(get_runner(served.backend, entry, settings.device, threads=settings.threads))
-            _gate(served, served.runners[-1])
+            engine.runners.append(get_runner(served.backend, entry, settings.device, threads=settings.threads))
+            _gate(served, engine.runners[-1])
             if not served.ready:
                 break
         if served.ready and settings.lone_threads and served.backend == "onnxruntime" and settings.device == "cpu":
-            served.lone_runner = get_runner(served.backend, entry, settings.device, threads=settings.lone_threads)
-            _gate(served, served.lone_runner)
+            engine.lone = get_runner(served.backend, entry, settings.device, threads=settings.lone_threads)
+            _gate(served, engine.lone)
     except (PreluDeployError, ImportError, RuntimeError, ValueError, OSError, KeyError, TypeError) as err:
         served.reason = f"cannot load: {err}"  # one broken model must not stop the others from serving
     return _not_ready(served) if not served.ready else served
@@ -213,7 +213,7 @@ def log_loaded(served: ServedModel, settings: Settings) -> None:
     if served.ready:
         log.info("model %s: ready on %s ×%d%s (parity gate max abs %.2g of logit scale %.3g)", label,
                  served.backend, len(served.runners),
-                 f" + a lone-request runner on {settings.lone_threads} threads, on trial" if served.lone_runner else "",
+                 f" + a lone-request runner on {settings.lone_threads} threads, on trial" if served.engine.lone else "",
                  served.parity["max_abs"], served.parity["logit_scale"])
     else:
         log.warning("model %s: NOT ready: %s", label, served.detail)

@@ -103,7 +103,7 @@ async def submit(served: ServedModel, x, inline: bool = False):
     """The model's output rows for `x`; a full queue is a 503, a failing runner a JSON 500 that says why.
     `inline`: an HTTP request, which the batcher may run on this thread when it is alone on the server."""
     try:
-        return await served.batcher.submit(x, inline)
+        return await served.engine.submit(x, inline)
     except QueueFull as err:
         raise ApiError(503, f"model {served.name!r} is overloaded: {err}; retry shortly", {"Retry-After": "1"}) from None
     except BatcherStopped as err:
