@@ -8,6 +8,7 @@ the server, can be imported without torch installed.
 """
 
 from importlib import import_module
+from pathlib import Path
 
 _EXPORTS = {
     "create_model": "registry",
@@ -20,6 +21,12 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+
+
+def packaged(*parts: str) -> Path:
+    """A file or folder shipped in this package (weights/, samples/, bundled/) at its real location: a
+    strict editable install links each file from the checkout, and a model directory holds no links."""
+    return Path(__file__).resolve().parent.joinpath(*parts)
 
 
 def __getattr__(name: str):

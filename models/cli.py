@@ -165,11 +165,14 @@ def evaluate(
 
 
 def inspect(
-    ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors or PyTorch file)."),
+    ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors or PyTorch file), or a model directory."),
     arch: Optional[str] = ArchOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Architecture summary and learned PReLU slopes per layer (He et al. 2015, Table 1)."""
+    """Architecture summary and learned PReLU slopes per layer (He et al. 2015, Table 1); of a model
+    directory, its entry: platform, precision, lowering, provenance."""
+    if ckpt.is_dir():
+        return _inspect_entry(ckpt, as_json)
     from prelu_deploy.models import load_checkpoint
     from prelu_deploy.models.summary import slope_report, summary
 
@@ -196,3 +199,30 @@ def inspect(
         slopes.add_row(row["layer"], str(row["after"]), row["kind"], str(row["channels"]),
                        f"{row['mean']:.4f}", f"{row['min']:.4f}", f"{row['max']:.4f}")
     console.print(slopes if info["slopes"] else "no PReLU layers (act is " + info["act"] + ")")
+
+
+def _inspect_entry(path: Path, as_json: bool) -> None:
+    """A model directory as the runners and the server read it (no torch needed)."""
+    from prelu_deploy.manifest import read_entry
+
+    e = read_entry(path)
+    info = {"model_dir": str(path), "name": e.name, "version": e.number, "platform": e.platform, "artifact": e.artifact_rel,
+            "precision": e.precision, "lowering": e.lowering,
+            "prelu_layers": f"{e.shared_prelu_count} channel-shared of {len(e.prelu_layers)}",
+            "input": f"{e.input.name} {list(e.input.shape)}", "output": f"{e.output.name} {list(e.output.shape)}",
+            "batch": f"{e.profile.min}..{e.profile.max}", "labels": e.labels, "preprocess": e.preprocess,
+            "preprocess_origin": e.preprocess_origin,
+            "provenance": {"checkpoint": e.source.checkpoint, "sha256": e.source.sha256, "arch": e.source.arch,
+                           "kwargs": e.source.kwargs, "onnx_source": e.onnx_source, "created": e.created, "opset": e.opset,
+                           "versions": e.versions},
+            "golden": {k: v for k, v in e.golden.items() if k != "negative_fraction"},
+            "tensorrt": f"{e.tensorrt.flavour} {e.tensorrt.version}" if e.tensorrt else None,
+            "int8": {k: e.int8.get(k) for k in ("method", "calibration", "tolerance_holds")} if e.int8 else None}
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    table = Table(title=str(path), show_header=False)
+    for key, value in info.items():
+        if value is not None and key != "model_dir":
+            table.add_row(key, "\n".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else str(value))
+    console.print(table)

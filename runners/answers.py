@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from prelu_deploy.errors import UsageError
+from prelu_deploy.models import packaged
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -26,11 +27,24 @@ def predictions(names: list[str], logits: np.ndarray, labels: list[str] | None, 
             for name, p in zip(names, probs)]
 
 
+def model_path(model: str | Path) -> Path:
+    """`--model` as given: a model directory or checkpoint file, else the name of a bundled model."""
+    path = Path(model)
+    if path.exists() or path.parent != Path("."):
+        return path
+    bundled = packaged("bundled")  # the repository `prelu-deploy serve` serves by default
+    if (bundled / str(model)).is_dir():
+        return bundled / str(model)
+    names = ", ".join(sorted(p.name for p in bundled.iterdir() if p.is_dir()))
+    raise UsageError(f"--model {model}: neither a model directory, a checkpoint file, nor a bundled model ({names})")
+
+
 def load_classifier(model: str | Path, backend: str | None = None, threads: int | None = None):
-    """(preprocess, labels, run) for a model directory (its runner) or a checkpoint (torch)."""
+    """(preprocess, labels, run) for a model directory (its runner), a checkpoint (torch) or the name of
+    a bundled model."""
     from prelu_deploy.models.preprocess import Preprocess
 
-    path = Path(model)
+    path = model_path(model)
     if path.is_dir():
         from prelu_deploy.manifest import read_entry
         from prelu_deploy.runners.registry import get_runner

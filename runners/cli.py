@@ -20,8 +20,9 @@ def register(app: typer.Typer) -> None:
 
 def classify(
     images: list[Path] = typer.Argument(..., help="Image files or folders of images."),
-    model: Path = typer.Option(..., "--model", help="A model directory (ONNX Runtime, or TensorRT for a plan) or a checkpoint "
-                                                    "(torch)."),
+    model: str = typer.Option("digits", "--model", help="A model directory (ONNX Runtime, or TensorRT for a plan), a "
+                                                        "checkpoint (torch), or the name of a bundled model, as `serve` "
+                                                        "serves it (default: digits, the bundled trained digits model)."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Labels per image."),
     backend: str = typer.Option("auto", "--backend", help="For a model directory: auto | onnxruntime | tensorrt | torch."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runner threads."),

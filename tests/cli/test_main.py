@@ -92,3 +92,28 @@ def test_export_takes_the_arch_and_preprocessing_a_bare_state_dict_needs(cli, tm
     assert m["source"]["arch"] == "digits_prelu" and m["labels"] == names
     assert (m["preprocess"]["fit"], m["preprocess"]["mean"], m["preprocess"]["std"]) == ("ink_box", [0.2], [0.3])
     assert m["preprocess_origin"] == "architecture defaults (the checkpoint has no record), with --fit, --mean, --std given"
+
+
+def test_classify_defaults_to_the_bundled_model_and_takes_its_served_name(cli):
+    """As `serve` does: no --model is the bundled digits model, and --model digits names it."""
+    import json
+
+    sample = ROOT / "models" / "samples" / "digit_7.png"
+    for args in ((), ("--model", "digits")):
+        answer = json.loads(cli("classify", sample, *args, "--json").stdout)
+        assert answer["predictions"][0]["top_k"][0]["label"] == "7", args
+    assert "nor a bundled model (digits)" in cli("classify", sample, "--model", "nope", check_rc=2).stderr
+
+
+def test_inspect_a_model_directory(cli, shipped):
+    """`inspect DIR`: the entry (platform, precision, lowering) and its provenance, as tables or JSON."""
+    import json
+
+    from prelu_deploy.manifest import sha256_file
+
+    bundled = ROOT / "models" / "bundled" / "digits"
+    info = json.loads(cli("inspect", bundled, "--json").stdout)
+    assert (info["platform"], info["precision"], info["lowering"]) == ("onnxruntime_onnx", "fp32", "leaky")
+    assert info["provenance"]["arch"] == "digits_prelu" and info["provenance"]["sha256"] == sha256_file(shipped)
+    text = cli("inspect", bundled).stdout
+    assert all(word in text for word in ("precision", "lowering", "leaky", "provenance", "digits_prelu")), text
