@@ -7,17 +7,15 @@ module costs nothing)."""
 from pathlib import Path
 
 from prelu_deploy import confined_threads
-from prelu_deploy.errors import PreluDeployError
 
 CPU = ("CPUExecutionProvider",)
 
 
 def load_onnxruntime():
-    """The onnxruntime module, or an error naming the extra that brings it."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise PreluDeployError("onnxruntime is not installed: pip install 'prelu-deploy[serve]'") from None
+    """The onnxruntime module. Where it is not installed, the ModuleNotFoundError goes on up: the console
+    script answers it with the extra that brings it (cli/main.py: EXTRA_FOR), exit 2."""
+    import onnxruntime
+
     return onnxruntime
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prelu_deploy.errors import ModelDirError, PreluDeployError, UsageError
+from prelu_deploy.errors import ModelDirError, UsageError
 from prelu_deploy.manifest import ModelEntry, sha256_file
 from prelu_deploy.runners.buckets import Buckets
 from prelu_deploy.runners.device import torch_cuda_missing
@@ -61,10 +61,7 @@ class TorchRunner(BaseRunner):
                  checkpoint: str | Path | None = None, threads: int | None = None, channels_last: bool | None = None,
                  cudnn_benchmark: bool | None = None, buckets: tuple[int, ...] | None = None):
         super().__init__(entry, device, precision)  # the checkpoint itself, whatever the entry's artifact computes in
-        try:
-            import torch
-        except ImportError:
-            raise PreluDeployError("the torch runners need torch: pip install 'prelu-deploy[export]'") from None
+        import torch  # not installed: the console script names the extra that brings it (cli/main.py: EXTRA_FOR)
 
         if threads:
             torch.set_num_threads(threads)

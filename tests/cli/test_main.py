@@ -21,12 +21,26 @@ def _hints() -> set[str]:
 
 def test_every_install_hint_is_printed_literally():
     hints = _hints()
-    assert {"pip install 'prelu-deploy[export]'", "pip install 'prelu-deploy[serve]'", "pip install 'prelu-deploy[trt]'",
-            "pip install 'prelu-deploy[bench]'"} <= hints
+    assert {"pip install 'prelu-deploy[export]'", "pip install 'prelu-deploy[trt]'", "pip install 'prelu-deploy[bench]'"} <= hints
     for hint in hints:
         out = io.StringIO()
         print_error(PreluDeployError(f"something is missing: {hint} [and] [/] [bold]"), Console(file=out, width=400))
         assert out.getvalue().strip() == f"error: something is missing: {hint} [and] [/] [bold]"
+
+
+REFUSE = """
+import sys
+
+class Refuse:  # a meta-path finder that answers for these modules as an install without them would
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {modules!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+
+sys.meta_path.insert(0, Refuse())
+sys.argv = ["prelu-deploy", *{argv!r}]
+from prelu_deploy.cli.main import main
+main()
+"""
 
 
 def _without(modules: list[str], *argv: str):
@@ -34,8 +48,7 @@ def _without(modules: list[str], *argv: str):
     import subprocess
     import sys
 
-    code = (f"import sys\nfor m in {modules!r}: sys.modules[m] = None\n"
-            f"sys.argv = ['prelu-deploy', *{list(argv)!r}]\nfrom prelu_deploy.cli.main import main\nmain()")
+    code = REFUSE.format(modules=list(modules), argv=list(argv))
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
@@ -44,16 +57,27 @@ def test_a_torch_free_install_names_the_extra_for_every_command_that_needs_torch
     traceback; export/quantize/build the same without onnx. Now: one line naming the extra, exit 2."""
     ckpt = str(ROOT / "models" / "weights" / "digits_prelu.safetensors")
     sample = str(ROOT / "models" / "samples" / "digit_3.png")
+    bundled = str(ROOT / "models" / "bundled" / "digits")
     cases = [(["torch"], ["train", "--arch", "digits_prelu", "--out", str(tmp_path / "x.safetensors")], "torch", "export"),
              (["torch"], ["inspect", ckpt], "torch", "export"), (["torch"], ["eval", ckpt], "torch", "export"),
              (["torch"], ["classify", sample, "--model", ckpt], "torch", "export"),
-             (["onnx"], ["export", ckpt, "--name", "d", "--repo", str(tmp_path / "repo")], "onnx", "export")]
+             (["torch"], ["parity", bundled], "torch", "export"),
+             (["onnx"], ["export", ckpt, "--name", "d", "--repo", str(tmp_path / "repo")], "onnx", "export"),
+             (["torch", "onnx"], ["quantize", bundled, "--force"], "onnx", "export"),
+             (["torch", "onnx"], ["build", bundled, "--force"], "onnx", "export"),
+             (["onnxruntime"], ["classify", sample], "onnxruntime", "serve"),
+             (["torch"], ["bench", bundled, "--backend", "torch", "--out", str(tmp_path / "out")], "torch", "export")]
     for blocked, argv, module, extra in cases:
         proc = _without(blocked, *argv)
         assert proc.returncode == 2, (argv, proc.stderr)
         said = f"needs {module}, which is not installed here: pip install 'prelu-deploy[{extra}]'"
         assert said in proc.stderr, (argv, proc.stderr)
         assert "Traceback" not in proc.stderr and f"prelu-deploy {argv[0]}" in proc.stderr
+    # and what needs no torch runs without it
+    proc = _without(["torch", "onnx"], "classify", sample, "--json")
+    assert proc.returncode == 0 and '"label": "3"' in proc.stdout, proc.stderr
+    proc = _without(["torch", "onnx"], "inspect", bundled, "--json")
+    assert proc.returncode == 0 and '"lowering": "leaky"' in proc.stdout, proc.stderr
 
 
 def test_a_pickled_model_is_refused_in_one_plain_line(cli, tmp_path):
