@@ -28,9 +28,9 @@ log = logging.getLogger("prelu_deploy.serve")
 class Poller:
     def __init__(self, control, interval_s: float):
         self.control, self.interval_s = control, interval_s
-        repo = control.settings.repo
-        # what was loaded at start (serve.repository.control.initial_models) is what the folders held then
-        self.seen = {name: fingerprint(repo / name) for name in model_dirs(repo)}
+        # nothing seen yet: the first look compares every model with what it serves (a load keeps the versions
+        # unchanged on disk), so a version written while the server started is not missed
+        self.seen: dict[str, tuple] = {}
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:
