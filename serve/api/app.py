@@ -16,7 +16,7 @@ from prelu_deploy.serve.api import paths, services
 from prelu_deploy.serve.api.auth import Auth
 from prelu_deploy.serve.repository.versions import every_version
 from prelu_deploy.serve.errors import ApiError, error_response
-from prelu_deploy.serve.api.hot_path import MODEL_KEY, HotPath
+from prelu_deploy.serve.api.hot_path import MODEL_KEY, HotPath, body_too_large
 from prelu_deploy.serve.api.metrics import Metrics
 from prelu_deploy.serve.api.openapi import install_docs
 from prelu_deploy.serve.repository.loader import ServedModel
@@ -52,8 +52,9 @@ class LimitsAndMetrics:
                     close = {}
                 except TimeoutError:
                     pass
-            response = JSONResponse({"error": f"body of {length.decode(errors='replace')} bytes is over the limit "
-                                              f"of {self.settings.max_body_bytes}"}, status_code=413, headers=close)
+            error = (body_too_large(self.settings.max_body_bytes, int(length)) if length.isdigit() else
+                     f"Content-Length {length.decode(errors='replace')!r} is not a number of bytes")
+            response = JSONResponse({"error": error}, status_code=413, headers=close)
             return await response(scope, receive, send)
         status = 500
 

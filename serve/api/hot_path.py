@@ -94,13 +94,23 @@ async def read_body(receive, settings: Settings) -> bytes:
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
-                    raise ApiError(413, f"body is over the limit of {limit} bytes")
+                    raise ApiError(413, body_too_large(limit))
                 chunks.append(chunk)
                 if not message.get("more_body"):
                     break
     except TimeoutError:
         raise ApiError(408, f"request body not complete within {timeout_s:g} s", {"Connection": "close"}) from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def body_too_large(limit: int, size: int | None = None) -> str:
+    """A 413's words: the body's size when announced, the limit in MB and the option that raises it."""
+    said = f"the body is {_mb(size)} ({size} bytes); the limit is" if size is not None else "the body is over the limit of"
+    return f"{said} {_mb(limit)} (--max-body-mb)"
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1 << 20):.3g} MB"  # --max-body-mb's megabytes
 
 
 async def send_response(send, content: bytes, headers: dict[str, str]) -> None:
