@@ -139,3 +139,14 @@ def test_the_support_matrix():
     assert all(unsupported_cc("tensorrt_rtx", cc) is None for cc in ("8.0", "8.6", "8.9", "12.0", "12.1"))
     assert "H100/H200" in unsupported_cc("tensorrt_rtx", "9.0") and unsupported_cc("tensorrt_rtx", "7.5")
     assert all(unsupported_cc("tensorrt", cc) is None for cc in ("7.5", "8.0", "9.0", "10.0", "12.0"))
+
+
+def test_build_writes_its_next_version_beside_the_others(repo, tmp_path):
+    from prelu_deploy.manifest import load_entry, version_numbers
+
+    dest = tmp_path / "d_leaky_trt"
+    for _ in range(2):
+        build_plan(repo / "d_leaky", "fp32", max_batch=8, dest=dest, version="next")
+    assert version_numbers(dest) == [1, 2] and (dest / "2" / "model.plan").stat().st_size > 10_000
+    assert all(load_entry(dest, n).verify() == [] and load_entry(dest, n).is_plan for n in (1, 2))
+    assert 'platform: "tensorrt_plan"' in (dest / "config.pbtxt").read_text()
