@@ -50,6 +50,9 @@ def export(
     console.print(f"exported {e.source.arch} → [bold]{dest}[/] version {e.number} (lowering {prelu_mode}: "
                   f"{e.shared_prelu_count} channel-shared "
                   f"of {len(e.prelu_layers)} PReLU layers, {e.golden_count} golden inputs)", highlight=False)
+    if why := e.golden.get("no_held_out"):
+        console.print(f"note: no held-out images in the golden I/O ({why}): its rows are crafted inputs only, so "
+                      "`quantize` refuses this entry (INT8 is judged on real images)", highlight=False)
 
 
 def _floats(option: str, text: str | None) -> list[float] | None:

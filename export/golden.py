@@ -14,16 +14,19 @@ from prelu_deploy.models.data import held_out
 from prelu_deploy.models.reference import negative_fractions, reference_logits
 
 
-def held_out_images(meta: CheckpointMeta, n: int, dataset: str | None = None) -> np.ndarray | None:
-    """The first n held-out images of the checkpoint's dataset, preprocessed; None when unavailable."""
+def held_out_images(meta: CheckpointMeta, n: int, dataset: str | None = None) -> tuple[np.ndarray | None, str | None]:
+    """The first n held-out images of the checkpoint's dataset, preprocessed; else None and why."""
     dataset = dataset or (meta.metrics or {}).get("dataset")
-    pre = meta.preprocess
-    if pre is None or dataset is None or (dataset != "digits" and not Path(dataset).is_dir()):
-        return None
+    if meta.preprocess is None:
+        return None, "the checkpoint records no preprocessing"
+    if dataset is None:
+        return None, "the checkpoint records no dataset"
+    if dataset != "digits" and not Path(dataset).is_dir():
+        return None, f"its dataset {dataset} is not on this machine"
     try:
-        return held_out(dataset, pre, n)[0]
-    except DatasetError:
-        return None
+        return held_out(dataset, meta.preprocess, n)[0], None
+    except DatasetError as err:
+        return None, f"its dataset could not be read ({err})"
 
 
 def crafted_inputs(shape: tuple[int, ...], n: int, seed: int = 0) -> np.ndarray:
@@ -35,10 +38,12 @@ def crafted_inputs(shape: tuple[int, ...], n: int, seed: int = 0) -> np.ndarray:
 
 def make_golden(model: nn.Module, meta: CheckpointMeta, n_real: int = 4, n_crafted: int = 4) -> dict:
     cfg = model.config
-    real = held_out_images(meta, n_real)
+    """Golden inputs and their PyTorch logits; `no_held_out` says why none are real images (then INT8,
+    judged on real images only, cannot be judged on them: `quantize` refuses such an entry)."""
+    real, why = held_out_images(meta, n_real)
     crafted = crafted_inputs((cfg.in_chans, cfg.input_size, cfg.input_size), n_crafted)
     inputs = crafted if real is None else np.concatenate([real, crafted])
     fp32, fp64 = reference_logits(model, inputs)
-    return {"inputs": inputs, "logits": fp32, "logits_fp64": fp64,
+    return {"inputs": inputs, "logits": fp32, "logits_fp64": fp64, "no_held_out": why,
             "sources": ["held-out"] * (0 if real is None else len(real)) + ["crafted"] * n_crafted,
             "negative_fraction": negative_fractions(model, torch.from_numpy(inputs))}

@@ -74,7 +74,8 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
             flops_per_image=flops_per_image(model, tuple(in_dims)),  # for the benchmark's roofline
             lowering=mode, prelu_layers=[{**layer, "op": _op_after(layer, mode)} for layer in layers],
             golden={"file": stage.files.golden, "count": len(golden["inputs"]), "sources": golden["sources"],
-                    "negative_fraction": golden["negative_fraction"]},
+                    "negative_fraction": golden["negative_fraction"],
+                    **({"no_held_out": golden["no_held_out"]} if golden["no_held_out"] else {})},
             versions=_versions(),
         ))
     return dest

@@ -72,3 +72,22 @@ def test_auto_exclude_keeps_the_drifting_modules_in_float(repo, tmp_path):
     assert plain["held_out"]["accuracy_int8"] < 0.5 and not plain["tolerance_holds"]
     assert auto["auto_excluded_modules"][:2] == ["conv1", "conv1_act"] and len(auto["excluded_nodes"]) >= 4
     assert auto["held_out"]["accuracy_int8"] > plain["held_out"]["accuracy_int8"] + 0.3
+
+
+def test_an_entry_without_real_golden_images_is_not_quantized(cli, tmp_path):
+    """A checkpoint that records no dataset exports with crafted golden inputs only, and says so; INT8 is
+    judged on real images only, so `quantize` refuses such an entry instead of judging it on noise."""
+    import torch
+
+    from prelu_deploy.models import create_model, save_checkpoint
+    from prelu_deploy.models.preprocess import Preprocess
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(create_model("digits_prelu"), tmp_path / "d.safetensors",
+                           preprocess=Preprocess((8, 8), 1, (0.5,), (0.25,)))
+    said = cli("export", ckpt, "--name", "d", "--repo", tmp_path / "repo").stdout
+    assert "note: no held-out images in the golden I/O (the checkpoint records no dataset)" in said, said
+    assert read_entry(tmp_path / "repo" / "d").golden["no_held_out"] == "the checkpoint records no dataset"
+    err = cli("quantize", tmp_path / "repo" / "d", "--calibration", "digits", check_rc=2).stderr
+    assert "INT8 is judged on real images, and this entry's golden I/O holds none (the checkpoint records no dataset)" in err
+    assert not (tmp_path / "repo" / "d_int8").exists()
