@@ -254,9 +254,9 @@ class ModelControl:
             log_loaded(served, self.settings)
         if failed:
             serving = any(s.ready for s in new.values())
-            raise Refused(f"failed to load {name!r}" + "; ".join(
-                f"{'' if n == 1 else f' version {n}'}: {s.reason}" for n, s in failed.items())
-                + ("; the version loaded before keeps serving" if serving else "; it is not served"))
+            why = "; ".join(f"{'' if n == 1 else f'version {n}: '}{s.reason}" for n, s in failed.items())
+            raise Refused(f"failed to load {name!r}: {why}"
+                          + ("; the version loaded before keeps serving" if serving else "; it is not served"))
         log.info("model %s: serving versions %s", name, ", ".join(str(n) for n, s in new.items() if s.ready))
         return new
 

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from prelu_deploy.errors import ModelDirError
+from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.versions import read_policy, version_layout
 
 
@@ -42,20 +43,22 @@ def every_version(models: dict) -> list:
     return list(models.values())
 
 
+def versions_of(models: dict, name: str) -> dict:
+    """{number: ServedModel} of the served model `name` (of a plain dict of models: its one version)."""
+    return getattr(models, "versions", {}).get(name) or {models[name].number: models[name]}
+
+
 def find_version(models: dict, name: str, version: str):
     """The version `version` of the served model `name` (find_model found it); 404 naming those there are."""
-    versions = getattr(models, "versions", {}).get(name) or {models[name].number: models[name]}
+    versions = versions_of(models, name)
     if version.isdigit() and int(version) in versions:
         return versions[int(version)]
-    from prelu_deploy.serve.errors import ApiError
-
     raise ApiError(404, f"model {name!r} has no version {version!r}; it has {', '.join(map(repr, map(str, versions)))}")
 
 
 def ready_versions(models: dict, name: str) -> list[str]:
     """The versions of `name` that take traffic (a model's metadata lists them, as Triton's does)."""
-    versions = getattr(models, "versions", {}).get(name) or {models[name].number: models[name]}
-    return [str(n) for n, served in versions.items() if served.ready] or [str(models[name].number)]
+    return [str(n) for n, served in versions_of(models, name).items() if served.ready] or [str(models[name].number)]
 
 
 def selected(path: Path) -> list[int]:
