@@ -7,7 +7,6 @@ batch-32 images/s, the ceilings a server is judged against."""
 
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from prelu_deploy.bench.report import machine_line, ms
 from prelu_deploy.bench.timing import interleaved, summary
 from prelu_deploy.errors import BenchError, UsageError
 from prelu_deploy.manifest import read_entry
+from prelu_deploy.serve.addresses import free_ports
 
 SERVERS = ("ours", "baseline")
 START_TIMEOUT_S = 120.0
@@ -35,12 +35,6 @@ class ServingBench:
     baseline_threads: int | None = None  # ONNX Runtime threads of the baseline (default: its own)
     reference_s: float = 3.0  # seconds of in-process timing per batch size
     rounds: int = 1  # per level: ours, baseline, ours, baseline, … each round `duration_s` long
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _commands(repo: Path, model_dir: Path, cfg: ServingBench) -> dict[str, list[str]]:
@@ -60,7 +54,7 @@ class _Servers:
         self.procs, self.urls, self.logs = {}, {}, {}
         try:
             for name, cmd in commands.items():
-                port = _free_port()
+                port = free_ports(1)[0]
                 self.urls[name] = f"http://127.0.0.1:{port}"
                 self.logs[name] = tempfile.TemporaryFile("w+")
                 self.procs[name] = subprocess.Popen([*cmd, "--port", str(port)], stdout=subprocess.DEVNULL,

@@ -1,5 +1,6 @@
 """Whether an address is loopback, and what to say when the server listens beyond it: asked by the
-token rules (serve.api.auth), `serve`'s warning at start and Ray's local cluster."""
+token rules (serve.api.auth), `serve`'s warning at start and Ray's local cluster. And free ports, for
+Ray's side ports, the serving benchmark's servers and the tests."""
 
 import ipaddress
 import socket
@@ -27,3 +28,15 @@ def is_loopback(host: str) -> bool | None:
     except socket.gaierror:
         return None
     return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """`n` distinct ports free on `host` ("": every interface) now; held at once, so none repeats."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

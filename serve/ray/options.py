@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prelu_deploy import usable_cores
+from prelu_deploy.serve.addresses import free_ports
 
 # What carries a request from the client to a replica (docs/scale-out.md, "Where the time goes"):
 # - haproxy: Ray Serve's HAProxy mode: one HAProxy per node listens on --port and balances (leastconn,
@@ -89,23 +90,12 @@ def ingress_env(ingress: str, workdir: str | None = None) -> dict[str, str]:
         # HAProxy's threads (Ray: 4): one per 8 usable cores, 1 to 4. On 2 cores 4 threads competed with the
         # replicas: 0.67× the plain server's requests/s at 64 clients against 0.91× with 1 (3 rounds each)
         env["RAY_SERVE_HAPROXY_NBTHREAD"] = str(max(1, min(4, usable_cores() // 8)))
-        stats, metrics, fallback = _free_ports(3)
+        stats, metrics, fallback = free_ports(3, host="")  # HAProxy binds them on every interface
         env.update(RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=f"{workdir}/haproxy.cfg", RAY_SERVE_HAPROXY_SOCKET_PATH=f"{workdir}/admin.sock",
                    RAY_SERVE_HAPROXY_SERVER_STATE_BASE=workdir, RAY_SERVE_HAPROXY_SERVER_STATE_FILE=f"{workdir}/server-state",
                    RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH=f"{workdir}/metrics.sock", RAY_SERVE_HAPROXY_STATS_PORT=str(stats),
                    RAY_SERVE_HAPROXY_METRICS_PORT=str(metrics), RAY_SERVE_FALLBACK_PROXY_HTTP_PORT=str(fallback))
     return env
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def local_cluster_env(host: str) -> dict[str, str]:
