@@ -19,7 +19,7 @@ from onnx import TensorProto, helper
 from prelu_deploy.errors import UsageError
 from prelu_deploy.export.entry_writer import writing_entry
 from prelu_deploy.export.onnx_file import pinned, save
-from prelu_deploy.manifest import GOLDEN, ONNX, read_entry
+from prelu_deploy.manifest import ONNX, read_entry
 
 
 def floor_graph(input_name: str, dims: list[int], output_name: str, classes: int, opset: int = 18) -> onnx.ModelProto:
@@ -45,7 +45,7 @@ def make_floor_entry(model_dir: str | Path, repo: str | Path | None = None) -> P
     dest = Path(repo or entry.path.parent) / name
     golden = entry.golden_io()
     flat = golden["inputs"].reshape(len(golden["inputs"]), -1)[:, :classes]
-    with np.load(entry.path / GOLDEN) as z:
+    with np.load(entry.golden_path) as z:
         rest = {k: z[k] for k in z.files}
     with writing_entry(dest, force=True) as stage:  # an earlier floor is replaced in one step
         save(floor_graph(entry.input.name, entry.input.dims, entry.output.name, classes), stage / ONNX)

@@ -77,6 +77,14 @@ def version_numbers(model_dir: str | Path) -> list[int]:
     return list(version_layout(model_dir))
 
 
+def is_model_folder(path: str | Path) -> bool:
+    """Whether `path` holds a version of a model (or versions read wrongly, which loading it names)."""
+    try:
+        return bool(version_layout(path))
+    except ModelDirError:
+        return True
+
+
 def next_number(numbers: list[int]) -> int:
     """The number a new version takes with `--version next`: one past the newest (1 for a new model)."""
     return max(numbers, default=0) + 1

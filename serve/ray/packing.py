@@ -12,7 +12,7 @@ import tarfile
 from pathlib import Path, PurePosixPath
 
 from prelu_deploy.errors import ModelDirError
-from prelu_deploy.manifest import MANIFEST
+from prelu_deploy.versions import is_model_folder
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -21,7 +21,7 @@ def sha256_bytes(data: bytes) -> str:
 
 def pack_repository(repo: Path) -> tuple[bytes, str]:
     """(tar bytes, their sha256) of every model directory in `repo` (a folder holding manifest.json)."""
-    models = sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file())
+    models = sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith(".") and is_model_folder(p))
     if not models:
         raise ModelDirError(f"{repo}: no model directories to send to the replicas (make one with `prelu-deploy export`)")
     buf = io.BytesIO()

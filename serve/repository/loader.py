@@ -19,7 +19,8 @@ from pathlib import Path
 
 from prelu_deploy.atomic import clean_leftovers
 from prelu_deploy.errors import ModelDirError, PreluDeployError
-from prelu_deploy.manifest import ModelEntry, load_entry, version_numbers
+from prelu_deploy.manifest import ModelEntry, load_entry
+from prelu_deploy.versions import is_model_folder
 from prelu_deploy.models.preprocess import Preprocess
 from prelu_deploy.runners.registry import default_backend, get_runner
 from prelu_deploy.runners.runner import Runner, run_batched
@@ -157,14 +158,7 @@ def model_dirs(repo: Path) -> list[str]:
 
 
 def _model_dirs(repo: Path) -> list[Path]:
-    return sorted(p for p in repo.iterdir() if not p.name.startswith(".") and p.is_dir() and _holds_a_version(p))
-
-
-def _holds_a_version(path: Path) -> bool:
-    try:
-        return bool(version_numbers(path))
-    except ModelDirError:  # it holds versions, read wrongly: loading it says why
-        return True
+    return sorted(p for p in repo.iterdir() if not p.name.startswith(".") and p.is_dir() and is_model_folder(p))
 
 
 def load_versions(path: Path, settings: Settings, pins: dict[int, str] | None = None,

@@ -10,7 +10,7 @@ import pytest
 from prelu_deploy import versions
 from prelu_deploy.errors import ModelDirError
 from prelu_deploy.manifest import load_entry, read_entry, version_files, version_numbers
-from prelu_deploy.versions import Policy, read_policy
+from prelu_deploy.versions import Policy, is_model_folder, read_policy
 
 
 @pytest.fixture
@@ -59,6 +59,7 @@ def test_a_root_without_a_manifest_keeps_every_version_in_its_folder(model, tmp_
     add_version(only, 3)
     (only / "manifest.json").unlink()
     assert version_numbers(only) == [3] and read_entry(only).number == 3
+    assert is_model_folder(only) and not is_model_folder(tmp_path)  # what the server and the Ray pack take as models
     with pytest.raises(ModelDirError, match=r"no version 1 \(it holds 3\)"):
         read_entry(only, 1)
 
