@@ -2,7 +2,6 @@
 cleaned (or its backup restored) by the next writer."""
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -54,37 +53,76 @@ def test_the_next_write_of_a_file_cleans_its_leftovers(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"] and (tmp_path / "f.bin").read_bytes() == b"whole"
 
 
-def _kill_at_random(cmd: list[str], delays: list[float], check) -> None:
-    """Run `cmd` once per delay and SIGKILL it then (or let it finish: an export takes ~10 s here); `check()` after each."""
+# The console script, stopped at a point inside its write: at the first fsync (a staged file written, not yet
+# renamed: the stage being filled) or at the swap (the stage complete, about to take the real name). There
+# it marks a file and waits to be killed.
+PAUSED = """
+import os, sys, time
+from pathlib import Path
+
+import prelu_deploy.atomic as atomic
+
+mark, point, *argv = sys.argv[1:]
+
+def paused(real, only=lambda *args: True):
+    def at_the_point(*args, **kwargs):
+        if only(*args):
+            Path(mark).touch()
+            time.sleep(600)
+        return real(*args, **kwargs)
+    return at_the_point
+
+if point == "filling":
+    os.fsync = paused(os.fsync)
+else:
+    atomic._exchange = paused(atomic._exchange)
+    # a staged file or folder taking its real name (not a file written inside a staged folder)
+    os.replace = paused(os.replace, lambda src, dst: str(src).endswith(".tmp") and not Path(dst).parent.name.endswith(".tmp"))
+sys.argv = ["prelu-deploy", *argv]
+from prelu_deploy.cli.main import main
+main()
+"""
+POINTS = ("filling", "swap")
+
+
+def _kill_inside_the_write(argv: list[str], tmp_path: Path, check) -> None:
+    """Run the console script once per point of its write and SIGKILL it there; `check()` after each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for delay in delays:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        time.sleep(delay)
+    for point in POINTS:
+        mark = tmp_path.parent / f"{tmp_path.name}-{point}.mark"
+        proc = subprocess.Popen([sys.executable, "-c", PAUSED, str(mark), point, *argv], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 240
+        while not mark.exists():
+            assert proc.poll() is None, f"the writer ended before the {point} point: {proc.stderr.read()}"
+            assert time.monotonic() < deadline, f"no {point} point within 240 s"
+            time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.stderr.close()
+        assert proc.returncode == -signal.SIGKILL  # killed there, inside the write, not after it
         check()
 
 
 @pytest.mark.slow
-def test_export_force_killed_at_random_moments_leaves_old_or_new(shipped, tmp_path):
+def test_export_force_killed_inside_its_write_leaves_old_or_new(shipped, tmp_path):
     exe = str(Path(sys.executable).with_name("prelu-deploy"))
-    cmd = [exe, "export", str(shipped), "--name", "digits", "--repo", str(tmp_path), "--force"]
-    subprocess.run(cmd, check=True, capture_output=True)
+    argv = ["export", str(shipped), "--name", "digits", "--repo", str(tmp_path), "--force"]
+    subprocess.run([exe, *argv], check=True, capture_output=True)
 
     def check():
         assert read_entry(tmp_path / "digits").verify() == []  # complete, under its real name
 
-    rng = random.Random(0)
-    _kill_at_random(cmd, [rng.uniform(2.0, 12.0) for _ in range(4)], check)
-    subprocess.run(cmd, check=True, capture_output=True)  # the next writer cleans what the killed ones left
+    _kill_inside_the_write(argv, tmp_path, check)
+    subprocess.run([exe, *argv], check=True, capture_output=True)  # the next writer cleans what the killed ones left
     assert [p.name for p in tmp_path.iterdir()] == ["digits"]
 
 
 @pytest.mark.slow
-def test_export_of_a_next_version_killed_at_random_moments_leaves_the_versions_before(shipped, tmp_path):
+def test_export_of_a_next_version_killed_inside_its_write_leaves_the_versions_before(shipped, tmp_path):
     exe = str(Path(sys.executable).with_name("prelu-deploy"))
-    cmd = [exe, "export", str(shipped), "--name", "digits", "--repo", str(tmp_path), "--version", "next"]
-    subprocess.run(cmd, check=True, capture_output=True)
+    argv = ["export", str(shipped), "--name", "digits", "--repo", str(tmp_path), "--version", "next"]
+    subprocess.run([exe, *argv], check=True, capture_output=True)
     model = tmp_path / "digits"
     first = {p: p.read_bytes() for p in (model / "manifest.json", model / "golden.npz", model / "1" / "model.onnx")}
 
@@ -93,22 +131,20 @@ def test_export_of_a_next_version_killed_at_random_moments_leaves_the_versions_b
         assert numbers == list(range(1, len(numbers) + 1)) and all(load_entry(model, n).verify() == [] for n in numbers)
         assert {p: p.read_bytes() for p in first} == first
 
-    rng = random.Random(2)
-    _kill_at_random(cmd, [rng.uniform(2.0, 12.0) for _ in range(3)], check)
-    subprocess.run(cmd, check=True, capture_output=True)
+    _kill_inside_the_write(argv, tmp_path, check)
+    subprocess.run([exe, *argv], check=True, capture_output=True)
     check()
     assert [p.name for p in tmp_path.iterdir()] == ["digits"] and len(version_numbers(model)) >= 2
 
 
 @pytest.mark.slow
-def test_train_force_killed_at_random_moments_leaves_old_or_new(tmp_path):
+def test_train_force_killed_inside_its_write_leaves_old_or_new(tmp_path):
     from prelu_deploy.models import load_checkpoint
 
     exe = str(Path(sys.executable).with_name("prelu-deploy"))
     out = tmp_path / "c.safetensors"
-    cmd = [exe, "train", "--arch", "digits_prelu", "--dataset", "digits", "--epochs", "1", "--out", str(out), "--force"]
-    subprocess.run(cmd, check=True, capture_output=True)
-    rng = random.Random(1)
-    _kill_at_random(cmd, [rng.uniform(1.5, 5.0) for _ in range(3)], lambda: load_checkpoint(out))
-    subprocess.run(cmd, check=True, capture_output=True)
+    argv = ["train", "--arch", "digits_prelu", "--dataset", "digits", "--epochs", "1", "--out", str(out), "--force"]
+    subprocess.run([exe, *argv], check=True, capture_output=True)
+    _kill_inside_the_write(argv, tmp_path, lambda: load_checkpoint(out))
+    subprocess.run([exe, *argv], check=True, capture_output=True)
     assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
