@@ -55,14 +55,17 @@ INFER = {
 }
 
 
+_VERSION = {"x-model-version": {"description": "The version of the model that computed the answer",
+                                 "schema": {"type": "string"}}}
 INFER_RESPONSE = {"description": "The output tensor, as JSON or (when binary data was asked for) JSON followed by raw FP32",
+                  "headers": _VERSION,
                   "content": {"application/json": {"schema": {"type": "object", "properties": {
                       "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
                       "outputs": {"type": "array", "items": _TENSOR}}}},
                       "application/octet-stream": {"schema": _BINARY}}}
 
 _IMAGE = {"schema": _BINARY}
-CLASSIFY_RESPONSE = {"description": "Top-k labels with probabilities, per image", "content": {"application/json": {"schema": {
+CLASSIFY_RESPONSE = {"description": "Top-k labels with probabilities, per image", "headers": _VERSION, "content": {"application/json": {"schema": {
     "type": "object", "properties": {"model": {"type": "string"}, "predictions": {"type": "array", "items": {
         "type": "object", "properties": {"filename": {"type": "string"}, "top_k": {"type": "array", "items": {
             "type": "object", "properties": {"label": {"type": "string"}, "index": {"type": "integer"},
