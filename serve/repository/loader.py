@@ -1,11 +1,14 @@
-"""The model repository loader with its parity gate: a model is served only when its artifacts match
-the manifest's sha256 and every runner instance reproduces the entry's golden PyTorch logits.
+"""The model repository loader with its parity gate: a version of a model is served only when its
+artifacts match its manifest's sha256 and every runner instance reproduces the entry's golden PyTorch
+logits. Of each model, the versions its config.pbtxt's version_policy names are loaded, each gated
+on its own (serve.repository.versions).
 
-Each model is loaded from one snapshot of its directory (manifest.load_entry): the runners get the
+Each version is loaded from one snapshot of its directory (manifest.load_entry): the runners get the
 bytes that were hashed, so a load that races an export's swap serves one version whole. Under several
-worker processes the supervisor pins each model's version (its manifest's sha256) when it starts and
-at each SIGHUP; a worker started in between — the replacement of one that died — refuses a version
-other than the pinned one (not ready, saying why) rather than serve a second version beside it.
+worker processes the supervisor pins each version (its manifest's sha256) when it starts and at each
+SIGHUP; a worker started in between — the replacement of one that died — refuses a version other than
+the pinned one (not ready, saying why) rather than serve a second one beside it. Under
+--model-control poll nothing is pinned: every worker follows the repository (serve.repository.poll).
 
 A reason that is not ready is shown to unauthenticated callers: relative to the repository, no
 absolute path; the log keeps the full text."""
