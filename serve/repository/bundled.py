@@ -8,21 +8,21 @@ itself never imports torch."""
 import os
 import subprocess
 import sys
-from importlib.resources import files
 from pathlib import Path
 
 from prelu_deploy.errors import PreluDeployError
 from prelu_deploy.manifest import MANIFEST, read_entry, sha256_file
+from prelu_deploy.models import packaged
 
 NAME = "digits"
 
 
 def shipped_checkpoint() -> Path:
-    return Path(str(files("prelu_deploy.models") / "weights" / "digits_prelu.safetensors"))
+    return packaged("weights", "digits_prelu.safetensors")
 
 
 def packaged_repository() -> Path:
-    return Path(str(files("prelu_deploy.models") / "bundled"))
+    return packaged("bundled")  # its real folder: a strict editable install links each file, a model directory holds none
 
 
 def cache_dir() -> Path:
