@@ -244,3 +244,25 @@ def test_every_worker_polls_for_itself(repo, live, golden):
     finally:
         assert srv.stop()
     assert "Traceback" not in srv.proc.stdout.read()
+
+
+def test_the_policy_chooses_the_versions_served_and_a_malformed_one_says_why(repo, live):
+    from prelu_deploy.serve.repository.loader import load_repository
+    from prelu_deploy.serve.repository.versions import every_version
+    from prelu_deploy.serve.settings import Settings
+
+    for number in (2, 3):
+        add_version(live / "digits", repo / "digits", number=number)
+    config = (live / "digits" / "config.pbtxt").read_text()
+    for policy, served in (("", [3]), ("version_policy { specific { versions: [1, 3] } }", [1, 3]),
+                           ("version_policy { all { } }", [1, 2, 3])):
+        (live / "digits" / "config.pbtxt").write_text(config + policy)
+        table = load_repository(live, Settings(repo=live))
+        assert list(table.versions["digits"]) == served and table["digits"].number == 3 and table["digits"].ready
+        for version in every_version(table):
+            version.close()
+    (live / "digits" / "config.pbtxt").write_text(config + "version_policy { newest { } }")
+    table = load_repository(live, Settings(repo=live))
+    assert not table["digits"].ready and table["digits"].reason == (
+        "cannot load: digits/config.pbtxt: not Triton's model configuration (12:18 : Message type "
+        "\"inference.ModelVersionPolicy\" has no field named \"newest\".)")
