@@ -1,11 +1,19 @@
-"""The server's one settings object: every knob of `prelu-deploy serve` in one place."""
+"""The server's one settings object: every knob of `prelu-deploy serve` in one place, with its default.
+A field left out when Settings is made comes from the environment variable PRELU_DEPLOY_<FIELD> (e.g.
+PRELU_DEPLOY_MAX_QUEUE=1024, PRELU_DEPLOY_MAX_BODY_BYTES), else its default here; `serve`'s options take
+their defaults from the same place (serve.cli.FIELDS), and an option given on the command line wins."""
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "PRELU_DEPLOY_"
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
+
     repo: Path | None = None  # None: the bundled digits model, exported into a cache on first use
     backend: str = "auto"  # auto | onnxruntime | torch
     device: str = "cpu"  # cpu | cuda | cuda:N: where every runner runs

@@ -1,40 +1,58 @@
 """Settings (serve/settings.py) is the one source of the server's defaults. The `serve` command cannot read
 them at import time (the console script starts without the serve extra's pydantic), so this test holds
-every option's default to the field it sets, in the field's units."""
+every option's default to the field it sets, in the field's units; an option left out takes the field's
+environment variable (serve.cli.EnvironmentDefaults)."""
 
 import inspect
+import json
 
 import pytest
 
 from prelu_deploy.serve import cli
 from prelu_deploy.serve.settings import Settings
+from ..server import Server
 
-MB, KB = 1 << 20, 1 << 10
-# option → (the Settings field it sets, its value in that field's units)
-OPTIONS = {
-    **{name: (name, lambda v: v) for name in (
-        "host", "auth", "model_control", "backend", "device", "max_batch_size", "max_queue_delay_ms", "max_queue",
-        "instances", "max_images", "max_pixels", "max_request_pixels", "limit_concurrency")},
-    "max_body_mb": ("max_body_bytes", lambda v: int(v * MB)),
-    "max_header_kb": ("max_header_bytes", lambda v: int(v * KB)),
-    "max_header_line_kb": ("max_header_line_bytes", lambda v: int(v * KB)),
-    "header_timeout": ("header_timeout_s", lambda v: v),
-    "body_timeout": ("body_timeout_s", lambda v: v),
-    "shutdown_timeout": ("shutdown_timeout_s", lambda v: v),
-}
-# options without a fixed default: Settings' default applies when they are left out, or `serve` works the
-# value out at start (the layout from the cores, gRPC's port, what a token or explicit control brings)
-CHOSEN_AT_START = {"repo", "threads", "lone_threads", "workers", "grpc_port", "max_decodes", "api_token_sha256",
-                   "load_models", "control_dir", "poll_interval_s"}
-NOT_OPTIONS = {"top_k"}  # classify's default number of labels: a request's ?top_k= sets it
+# fields no option sets: worked out at start (the layout's lone runner, what a token or explicit control brings)
+NOT_OPTIONS = {"lone_threads", "api_token_sha256", "load_models", "control_dir", "top_k"}
 
 
-@pytest.mark.parametrize("option", sorted(OPTIONS))
+@pytest.mark.parametrize("option", sorted(cli.FIELDS))
 def test_each_serve_option_defaults_to_its_setting(option):
-    field, in_field_units = OPTIONS[option]
+    field, in_field_units, in_option_units = cli.FIELDS[option]
     default = inspect.signature(cli.serve).parameters[option].default.default  # the typer.Option's
+    if default is None:  # worked out at start (the cores, gRPC's port) unless given or set in the environment
+        return
     assert in_field_units(default) == Settings.model_fields[field].default, option
+    assert in_option_units(in_field_units(default)) == default, option
 
 
 def test_every_setting_is_an_option_or_chosen_at_start():
-    assert set(Settings.model_fields) == {field for field, _ in OPTIONS.values()} | CHOSEN_AT_START | NOT_OPTIONS
+    assert set(Settings.model_fields) == {field for field, *_ in cli.FIELDS.values()} | NOT_OPTIONS
+
+
+def test_an_option_left_out_takes_its_environment_variable_and_one_given_wins(repo, monkeypatch):
+    """PRELU_DEPLOY_<FIELD>, read by Settings (pydantic-settings), in a real server: the body limit it sets
+    answers 413 naming the option; the same variable under an explicit --max-body-mb changes nothing."""
+    monkeypatch.setenv("PRELU_DEPLOY_MAX_BODY_BYTES", str(1 << 20))
+    body, headers = b"\0" * (2 << 20), {"content-type": "image/png"}
+    srv = Server(repo)
+    try:
+        status, _, answer = srv.request("POST", "/v1/classify", body, headers)
+        assert status == 413 and "the limit is 1 MB (--max-body-mb)" in json.loads(answer)["error"], answer
+    finally:
+        srv.stop()
+    srv = Server(repo, "--max-body-mb", "4")
+    try:
+        assert srv.request("POST", "/v1/classify", body, headers)[0] == 415  # read whole: then found not to be a PNG
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("PRELU_DEPLOY_MAX_QUEUE", "lots", "PRELU_DEPLOY_MAX_QUEUE='lots': Input should be a valid integer"),
+    ("PRELU_DEPLOY_MAX_BATCH_SIZE", "0", "PRELU_DEPLOY_MAX_BATCH_SIZE='0': Input should be greater than or equal to 1"),
+])
+def test_a_bad_environment_variable_exits_2_naming_it(cli, repo, monkeypatch, variable, value, message):
+    monkeypatch.setenv(variable, value)
+    result = cli("serve", repo, "--port", "0", check_rc=2)
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
