@@ -25,7 +25,7 @@ MODEL_KEY = "prelu_deploy.model"  # in an ASGI scope: the model a hot route's ha
 class HotRequest:
     scope: dict
     body: bytes
-    name: str | None  # the model named in the path (None: /v1/classify, the default model)
+    name: str | None  # the model named in the path (None: /v1/classify, the one model served)
     version: str | None
 
     def header(self, name: str) -> str | None:

@@ -42,7 +42,7 @@ ROUTES = (
     Route("/v2/models/{name}/infer", "infer", "Infer", "infer"),
     Route("/v2/models/{name}/versions/{version}/infer", "infer", "Infer (versioned)", "infer_version"),
     Route("/v1/models/{name}/classify", "classify", "Classify", "classify"),
-    Route("/v1/classify", "classify", "Classify with the default model", "classify_default"),
+    Route("/v1/classify", "classify", "Classify with the one model served (400 naming them when there are several)", "classify_default"),
     Route("/v2/health/live", "live"),
     Route("/v2/health/ready", "ready"),
     Route("/v2/models/{name}/ready", "ready"),

@@ -73,6 +73,26 @@ def test_classify_without_a_model_name_is_counted_under_the_model_that_answered(
     assert 'endpoint="classify",model="-"' not in text
 
 
+def test_classify_without_a_model_name_is_refused_when_several_models_answer(repo, tmp_path):
+    """/v1/classify picks no model by name order: with two ready models it answers 400 naming both, and each
+    answers under its own path."""
+    root = tmp_path / "two"
+    shutil.copytree(repo, root)
+    shutil.copytree(repo / "digits", root / "digits_b")
+    edit_manifest(root / "digits_b", lambda m: m.update(name="digits_b"))
+    png = (ROOT / "models" / "samples" / "digit_3.png").read_bytes()
+    srv = Server(root)
+    try:
+        status, _, body = srv.request("POST", "/v1/classify", png, {"content-type": "image/png"})
+        assert status == 400, body
+        assert json.loads(body)["error"] == "2 models are served (digits, digits_b): name one, POST /v1/models/{name}/classify"
+        for name in ("digits", "digits_b"):
+            status, _, body = srv.request("POST", f"/v1/models/{name}/classify", png, {"content-type": "image/png"})
+            assert status == 200 and json.loads(body)["model"] == name, body
+    finally:
+        srv.stop()
+
+
 def test_listening_beyond_loopback_is_warned_about(cli, repo):
     with socket.socket() as busy:  # a taken port: the server warns, then exits 9 without ever listening
         busy.bind(("127.0.0.1", 0))

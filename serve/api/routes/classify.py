@@ -1,6 +1,6 @@
 """Image classification: one or more uploaded images (multipart) or one image as the raw body →
 top-k labels with probabilities per image. Served by serve.api.hot_path (not FastAPI's router):
-POST /v1/models/{name}/classify, and POST /v1/classify for the default model."""
+POST /v1/models/{name}/classify, and POST /v1/classify when one model is served."""
 
 import asyncio
 import json
@@ -32,10 +32,14 @@ _decode_slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Sem
 
 async def classify(request: HotRequest) -> tuple[bytes, dict[str, str]]:
     models, settings = request.state.models, request.state.settings
-    if request.name is None:  # /v1/classify: the only model served, or the first in name order
+    if request.name is None:  # /v1/classify: the one model that answers; with several, the client says which
         if not models:
             raise ApiError(503, "no model is served")
-        request.name = next(iter(models))
+        ready = sorted(name for name, served in models.items() if served.ready)
+        if len(ready) > 1:
+            raise ApiError(400, f"{len(ready)} models are served ({', '.join(ready)}): name one, "
+                                "POST /v1/models/{name}/classify")
+        request.name = ready[0] if ready else next(iter(models))  # none ready: the first says why (503)
     served = require_ready(find_model(models, request.name))
     with held(served):  # a version swapped out meanwhile answers this request before it is retired
         top_k = _top_k(request.scope["query_string"]) or settings.top_k
