@@ -12,18 +12,41 @@ from prelu_deploy.serve.api.hot_path import match
 
 
 class Recorder:
-    """A runner: doubles its rows, after `delay` seconds; remembers every batch's size and thread."""
+    """A runner: doubles its rows, after `delay` seconds; remembers every batch's size and thread.
+    With a `gate`, a call says it has begun (`entered`) and then waits until the test opens the gate:
+    the test decides what arrives while the runner is busy, however fast or slow the machine."""
 
-    def __init__(self, delay: float = 0.0, barrier: threading.Barrier | None = None):
-        self.delay, self.barrier, self.batches, self.threads = delay, barrier, [], set()
+    def __init__(self, delay: float = 0.0, barrier: threading.Barrier | None = None, gate: threading.Event | None = None):
+        self.delay, self.barrier, self.gate, self.batches, self.threads = delay, barrier, gate, [], set()
+        self.entered = threading.Event()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         self.batches.append(len(x))
         self.threads.add(threading.current_thread().name)
+        self.entered.set()
+        if self.gate:
+            assert self.gate.wait(timeout=5), "the test never opened the gate"
         if self.barrier:
             self.barrier.wait(timeout=5)  # raises unless another instance runs at the same time
         time.sleep(self.delay)
         return x * 2
+
+
+async def busy(batcher: DynamicBatcher, run: Recorder, x: np.ndarray) -> asyncio.Future:
+    """`x` submitted, once a runner thread has begun it (held there by `run`'s gate)."""
+    run.entered.clear()
+    future = asyncio.ensure_future(batcher.submit(x))
+    assert await asyncio.to_thread(run.entered.wait, 5), "no runner thread took the request"
+    return future
+
+
+async def queued(batcher: DynamicBatcher, *xs: np.ndarray) -> list[asyncio.Future]:
+    """Each of `xs` submitted and in the batcher's queue on return (each task's first step queues it)."""
+    before = batcher.pending_rows
+    futures = [asyncio.ensure_future(batcher.submit(x)) for x in xs]
+    await asyncio.sleep(0)  # the tasks just made run their first step before this one resumes
+    assert batcher.pending_rows == before + sum(len(x) for x in xs)
+    return futures
 
 
 def rows(n: int, start: int = 0) -> np.ndarray:
@@ -61,10 +84,12 @@ def test_a_lone_request_runs_at_once_and_a_backlog_waits_at_most_the_delay():
         start = time.perf_counter()
         await batcher.submit(rows(1))
         lone = time.perf_counter() - start
+        run.gate = threading.Event()
+        first = await busy(batcher, run, rows(1))  # taken at once, alone
         start = time.perf_counter()
-        first = asyncio.ensure_future(batcher.submit(rows(1)))  # runs at once, alone
-        await asyncio.sleep(0.01)
-        await asyncio.gather(first, *(batcher.submit(rows(1)) for _ in range(3)))  # a backlog of 3 rows: gathers
+        backlog = await queued(batcher, rows(1), rows(1), rows(1))  # a backlog of 3 rows while the runner is busy
+        run.gate.set()
+        await asyncio.gather(first, *backlog)  # the backlog gathers
         return lone, time.perf_counter() - start
 
     lone, loaded = asyncio.run(_with(batcher, body))
@@ -84,38 +109,37 @@ def test_instances_run_at_the_same_time():
 
 
 def test_a_full_queue_refuses_at_once():
-    gate = threading.Event()
-    batcher = DynamicBatcher([lambda x: gate.wait(5) and x], max_batch=2, max_delay_s=0, max_queue=4)
+    run = Recorder(gate=threading.Event())
+    batcher = DynamicBatcher([run], max_batch=2, max_delay_s=0, max_queue=4)
 
     async def body():
-        running = asyncio.ensure_future(batcher.submit(rows(2)))  # taken by the runner, which then waits
-        await asyncio.sleep(0.05)
-        queued = [asyncio.ensure_future(batcher.submit(rows(2))) for _ in range(2)]  # 4 rows queued: the limit
-        await asyncio.sleep(0)
+        running = await busy(batcher, run, rows(2))  # taken by the runner, which then waits
+        waiting = await queued(batcher, rows(2), rows(2))  # 4 rows queued: the limit
         with pytest.raises(QueueFull, match="4 rows already queued"):
             await batcher.submit(rows(1))
-        gate.set()
-        return await asyncio.gather(running, *queued)
+        run.gate.set()
+        return await asyncio.gather(running, *waiting)
 
     assert [len(y) for y in asyncio.run(_with(batcher, body))] == [2, 2, 2]
 
 
 def test_a_failing_runner_fails_every_caller_of_its_batch_and_keeps_serving():
     calls = []
+    recorder = Recorder(gate=threading.Event())
 
     def run(x):
         calls.append(len(x))
         if len(calls) == 2:
             raise RuntimeError("device lost")
-        time.sleep(0.02)
-        return x
+        return recorder(x)
 
     batcher = DynamicBatcher([run], max_batch=8, max_delay_s=0, max_queue=100)
 
     async def body():
-        first = asyncio.ensure_future(batcher.submit(rows(1)))
-        await asyncio.sleep(0.005)
-        failed = await asyncio.gather(*(batcher.submit(rows(1)) for _ in range(3)), return_exceptions=True)
+        first = await busy(batcher, recorder, rows(1))
+        failing = await queued(batcher, rows(1), rows(1), rows(1))  # one batch of 3 once the runner is free
+        recorder.gate.set()
+        failed = await asyncio.gather(*failing, return_exceptions=True)
         return await first, failed, await batcher.submit(rows(2))
 
     first, failed, after = asyncio.run(_with(batcher, body))
@@ -124,25 +148,24 @@ def test_a_failing_runner_fails_every_caller_of_its_batch_and_keeps_serving():
 
 
 def test_stop_finishes_the_batch_in_progress_and_fails_what_is_queued():
-    gate = threading.Event()
-    batcher = DynamicBatcher([lambda x: gate.wait(5) and x], max_batch=1, max_delay_s=0, max_queue=100)
+    run = Recorder(gate=threading.Event())
+    batcher = DynamicBatcher([run], max_batch=1, max_delay_s=0, max_queue=100)
 
     async def body():
         batcher.start()
-        running = asyncio.ensure_future(batcher.submit(rows(1)))
-        await asyncio.sleep(0.05)
-        queued = asyncio.ensure_future(batcher.submit(rows(1)))
-        await asyncio.sleep(0)
+        running = await busy(batcher, run, rows(1))
+        (waiting,) = await queued(batcher, rows(1))
         stopping = asyncio.ensure_future(batcher.stop())
-        await asyncio.sleep(0.05)
-        gate.set()
+        failed = await asyncio.wait_for(asyncio.gather(waiting, return_exceptions=True), 5)  # what is queued fails at once...
+        assert not running.done() and not stopping.done()  # ...while the batch in progress still runs
+        run.gate.set()
         await stopping
         with pytest.raises(BatcherStopped):
             await batcher.submit(rows(1))
-        return await running, await asyncio.gather(queued, return_exceptions=True)
+        return await running, failed
 
-    done, (queued,) = asyncio.run(body())
-    assert len(done) == 1 and isinstance(queued, BatcherStopped) and not batcher.alive()
+    done, (failed,) = asyncio.run(body())
+    assert len(done) == 1 and isinstance(failed, BatcherStopped) and not batcher.alive()
 
 
 def test_inline_runs_on_the_callers_thread_only_when_idle_and_short():
@@ -157,13 +180,16 @@ def test_inline_runs_on_the_callers_thread_only_when_idle_and_short():
         await batcher.submit(rows(1))  # measured fast now, but not asked for inline
         await batcher.submit(rows(2), inline=True)
         where.append(set(run.threads))
-        run.delay, run.threads = 0.05, set()
-        busy = asyncio.ensure_future(batcher.submit(rows(1)))  # a runner thread is busy with this one
-        await asyncio.sleep(0.01)
-        np.testing.assert_array_equal(await batcher.submit(rows(3, 7), inline=True), rows(3, 7) * 2)
-        await busy
+        run.delay, run.threads, run.gate = 0.05, set(), threading.Event()
+        running = await busy(batcher, run, rows(1))  # a runner thread is busy with this one
+        asked = asyncio.ensure_future(batcher.submit(rows(3, 7), inline=True))
+        await asyncio.sleep(0)  # its first step: queued behind the busy runner, not run here
+        assert batcher.pending_rows == 3
+        run.gate.set()
+        np.testing.assert_array_equal(await asked, rows(3, 7) * 2)
+        await running
         where.append(set(run.threads))
-        run.threads = set()
+        run.threads, run.gate = set(), None
         await batcher.submit(rows(1), inline=True)  # 50 ms a row measured: over INLINE_MAX_S
         where.append(set(run.threads))
 
