@@ -141,6 +141,10 @@ def quantize_entry(model_dir: str | Path, calibration: str | None = None, n: int
         raise UsageError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     if n < 1:
         raise UsageError(f"--n must be at least 1, not {n}")
+    if inputs is None and "held-out" not in (entry.golden.get("sources") or []):  # judged_rows would fall back to noise
+        why = entry.golden.get("no_held_out") or "crafted inputs only"
+        raise UsageError(f"{entry.path}: INT8 is judged on real images, and this entry's golden I/O holds none ({why}); "
+                         "export it again where its checkpoint's dataset is available")
     dest = Path(dest) if dest else sibling_dir(entry.path, f"{entry.name}_int8")  # in the entry's repository
     version = check_target(dest, force, version)
     x, source = (inputs, "given inputs") if inputs is not None else calibration_inputs(entry, calibration, n)
