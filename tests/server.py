@@ -17,6 +17,16 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def wait_for(condition, timeout_s: float = 30, step_s: float = 0.02):
+    """condition()'s first true value, asked every `step_s` until `timeout_s` (then AssertionError): a test
+    waits for what it can observe of another process, not for a guessed time."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"not within {timeout_s:g} s: {getattr(condition, '__doc__', None) or condition}"
+        time.sleep(step_s)
+    return value
+
+
 class Endpoint:
     """An HTTP server at `url` (ours, or Ray's proxy in front of it), with small request helpers."""
 
@@ -31,6 +41,11 @@ class Endpoint:
                 return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
         except urllib.error.HTTPError as err:
             return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+    def metric(self, prefix: str) -> float:
+        """The sum of the /metrics samples whose line starts with `prefix`."""
+        _, _, text = self.request("GET", "/metrics")
+        return sum(float(line.split()[-1]) for line in text.decode().splitlines() if line.startswith(prefix))
 
     def json(self, method: str, path: str, payload=None, **kw):
         status, headers, body = self.request(method, path, None if payload is None else json.dumps(payload).encode(),

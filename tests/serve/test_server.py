@@ -16,7 +16,7 @@ from prelu_deploy.export.model_dir import export_model_dir
 from prelu_deploy.models.data import load_digits
 from prelu_deploy.runners.registry import get_runner
 
-from ..server import Server
+from ..server import Server, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +168,12 @@ def test_torch_backend_serves_the_same_answers(repo, runner):
 
 
 def test_sigterm_finishes_in_flight_requests(tmp_path):
-    """SIGTERM while a long request runs: it still gets its full answer, then the server exits."""
+    """SIGTERM while a long request is in flight: it still gets its full answer, then the server exits.
+    The request is provably in flight at the signal: its head is in and counted (prelu_in_flight_requests),
+    and its body's last byte is sent only after the signal."""
+    import http.client
     import signal
-    import threading
+    import socket
 
     import torch
 
@@ -185,14 +188,16 @@ def test_sigterm_finishes_in_flight_requests(tmp_path):
     x = np.random.default_rng(0).standard_normal((512, 3, 32, 32)).astype(np.float32)  # ~1 s of compute here
     head = json.dumps({"inputs": [{"name": "images", "shape": list(x.shape), "datatype": "FP32",
                                    "parameters": {"binary_data_size": x.nbytes}}]}).encode()
-    headers = {"Inference-Header-Content-Length": str(len(head)), "content-type": "application/octet-stream"}
-    result = {}
-    client = threading.Thread(target=lambda: result.update(
-        r=srv.request("POST", "/v2/models/cifar/infer", head + x.tobytes(), headers, timeout=60)))
-    client.start()
-    time.sleep(0.5)  # the request is being computed
-    srv.proc.send_signal(signal.SIGTERM)
-    client.join(60)
-    status, _, answer = result["r"]
-    assert status == 200 and json.loads(answer)["outputs"][0]["shape"] == [512, 10]
+    body = head + x.tobytes()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=60) as sock:
+        sock.sendall(b"POST /v2/models/cifar/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+                     b"Inference-Header-Content-Length: %d\r\nContent-Length: %d\r\n\r\n" % (len(head), len(body))
+                     + body[:-1])
+        wait_for(lambda: srv.metric("prelu_in_flight_requests") >= 2)  # ours, and the /metrics request asking
+        srv.proc.send_signal(signal.SIGTERM)
+        sock.sendall(body[-1:])
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        status, out = answer.status, answer.read()
+    assert status == 200 and json.loads(out)["outputs"][0]["shape"] == [512, 10]
     assert srv.stop()  # exited by itself
