@@ -18,7 +18,7 @@ from prelu_deploy.manifest import read_entry
 from prelu_deploy.serve.repository.loader import PINS_ENV, load_model, load_repository, pin_versions
 from prelu_deploy.serve.settings import Settings
 
-from ..server import Server
+from ..server import Server, wait_for
 
 # Export --force in a loop: versions A and B in turn, each swapped in by the same atomic exchange.
 SWAPPER = """
@@ -118,13 +118,6 @@ def _answers(srv: Server, n: int) -> list[tuple]:
     return out
 
 
-def _wait_for(predicate, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert predicate()
-
-
 @pytest.mark.slow
 def test_a_replacement_worker_serves_the_version_the_others_do(versions, tmp_path):
     live = tmp_path / "live" / "digits"
@@ -136,14 +129,14 @@ def test_a_replacement_worker_serves_the_version_the_others_do(versions, tmp_pat
         with staged_dir(live) as tmp:  # export --force of version B while the server runs
             shutil.copytree(versions["B"], tmp, dirs_exist_ok=True)
         os.kill(min(first), signal.SIGKILL)  # a worker dies; the supervisor starts another
-        _wait_for(lambda: len(_workers(srv.proc.pid) - first) == 1)
+        wait_for(lambda: len(_workers(srv.proc.pid) - first) == 1, 60)
         answers = _answers(srv, 40)
         assert (True, "native") not in answers and (True, "leaky") in answers, answers  # never two versions served
         refused = [a for a in answers if not a[0]]
         assert refused and all("digits changed on disk after the server started" in r for _, r in refused), answers
         before = _workers(srv.proc.pid)
         srv.proc.send_signal(signal.SIGHUP)  # a deliberate reload: every worker replaced, serving what is on disk
-        _wait_for(lambda: len(now := _workers(srv.proc.pid)) == 2 and now.isdisjoint(before), 240)
+        wait_for(lambda: len(now := _workers(srv.proc.pid)) == 2 and now.isdisjoint(before), 240)
         assert set(_answers(srv, 12)) == {(True, "native")}
     finally:
         assert srv.stop()

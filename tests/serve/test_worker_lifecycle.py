@@ -10,21 +10,13 @@ import time
 
 import pytest
 
-from ..server import Server
+from ..server import Server, wait_for
 from .test_workers import _children, _listening
 
 
 def _open_connections(srv: Server) -> int:
     text = srv.request("GET", "/metrics")[2].decode()
     return int(float(re.search(r"^prelu_open_connections (\S+)$", text, re.M).group(1)))
-
-
-def _wait_for(condition, timeout_s: float, step_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"not within {timeout_s} s"
-        time.sleep(step_s)
-    return value
 
 
 def test_sigterm_with_a_stopped_worker_exits_within_its_deadline_and_frees_the_port(repo):
@@ -68,7 +60,7 @@ def test_a_rolling_restart_keeps_the_connection_count_right(repo):
         assert _open_connections(srv) == 4  # the three, and the one asking
         before = _children(srv.proc.pid)
         os.kill(srv.proc.pid, signal.SIGHUP)  # each worker replaced in turn; the old ones close their connections
-        _wait_for(lambda: len(_children(srv.proc.pid)) == 2 and not _children(srv.proc.pid) & before, 90, 0.25)
+        wait_for(lambda: len(_children(srv.proc.pid)) == 2 and not _children(srv.proc.pid) & before, 90, 0.25)
         for sock in idle:
             assert sock.recv(65536) == b""  # closed by its old worker as it stopped
         seen = [_open_connections(srv) for _ in range(5)]
