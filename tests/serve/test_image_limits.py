@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from ..server import Server
+from ..server import Server, wait_for
 
 CLASSIFY = "/v1/models/digits/classify"
 MB = 1 << 20
@@ -174,7 +174,7 @@ def test_a_multi_image_request_does_not_hold_the_event_loop(server):
     answer = {}
     worker = threading.Thread(target=lambda: answer.update(result=_send(server, body, headers)))
     worker.start()
-    time.sleep(0.15)  # the request is in, and found alone on the server
+    wait_for(lambda: server.metric("prelu_in_flight_requests") >= 2)  # the request is in (and the /metrics asking)
     waits = []
     while worker.is_alive():
         start = time.monotonic()
