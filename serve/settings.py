@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     max_queue: int = Field(512, ge=1)  # rows waiting per model; beyond it: 503 with Retry-After
     instances: int = Field(1, ge=1)  # concurrent runner calls per model
     threads: int | None = Field(None, ge=1)  # runner threads (onnxruntime intra-op)
-    lone_threads: int | None = Field(None, ge=1)  # a lone request's own runner (serve.workers.processes.plan); None: no such runner
+    lone_threads: int | None = Field(None, ge=1)  # a lone request's own runner (serve.workers.processes.plan); None: none
     max_body_bytes: int = Field(16 << 20, ge=1)  # 413 beyond it
     max_images: int = Field(64, ge=1)  # images in one classify request
     max_pixels: int = Field(4096 * 4096, ge=1)  # per decoded image: decompression bombs stop here

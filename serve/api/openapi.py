@@ -65,7 +65,8 @@ INFER_RESPONSE = {"description": "The output tensor, as JSON or (when binary dat
                       "application/octet-stream": {"schema": _BINARY}}}
 
 _IMAGE = {"schema": _BINARY}
-CLASSIFY_RESPONSE = {"description": "Top-k labels with probabilities, per image", "headers": _VERSION, "content": {"application/json": {"schema": {
+CLASSIFY_RESPONSE = {"description": "Top-k labels with probabilities, per image", "headers": _VERSION,
+                     "content": {"application/json": {"schema": {
     "type": "object", "properties": {"model": {"type": "string"}, "predictions": {"type": "array", "items": {
         "type": "object", "properties": {"filename": {"type": "string"}, "top_k": {"type": "array", "items": {
             "type": "object", "properties": {"label": {"type": "string"}, "index": {"type": "integer"},

@@ -100,7 +100,8 @@ class DynamicBatcher:
         """The runner's output rows for `x`, computed in some batch with other callers' rows — or, when
         the caller allows it (`inline`: an HTTP request), nobody else can be waiting (`alone()`), the
         batcher is idle and the run is short, at once on the calling thread."""
-        if inline and self.inline_ok and self.alone() and len(x) * self.row_seconds <= INLINE_MAX_S and (y := self._run_inline(x)) is not None:
+        short = len(x) * self.row_seconds <= INLINE_MAX_S
+        if inline and self.inline_ok and self.alone() and short and (y := self._run_inline(x)) is not None:
             return y
         loop = self._loop
         items = [_Item(x[i:i + self.max_batch], loop.create_future()) for i in range(0, len(x), self.max_batch)]

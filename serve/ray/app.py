@@ -223,7 +223,8 @@ def serve_on_ray(repo: Path, settings: Settings, options: RayOptions, host: str,
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, stop)  # again: ray.init sets its own
         env = ingress_env(options.ingress, workdir)  # applied by a controller this process starts, not by one running
-        serve.start(http_options={"host": host, "port": port}, controller_options={"runtime_env": {"env_vars": env}} if env else None)
+        serve.start(http_options={"host": host, "port": port},
+                    controller_options={"runtime_env": {"env_vars": env}} if env else None)
         ingress = running_ingress() or options.ingress
         if ingress != options.ingress:
             log.warning("Serve already runs on this cluster with the %s ingress, not %s: its controller chose it when it "

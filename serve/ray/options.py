@@ -5,7 +5,6 @@ the CLI checks them without importing ray."""
 import importlib.util
 import os
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,7 +90,8 @@ def ingress_env(ingress: str, workdir: str | None = None) -> dict[str, str]:
         # replicas: 0.67× the plain server's requests/s at 64 clients against 0.91× with 1 (3 rounds each)
         env["RAY_SERVE_HAPROXY_NBTHREAD"] = str(max(1, min(4, usable_cores() // 8)))
         stats, metrics, fallback = free_ports(3, host="")  # HAProxy binds them on every interface
-        env.update(RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=f"{workdir}/haproxy.cfg", RAY_SERVE_HAPROXY_SOCKET_PATH=f"{workdir}/admin.sock",
+        env.update(RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=f"{workdir}/haproxy.cfg",
+                   RAY_SERVE_HAPROXY_SOCKET_PATH=f"{workdir}/admin.sock",
                    RAY_SERVE_HAPROXY_SERVER_STATE_BASE=workdir, RAY_SERVE_HAPROXY_SERVER_STATE_FILE=f"{workdir}/server-state",
                    RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH=f"{workdir}/metrics.sock", RAY_SERVE_HAPROXY_STATS_PORT=str(stats),
                    RAY_SERVE_HAPROXY_METRICS_PORT=str(metrics), RAY_SERVE_FALLBACK_PROXY_HTTP_PORT=str(fallback))

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from prelu_deploy.atomic import clean_leftovers
@@ -87,7 +87,8 @@ def load_model(path: Path, settings: Settings, pinned: str | None = None, number
             served.backend = default_backend(entry)
         if pinned is not None and entry.version != pinned:  # another version than the other workers': not shown
             served.entry = None
-            served.reason = (f"{pin_key(path.name, served.number)} changed on disk after the server started (manifest sha256 {entry.version[:12]}; "
+            served.reason = (f"{pin_key(path.name, served.number)} changed on disk after the server started "
+                             f"(manifest sha256 {entry.version[:12]}; "
                              f"the server's other workers were started on {pinned[:12] or 'none'}), so it is not served "
                              "beside that version: reload the workers (SIGHUP) or restart the server to serve it")
         elif problems := entry.verify():

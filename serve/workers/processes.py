@@ -79,7 +79,8 @@ class ServerConfig(uvicorn.Config):
     def __init__(self, *args, header_timeout: float = 10.0, max_head_bytes: int = 16 << 10,
                  max_header_line_bytes: int = 8 << 10, connection_slots=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.header_timeout, self.max_head_bytes, self.max_header_line_bytes = header_timeout, max_head_bytes, max_header_line_bytes
+        self.header_timeout, self.max_head_bytes = header_timeout, max_head_bytes
+        self.max_header_line_bytes = max_header_line_bytes
         self.connection_slots, self.slot = connection_slots, 0
 
     def load(self) -> None:  # in the worker process, before it serves
@@ -119,7 +120,8 @@ def listen(host: str, port: int, copies: int = 1) -> list[socket.socket]:
     except OSError as err:
         for sock in socks:
             sock.close()
-        raise ListenError(f"cannot listen on {host}:{port}: {err.strerror}; choose another --port, or stop what holds it") from None
+        raise ListenError(f"cannot listen on {host}:{port}: {err.strerror}; "
+                          "choose another --port, or stop what holds it") from None
     return socks
 
 
@@ -150,7 +152,8 @@ def run(settings: Settings, socks: list[socket.socket], workers: int, log_level:
         from prelu_deploy.serve.repository.loader import PINS_ENV
 
         os.environ.pop(PINS_ENV, None)
-        uvicorn.Server(ServerConfig(create_app(settings, open_connections=connections.COUNT.total), **common)).run(sockets=socks[:1])
+        app = create_app(settings, open_connections=connections.COUNT.total)
+        uvicorn.Server(ServerConfig(app, **common)).run(sockets=socks[:1])
         return
     metrics_dir = tempfile.mkdtemp(prefix="prelu-deploy-metrics-")
     os.environ.update({SETTINGS_ENV: settings.model_dump_json(), MULTIPROC_ENV: metrics_dir,
