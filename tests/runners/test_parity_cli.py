@@ -5,6 +5,7 @@ import json
 import onnx
 import pytest
 
+from prelu_deploy.export.model_dir import export_model_dir
 from prelu_deploy.manifest import read_entry, sha256_file
 
 from ..manifests import edit_manifest
@@ -30,7 +31,7 @@ def test_export_then_parity_passes(cli, shipped, repo, mode):
 
 def test_parity_fails_on_a_wrong_graph(cli, shipped, repo):
     """A lowering bug (a wrong slope) with a consistent manifest: parity must catch it, exit 7."""
-    cli("export", shipped, "--name", "broken", "--repo", repo, "--prelu-mode", "leaky")
+    export_model_dir(shipped, "broken", repo, mode="leaky")  # in process: the console script's export is tested above
     md = read_entry(repo / "broken")
     graph = onnx.load(md.artifact)
     leaky = [n for n in graph.graph.node if n.op_type == "LeakyRelu"][2]  # the third PReLU: conv3_act
@@ -52,7 +53,6 @@ def test_per_layer_matches_folded_batch_norms(cli, tmp_path):
     the batch norm's output (never to the bare convolution's), and every layer holds."""
     import torch
 
-    from prelu_deploy.export.model_dir import export_model_dir
     from prelu_deploy.models import create_model, save_checkpoint
     from prelu_deploy.runners.parity import run_parity
 
@@ -70,7 +70,7 @@ def test_per_layer_matches_folded_batch_norms(cli, tmp_path):
 
 
 def test_parity_refuses_a_tampered_artifact(cli, shipped, repo):
-    cli("export", shipped, "--name", "tampered", "--repo", repo)
+    export_model_dir(shipped, "tampered", repo)
     with open(repo / "tampered" / "golden.npz", "ab") as f:
         f.write(b"\0")
     proc = cli("parity", repo / "tampered", check_rc=6)
