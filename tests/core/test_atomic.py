@@ -85,6 +85,17 @@ main()
 POINTS = ("filling", "swap")
 
 
+def _write(argv: list[str]) -> None:
+    """The command run whole, in this process: the writes before and after the killed ones (the same
+    code as the console script's, without paying its imports again)."""
+    from typer.testing import CliRunner
+
+    from prelu_deploy.cli.main import app
+
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+
+
 def _kill_inside_the_write(argv: list[str], tmp_path: Path, check) -> None:
     """Run the console script once per point of its write and SIGKILL it there; `check()` after each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -106,23 +117,21 @@ def _kill_inside_the_write(argv: list[str], tmp_path: Path, check) -> None:
 
 @pytest.mark.slow
 def test_export_force_killed_inside_its_write_leaves_old_or_new(shipped, tmp_path):
-    exe = str(Path(sys.executable).with_name("prelu-deploy"))
     argv = ["export", str(shipped), "--name", "digits", "--repo", str(tmp_path), "--force"]
-    subprocess.run([exe, *argv], check=True, capture_output=True)
+    _write(argv)
 
     def check():
         assert read_entry(tmp_path / "digits").verify() == []  # complete, under its real name
 
     _kill_inside_the_write(argv, tmp_path, check)
-    subprocess.run([exe, *argv], check=True, capture_output=True)  # the next writer cleans what the killed ones left
+    _write(argv)  # the next writer cleans what the killed ones left
     assert [p.name for p in tmp_path.iterdir()] == ["digits"]
 
 
 @pytest.mark.slow
 def test_export_of_a_next_version_killed_inside_its_write_leaves_the_versions_before(shipped, tmp_path):
-    exe = str(Path(sys.executable).with_name("prelu-deploy"))
     argv = ["export", str(shipped), "--name", "digits", "--repo", str(tmp_path), "--version", "next"]
-    subprocess.run([exe, *argv], check=True, capture_output=True)
+    _write(argv)
     model = tmp_path / "digits"
     first = {p: p.read_bytes() for p in (model / "manifest.json", model / "golden.npz", model / "1" / "model.onnx")}
 
@@ -132,7 +141,7 @@ def test_export_of_a_next_version_killed_inside_its_write_leaves_the_versions_be
         assert {p: p.read_bytes() for p in first} == first
 
     _kill_inside_the_write(argv, tmp_path, check)
-    subprocess.run([exe, *argv], check=True, capture_output=True)
+    _write(argv)
     check()
     assert [p.name for p in tmp_path.iterdir()] == ["digits"] and len(version_numbers(model)) >= 2
 
@@ -141,10 +150,9 @@ def test_export_of_a_next_version_killed_inside_its_write_leaves_the_versions_be
 def test_train_force_killed_inside_its_write_leaves_old_or_new(tmp_path):
     from prelu_deploy.models import load_checkpoint
 
-    exe = str(Path(sys.executable).with_name("prelu-deploy"))
     out = tmp_path / "c.safetensors"
     argv = ["train", "--arch", "digits_prelu", "--dataset", "digits", "--epochs", "1", "--out", str(out), "--force"]
-    subprocess.run([exe, *argv], check=True, capture_output=True)
+    _write(argv)
     _kill_inside_the_write(argv, tmp_path, lambda: load_checkpoint(out))
-    subprocess.run([exe, *argv], check=True, capture_output=True)
+    _write(argv)
     assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
