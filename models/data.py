@@ -8,6 +8,8 @@ Image folders: `root/train/<label>/` and `root/test/<label>/` when both exist; o
 file of each label (sorted by name) is held out.
 """
 
+import gzip
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,15 +52,25 @@ def _holdout(n: int) -> np.ndarray:
     return np.arange(n) % HOLDOUT_EVERY == 0
 
 
-def load_digits() -> Dataset:
-    """The 8×8 digits as grey images: 0..16 ink values scaled to 0..255 (white ink on black)."""
+def _digits_csv() -> Path:
+    """scikit-learn's digits file, found without importing scikit-learn: its import (scipy's included)
+    costs every process that loads the digits about as much CPU as torch's, for one bundled CSV."""
     try:
-        from sklearn.datasets import load_digits as sk_load_digits
+        spec = importlib.util.find_spec("sklearn")
     except ImportError:
-        raise DatasetError("the digits dataset needs scikit-learn: pip install 'prelu-deploy[export]'") from None
-    d = sk_load_digits()
-    images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    labels = d.target.astype(np.int64)
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError("the digits dataset needs scikit-learn: pip install 'prelu-deploy[export]'")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+
+
+def load_digits() -> Dataset:
+    """The 8×8 digits as grey images: 0..16 ink values scaled to 0..255 (white ink on black); read as
+    `sklearn.datasets.load_digits()` reads them (64 pixel columns, then the label)."""
+    with gzip.open(_digits_csv(), "rt", encoding="utf-8") as f:
+        data = np.loadtxt(f, delimiter=",")
+    images = np.round(data[:, :-1].reshape(-1, 8, 8) * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    labels = data[:, -1].astype(np.int64)
     test = _holdout(len(labels))
     return Dataset("digits", [str(i) for i in range(10)], Split(images[~test], labels[~test]),
                    Split(images[test], labels[test]))

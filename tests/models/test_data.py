@@ -17,6 +17,23 @@ def test_digits_split_is_fixed_and_complete():
     assert np.array_equal(d.test.images, again.test.images) and np.array_equal(d.test.labels, again.test.labels)
 
 
+def test_digits_are_scikit_learns_read_without_importing_it():
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    d, sk = load_digits(), sk_load_digits()
+    test = np.arange(len(sk.target)) % 5 == 0
+    expected = np.round(sk.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    np.testing.assert_array_equal(d.train.images, expected[~test])
+    np.testing.assert_array_equal(d.test.images, expected[test])
+    np.testing.assert_array_equal(np.concatenate([d.train.labels, d.test.labels]),
+                                  np.concatenate([sk.target[~test], sk.target[test]]))
+    code = "import sys; from prelu_deploy.models.data import load_digits; load_digits(); print('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False"]
+
+
 def test_digits_resized_for_an_rgb_architecture():
     d = load_dataset("digits", (32, 32), 3)
     assert d.train.images.shape[1:] == (32, 32, 3)
