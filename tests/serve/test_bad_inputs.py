@@ -41,8 +41,10 @@ def _noise(fmt: str) -> bytes:
 
 def _bomb() -> bytes:
     """A valid PNG header claiming 30000×30000 pixels (900 M), with almost no data."""
+
     def chunk(kind, data):
         return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
     ihdr = (30000).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
 
@@ -58,15 +60,19 @@ def _body(*tensors, **extra) -> bytes:
 
 
 def _multipart(files, boundary="b0undary") -> tuple[bytes, dict]:
-    parts = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{n}"\r\n\r\n'.encode()
-                     + d + b"\r\n" for n, d in files)
+    parts = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{n}"\r\n\r\n'.encode() + d + b"\r\n"
+        for n, d in files
+    )
     return parts + f"--{boundary}--\r\n".encode(), {"content-type": f"multipart/form-data; boundary={boundary}"}
 
 
 def _binary(json_part: dict, raw: bytes, header=None) -> tuple[bytes, dict]:
     head = json.dumps(json_part).encode()
-    return head + raw, {"content-type": "application/octet-stream",
-                        "Inference-Header-Content-Length": str(len(head)) if header is None else header}
+    return head + raw, {
+        "content-type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(head)) if header is None else header,
+    }
 
 
 CASES = [
@@ -105,8 +111,20 @@ CASES = [
     ("POST", INFER, _body(_tensor(data=["a"] * 64)), JSON, 400),
     ("POST", INFER, _body(_tensor(data=None)), JSON, 400),
     ("POST", INFER, _body(_tensor(data=[[0.0] * 8] * 7 + [[0.0] * 7])), JSON, 400),
-    ("POST", INFER, b'{"inputs": [{"name": "images", "shape": [1,1,8,8], "datatype": "FP32", "data": [NaN' + b", 0" * 63 + b"]}]}", JSON, 400),
-    ("POST", INFER, b'{"inputs": [{"name": "images", "shape": [1,1,8,8], "datatype": "FP32", "data": [Infinity' + b", 0" * 63 + b"]}]}", JSON, 400),
+    (
+        "POST",
+        INFER,
+        b'{"inputs": [{"name": "images", "shape": [1,1,8,8], "datatype": "FP32", "data": [NaN' + b", 0" * 63 + b"]}]}",
+        JSON,
+        400,
+    ),
+    (
+        "POST",
+        INFER,
+        b'{"inputs": [{"name": "images", "shape": [1,1,8,8], "datatype": "FP32", "data": [Infinity' + b", 0" * 63 + b"]}]}",
+        JSON,
+        400,
+    ),
     ("POST", INFER, _body(_tensor(), outputs=[{"name": "probs"}]), JSON, 400),
     ("POST", INFER, _body(_tensor(), outputs=["logits"]), JSON, 400),
     # binary tensor extension
@@ -116,8 +134,13 @@ CASES = [
     (*("POST", INFER), *_binary({"inputs": [_tensor()]}, b"", header="abc"), 400),
     (*("POST", INFER), *_binary({"inputs": [_tensor()]}, b"", header="999999"), 400),
     (*("POST", INFER), *_binary({"inputs": [_tensor()]}, b"", header="0"), 400),
-    (*("POST", INFER), *_binary({"inputs": [_tensor(data=None, parameters={"binary_data_size": 256})]},
-                                np.full(64, np.nan, np.float32).tobytes()), 400),
+    (
+        *("POST", INFER),
+        *_binary(
+            {"inputs": [_tensor(data=None, parameters={"binary_data_size": 256})]}, np.full(64, np.nan, np.float32).tobytes()
+        ),
+        400,
+    ),
     # classify: not images, broken images, limits, content types
     ("POST", CLASSIFY, b"", {"content-type": "image/png"}, 400),
     ("POST", CLASSIFY, b"hello, not an image", {"content-type": "image/png"}, 415),
@@ -155,8 +178,19 @@ def repo(tmp_path_factory, shipped):
 
 @pytest.fixture(scope="module")
 def server(repo):
-    srv = Server(repo, "--max-images", "8", "--max-body-mb", "1", "--max-pixels", "4000000", "--max-request-pixels", "6000000",
-                 "--max-decodes", "1")
+    srv = Server(
+        repo,
+        "--max-images",
+        "8",
+        "--max-body-mb",
+        "1",
+        "--max-pixels",
+        "4000000",
+        "--max-request-pixels",
+        "6000000",
+        "--max-decodes",
+        "1",
+    )
     yield srv
     assert srv.stop()
 
@@ -165,7 +199,9 @@ def test_corpus_is_large():
     assert len(CASES) >= 50
 
 
-@pytest.mark.parametrize("method,path,body,headers,status", CASES, ids=[f"{i}-{c[1].split('/')[-1][:12]}-{c[4]}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(
+    "method,path,body,headers,status", CASES, ids=[f"{i}-{c[1].split('/')[-1][:12]}-{c[4]}" for i, c in enumerate(CASES)]
+)
 def test_bad_request_gets_its_4xx_and_the_server_keeps_serving(server, method, path, body, headers, status):
     got, _, raw = server.request(method, path, body, headers)
     assert got == status, raw[:300]
@@ -185,8 +221,9 @@ def test_parity_gate_keeps_a_tampered_or_wrong_model_not_ready(repo, tmp_path):
     shutil.copytree(repo / "digits", bad / "wrong")
     md = _rename(bad / "wrong", "wrong")
     golden = md.golden_io()
-    np.savez(bad / "wrong" / "golden.npz", inputs=golden["inputs"], logits=golden["logits"] + 1,
-             logits_fp64=golden["logits_fp64"] + 1)
+    np.savez(
+        bad / "wrong" / "golden.npz", inputs=golden["inputs"], logits=golden["logits"] + 1, logits_fp64=golden["logits_fp64"] + 1
+    )
     edit_manifest(bad / "wrong", lambda m: m["artifacts"].update({"golden.npz": sha256_file(bad / "wrong" / "golden.npz")}))
     shutil.copytree(repo / "digits", bad / "good")
     _rename(bad / "good", "good")
@@ -214,8 +251,9 @@ def test_chunked_body_over_the_limit_is_refused(server):
     import http.client
 
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    conn.request("POST", CLASSIFY, body=iter([b"x" * (256 << 10)] * 8), headers={"content-type": "image/png"},
-                 encode_chunked=True)  # 2 MiB, no Content-Length
+    conn.request(
+        "POST", CLASSIFY, body=iter([b"x" * (256 << 10)] * 8), headers={"content-type": "image/png"}, encode_chunked=True
+    )  # 2 MiB, no Content-Length
     response = conn.getresponse()
     assert response.status == 413
     assert json.loads(response.read())["error"] == "the body is over the limit of 1 MB (--max-body-mb)"

@@ -27,16 +27,20 @@ def test_the_packaged_entry_is_current_and_passes_parity():
 
 def test_a_torch_free_server_serves_it_without_exporting(tmp_path):
     port = free_port()
-    code = ("import sys; sys.modules['torch'] = None  # as in `pip install 'prelu-deploy[serve]'`\n"
-            "from prelu_deploy.cli.main import main\n"
-            f"sys.argv = ['prelu-deploy', 'serve', '--port', '{port}', '--grpc-port', '0', '--log-level', 'warning']\n"
-            "main()\n")
+    code = (
+        "import sys; sys.modules['torch'] = None  # as in `pip install 'prelu-deploy[serve]'`\n"
+        "from prelu_deploy.cli.main import main\n"
+        f"sys.argv = ['prelu-deploy', 'serve', '--port', '{port}', '--grpc-port', '0', '--log-level', 'warning']\n"
+        "main()\n"
+    )
     env = {**os.environ, "PRELU_DEPLOY_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
         while True:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() is not None else "timeout"
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                proc.stdout.read() if proc.poll() is not None else "timeout"
+            )
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/digits", timeout=2) as r:
                     meta = json.loads(r.read())

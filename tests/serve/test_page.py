@@ -11,8 +11,10 @@ from ..server import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs chromium and chromedriver "
-                                "(apt-get install chromium chromium-driver; .ci/run installs them)")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="needs chromium and chromedriver (apt-get install chromium chromium-driver; .ci/run installs them)",
+)
 
 
 @pytest.fixture
@@ -23,8 +25,16 @@ def browser():
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
     yield driver
@@ -41,7 +51,10 @@ def test_the_page_classifies_a_sample(repo, browser):
         browser.get(srv.url + "/")
         assert browser.title == "prelu-deploy"
         assert [o.text for o in browser.find_elements(By.CSS_SELECTOR, "#model option")] == ["digits"]
-        assert {a.get_attribute("href").rsplit("/", 1)[-1] for a in browser.find_elements(By.CSS_SELECTOR, "nav a")} >= {"docs", "metrics"}
+        assert {a.get_attribute("href").rsplit("/", 1)[-1] for a in browser.find_elements(By.CSS_SELECTOR, "nav a")} >= {
+            "docs",
+            "metrics",
+        }
         for digit in ("3", "7"):
             browser.find_element(By.ID, "files").send_keys(str(ROOT / "models" / "samples" / f"digit_{digit}.png"))
             label = WebDriverWait(browser, 20).until(ec.presence_of_element_located((By.CSS_SELECTOR, "#results .label")))

@@ -28,13 +28,19 @@ from prelu_deploy.serve.settings import Settings  # noqa: E402
 
 from ..server import Endpoint, free_port  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray"),
-              pytest.mark.filterwarnings("ignore:The `metrics_interval_s` field:DeprecationWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("ray"),
+    pytest.mark.filterwarnings("ignore:The `metrics_interval_s` field:DeprecationWarning"),
+]
 SAMPLES = Path(__file__).resolve().parents[2] / "models" / "samples"
 SETTINGS = Settings(threads=1, max_queue_delay_ms=2)
 INGRESS = "haproxy" if haproxy_binary() else "proxy"  # serve --ray's default where it can run
-needs_haproxy = pytest.mark.skipif(INGRESS != "haproxy", reason="no HAProxy binary (ray[serve] brings one on Linux; "
-                                   "or apt-get install haproxy): the cluster runs Ray's Python proxy instead")
+needs_haproxy = pytest.mark.skipif(
+    INGRESS != "haproxy",
+    reason="no HAProxy binary (ray[serve] brings one on Linux; "
+    "or apt-get install haproxy): the cluster runs Ray's Python proxy instead",
+)
 
 
 def _running() -> int:
@@ -63,16 +69,25 @@ def cluster(tmp_path_factory):
     own HTTP servers) on a free loopback port, HAProxy's files and side ports its own; shut down whatever
     happens. Where no HAProxy binary exists, Ray's Python proxy instead (the HAProxy tests skip)."""
     port, metrics_port = free_port(), free_port()
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 << 20, log_to_driver=False,
-             configure_logging=False, _metrics_export_port=metrics_port,  # Ray's Prometheus export of this node
-             _system_config={"metrics_report_interval_ms": 2000},  # exported every 2 s (Ray's default: 10 s)
-             resources={SLOT: 1})  # one replica of the second-node test here, one on the second node
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=200 << 20,
+        log_to_driver=False,
+        configure_logging=False,
+        _metrics_export_port=metrics_port,  # Ray's Prometheus export of this node
+        _system_config={"metrics_report_interval_ms": 2000},  # exported every 2 s (Ray's default: 10 s)
+        resources={SLOT: 1},
+    )  # one replica of the second-node test here, one on the second node
     workdir = tempfile.mkdtemp(prefix="pdray-", dir="/tmp")  # short: HAProxy's socket path must fit 97 bytes
     try:
         env = ingress_env(INGRESS, workdir)
         # the ingress on this node only: a second node on this machine would start a second HAProxy on the same ports
-        serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly",
-                    controller_options={"runtime_env": {"env_vars": env}} if env else None)
+        serve.start(
+            http_options={"host": "127.0.0.1", "port": port},
+            proxy_location="HeadOnly",
+            controller_options={"runtime_env": {"env_vars": env}} if env else None,
+        )
         endpoint = Endpoint(f"http://127.0.0.1:{port}")
         endpoint.ray_metrics = Endpoint(f"http://127.0.0.1:{metrics_port}")
         fallback = env.get("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT")  # HAProxy's backup: Ray's Python proxy
@@ -125,7 +140,7 @@ def test_readiness_counts_the_ready_replicas(proxy):
 @pytest.mark.parametrize("binary", [False, True])
 def test_tritonclient_through_ray_equals_the_runner(proxy, golden, binary):
     x, expected = golden
-    client = httpclient.InferenceServerClient(url=proxy.url[len("http://"):])
+    client = httpclient.InferenceServerClient(url=proxy.url[len("http://") :])
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("digits")
     inp = httpclient.InferInput("images", list(x.shape), "FP32")
     inp.set_data_from_numpy(x, binary_data=binary)
@@ -146,7 +161,7 @@ class Load:
     of golden rows until stopped; every answer is checked against the runner's. Timeouts bound a hang."""
 
     def __init__(self, url: str, golden, concurrency: int, timeout_s: float = 10.0):
-        self.host, self.port = url[len("http://"):].split(":")
+        self.host, self.port = url[len("http://") :].split(":")
         self.x, self.expected, self.timeout_s = *golden, timeout_s
         self.stop, self.lock = threading.Event(), threading.Lock()
         self.ok, self.wrong, self.failures, self.replicas, self.retry_after = 0, 0, [], set(), []
@@ -172,8 +187,9 @@ class Load:
         while not self.stop.is_set():
             row = n % len(self.x)
             n += 1
-            body = json.dumps({"inputs": [{"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32",
-                                           "data": self.x[row].ravel().tolist()}]})
+            body = json.dumps(
+                {"inputs": [{"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": self.x[row].ravel().tolist()}]}
+            )
             try:
                 conn = conn or http.client.HTTPConnection(self.host, int(self.port), timeout=self.timeout_s)
                 conn.request("POST", "/v2/models/digits/infer", body, {"content-type": "application/json"})
@@ -203,8 +219,11 @@ def test_two_replicas_share_the_load(proxy, golden):
     seen: dict[str, float] = {}  # each replica's own /metrics: it counted infer requests of its own
     for _ in range(200):
         status, headers, body = proxy.request("GET", "/metrics")
-        served = sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
-                     if line.startswith("prelu_requests_total{") and 'endpoint="infer"' in line)
+        served = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in body.decode().splitlines()
+            if line.startswith("prelu_requests_total{") and 'endpoint="infer"' in line
+        )
         seen[headers["x-replica"]] = served
         if len(seen) == 2:
             break
@@ -215,8 +234,11 @@ def _ray_counts(cluster) -> dict[str, float]:
     """Requests each replica of the app processed, as Ray's own Prometheus export of this node says."""
     counts: dict[str, float] = {}
     for line in cluster.ray_metrics.request("GET", "/metrics")[2].decode().splitlines():
-        if line.startswith("ray_serve_deployment_request_counter_total{") and f'application="{APP_NAME}"' in line \
-                and f'deployment="{DEPLOYMENT}"' in line:
+        if (
+            line.startswith("ray_serve_deployment_request_counter_total{")
+            and f'application="{APP_NAME}"' in line
+            and f'deployment="{DEPLOYMENT}"' in line
+        ):
             replica = line.split('replica="', 1)[1].split('"', 1)[0]
             counts[replica] = counts.get(replica, 0) + float(line.rsplit(" ", 1)[1])
     return counts
@@ -232,8 +254,9 @@ def test_rays_prometheus_export_counts_every_replica(proxy, golden):
 
     def counted() -> bool:
         after = _ray_counts(proxy)
-        return (sum(after.values()) - sum(before.values()) >= load.ok
-                and all(after.get(r, 0) > before.get(r, 0) for r in _replica_ids()))
+        return sum(after.values()) - sum(before.values()) >= load.ok and all(
+            after.get(r, 0) > before.get(r, 0) for r in _replica_ids()
+        )
 
     _wait_for(counted, 60, step_s=1)  # Ray exports what replicas report every few seconds
 
@@ -249,7 +272,7 @@ def _answered_or_closed(failures) -> bool:
 def _replica_ids() -> list[str]:
     """This app's live replicas, by id (Ray Serve names their actors after them)."""
     prefix = f"SERVE_REPLICA::{APP_NAME}#{DEPLOYMENT}#"
-    return [a["name"][len(prefix):] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix)]
+    return [a["name"][len(prefix) :] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix)]
 
 
 def _pid(replica_id: str) -> int:
@@ -269,8 +292,10 @@ def test_a_killed_replica_costs_at_most_1_percent_and_comes_back(proxy, golden):
         os.kill(pid, signal.SIGKILL)
         back_s = _wait_for(lambda: victim not in _replica_ids() and _running() == 2 and len(_replica_ids()) == 2, 30)
         _wait_for(lambda: load.total >= 1000, 90)  # enough requests for 1 % to mean something
-    print(f"killed replica {victim} (pid {pid}): 2 ready replicas again after {back_s:.1f} s; "
-          f"{len(load.failures)} of {load.total} requests failed: {load.failures[:2]}")
+    print(
+        f"killed replica {victim} (pid {pid}): 2 ready replicas again after {back_s:.1f} s; "
+        f"{len(load.failures)} of {load.total} requests failed: {load.failures[:2]}"
+    )
     assert load.wrong == 0
     assert len(load.failures) <= 0.01 * load.total, (len(load.failures), load.total, load.failures[:5])
     assert _answered_or_closed(load.failures), load.failures[:5]  # each at once, never a hang
@@ -279,9 +304,18 @@ def test_a_killed_replica_costs_at_most_1_percent_and_comes_back(proxy, golden):
 def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(cluster, repo, golden):
     """Redeploys with MIN,MAX = 1,2 and short delays. One replica holds 2 requests and Ray's proxy
     queues 2 more, so 8 clients also meet Ray's back-pressure: a 503 with Retry-After, never a hang."""
-    options = RayOptions(autoscale=(1, 2), cpus_per_replica=0.5, max_ongoing_requests=2, max_queued_requests=2,
-                         target_ongoing_requests=1, upscale_delay_s=1, downscale_delay_s=3, metrics_interval_s=0.5, look_back_period_s=2,
-                         health_check_period_s=1)
+    options = RayOptions(
+        autoscale=(1, 2),
+        cpus_per_replica=0.5,
+        max_ongoing_requests=2,
+        max_queued_requests=2,
+        target_ongoing_requests=1,
+        upscale_delay_s=1,
+        downscale_delay_s=3,
+        metrics_interval_s=0.5,
+        look_back_period_s=2,
+        health_check_period_s=1,
+    )
     _deploy(repo, options)
     _wait_for(lambda: _running() == 1, 60)
     with Load(cluster.url, golden, concurrency=8) as load:
@@ -299,8 +333,10 @@ def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(clus
     # Ray answers these itself (the replica through HAProxy; Ray's proxy for a request HAProxy sent to its backup,
     # or with --ray-ingress proxy), in text: serve.ray.ingress makes them JSON, as the app's own errors
     assert all(json.loads(why)["error"].startswith("Request dropped due to backpressure") for _, why in load.failures)
-    print(f"autoscaling: 1 → 2 replicas in {up_s:.1f} s under load, 2 → 1 in {down_s:.1f} s idle; "
-          f"{len(load.failures)} answers 503 + Retry-After, e.g. {load.failures[0][1]!r}")
+    print(
+        f"autoscaling: 1 → 2 replicas in {up_s:.1f} s under load, 2 → 1 in {down_s:.1f} s idle; "
+        f"{len(load.failures)} answers 503 + Retry-After, e.g. {load.failures[0][1]!r}"
+    )
 
 
 def test_a_replica_refuses_a_blob_whose_sha256_differs(cluster):
@@ -311,7 +347,9 @@ def test_a_replica_refuses_a_blob_whose_sha256_differs(cluster):
     blob = {"ref": ray.put(b"not the repository"), "sha256": "0" * 64}
     try:
         with pytest.raises(RuntimeError, match="Deploying application tampered failed"):
-            serve.run(bad.bind(blob, SETTINGS.model_dump(mode="json", exclude={"repo"})), name="tampered", route_prefix="/tampered")
+            serve.run(
+                bad.bind(blob, SETTINGS.model_dump(mode="json", exclude={"repo"})), name="tampered", route_prefix="/tampered"
+            )
         assert "differs from the sender's" in serve.status().applications["tampered"].deployments["Tampered"].message
     finally:
         serve.delete("tampered")
@@ -354,8 +392,14 @@ def test_the_documented_config_file_deploys_with_rays_serve_run(cluster):
     config = Path(__file__).resolve().parents[2] / "docs" / "scale-out-serve.yaml"
     serve.delete(APP_NAME)
     deployed["options"] = None
-    args = [str(Path(sys.executable).with_name("serve")), "run", str(config), "--non-blocking",
-            "--address", ray.get_runtime_context().gcs_address]
+    args = [
+        str(Path(sys.executable).with_name("serve")),
+        "run",
+        str(config),
+        "--non-blocking",
+        "--address",
+        ray.get_runtime_context().gcs_address,
+    ]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     _wait_for(lambda: _running() >= 1, 120)
@@ -373,8 +417,24 @@ def test_the_cli_joins_a_running_cluster_and_leaves_it_as_it_was(cluster, repo):
     """`prelu-deploy serve --ray --ray-address ADDR` deploys onto this module's cluster (replacing the app
     of the same name), serves through its proxy, and on SIGTERM deletes its app and leaves the cluster up."""
     exe = Path(sys.executable).with_name("prelu-deploy")
-    args = [str(exe), "serve", str(repo), "--ray", "--ray-address", ray.get_runtime_context().gcs_address, "--replicas", "1",
-            "--ray-cpus-per-replica", "0.5", "--ray-ingress", INGRESS, "--port", cluster.url.rsplit(":", 1)[1], "--log-level", "warning"]
+    args = [
+        str(exe),
+        "serve",
+        str(repo),
+        "--ray",
+        "--ray-address",
+        ray.get_runtime_context().gcs_address,
+        "--replicas",
+        "1",
+        "--ray-cpus-per-replica",
+        "0.5",
+        "--ray-ingress",
+        INGRESS,
+        "--port",
+        cluster.url.rsplit(":", 1)[1],
+        "--log-level",
+        "warning",
+    ]
     serve.delete(APP_NAME)
     deployed["options"] = None
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -399,9 +459,26 @@ def test_the_cli_with_a_cluster_of_its_own_and_direct_ingress(repo):
     the replica's own HTTP server named in the "serving" line and answering there; SIGTERM stops it all."""
     exe = Path(sys.executable).with_name("prelu-deploy")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # not the module's cluster
-    proc = subprocess.Popen([str(exe), "serve", str(repo), "--ray", "--ray-ingress", "direct", "--ray-cpus-per-replica", "0.5",
-                             "--port", str(free_port()), "--log-level", "warning"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "serve",
+            str(repo),
+            "--ray",
+            "--ray-ingress",
+            "direct",
+            "--ray-cpus-per-replica",
+            "0.5",
+            "--port",
+            str(free_port()),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
@@ -430,10 +507,26 @@ class SecondNode:
     def __init__(self):
         self.tmp = tempfile.mkdtemp(prefix="pdr2-", dir="/tmp")  # short: the plasma store's socket path lives in it
         exe = Path(sys.executable).with_name("ray")
-        self.proc = subprocess.Popen([str(exe), "start", "--address", ray.get_runtime_context().gcs_address, "--num-cpus", "1",
-                                      "--resources", json.dumps({SLOT: 1, "node2": 1}), "--object-store-memory", str(100 << 20),
-                                      "--temp-dir", self.tmp, "--disable-usage-stats", "--block"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # its logs: under self.tmp
+        self.proc = subprocess.Popen(
+            [
+                str(exe),
+                "start",
+                "--address",
+                ray.get_runtime_context().gcs_address,
+                "--num-cpus",
+                "1",
+                "--resources",
+                json.dumps({SLOT: 1, "node2": 1}),
+                "--object-store-memory",
+                str(100 << 20),
+                "--temp-dir",
+                self.tmp,
+                "--disable-usage-stats",
+                "--block",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # its logs: under self.tmp
         try:
             _wait_for(lambda: self.proc.poll() is None and self.node_id() is not None, 90)
         except AssertionError:
@@ -498,8 +591,10 @@ def test_a_replica_on_a_second_node_gets_the_repository_through_the_object_store
             dead_s = _wait_for(lambda: node2 not in {n["NodeID"] for n in ray.nodes() if n["Alive"]}, 90)
             killed_at = load.total
             _wait_for(lambda: load.total >= killed_at + 500 and load.total >= 1000, 90)
-        print(f"second node's raylet (pid {raylet}) killed: Ray saw the node dead after {dead_s:.1f} s; "
-              f"{len(load.failures)} of {load.total} requests failed: {load.failures[:2]}")
+        print(
+            f"second node's raylet (pid {raylet}) killed: Ray saw the node dead after {dead_s:.1f} s; "
+            f"{len(load.failures)} of {load.total} requests failed: {load.failures[:2]}"
+        )
         assert load.wrong == 0
         assert len(load.failures) <= 0.01 * load.total, (len(load.failures), load.total, load.failures[:5])
         assert _answered_or_closed(load.failures), load.failures[:5]

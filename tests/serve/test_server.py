@@ -56,7 +56,7 @@ def test_health_and_metadata(server):
 @pytest.mark.parametrize("binary", [False, True])
 def test_tritonclient_equals_the_runner(server, runner, digits, binary):
     x = runner.entry.golden_io()["inputs"][:5]
-    client = httpclient.InferenceServerClient(url=server.url[len("http://"):])
+    client = httpclient.InferenceServerClient(url=server.url[len("http://") :])
     assert client.is_server_live() and client.is_model_ready("digits")
     assert client.get_model_metadata("digits")["inputs"][0]["name"] == "images"
     inp = httpclient.InferInput("images", list(x.shape), "FP32")
@@ -84,8 +84,13 @@ def test_classify_held_out_digits(server, digits, fmt):
 
 def _multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
     boundary = "----prelu-deploy-test"
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
-             f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n" for name, data in files]
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+        for name, data in files
+    ]
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -98,11 +103,15 @@ def test_64_concurrent_clients_get_their_own_rows(server, runner, digits):
     from prelu_deploy.models.preprocess import Preprocess
 
     x = Preprocess.from_dict(pre).to_tensor(digits.test.images[:64])
-    expected = [runner.run(x[i:i + 1 + i % 3]) for i in range(64)]  # 1–3 rows each, overlapping
-    sequential = [np.asarray(server.json("POST", "/v2/models/digits/infer", _infer_body(x[i:i + 1 + i % 3]))[1]["outputs"][0]["data"])
-                  for i in range(64)]
+    expected = [runner.run(x[i : i + 1 + i % 3]) for i in range(64)]  # 1–3 rows each, overlapping
+    sequential = [
+        np.asarray(server.json("POST", "/v2/models/digits/infer", _infer_body(x[i : i + 1 + i % 3]))[1]["outputs"][0]["data"])
+        for i in range(64)
+    ]
     with ThreadPoolExecutor(64) as pool:
-        concurrent = list(pool.map(lambda i: server.json("POST", "/v2/models/digits/infer", _infer_body(x[i:i + 1 + i % 3])), range(64)))
+        concurrent = list(
+            pool.map(lambda i: server.json("POST", "/v2/models/digits/infer", _infer_body(x[i : i + 1 + i % 3])), range(64))
+        )
     for i, (status, body) in enumerate(concurrent):
         assert status == 200
         got = np.asarray(body["outputs"][0]["data"], np.float32).reshape(expected[i].shape)
@@ -122,8 +131,12 @@ def test_overload_answers_503_at_once_and_recovers(repo, digits):
         x = np.zeros((2, 1, 8, 8), np.float32)
         with ThreadPoolExecutor(48) as pool:
             start = time.monotonic()
-            results = list(pool.map(lambda _: srv.request("POST", "/v2/models/digits/infer",
-                                                          json.dumps(_infer_body(x)).encode(), timeout=20), range(96)))
+            results = list(
+                pool.map(
+                    lambda _: srv.request("POST", "/v2/models/digits/infer", json.dumps(_infer_body(x)).encode(), timeout=20),
+                    range(96),
+                )
+            )
             elapsed = time.monotonic() - start
         statuses = [s for s, _, _ in results]
         assert set(statuses) <= {200, 503} and statuses.count(503) > 0 and statuses.count(200) > 0
@@ -181,18 +194,21 @@ def test_sigterm_finishes_in_flight_requests(tmp_path):
     from prelu_deploy.models.preprocess import Preprocess
 
     torch.manual_seed(0)
-    ckpt = save_checkpoint(create_model("cifar_prelu"), tmp_path / "c.safetensors",
-                           preprocess=Preprocess((32, 32), 3, (0.5,) * 3, (0.25,) * 3))
+    ckpt = save_checkpoint(
+        create_model("cifar_prelu"), tmp_path / "c.safetensors", preprocess=Preprocess((32, 32), 3, (0.5,) * 3, (0.25,) * 3)
+    )
     export_model_dir(ckpt, "cifar", tmp_path / "repo", mode="leaky")
     srv = Server(tmp_path / "repo", "--max-queue", "1024")
     x = np.random.default_rng(0).standard_normal((512, 3, 32, 32)).astype(np.float32)  # ~1 s of compute here
-    head = json.dumps({"inputs": [{"name": "images", "shape": list(x.shape), "datatype": "FP32",
-                                   "parameters": {"binary_data_size": x.nbytes}}]}).encode()
+    head = json.dumps(
+        {"inputs": [{"name": "images", "shape": list(x.shape), "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}}]}
+    ).encode()
     body = head + x.tobytes()
     with socket.create_connection(("127.0.0.1", srv.port), timeout=60) as sock:
-        sock.sendall(b"POST /v2/models/cifar/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
-                     b"Inference-Header-Content-Length: %d\r\nContent-Length: %d\r\n\r\n" % (len(head), len(body))
-                     + body[:-1])
+        sock.sendall(
+            b"POST /v2/models/cifar/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+            b"Inference-Header-Content-Length: %d\r\nContent-Length: %d\r\n\r\n" % (len(head), len(body)) + body[:-1]
+        )
         wait_for(lambda: srv.metric("prelu_in_flight_requests") >= 2)  # ours, and the /metrics request asking
         srv.proc.send_signal(signal.SIGTERM)
         sock.sendall(body[-1:])

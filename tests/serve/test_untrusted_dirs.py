@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 
-import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
@@ -64,10 +63,14 @@ def test_not_ready_reasons_are_relative_to_the_repository_and_the_log_has_them_w
     edit_manifest(root / "bad_field", lambda m: (m.update(name="bad_field"), m["input"].pop("shape")))
     graph = root / "bad_graph" / "1" / "model.onnx"
     graph.write_bytes(b"not a protobuf")
-    edit_manifest(root / "bad_graph", lambda m: (m.update(name="bad_graph"), m["artifacts"].update({"1/model.onnx": sha256_file(graph)})))
+    edit_manifest(
+        root / "bad_graph", lambda m: (m.update(name="bad_graph"), m["artifacts"].update({"1/model.onnx": sha256_file(graph)}))
+    )
     edit_manifest(root / "outside", lambda m: (m.update(name="outside"), m["artifacts"].update({"/etc/hostname": "0" * 64})))
-    edit_manifest(root / "missing_elsewhere",
-                  lambda m: (m.update(name="missing_elsewhere"), m["artifacts"].update({"/etc/no-such-file": "0" * 64})))
+    edit_manifest(
+        root / "missing_elsewhere",
+        lambda m: (m.update(name="missing_elsewhere"), m["artifacts"].update({"/etc/no-such-file": "0" * 64})),
+    )
     with caplog.at_level(logging.WARNING, logger="prelu_deploy.serve"):
         models = load_repository(root, Settings())
     reasons = {name: served.reason for name, served in models.items()}
@@ -77,8 +80,9 @@ def test_not_ready_reasons_are_relative_to_the_repository_and_the_log_has_them_w
     assert reasons["bad_field"].startswith("cannot load: bad_field/manifest.json: manifest field 'input.shape' is missing")
     assert reasons["bad_graph"].startswith("cannot load: bad_graph: ONNX Runtime cannot load model.onnx")
     # a file elsewhere that exists and one that does not: the same answer
-    assert reasons["outside"].replace("outside", "X").replace("hostname", "F") == \
-        reasons["missing_elsewhere"].replace("missing_elsewhere", "X").replace("no-such-file", "F")
+    assert reasons["outside"].replace("outside", "X").replace("hostname", "F") == reasons["missing_elsewhere"].replace(
+        "missing_elsewhere", "X"
+    ).replace("no-such-file", "F")
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert f"{root / 'bad_field' / 'manifest.json'}: manifest field 'input.shape' is missing" in logged
     assert f"{root / 'bad_graph'}: ONNX Runtime cannot load model.onnx" in logged

@@ -5,10 +5,8 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import time
 
-import pytest
 
 from ..server import Server, wait_for
 from .test_workers import _children, _listening
