@@ -321,10 +321,13 @@ def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(clus
     with Load(cluster.url, golden, concurrency=8) as load:
         up_s = _wait_for(lambda: _running() == 2, 60)
         _wait_for(lambda: load.ok >= 200, 60)
-        with Load(cluster.ray_proxy.url, golden, concurrency=8) as through_rays_proxy:  # its router's back-pressure
-            _wait_for(lambda: len(through_rays_proxy.failures) >= 10, 60)
+    # Ray's proxy's router back-pressure, on its own: beside clients that reach the replicas straight through
+    # HAProxy, the requests queued in Ray's router can wait for a free replica slot past any client's timeout
+    with Load(cluster.ray_proxy.url, golden, concurrency=8) as through_rays_proxy:
+        _wait_for(lambda: len(through_rays_proxy.failures) >= 10, 60)
     down_s = _wait_for(lambda: _running() == 1, 60)
-    assert through_rays_proxy.wrong == 0 and all(s == 503 for s, _ in through_rays_proxy.failures)
+    not_503 = [f for f in through_rays_proxy.failures if f[0] != 503]
+    assert through_rays_proxy.wrong == 0 and not not_503, not_503[:5]
     assert set(through_rays_proxy.retry_after) == {"1"}
     assert all("num_queued_requests" in json.loads(why)["error"] for _, why in through_rays_proxy.failures)
     assert load.wrong == 0 and load.ok > 0
