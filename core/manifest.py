@@ -31,7 +31,7 @@ from prelu_deploy.specs import BatchProfile, FieldReader, Source, TensorRT, Tens
 from prelu_deploy.versions import CONFIG, GOLDEN, MANIFEST, VersionFiles, layout, version_files, version_numbers  # noqa: F401
 
 FORMAT_VERSION = 1
-ONNX, PLAN = "1/model.onnx", "1/model.plan"  # version 1's (every single-version directory's)
+ONNX, PLAN = version_files(1).onnx, version_files(1).plan  # version 1's (every single-version directory's)
 PLATFORMS = {"onnxruntime_onnx": ONNX, "tensorrt_plan": PLAN}  # Triton's platform names → the artifact
 LOWERINGS = ("native", "plugin", "leaky")  # of channel-shared PReLU (docs/architecture.md)
 

@@ -36,6 +36,11 @@ FIELDS = {
 }
 
 
+def _field_value(option: str, value):
+    """An option's value in the units of the Settings field it sets (FIELDS)."""
+    return FIELDS[option][1](value)
+
+
 class EnvironmentDefaults(Mapping):
     """click's default_map for `serve`: an option left out takes PRELU_DEPLOY_<FIELD> when that is set, read
     and checked by Settings (pydantic-settings) — imported only then, so `--help` stays torch- and pydantic-free."""
@@ -221,12 +226,13 @@ def serve(
 
     common = dict(repo=repo or bundled_repository(), backend=backend, device=device, max_batch_size=max_batch_size,
                   max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, max_images=max_images,
-                  max_body_bytes=int(max_body_mb * (1 << 20)), max_pixels=max_pixels, header_timeout_s=header_timeout,
+                  max_body_bytes=_field_value("max_body_mb", max_body_mb), max_pixels=max_pixels, header_timeout_s=header_timeout,
                   max_request_pixels=max_request_pixels,
                   max_decodes=max_decodes or (default_decodes(usable_cores(), layout.workers, max_pixels) if layout else 1),
-                  body_timeout_s=body_timeout, max_header_bytes=int(max_header_kb * 1024),
-                  max_header_line_bytes=int(max_header_line_kb * 1024), limit_concurrency=limit_concurrency,
-                  shutdown_timeout_s=shutdown_timeout, host=host, grpc_port=grpc_port, **token_settings, **control_settings)
+                  body_timeout_s=body_timeout, max_header_bytes=_field_value("max_header_kb", max_header_kb),
+                  max_header_line_bytes=_field_value("max_header_line_kb", max_header_line_kb),
+                  limit_concurrency=limit_concurrency, shutdown_timeout_s=shutdown_timeout, host=host, grpc_port=grpc_port,
+                  **token_settings, **control_settings)
     control_options(model_control, load_model or [], ray, common["repo"])  # each --load-model is there
     if ray_options is not None:  # each replica is one process: its threads default to the CPUs Ray reserves for it
         from prelu_deploy.serve.ray.app import serve_on_ray

@@ -61,9 +61,10 @@ def ready_versions(models: dict, name: str) -> list[str]:
     return [str(n) for n, served in versions_of(models, name).items() if served.ready] or [str(models[name].number)]
 
 
-def selected(path: Path) -> list[int]:
-    """The versions of the model folder that its config.pbtxt's version_policy serves (ModelDirError why not)."""
-    numbers = list(version_layout(path))
+def selected(path: Path, versions: dict | None = None) -> list[int]:
+    """The versions of the model folder that its config.pbtxt's version_policy serves (ModelDirError why not);
+    `versions`: its version_layout, where the caller has read it already."""
+    numbers = list(version_layout(path) if versions is None else versions)
     policy = read_policy(path)
     if not (chosen := policy.select(numbers)):
         raise ModelDirError(f"{path.name}: its version_policy ({policy}) names none of the versions it holds "
@@ -103,7 +104,8 @@ def fingerprint(path: Path) -> tuple:
     """What a poll compares of a model folder: its policy's choice and, of each chosen version, every file's
     size, mtime and inode — a version rewritten, even by a copier that is not atomic, reads differently."""
     try:
-        numbers, versions = selected(path), version_layout(path)
+        versions = version_layout(path)
+        numbers = selected(path, versions)
     except ModelDirError as err:
         return (str(err),)
     out = []
