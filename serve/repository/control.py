@@ -183,13 +183,14 @@ class ModelControl:
         if not NAME.fullmatch(name):
             raise ApiError(400, f"{name!r} is not a model name (letters, digits, '_', '.', '-'; not hidden)")
 
-    def _lock(self, name: str) -> asyncio.Lock:
+    def lock(self, name: str) -> asyncio.Lock:
+        """The lock one model's loads and unloads take in turn (the API's, the relay's and the poll's)."""
         return self.locks.setdefault(name, asyncio.Lock())
 
     async def load(self, name: str) -> dict:
         """Load (or reload: the versions new or changed on disk) `name`, on every worker; its row once it serves."""
         self.check(name)
-        async with self._lock(name):
+        async with self.lock(name):
             versions = await self.load_here(name)
             pins = {str(n): served.entry.version for n, served in versions.items() if served.ready}
             shared = self.relay and await self.relay.record("load", name, pins)
@@ -199,7 +200,7 @@ class ModelControl:
 
     async def unload(self, name: str) -> dict:
         self.check(name)
-        async with self._lock(name):
+        async with self.lock(name):
             self.unload_here(name)
             shared = self.relay and await self.relay.record("unload", name, None)
         if shared:

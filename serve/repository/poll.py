@@ -56,13 +56,13 @@ class Poller:
             if self.seen.get(name) == seen:
                 continue
             self.seen[name] = seen  # tried once per change: a version that failed waits for its files to change
-            async with control._lock(name):
+            async with control.lock(name):
                 try:
                     await control.load_here(name)
                 except ApiError as err:  # a version that failed its gate was logged as NOT ready by the load
                     log.info("model %s: a change in the repository was not taken: %s", name, err.message)
         for name in sorted(set(self.seen) - set(on_disk)):
             del self.seen[name]
-            async with control._lock(name):
+            async with control.lock(name):
                 if name in control.models:
                     control.unload_here(name, f"model {name!r} was removed from the repository")

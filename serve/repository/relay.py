@@ -141,7 +141,7 @@ class Relay:
         self._ack()
 
     async def _apply(self, name: str, change: dict) -> None:
-        async with self.control._lock(name):
+        async with self.control.lock(name):
             if change["generation"] <= self.seen.get(name, 0):  # this worker made it (record) meanwhile
                 return
             try:
