@@ -38,6 +38,7 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 2 --durations=15
 
 # How the bundled weights were made (about 45 s on 2 cores): the digits, brought to 8×8 by the ink-box steps the

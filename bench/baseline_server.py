@@ -29,9 +29,13 @@ def create_app(model_dir: str, threads: int | None = None) -> FastAPI:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or confined_threads() or 0  # 0: ONNX Runtime's default
     session = ort.InferenceSession(str(entry.artifact), opts, providers=["CPUExecutionProvider"])
-    meta = {"name": entry.name, "versions": ["1"], "platform": entry.platform,
-            "inputs": [{"name": entry.input.name, "datatype": "FP32", "shape": list(entry.input.shape)}],
-            "outputs": [{"name": entry.output.name, "datatype": "FP32", "shape": list(entry.output.shape)}]}
+    meta = {
+        "name": entry.name,
+        "versions": ["1"],
+        "platform": entry.platform,
+        "inputs": [{"name": entry.input.name, "datatype": "FP32", "shape": list(entry.input.shape)}],
+        "outputs": [{"name": entry.output.name, "datatype": "FP32", "shape": list(entry.output.shape)}],
+    }
     app = FastAPI()
 
     @app.get("/v2")
@@ -51,11 +55,22 @@ def create_app(model_dir: str, threads: int | None = None) -> FastAPI:
         body = await request.body()
         n = int(request.headers.get(HEADER_LENGTH, len(body)))
         tensor = json.loads(body[:n])["inputs"][0]
-        x = (np.frombuffer(body, np.float32, offset=n) if n < len(body) else np.asarray(tensor["data"], np.float32))
+        x = np.frombuffer(body, np.float32, offset=n) if n < len(body) else np.asarray(tensor["data"], np.float32)
         y = session.run(None, {entry.input.name: x.reshape(tensor["shape"])})[0]
         raw = y.astype(np.float32).tobytes()
-        head = json.dumps({"model_name": entry.name, "outputs": [{"name": entry.output.name, "datatype": "FP32",
-                           "shape": list(y.shape), "parameters": {"binary_data_size": len(raw)}}]}).encode()
+        head = json.dumps(
+            {
+                "model_name": entry.name,
+                "outputs": [
+                    {
+                        "name": entry.output.name,
+                        "datatype": "FP32",
+                        "shape": list(y.shape),
+                        "parameters": {"binary_data_size": len(raw)},
+                    }
+                ],
+            }
+        ).encode()
         return Response(head + raw, media_type="application/octet-stream", headers={HEADER_LENGTH: str(len(head))})
 
     pre = Preprocess.from_dict(entry.preprocess) if entry.preprocess else None

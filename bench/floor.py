@@ -26,10 +26,17 @@ def floor_graph(input_name: str, dims: list[int], output_name: str, classes: int
     if int(np.prod(dims)) < classes:
         raise UsageError(f"an input of {dims} holds fewer values than the {classes} logits the floor model slices out")
     consts = [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("zero", 0), ("classes", classes), ("one", 1))]
-    nodes = [helper.make_node("Flatten", [input_name], ["flat"], axis=1),
-             helper.make_node("Slice", ["flat", "zero", "classes", "one"], [output_name])]
-    graph = helper.make_graph(nodes, "floor", [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", *dims])],
-                              [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", classes])], consts)
+    nodes = [
+        helper.make_node("Flatten", [input_name], ["flat"], axis=1),
+        helper.make_node("Slice", ["flat", "zero", "classes", "one"], [output_name]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "floor",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", *dims])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", classes])],
+        consts,
+    )
     model = pinned(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
     onnx.checker.check_model(model, full_check=True)
     return model

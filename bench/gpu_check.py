@@ -86,17 +86,39 @@ def phase_tests(cfg: GpuCheck, seconds: float) -> dict:
     if tests is None:
         return {"ran": False, "why": f"no {cfg.tests} beside the package or here: run gpu-check in a checkout"}
     xml = Path(tempfile.mkdtemp(prefix="gpu-check-")) / "junit.xml"
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-n", str(cfg.test_processes),
-           f"--junitxml={xml}", str(tests)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "gpu",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        str(cfg.test_processes),
+        f"--junitxml={xml}",
+        str(tests),
+    ]
     start = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=tests.parent if tests.is_dir() else tests.parents[1], capture_output=True, text=True,
-                              timeout=seconds)
+        proc = subprocess.run(
+            cmd, cwd=tests.parent if tests.is_dir() else tests.parents[1], capture_output=True, text=True, timeout=seconds
+        )
         tail = (proc.stdout + proc.stderr)[-3000:]
     except subprocess.TimeoutExpired as err:
         tail = f"stopped after {seconds:.0f} s\n" + ((err.stdout or b"")[-3000:].decode(errors="replace") if err.stdout else "")
-    result = {"ran": True, "command": " ".join(cmd[1:]), "duration_s": time.monotonic() - start, "tail": tail,
-              "passed": 0, "failed": 0, "skipped": 0, "failures": [], "skips": {}}
+    result = {
+        "ran": True,
+        "command": " ".join(cmd[1:]),
+        "duration_s": time.monotonic() - start,
+        "tail": tail,
+        "passed": 0,
+        "failed": 0,
+        "skipped": 0,
+        "failures": [],
+        "skips": {},
+    }
     if not xml.is_file():
         return {**result, "failed": 1, "failures": [{"test": "pytest", "message": "no JUnit report (see tail)"}]}
     for case in ET.parse(xml).getroot().iter("testcase"):
@@ -116,10 +138,21 @@ def phase_tests(cfg: GpuCheck, seconds: float) -> dict:
 
 def phase_sweep(cfg: GpuCheck, log) -> dict:
     """The SWEEP candidates interleaved per batch size (`bench`'s method), plus where batch 1 goes."""
-    bench = RunnerBench(backends=sorted({b for _, b, _, _ in SWEEP}), lowerings=[cfg.lowering], batches=cfg.batches,
-                        baseline="torch:cuda", warmup=5, warmup_s=0.2, runs=20, duration_s=cfg.sweep_s, device="cuda")
-    cands = [Candidate(label, backend, None if backend.startswith("torch") else cfg.lowering, precision, options=opts)
-             for label, backend, precision, opts in SWEEP]
+    bench = RunnerBench(
+        backends=sorted({b for _, b, _, _ in SWEEP}),
+        lowerings=[cfg.lowering],
+        batches=cfg.batches,
+        baseline="torch:cuda",
+        warmup=5,
+        warmup_s=0.2,
+        runs=20,
+        duration_s=cfg.sweep_s,
+        device="cuda",
+    )
+    cands = [
+        Candidate(label, backend, None if backend.startswith("torch") else cfg.lowering, precision, options=opts)
+        for label, backend, precision, opts in SWEEP
+    ]
     report, _ = run_sweep(cfg.arch, bench, log=log, cands=cands)
     report["batch1_breakdown"] = _ort_batch1_breakdown(report, cfg)
     return report
@@ -177,9 +210,18 @@ def phase_kernel(sizes_mib=(16, 256), runs: int = 20) -> dict:
             head = slice(0, 1 << 16)
             exact = bool(np.array_equal(cupy.asnumpy(y[head]), csp.reference(cupy.asnumpy(x[head]), -0.3)))
             ms = {name: _event_ms(fn, stream, runs) for name, fn in (("kernel", kernel), ("copy", copy))}
-            rows.append({"dtype": np.dtype(dtype).name, "mib": mib, "exact": exact, "kernel_ms": ms["kernel"],
-                         "copy_ms": ms["copy"], "kernel_gbs": 2 * x.nbytes / ms["kernel"] / 1e6,
-                         "copy_gbs": 2 * x.nbytes / ms["copy"] / 1e6, "ratio": ms["copy"] / ms["kernel"]})
+            rows.append(
+                {
+                    "dtype": np.dtype(dtype).name,
+                    "mib": mib,
+                    "exact": exact,
+                    "kernel_ms": ms["kernel"],
+                    "copy_ms": ms["copy"],
+                    "kernel_gbs": 2 * x.nbytes / ms["kernel"] / 1e6,
+                    "copy_gbs": 2 * x.nbytes / ms["copy"] / 1e6,
+                    "ratio": ms["copy"] / ms["kernel"],
+                }
+            )
             x = y = None  # the device memory freed before the next size
     return {"rows": rows}
 
@@ -205,8 +247,13 @@ def run(cfg: GpuCheck, log=print) -> tuple[dict, list[Path]]:
 
     cfg.check()
     deadline = time.monotonic() + cfg.budget_s
-    report = {"kind": "gpu-check", "gpu": gpu_present(), "settings": {**asdict(cfg), "out": str(cfg.out)},
-              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "phases": {}}
+    report = {
+        "kind": "gpu-check",
+        "gpu": gpu_present(),
+        "settings": {**asdict(cfg), "out": str(cfg.out)},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "phases": {},
+    }
     paths = []
     for phase in cfg.phases:
         left = deadline - time.monotonic()
@@ -233,5 +280,7 @@ def run(cfg: GpuCheck, log=print) -> tuple[dict, list[Path]]:
 
 
 def no_gpu_message() -> str:
-    return ("gpu-check: no NVIDIA GPU here (nvidia-smi lists none): nothing to check. On a GPU host: "
-            "pip uninstall -y onnxruntime; pip install -e '.[export,serve,gpu,dev]'; prelu-deploy gpu-check")
+    return (
+        "gpu-check: no NVIDIA GPU here (nvidia-smi lists none): nothing to check. On a GPU host: "
+        "pip uninstall -y onnxruntime; pip install -e '.[export,serve,gpu,dev]'; prelu-deploy gpu-check"
+    )

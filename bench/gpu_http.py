@@ -33,8 +33,7 @@ def _repository(cfg, root: Path) -> tuple[Path, str, str]:
 
 
 def _drive(url: str, model: str, data: Path, cfg) -> list[dict]:
-    bench = http_load.HttpBench(model=model, concurrency=cfg.concurrency, duration_s=cfg.http_s, warmup_s=0.5,
-                                data=str(data))
+    bench = http_load.HttpBench(model=model, concurrency=cfg.concurrency, duration_s=cfg.http_s, warmup_s=0.5, data=str(data))
     ep = http_load.parse_url(url, False)
     meta = http_load.model_metadata(ep, model, bench.timeout_s)
     work = http_load.workload(bench, meta)
@@ -44,9 +43,16 @@ def _drive(url: str, model: str, data: Path, cfg) -> list[dict]:
         load_generator.drive(ep, work, c, bench.warmup_s, bench.max_requests, bench.timeout_s)
         result = load_generator.drive(ep, work, c, bench.duration_s, bench.max_requests, bench.timeout_s)
         result.pop("_samples", None)
-        levels.append({"concurrency": c, "throughput_rps": result["throughput_rps"],
-                       "p50_ms": result["latency"].get("median_ms"), "p99_ms": result["latency"].get("p99_ms"),
-                       "errors": result["errors"], "ok": result["ok"]})
+        levels.append(
+            {
+                "concurrency": c,
+                "throughput_rps": result["throughput_rps"],
+                "p50_ms": result["latency"].get("median_ms"),
+                "p99_ms": result["latency"].get("p99_ms"),
+                "errors": result["errors"],
+                "ok": result["ok"],
+            }
+        )
     return levels
 
 
@@ -62,16 +68,31 @@ def phase_http(cfg, log, deadline: float) -> dict:
                 layouts.append({"layout": layout, "ran": False, "why": "the budget was spent"})
                 continue
             args = [] if layout == "default" else ["--workers", layout]
-            cmd = [_prelu_deploy(), "serve", str(repo), "--device", cfg.device, "--log-level", "warning", "--grpc-port", "0",
-                   *args]
+            cmd = [
+                _prelu_deploy(),
+                "serve",
+                str(repo),
+                "--device",
+                cfg.device,
+                "--log-level",
+                "warning",
+                "--grpc-port",
+                "0",
+                *args,
+            ]
             log(f"http: serve {' '.join(args) or '(default layout)'} …")
             start = time.monotonic()
             servers = _Servers({"ours": cmd}, model)
             try:
                 started_s = time.monotonic() - start
                 url = servers.urls["ours"]
-                result = {"layout": layout, "ran": True, "start_s": started_s,
-                          "model": _drive(url, model, data, cfg), "floor": _drive(url, floor, data, cfg)}
+                result = {
+                    "layout": layout,
+                    "ran": True,
+                    "start_s": started_s,
+                    "model": _drive(url, model, data, cfg),
+                    "floor": _drive(url, floor, data, cfg),
+                }
             except Exception as err:
                 result = {"layout": layout, "ran": False, "why": f"{type(err).__name__}: {str(err)[:300]}"}
             finally:

@@ -46,12 +46,16 @@ def sweep_goals(sweep: dict) -> dict:
     for precision, need in (("fp32", 1.0), ("tf32", 2.5), ("fp16", 3.0)):
         if base and (r := best.get((256, precision))):
             ratio = r["throughput"] / base["throughput"]
-            out[f"{precision}_256"] = {"met": ratio >= need, "numbers": f"{r['label']}: {r['throughput']:,.0f} img/s, "
-                                                                        f"{ratio:.2f}× {BASELINE}"}
+            out[f"{precision}_256"] = {
+                "met": ratio >= need,
+                "numbers": f"{r['label']}: {r['throughput']:,.0f} img/s, {ratio:.2f}× {BASELINE}",
+            }
     if all((32, p) in best for p in ("fp32", "tf32", "fp16")):
         rate = {p: best[(32, p)]["throughput"] for p in ("fp32", "tf32", "fp16")}
-        out["no_cliff_32"] = {"met": rate["fp16"] >= rate["tf32"] >= rate["fp32"],
-                              "numbers": ", ".join(f"{p} {v:,.0f}" for p, v in rate.items()) + " img/s"}
+        out["no_cliff_32"] = {
+            "met": rate["fp16"] >= rate["tf32"] >= rate["fp32"],
+            "numbers": ", ".join(f"{p} {v:,.0f}" for p, v in rate.items()) + " img/s",
+        }
     return out
 
 
@@ -59,8 +63,11 @@ def http_goals(http: dict) -> dict:
     runs = [x for x in http.get("layouts", []) if x.get("ran")]
     if not runs:
         return {}
-    ratios = [(x["layout"], m["concurrency"], m["throughput_rps"] / f["throughput_rps"] if f["throughput_rps"] else 0.0)
-              for x in runs for m, f in zip(x["model"], x["floor"])]
+    ratios = [
+        (x["layout"], m["concurrency"], m["throughput_rps"] / f["throughput_rps"] if f["throughput_rps"] else 0.0)
+        for x in runs
+        for m, f in zip(x["model"], x["floor"])
+    ]
     worst = min(ratios, key=lambda t: t[2])
     out = {"http_floor": {"met": worst[2] >= 0.8, "numbers": f"lowest: {worst[2]:.2f} (--workers {worst[0]}, C={worst[1]})"}}
     default = next((x for x in runs if x["layout"] == "default"), None)
@@ -70,8 +77,10 @@ def http_goals(http: dict) -> dict:
             top = max(runs, key=lambda x: x["model"][i]["throughput_rps"])
             gaps.append((level["concurrency"], level["throughput_rps"] / top["model"][i]["throughput_rps"], top["layout"]))
         worst = min(gaps, key=lambda g: g[1])
-        out["http_default"] = {"met": worst[1] >= 0.9,
-                               "numbers": f"worst: {worst[1]:.2f} of --workers {worst[2]} at C={worst[0]}"}
+        out["http_default"] = {
+            "met": worst[1] >= 0.9,
+            "numbers": f"worst: {worst[1]:.2f} of --workers {worst[2]} at C={worst[0]}",
+        }
     return out
 
 
@@ -79,16 +88,20 @@ def goals(report: dict) -> dict:
     p = report["phases"]
     out = {}
     if (t := p.get("tests", {})).get("ran"):
-        out["tests"] = {"met": t["failed"] == 0 and t["passed"] > 0,
-                        "numbers": f"{t['passed']} passed, {t['failed']} failed, {t['skipped']} skipped"}
+        out["tests"] = {
+            "met": t["failed"] == 0 and t["passed"] > 0,
+            "numbers": f"{t['passed']} passed, {t['failed']} failed, {t['skipped']} skipped",
+        }
     if p.get("sweep", {}).get("ran"):
         out.update(sweep_goals(p["sweep"]))
     if (k := p.get("kernel", {})).get("ran"):
         big = [r for r in k["rows"] if r["mib"] >= 256]
         worst = min(big, key=lambda r: r["ratio"]) if big else None
         if worst:
-            out["kernel"] = {"met": worst["ratio"] >= 0.85 and all(r["exact"] for r in k["rows"]),
-                             "numbers": f"lowest {worst['ratio']:.2f}× ({worst['dtype']}, {worst['mib']} MiB)"}
+            out["kernel"] = {
+                "met": worst["ratio"] >= 0.85 and all(r["exact"] for r in k["rows"]),
+                "numbers": f"lowest {worst['ratio']:.2f}× ({worst['dtype']}, {worst['mib']} MiB)",
+            }
     if p.get("http", {}).get("ran"):
         out.update(http_goals(p["http"]))
     return out
@@ -96,15 +109,27 @@ def goals(report: dict) -> dict:
 
 def markdown(report: dict) -> str:
     g = report["goals"]
-    lines = [f"# gpu-check: {report.get('gpu') or 'no GPU'}", "", machine_line(report) if "machine" in report else "", "",
-             f"Command: `{report.get('command', 'prelu-deploy gpu-check')}`", "", "## Goals", "",
-             "| goal | met | numbers |", "|---|---|---|"]
+    lines = [
+        f"# gpu-check: {report.get('gpu') or 'no GPU'}",
+        "",
+        machine_line(report) if "machine" in report else "",
+        "",
+        f"Command: `{report.get('command', 'prelu-deploy gpu-check')}`",
+        "",
+        "## Goals",
+        "",
+        "| goal | met | numbers |",
+        "|---|---|---|",
+    ]
     for key, text in GOALS.items():
         v = g.get(key)
         met = "–" if v is None else "yes" if v["met"] else "**no**"
         lines.append(f"| {text} | {met} | {v['numbers'] if v else 'not measured'} |")
-    lines += ["", "Fastest correct candidate per batch and precision: "
-              + "; ".join(f"{k}: `{v}`" for k, v in g.get("fastest", {}).items()), ""]
+    lines += [
+        "",
+        "Fastest correct candidate per batch and precision: " + "; ".join(f"{k}: `{v}`" for k, v in g.get("fastest", {}).items()),
+        "",
+    ]
     for name, phase in report["phases"].items():
         lines += [f"## {name} ({phase.get('seconds', 0):.0f} s)", ""]
         if not phase.get("ran"):
@@ -115,47 +140,67 @@ def markdown(report: dict) -> str:
 
 
 def _tests_md(t: dict) -> list[str]:
-    out = [f"`{t['command']}`: {t['passed']} passed, {t['failed']} failed, {t['skipped']} skipped "
-           f"in {t['duration_s']:.0f} s.", ""]
+    out = [
+        f"`{t['command']}`: {t['passed']} passed, {t['failed']} failed, {t['skipped']} skipped in {t['duration_s']:.0f} s.",
+        "",
+    ]
     out += [f"- FAILED `{f['test']}`: {f['message']}" for f in t["failures"]]
     out += [f"- skipped ×{n}: {why}" for why, n in t["skips"].items()]
     return out
 
 
 def _sweep_md(s: dict) -> list[str]:
-    out = [f"Baseline `{s['baseline']}` (torch eager fp32, TF32 off). Host array in → host logits out; medians of "
-           "interleaved calls; max abs diff against the baseline's logits (a candidate beyond twice its precision's "
-           "parity tolerance is not counted as correct).", "",
-           "| batch | candidate | median ms | p99 ms | images/s | vs baseline | max abs diff / scale |", "|---" * 7 + "|"]
+    out = [
+        f"Baseline `{s['baseline']}` (torch eager fp32, TF32 off). Host array in → host logits out; medians of "
+        "interleaved calls; max abs diff against the baseline's logits (a candidate beyond twice its precision's "
+        "parity tolerance is not counted as correct).",
+        "",
+        "| batch | candidate | median ms | p99 ms | images/s | vs baseline | max abs diff / scale |",
+        "|---" * 7 + "|",
+    ]
     for r in s["results"]:
         rel = r["max_abs_diff_vs_baseline"] / r["logit_scale"] if r["logit_scale"] else 0.0
-        out.append(f"| {r['batch']} | `{r['label']}` | {r['median_ms']:.3f} | {r['p99_ms']:.3f} | {r['throughput']:,.0f} | "
-                   f"{r['speedup_vs_baseline']:.2f}× | {rel:.1e}{'' if _correct(r) else ' **beyond tolerance**'} |")
+        out.append(
+            f"| {r['batch']} | `{r['label']}` | {r['median_ms']:.3f} | {r['p99_ms']:.3f} | {r['throughput']:,.0f} | "
+            f"{r['speedup_vs_baseline']:.2f}× | {rel:.1e}{'' if _correct(r) else ' **beyond tolerance**'} |"
+        )
     if b := s.get("batch1_breakdown"):
-        out += ["", f"Batch 1 on `onnxruntime:cuda:tf32`, median of {b['runs']} calls: staging {b['stage']:.3f} ms, "
-                f"host→device {b['h2d']:.3f} ms, graph replay + wait {b['run']:.3f} ms, device→host {b['d2h']:.3f} ms."]
+        out += [
+            "",
+            f"Batch 1 on `onnxruntime:cuda:tf32`, median of {b['runs']} calls: staging {b['stage']:.3f} ms, "
+            f"host→device {b['h2d']:.3f} ms, graph replay + wait {b['run']:.3f} ms, device→host {b['d2h']:.3f} ms.",
+        ]
     return out
 
 
 def _kernel_md(k: dict) -> list[str]:
     out = ["| dtype | MiB | kernel ms | copy ms | kernel GB/s | copy GB/s | kernel / copy | exact |", "|---" * 8 + "|"]
-    out += [f"| {r['dtype']} | {r['mib']} | {r['kernel_ms']:.3f} | {r['copy_ms']:.3f} | {r['kernel_gbs']:,.0f} | "
-            f"{r['copy_gbs']:,.0f} | {r['ratio']:.2f} | {r['exact']} |" for r in k["rows"]]
+    out += [
+        f"| {r['dtype']} | {r['mib']} | {r['kernel_ms']:.3f} | {r['copy_ms']:.3f} | {r['kernel_gbs']:,.0f} | "
+        f"{r['copy_gbs']:,.0f} | {r['ratio']:.2f} | {r['exact']} |"
+        for r in k["rows"]
+    ]
     return out
 
 
 def _http_md(h: dict) -> list[str]:
-    out = [f"`{h['model']}` beside `{h['floor']}` (no work), binary FP32 tensors of the model's golden rows.", "",
-           "| layout | C | model req/s | p50 ms | p99 ms | floor req/s | model / floor | errors | log noise |", "|---" * 9 + "|"]
+    out = [
+        f"`{h['model']}` beside `{h['floor']}` (no work), binary FP32 tensors of the model's golden rows.",
+        "",
+        "| layout | C | model req/s | p50 ms | p99 ms | floor req/s | model / floor | errors | log noise |",
+        "|---" * 9 + "|",
+    ]
     for x in h["layouts"]:
         if not x.get("ran"):
             out.append(f"| {x['layout']} | – | not run: {x.get('why')} |  |  |  |  |  |  |")
             continue
         for m, f in zip(x["model"], x["floor"]):
             ratio = m["throughput_rps"] / f["throughput_rps"] if f["throughput_rps"] else 0.0
-            out.append(f"| {x['layout']} | {m['concurrency']} | {m['throughput_rps']:,.0f} | {m['p50_ms'] or 0:.2f} | "
-                       f"{m['p99_ms'] or 0:.2f} | {f['throughput_rps']:,.0f} | {ratio:.2f} | {m['errors'] or 0} | "
-                       f"{x['log_noise']} |")
+            out.append(
+                f"| {x['layout']} | {m['concurrency']} | {m['throughput_rps']:,.0f} | {m['p50_ms'] or 0:.2f} | "
+                f"{m['p99_ms'] or 0:.2f} | {f['throughput_rps']:,.0f} | {ratio:.2f} | {m['errors'] or 0} | "
+                f"{x['log_noise']} |"
+            )
     return out
 
 

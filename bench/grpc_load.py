@@ -47,13 +47,21 @@ def model_metadata(where: str, model: str, timeout: float) -> tuple[dict, dict]:
         raise BenchError(f"grpc://{where}: {err.code().name}: {err.details()}") from None
     if not ready:
         raise BenchError(f"model {model} is not ready (ModelReady)")
-    tensors = [[{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in ts]
-               for ts in (meta.inputs, meta.outputs)]
+    tensors = [
+        [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in ts] for ts in (meta.inputs, meta.outputs)
+    ]
     if not tensors[0] or not tensors[1]:
         raise BenchError(f"the metadata of {model} names no inputs or outputs: {meta}")
-    return ({"name": server.name, "version": server.version, "extensions": list(server.extensions)},
-            {"name": meta.name, "versions": list(meta.versions), "platform": meta.platform,
-             "inputs": tensors[0], "outputs": tensors[1]})
+    return (
+        {"name": server.name, "version": server.version, "extensions": list(server.extensions)},
+        {
+            "name": meta.name,
+            "versions": list(meta.versions),
+            "platform": meta.platform,
+            "inputs": tensors[0],
+            "outputs": tensors[1],
+        },
+    )
 
 
 def requests(cfg: HttpBench, meta: dict) -> tuple[list[bytes], str]:
@@ -71,9 +79,14 @@ def requests(cfg: HttpBench, meta: dict) -> tuple[list[bytes], str]:
         x = np.resize(np.roll(data, -i * cfg.batch, axis=0), (cfg.batch, *data.shape[1:]))
         x = x.astype(np.float16 if inp["datatype"] == "FP16" else np.float32)
         tensor = pb.ModelInferRequest.InferInputTensor(name=inp["name"], datatype=inp["datatype"], shape=x.shape)
-        bodies.append(pb.ModelInferRequest(model_name=cfg.model, inputs=[tensor], raw_input_contents=[x.tobytes()],
-                                           outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name=out["name"])]
-                                           ).SerializeToString())
+        bodies.append(
+            pb.ModelInferRequest(
+                model_name=cfg.model,
+                inputs=[tensor],
+                raw_input_contents=[x.tobytes()],
+                outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name=out["name"])],
+            ).SerializeToString()
+        )
     source = "random normal" if cfg.data == "random" else f"rows of {cfg.data}"
     return bodies, f"binary (raw_input_contents) {inp['datatype']} tensors {[cfg.batch, *inp['shape'][1:]]} ({source})"
 
@@ -115,8 +128,9 @@ async def _drive(where: str, bodies: list[bytes], level: _Level, concurrency: in
     await asyncio.gather(*(_client(where, bodies, level, k, timeout) for k in range(concurrency)))
 
 
-def drive(where: str, bodies: list[bytes], items: int, concurrency: int, duration_s: float, max_requests: int,
-          timeout: float) -> dict:
+def drive(
+    where: str, bodies: list[bytes], items: int, concurrency: int, duration_s: float, max_requests: int, timeout: float
+) -> dict:
     """A level, as bench.load_generator.drive measures one over HTTP; failures by gRPC status code."""
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         cpu, start = time.process_time(), time.perf_counter()
@@ -124,10 +138,19 @@ def drive(where: str, bodies: list[bytes], items: int, concurrency: int, duratio
         runner.run(_drive(where, bodies, level, concurrency, timeout))
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     ok = len(level.latencies)
-    return {"concurrency": concurrency, "requests": ok + sum(level.errors.values()), "ok": ok,
-            "errors": dict(sorted(level.errors.items())), "wall_s": wall, "client_cpu": cpu / wall,
-            "throughput_rps": ok / wall, "images_per_s": ok * items / wall, **stability(level.finished, start, wall),
-            "latency": summary(level.latencies, items=items), "_samples": level.latencies}
+    return {
+        "concurrency": concurrency,
+        "requests": ok + sum(level.errors.values()),
+        "ok": ok,
+        "errors": dict(sorted(level.errors.items())),
+        "wall_s": wall,
+        "client_cpu": cpu / wall,
+        "throughput_rps": ok / wall,
+        "images_per_s": ok * items / wall,
+        **stability(level.finished, start, wall),
+        "latency": summary(level.latencies, items=items),
+        "_samples": level.latencies,
+    }
 
 
 def run(url: str, cfg: HttpBench, log=print) -> tuple[dict, dict]:
@@ -145,7 +168,17 @@ def run(url: str, cfg: HttpBench, log=print) -> tuple[dict, dict]:
         result = drive(where, bodies, cfg.batch, c, cfg.duration_s, cfg.max_requests, cfg.timeout_s)
         raw[c] = result.pop("_samples")
         levels.append(result)
-    report = {"kind": "http", "protocol": "grpc", "target": f"grpc://{where}", "model": cfg.model,
-              "endpoint": f"{INFER} (gRPC)", "workload": description, "server": server, "model_metadata": meta,
-              "settings": asdict(cfg), "levels": levels, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    report = {
+        "kind": "http",
+        "protocol": "grpc",
+        "target": f"grpc://{where}",
+        "model": cfg.model,
+        "endpoint": f"{INFER} (gRPC)",
+        "workload": description,
+        "server": server,
+        "model_metadata": meta,
+        "settings": asdict(cfg),
+        "levels": levels,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     return report, raw

@@ -78,13 +78,16 @@ def parse_url(url: str, allow_remote: bool) -> Endpoint:
         raise UsageError(f"cannot resolve {parts.hostname!r}: {err.strerror}") from None
     remote = sorted(a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback)
     if remote and not allow_remote:
-        raise UsageError(f"{parts.hostname} resolves to {', '.join(remote)}, not a loopback address; pass --allow-remote "
-                         "to load-test another machine")
+        raise UsageError(
+            f"{parts.hostname} resolves to {', '.join(remote)}, not a loopback address; pass --allow-remote "
+            "to load-test another machine"
+        )
     return Endpoint(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
 
 
-def _once(ep: Endpoint, method: str, path: str, timeout: float, body: bytes | None = None,
-          headers: dict | None = None) -> tuple[http.client.HTTPResponse, bytes]:
+def _once(
+    ep: Endpoint, method: str, path: str, timeout: float, body: bytes | None = None, headers: dict | None = None
+) -> tuple[http.client.HTTPResponse, bytes]:
     """One request on its own connection, outside the load: any failure to reach the server ends the run."""
     conn = ep.connect(timeout)
     try:
@@ -150,7 +153,7 @@ def workload(cfg: HttpBench, meta: dict) -> Workload:
     encoded images to /v1/models/NAME/classify (ours: the full decode + preprocess path)."""
     model = cfg.model
     if cfg.data != "random" and Path(cfg.data).is_dir():
-        files = sorted(p for p in Path(cfg.data).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:DISTINCT_BODIES * 4]
+        files = sorted(p for p in Path(cfg.data).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[: DISTINCT_BODIES * 4]
         if not files:
             raise UsageError(f"--data {cfg.data}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         if cfg.batch != 1:
@@ -172,12 +175,20 @@ def workload(cfg: HttpBench, meta: dict) -> Workload:
             body = json.dumps({"inputs": [{**tensor, "data": x.ravel().tolist()}], "outputs": [{"name": out["name"]}]}).encode()
             bodies.append((body, {"content-type": "application/json"}))
         else:
-            head = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": x.nbytes}}],
-                               "outputs": [{"name": out["name"], "parameters": {"binary_data": True}}]}).encode()
+            head = json.dumps(
+                {
+                    "inputs": [{**tensor, "parameters": {"binary_data_size": x.nbytes}}],
+                    "outputs": [{"name": out["name"], "parameters": {"binary_data": True}}],
+                }
+            ).encode()
             bodies.append((head + x.tobytes(), {HEADER_LENGTH: str(len(head)), "content-type": "application/octet-stream"}))
     source = "random normal" if cfg.data == "random" else f"rows of {cfg.data}"
-    return Workload(f"/v2/models/{model}/infer", bodies, cfg.batch,
-                    f"{cfg.encoding} {inp['datatype']} tensors {[cfg.batch, *inp['shape'][1:]]} ({source})")
+    return Workload(
+        f"/v2/models/{model}/infer",
+        bodies,
+        cfg.batch,
+        f"{cfg.encoding} {inp['datatype']} tensors {[cfg.batch, *inp['shape'][1:]]} ({source})",
+    )
 
 
 def check_response(ep: Endpoint, work: Workload, meta: dict, cfg: HttpBench) -> None:
@@ -212,8 +223,16 @@ def run(url: str, cfg: HttpBench, log=print) -> tuple[dict, dict]:
         result = drive(ep, work, c, cfg.duration_s, cfg.max_requests, cfg.timeout_s)
         raw[c] = result.pop("_samples")
         levels.append(result)
-    report = {"kind": "http", "target": url, "model": cfg.model, "endpoint": work.method_path,
-              "workload": work.description, "server": server, "model_metadata": meta,
-              "settings": asdict(cfg), "levels": levels,
-              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    report = {
+        "kind": "http",
+        "target": url,
+        "model": cfg.model,
+        "endpoint": work.method_path,
+        "workload": work.description,
+        "server": server,
+        "model_metadata": meta,
+        "settings": asdict(cfg),
+        "levels": levels,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     return report, raw

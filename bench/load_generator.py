@@ -41,8 +41,12 @@ def _raw_requests(ep: Endpoint, work: Workload) -> list[bytes]:
     path = ep.base + work.method_path
     out = []
     for body, headers in work.bodies:
-        head = [f"POST {path} HTTP/1.1", f"host: {ep.host}:{ep.port}", f"content-length: {len(body)}",
-                *(f"{k}: {v}" for k, v in headers.items())]
+        head = [
+            f"POST {path} HTTP/1.1",
+            f"host: {ep.host}:{ep.port}",
+            f"content-length: {len(body)}",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         out.append(("\r\n".join(head) + "\r\n\r\n").encode() + body)
     return out
 
@@ -110,10 +114,19 @@ def drive(ep: Endpoint, work: Workload, concurrency: int, duration_s: float, max
         runner.run(_drive(ep, requests, level, concurrency, timeout))
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     ok = len(level.latencies)
-    return {"concurrency": concurrency, "requests": ok + sum(level.errors.values()), "ok": ok,
-            "errors": dict(sorted(level.errors.items())), "wall_s": wall, "client_cpu": cpu / wall,
-            "throughput_rps": ok / wall, "images_per_s": ok * work.items / wall, **stability(level.finished, start, wall),
-            "latency": summary(level.latencies, items=work.items), "_samples": level.latencies}
+    return {
+        "concurrency": concurrency,
+        "requests": ok + sum(level.errors.values()),
+        "ok": ok,
+        "errors": dict(sorted(level.errors.items())),
+        "wall_s": wall,
+        "client_cpu": cpu / wall,
+        "throughput_rps": ok / wall,
+        "images_per_s": ok * work.items / wall,
+        **stability(level.finished, start, wall),
+        "latency": summary(level.latencies, items=work.items),
+        "_samples": level.latencies,
+    }
 
 
 def _loop_factory():

@@ -10,8 +10,15 @@ import numpy as np
 CV_HIGH = 0.10  # coefficient of variation above which a run is flagged as unstable
 
 
-def interleaved(candidates: dict[str, Callable[[], object]], warmup: int = 10, runs: int = 50, *,
-                warmup_s: float = 0.0, duration_s: float = 0.0, max_runs: int | None = None) -> dict[str, list[float]]:
+def interleaved(
+    candidates: dict[str, Callable[[], object]],
+    warmup: int = 10,
+    runs: int = 50,
+    *,
+    warmup_s: float = 0.0,
+    duration_s: float = 0.0,
+    max_runs: int | None = None,
+) -> dict[str, list[float]]:
     """Seconds per call of each candidate. Warm-up: round-robin until every candidate had `warmup`
     untimed calls and `warmup_s` seconds have passed. Then timed rounds until every candidate has
     `runs` samples and `duration_s` seconds have passed, or `max_runs` samples each."""
@@ -42,6 +49,17 @@ def summary(seconds: list[float], items: int = 1) -> dict:
     p50, p90, p95, p99 = np.percentile(s, [50, 90, 95, 99])  # linear interpolation between order statistics
     mean = float(s.mean())
     cv = float(s.std() / mean) if mean > 0 else 0.0
-    return {"n": len(s), "min_ms": float(s.min()), "mean_ms": mean, "median_ms": float(p50), "p90_ms": float(p90),
-            "p95_ms": float(p95), "p99_ms": float(p99), "max_ms": float(s.max()), "std_ms": float(s.std()),
-            "cv": cv, "high_cv": cv > CV_HIGH, "throughput": items * 1e3 / mean if mean > 0 else 0.0}
+    return {
+        "n": len(s),
+        "min_ms": float(s.min()),
+        "mean_ms": mean,
+        "median_ms": float(p50),
+        "p90_ms": float(p90),
+        "p95_ms": float(p95),
+        "p99_ms": float(p99),
+        "max_ms": float(s.max()),
+        "std_ms": float(s.std()),
+        "cv": cv,
+        "high_cv": cv > CV_HIGH,
+        "throughput": items * 1e3 / mean if mean > 0 else 0.0,
+    }

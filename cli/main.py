@@ -19,7 +19,7 @@ from prelu_deploy.serve import cli as serve_cli
 app = typer.Typer(
     name="prelu-deploy",
     help="PReLU image classifiers: train, inspect, evaluate, export to ONNX, build TensorRT engines, check parity, serve, "
-         "benchmark.",
+    "benchmark.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -50,11 +50,27 @@ def print_error(err: Exception, console: Console | None = None) -> None:
 
 
 # The extra (pyproject's optional dependencies) that brings each module a subcommand imports when it runs.
-EXTRA_FOR = {"torch": "export", "safetensors": "export", "sklearn": "export", "onnx": "export", "onnxscript": "export",
-             "onnxruntime": "serve", "fastapi": "serve", "starlette": "serve", "uvicorn": "serve", "pydantic": "serve",
-             "prometheus_client": "serve", "multipart": "serve", "grpc": "serve", "tritonclient": "serve",
-             "ray": "ray", "matplotlib": "bench",
-             "tensorrt_rtx": "trt", "onnxconverter_common": "gpu", "cupy": "gpu"}
+EXTRA_FOR = {
+    "torch": "export",
+    "safetensors": "export",
+    "sklearn": "export",
+    "onnx": "export",
+    "onnxscript": "export",
+    "onnxruntime": "serve",
+    "fastapi": "serve",
+    "starlette": "serve",
+    "uvicorn": "serve",
+    "pydantic": "serve",
+    "prometheus_client": "serve",
+    "multipart": "serve",
+    "grpc": "serve",
+    "tritonclient": "serve",
+    "ray": "ray",
+    "matplotlib": "bench",
+    "tensorrt_rtx": "trt",
+    "onnxconverter_common": "gpu",
+    "cupy": "gpu",
+}
 
 
 def missing_extra(err: ModuleNotFoundError, argv: list[str]) -> UsageError | None:
@@ -63,8 +79,9 @@ def missing_extra(err: ModuleNotFoundError, argv: list[str]) -> UsageError | Non
     if module not in EXTRA_FOR:
         return None
     command = " ".join(a for a in argv[:2] if not a.startswith("-")) or "this command"
-    return UsageError(f"`prelu-deploy {command}` needs {module}, which is not installed here: "
-                      f"pip install 'prelu-deploy[{EXTRA_FOR[module]}]'")
+    return UsageError(
+        f"`prelu-deploy {command}` needs {module}, which is not installed here: pip install 'prelu-deploy[{EXTRA_FOR[module]}]'"
+    )
 
 
 def main() -> None:

@@ -65,8 +65,9 @@ class ModelFiles:
         try:
             self.fd = os.open(self.path, _DIR)
         except OSError as err:
-            raise ModelDirError(f"{self.path}: not a model directory ({err.strerror}); make one with "
-                                "`prelu-deploy export`") from None
+            raise ModelDirError(
+                f"{self.path}: not a model directory ({err.strerror}); make one with `prelu-deploy export`"
+            ) from None
 
     def __enter__(self) -> "ModelFiles":
         return self
@@ -138,9 +139,12 @@ class ModelFiles:
                     if err.errno not in (errno.ELOOP, errno.ENOTDIR):
                         raise Unreadable(rel, f"cannot be read ({err.strerror})") from None
                     kind = "a symbolic link" if _is_link(part, at) else "not a folder"
-                    where = "" if last else f" ({'/'.join([*folders, name][:i + 1])} is {kind})"
-                    raise Unreadable(rel, f"is refused: {'it is ' + kind if last else 'its path'}{where}; a model "
-                                          "directory holds its own files, no links") from None
+                    where = "" if last else f" ({'/'.join([*folders, name][: i + 1])} is {kind})"
+                    raise Unreadable(
+                        rel,
+                        f"is refused: {'it is ' + kind if last else 'its path'}{where}; a model "
+                        "directory holds its own files, no links",
+                    ) from None
                 opened.append(at)
             if not stat.S_ISREG(os.fstat(at).st_mode):
                 raise Unreadable(rel, "is refused: not a regular file")

@@ -23,6 +23,7 @@ class TensorSpec:
 @dataclass(frozen=True)
 class BatchProfile:
     """The batch sizes a runner accepts: TensorRT's optimisation profile, or 1..max_batch_size."""
+
     min: int
     opt: int
     max: int
@@ -31,6 +32,7 @@ class BatchProfile:
 @dataclass(frozen=True)
 class Source:
     """Provenance: the checkpoint the entry was exported from."""
+
     checkpoint: str
     sha256: str
     arch: str
@@ -45,6 +47,7 @@ class Source:
 @dataclass(frozen=True)
 class TensorRT:
     """How a plan was built (the `tensorrt` section of a plan entry)."""
+
     flavour: str  # tensorrt | tensorrt_rtx
     version: str
     precision: str

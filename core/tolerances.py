@@ -17,19 +17,28 @@ class Tolerance:
     layer_min_cosine: float | None = None  # per-layer parity of INT8 graphs: a layer's cosine to PyTorch's
 
     def describe(self) -> str:
-        gates = ([f"max abs ≤ {self.max_abs_of_scale:g} × logit scale"] if self.max_abs_of_scale is not None else []) + \
-                ([f"cosine ≥ {self.min_cosine}"] if self.min_cosine is not None else []) + \
-                [f"top-1 agreement ≥ {self.min_top1:.0%} where PyTorch's margin > {self.margin_eps:g} × scale"] + \
-                ([f"held-out accuracy drop ≤ {100 * self.max_accuracy_drop:g} "
-                  "points"] if self.max_accuracy_drop is not None else [])
+        gates = (
+            ([f"max abs ≤ {self.max_abs_of_scale:g} × logit scale"] if self.max_abs_of_scale is not None else [])
+            + ([f"cosine ≥ {self.min_cosine}"] if self.min_cosine is not None else [])
+            + [f"top-1 agreement ≥ {self.min_top1:.0%} where PyTorch's margin > {self.margin_eps:g} × scale"]
+            + (
+                [f"held-out accuracy drop ≤ {100 * self.max_accuracy_drop:g} points"]
+                if self.max_accuracy_drop is not None
+                else []
+            )
+        )
         return "; ".join(gates)
 
 
 # fp32, tf32 and fp16 judge the numbers themselves; int8 (export.quantize) the answers, as INT8 deployments
 # are judged. tf32 sits between fp32 and fp16: loose enough for TF32's rounding of the inputs to each
 # multiply, tight enough to catch a real divergence (docs/gpu.md: the errors it is set against).
-TOLERANCES = {"fp32": Tolerance(1e-4, 0.99999, 1e-3), "tf32": Tolerance(2e-3, 0.9999, 1e-2), "fp16": Tolerance(1e-2, 0.999, 5e-2),
-              "int8": Tolerance(None, None, 5e-2, min_top1=0.99, max_accuracy_drop=0.005, layer_min_cosine=0.99)}
+TOLERANCES = {
+    "fp32": Tolerance(1e-4, 0.99999, 1e-3),
+    "tf32": Tolerance(2e-3, 0.9999, 1e-2),
+    "fp16": Tolerance(1e-2, 0.999, 5e-2),
+    "int8": Tolerance(None, None, 5e-2, min_top1=0.99, max_accuracy_drop=0.005, layer_min_cosine=0.99),
+}
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -43,8 +52,9 @@ def judged_rows(real: np.ndarray, precision: str) -> np.ndarray:
     return real if precision == "int8" else np.ones_like(real)
 
 
-def judge(out: np.ndarray, ref32: np.ndarray, ref64: np.ndarray, precision: str = "fp32",
-          labels: np.ndarray | None = None) -> dict:
+def judge(
+    out: np.ndarray, ref32: np.ndarray, ref64: np.ndarray, precision: str = "fp32", labels: np.ndarray | None = None
+) -> dict:
     """The one judgement of a runner's logits against the reference (float64: the truth; float32: the
     noise floor any float32 runner shares) by its precision's tolerance: every number, the failures
     and the verdict. A top-1 flip fails only where the reference's top-1/top-2 margin exceeds
@@ -62,31 +72,51 @@ def judge(out: np.ndarray, ref32: np.ndarray, ref64: np.ndarray, precision: str 
     k = min(5, ref64.shape[1])
     top5 = np.mean([len(set(a) & set(b)) / k for a, b in zip(np.argsort(-out64, 1)[:, :k], np.argsort(-ref64, 1)[:, :k])])
     report = {
-        "n": len(out), "precision": precision, "logit_scale": scale, "tolerance": asdict(tol),
-        "max_abs": float(err.max()), "mean_abs": float(err.mean()),
+        "n": len(out),
+        "precision": precision,
+        "logit_scale": scale,
+        "tolerance": asdict(tol),
+        "max_abs": float(err.max()),
+        "mean_abs": float(err.mean()),
         "max_rel": float((err / np.maximum(np.abs(ref64), 1e-6 * scale)).max()),
         "max_abs_vs_torch_fp32": float(np.abs(out64 - ref32).max()),
         "torch_fp32_noise": float(np.abs(ref32.astype(np.float64) - ref64).max()),
-        "min_cosine": float(cos.min()), "top1_agreement": float(1 - flips.mean()),
-        "top1_flips": int(flips.sum()), "top1_flips_beyond_margin": int((flips & decided).sum()),
+        "min_cosine": float(cos.min()),
+        "top1_agreement": float(1 - flips.mean()),
+        "top1_flips": int(flips.sum()),
+        "top1_flips_beyond_margin": int((flips & decided).sum()),
         "top5_overlap": float(top5),
     }
-    failures = [msg for bad, msg in (
-        (tol.max_abs_of_scale is not None and report["max_abs"] > (tol.max_abs_of_scale or 0) * scale,
-         f"max abs error {report['max_abs']:.3g} > {tol.max_abs_of_scale or 0:g} × logit scale {scale:.3g}"),
-        (tol.min_cosine is not None and report["min_cosine"] < (tol.min_cosine or 0),
-         f"cosine {report['min_cosine']:.6f} < {tol.min_cosine}"),
-        (agreement_decided < tol.min_top1,
-         f"{report['top1_flips_beyond_margin']} top-1 flips where the reference's margin exceeds {tol.margin_eps:g} × scale "
-         f"(agreement {agreement_decided:.1%} < {tol.min_top1:.0%})"),
-    ) if bad]
+    failures = [
+        msg
+        for bad, msg in (
+            (
+                tol.max_abs_of_scale is not None and report["max_abs"] > (tol.max_abs_of_scale or 0) * scale,
+                f"max abs error {report['max_abs']:.3g} > {tol.max_abs_of_scale or 0:g} × logit scale {scale:.3g}",
+            ),
+            (
+                tol.min_cosine is not None and report["min_cosine"] < (tol.min_cosine or 0),
+                f"cosine {report['min_cosine']:.6f} < {tol.min_cosine}",
+            ),
+            (
+                agreement_decided < tol.min_top1,
+                f"{report['top1_flips_beyond_margin']} top-1 flips where the reference's margin exceeds "
+                f"{tol.margin_eps:g} × scale (agreement {agreement_decided:.1%} < {tol.min_top1:.0%})",
+            ),
+        )
+        if bad
+    ]
     if labels is not None:
         n = len(labels)
-        acc = report["accuracy"] = {"runner": float((out[:n].argmax(1) == labels).mean()),
-                                    "reference": float((ref64[:n].argmax(1) == labels).mean())}
+        acc = report["accuracy"] = {
+            "runner": float((out[:n].argmax(1) == labels).mean()),
+            "reference": float((ref64[:n].argmax(1) == labels).mean()),
+        }
         drop = acc["reference"] - acc["runner"]
         if tol.max_accuracy_drop is not None and drop > tol.max_accuracy_drop:
-            failures.append(f"held-out accuracy drop {100 * drop:.2f} points > {100 * tol.max_accuracy_drop:g} "
-                            f"({acc['runner']:.2%} vs the reference's {acc['reference']:.2%})")
+            failures.append(
+                f"held-out accuracy drop {100 * drop:.2f} points > {100 * tol.max_accuracy_drop:g} "
+                f"({acc['runner']:.2%} vs the reference's {acc['reference']:.2%})"
+            )
     report["failures"], report["passed"] = failures, not failures
     return report

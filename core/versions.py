@@ -92,6 +92,7 @@ def next_number(numbers: list[int]) -> int:
 
 # --- the version policy (Triton's model_config.proto: ModelVersionPolicy) ---
 
+
 @dataclass(frozen=True)
 class Policy:
     kind: str  # latest | all | specific
@@ -105,7 +106,7 @@ class Policy:
             return numbers
         if self.kind == "specific":
             return [n for n in numbers if n in self.versions]
-        return numbers[-self.latest:] if self.latest > 0 else []
+        return numbers[-self.latest :] if self.latest > 0 else []
 
     def __str__(self) -> str:
         if self.kind == "latest":
@@ -137,8 +138,10 @@ def read_policy(model_dir: str | Path) -> Policy:
     except ValueError as err:
         raise ModelDirError(f"{path}: {err}") from None
     if policy is None:
-        raise ModelDirError(f"{path}: malformed version_policy: write latest {{ num_versions: N }}, all {{ }} "
-                            f"or specific {{ versions: [1, 2] }} (Triton's model_config.proto)")
+        raise ModelDirError(
+            f"{path}: malformed version_policy: write latest {{ num_versions: N }}, all {{ }} "
+            f"or specific {{ versions: [1, 2] }} (Triton's model_config.proto)"
+        )
     if policy.kind == "latest" and policy.latest < 1:
         raise ModelDirError(f"{path}: version_policy latest {{ num_versions: {policy.latest} }}: serve at least 1")
     return policy

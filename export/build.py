@@ -32,8 +32,10 @@ def _parse(trt, builder, logger, data: bytes):
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(data):
         errors = [parser.get_error(i) for i in range(parser.num_errors)]
-        raise ExportError("the TensorRT ONNX parser refused the graph: " + "; ".join(
-            f"node {e.node()} ({e.node_name() or '?'}, {e.node_operator() or '?'}): {e.desc()}" for e in errors))
+        raise ExportError(
+            "the TensorRT ONNX parser refused the graph: "
+            + "; ".join(f"node {e.node()} ({e.node_name() or '?'}, {e.node_operator() or '?'}): {e.desc()}" for e in errors)
+        )
     return network, parser
 
 
@@ -50,22 +52,35 @@ def _compute_capabilities(trt, flavour: str, config, targets: list[str]) -> list
     return targets or ["library default"]
 
 
-def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 1, opt_batch: int | None = None,
-               max_batch: int | None = None, workspace_mb: int | None = None, timing_cache: str | Path | None = None,
-               target_cc: list[str] | None = None, force: bool = False, dest: str | Path | None = None,
-               version: int | str | None = None) -> Path:
+def build_plan(
+    model_dir: str | Path,
+    precision: str = "fp32",
+    min_batch: int = 1,
+    opt_batch: int | None = None,
+    max_batch: int | None = None,
+    workspace_mb: int | None = None,
+    timing_cache: str | Path | None = None,
+    target_cc: list[str] | None = None,
+    force: bool = False,
+    dest: str | Path | None = None,
+    version: int | str | None = None,
+) -> Path:
     """Build the plan of a model directory into its sibling `<name>_trt/` entry (or `dest`); returns that entry."""
     md = read_entry(model_dir).verified()
     if md.is_plan:
         raise UsageError(f"{md.path} is already a TensorRT plan entry; build from the ONNX entry it came from ({md.onnx_source})")
     if md.int8:  # explicit quantization: the Q/DQ nodes decide, no precision flag
         if md.int8.get("target") != "tensorrt":
-            raise UsageError(f"{md.path} was quantized for ONNX Runtime (uint8 activations, int32 biases), which TensorRT's "
-                             f"parser refuses; quantize with --tensorrt for a TensorRT build")
+            raise UsageError(
+                f"{md.path} was quantized for ONNX Runtime (uint8 activations, int32 biases), which TensorRT's "
+                f"parser refuses; quantize with --tensorrt for a TensorRT build"
+            )
         precision = "int8"
     elif precision not in BUILD_PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}; choose fp32 or fp16 (int8 comes from an entry made by "
-                         "`prelu-deploy quantize --tensorrt`)")
+        raise UsageError(
+            f"unknown precision {precision!r}; choose fp32 or fp16 (int8 comes from an entry made by "
+            "`prelu-deploy quantize --tensorrt`)"
+        )
     max_batch = max_batch or md.max_batch_size
     opt_batch = opt_batch or min(8, max_batch)
     if not 1 <= min_batch <= opt_batch <= max_batch:
@@ -108,8 +123,10 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
     profile = builder.create_optimization_profile()
     profile.set_shape(inp.name, (min_batch, *dims), (opt_batch, *dims), (max_batch, *dims))
     config.add_optimization_profile(profile)
-    layers = [{"name": network.get_layer(i).name, "type": str(network.get_layer(i).type).split(".")[-1]}
-              for i in range(network.num_layers)]
+    layers = [
+        {"name": network.get_layer(i).name, "type": str(network.get_layer(i).type).split(".")[-1]}
+        for i in range(network.num_layers)
+    ]
     start = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
     if plan is None:
@@ -123,20 +140,49 @@ def build_plan(model_dir: str | Path, precision: str = "fp32", min_batch: int = 
             cache_written = True
     uses_plugin = any(layer["type"].startswith("PLUGIN") for layer in layers)
     section = TensorRT(
-        flavour=flavour, version=trt.__version__, precision=precision, fp16_conversion=conversion,
-        profile=BatchProfile(min_batch, opt_batch, max_batch), target_compute_capabilities=targets,
-        workspace_mb=workspace_mb, timing_cache=str(timing_cache) if use_cache else
-        ("ignored: timing caches are no-ops in TensorRT-RTX" if timing_cache else None),
-        timing_cache_written=cache_written, build_seconds=round(seconds, 3), network_layers=layers, tf32=bool(tf32),
-        plugin=({"name": csp.OP_TYPE, "version": str(csp.VERSION), "namespace": csp.DOMAIN,
-                 "path": "registered TensorRT plugin" if uses_plugin else
-                 "ONNX function body (" + ("TensorRT-RTX has no plugin layers, so no plugin was registered)"
-                                           if flavour == "tensorrt_rtx" else "the parser did not take the registered plugin)")}
-                if lowering == "plugin" else None),
+        flavour=flavour,
+        version=trt.__version__,
+        precision=precision,
+        fp16_conversion=conversion,
+        profile=BatchProfile(min_batch, opt_batch, max_batch),
+        target_compute_capabilities=targets,
+        workspace_mb=workspace_mb,
+        timing_cache=str(timing_cache)
+        if use_cache
+        else ("ignored: timing caches are no-ops in TensorRT-RTX" if timing_cache else None),
+        timing_cache_written=cache_written,
+        build_seconds=round(seconds, 3),
+        network_layers=layers,
+        tf32=bool(tf32),
+        plugin=(
+            {
+                "name": csp.OP_TYPE,
+                "version": str(csp.VERSION),
+                "namespace": csp.DOMAIN,
+                "path": "registered TensorRT plugin"
+                if uses_plugin
+                else "ONNX function body ("
+                + (
+                    "TensorRT-RTX has no plugin layers, so no plugin was registered)"
+                    if flavour == "tensorrt_rtx"
+                    else "the parser did not take the registered plugin)"
+                ),
+            }
+            if lowering == "plugin"
+            else None
+        ),
     )
     with writing_entry(dest, force, version) as stage:
         (stage / stage.files.plan).write_bytes(bytes(plan))
         stage.golden(md.golden_path)
-        stage.finish(replace(md, name=dest.name, platform="tensorrt_plan", onnx_source=str(md.artifact), tensorrt=section,
-                             max_batch_size=max_batch))
+        stage.finish(
+            replace(
+                md,
+                name=dest.name,
+                platform="tensorrt_plan",
+                onnx_source=str(md.artifact),
+                tensorrt=section,
+                max_batch_size=max_batch,
+            )
+        )
     return dest

@@ -50,8 +50,10 @@ class StagedEntry:
         if not self.keep_config:
             (self.root / CONFIG).write_text(config_pbtxt(entry))
         elif not re.search(rf'\bplatform:\s*"{entry.platform}"', (self.root / CONFIG).read_text()):
-            raise ExportError(f"model {entry.name}: its config.pbtxt names another platform than "
-                              f"{entry.platform}; Triton serves one platform per model (write a new model instead)")
+            raise ExportError(
+                f"model {entry.name}: its config.pbtxt names another platform than "
+                f"{entry.platform}; Triton serves one platform per model (write a new model instead)"
+            )
         return entry.write(self.root)
 
 
@@ -96,8 +98,10 @@ def check_version(folder: Path, version: int | str, force: bool, dest: Path | No
     version the model folder holds and `force` is not given."""
     if version == "next":
         return version
-    if not (isinstance(version, int) and not isinstance(version, bool) or str(version).isdigit()) \
-            or not 1 <= int(version) <= 999_999_999:
+    if (
+        not (isinstance(version, int) and not isinstance(version, bool) or str(version).isdigit())
+        or not 1 <= int(version) <= 999_999_999
+    ):
         raise UsageError(f"--version {version!r}: a version number (1, 2, …) or 'next'")
     if not force and int(version) in version_numbers(folder):
         raise UsageError(f"{dest or folder} has a version {version}; pass --force to replace it, or --version next")

@@ -16,6 +16,7 @@ def to_fp16(graph: onnx.ModelProto, keep_io_types: bool = True) -> onnx.ModelPro
     except ImportError:
         from prelu_deploy.errors import UsageError
 
-        raise UsageError("fp16 graphs need onnxconverter-common: pip install onnxconverter-common "
-                         "(the trt and gpu extras bring it)") from None
+        raise UsageError(
+            "fp16 graphs need onnxconverter-common: pip install onnxconverter-common (the trt and gpu extras bring it)"
+        ) from None
     return pinned(float16.convert_float_to_float16(graph, keep_io_types=keep_io_types))

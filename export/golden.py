@@ -44,6 +44,11 @@ def make_golden(model: nn.Module, meta: CheckpointMeta, n_real: int = 4, n_craft
     crafted = crafted_inputs((cfg.in_chans, cfg.input_size, cfg.input_size), n_crafted)
     inputs = crafted if real is None else np.concatenate([real, crafted])
     fp32, fp64 = reference_logits(model, inputs)
-    return {"inputs": inputs, "logits": fp32, "logits_fp64": fp64, "no_held_out": why,
-            "sources": ["held-out"] * (0 if real is None else len(real)) + ["crafted"] * n_crafted,
-            "negative_fraction": negative_fractions(model, torch.from_numpy(inputs))}
+    return {
+        "inputs": inputs,
+        "logits": fp32,
+        "logits_fp64": fp64,
+        "no_held_out": why,
+        "sources": ["held-out"] * (0 if real is None else len(real)) + ["crafted"] * n_crafted,
+        "negative_fraction": negative_fractions(model, torch.from_numpy(inputs)),
+    }

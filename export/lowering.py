@@ -33,8 +33,14 @@ def prelu_layers(model: onnx.ModelProto) -> list[dict]:
             if node.input[1] not in consts:
                 raise UsageError(f"PRelu node {node.name!r} has a computed slope; only constant slopes export")
             slope = consts[node.input[1]]
-            layers.append({"node": node.name, "shared": slope.size == 1, "channels": int(slope.size),
-                           "slope": float(slope.reshape(-1)[0]) if slope.size == 1 else None})
+            layers.append(
+                {
+                    "node": node.name,
+                    "shared": slope.size == 1,
+                    "channels": int(slope.size),
+                    "slope": float(slope.reshape(-1)[0]) if slope.size == 1 else None,
+                }
+            )
     return layers
 
 

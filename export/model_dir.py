@@ -31,10 +31,19 @@ def _versions() -> dict:
     return out
 
 
-def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "model_repository",
-                     mode: str = "leaky", opset: int = DEFAULT_OPSET, max_batch: int = 32,
-                     force: bool = False, version: int | str | None = None, arch: str | None = None,
-                     preprocess: dict | None = None, labels: list[str] | None = None) -> Path:
+def export_model_dir(
+    checkpoint: str | Path,
+    name: str,
+    repo: str | Path = "model_repository",
+    mode: str = "leaky",
+    opset: int = DEFAULT_OPSET,
+    max_batch: int = 32,
+    force: bool = False,
+    version: int | str | None = None,
+    arch: str | None = None,
+    preprocess: dict | None = None,
+    labels: list[str] | None = None,
+) -> Path:
     """Export `checkpoint` as `<repo>/<name>/` (`version`: as that version of it, beside the others: a
     number or "next"); on any failure nothing is left at the destination. A bare state dict names its
     architecture (`arch`); `preprocess` (fit, mean, std) and `labels` replace what the checkpoint records
@@ -57,27 +66,45 @@ def export_model_dir(checkpoint: str | Path, name: str, repo: str | Path = "mode
     layers = prelu_layers(native)
     graph = check(lower(native, mode))
     preprocess = pre.to_dict()
-    properties = {"labels": json.dumps(labels), "preprocess": json.dumps(preprocess),
-                  "source_sha256": meta.sha256, "arch": meta.arch, "prelu_lowering": mode}
+    properties = {
+        "labels": json.dumps(labels),
+        "preprocess": json.dumps(preprocess),
+        "source_sha256": meta.sha256,
+        "arch": meta.arch,
+        "prelu_lowering": mode,
+    }
     onnx.helper.set_model_props(graph, properties)
     golden = make_golden(model, meta)
     in_dims = [cfg.in_chans, cfg.input_size, cfg.input_size]
     with writing_entry(dest, force, version) as stage:
         save(graph, stage / stage.files.onnx)
         stage.golden(inputs=golden["inputs"], logits=golden["logits"], logits_fp64=golden["logits_fp64"])
-        stage.finish(ModelEntry(
-            name=name, platform="onnxruntime_onnx", created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            source=Source(str(Path(checkpoint).resolve()), meta.sha256, meta.arch, meta.kwargs, meta.metrics),
-            labels=labels, preprocess=preprocess, preprocess_origin=origin,
-            input=TensorSpec(INPUT, (-1, *in_dims)), output=TensorSpec(OUTPUT, (-1, cfg.num_classes)),
-            max_batch_size=max_batch, opset=opset,
-            flops_per_image=flops_per_image(model, tuple(in_dims)),  # for the benchmark's roofline
-            lowering=mode, prelu_layers=[{**layer, "op": _op_after(layer, mode)} for layer in layers],
-            golden={"file": stage.files.golden, "count": len(golden["inputs"]), "sources": golden["sources"],
+        stage.finish(
+            ModelEntry(
+                name=name,
+                platform="onnxruntime_onnx",
+                created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                source=Source(str(Path(checkpoint).resolve()), meta.sha256, meta.arch, meta.kwargs, meta.metrics),
+                labels=labels,
+                preprocess=preprocess,
+                preprocess_origin=origin,
+                input=TensorSpec(INPUT, (-1, *in_dims)),
+                output=TensorSpec(OUTPUT, (-1, cfg.num_classes)),
+                max_batch_size=max_batch,
+                opset=opset,
+                flops_per_image=flops_per_image(model, tuple(in_dims)),  # for the benchmark's roofline
+                lowering=mode,
+                prelu_layers=[{**layer, "op": _op_after(layer, mode)} for layer in layers],
+                golden={
+                    "file": stage.files.golden,
+                    "count": len(golden["inputs"]),
+                    "sources": golden["sources"],
                     "negative_fraction": golden["negative_fraction"],
-                    **({"no_held_out": golden["no_held_out"]} if golden["no_held_out"] else {})},
-            versions=_versions(),
-        ))
+                    **({"no_held_out": golden["no_held_out"]} if golden["no_held_out"] else {}),
+                },
+                versions=_versions(),
+            )
+        )
     return dest
 
 

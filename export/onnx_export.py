@@ -24,8 +24,15 @@ def to_onnx(model: nn.Module, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                model.eval(), (example,), dynamo=True, opset_version=opset, input_names=[INPUT],
-                output_names=[OUTPUT], dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+                model.eval(),
+                (example,),
+                dynamo=True,
+                opset_version=opset,
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                verbose=False,
+            )
     except Exception as err:  # the exporter raises many types; name the op when it says which
         if op := re.search(r"No ONNX function found for <OpOverload\(op='([^']+)'", str(err)):
             raise ExportError(f"{model.arch}: unsupported layer: {op.group(1)} has no ONNX translation") from err

@@ -20,8 +20,10 @@ def pinned(model: onnx.ModelProto) -> onnx.ModelProto:
     refuses a default-domain opset the oldest supported onnxruntime cannot read."""
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is not None and opset > MAX_OPSET:
-        raise ExportError(f"opset {opset} is newer than onnxruntime's oldest supported release reads (≤ {MAX_OPSET}): "
-                          f"export with --opset {MAX_OPSET} or lower")
+        raise ExportError(
+            f"opset {opset} is newer than onnxruntime's oldest supported release reads (≤ {MAX_OPSET}): "
+            f"export with --opset {MAX_OPSET} or lower"
+        )
     model.ir_version = min(model.ir_version or IR_VERSION, IR_VERSION)
     return model
 

@@ -58,7 +58,7 @@ class _Reader:
         if self.i >= len(self.x):
             return None
         self.i += self.batch
-        return {self.name: self.x[self.i - self.batch:self.i]}
+        return {self.name: self.x[self.i - self.batch : self.i]}
 
     def rewind(self) -> None:
         self.i = 0
@@ -71,23 +71,41 @@ def _no_preprocessing_advice(record: logging.LogRecord) -> bool:
     return "consider" not in record.getMessage() or "pre-processing" not in record.getMessage()
 
 
-def quantize(model: Path, out: Path, entry: ModelEntry, x: np.ndarray, method: str, per_channel: bool,
-             exclude: list[str], tensorrt: bool = False) -> None:
+def quantize(
+    model: Path,
+    out: Path,
+    entry: ModelEntry,
+    x: np.ndarray,
+    method: str,
+    per_channel: bool,
+    exclude: list[str],
+    tensorrt: bool = False,
+) -> None:
     """The QDQ graph of `model` written to `out`: uint8 activations and int8 weights for ONNX Runtime;
     for TensorRT (explicit quantization) int8 symmetric activations and float biases, what its parser
     takes."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
     root = logging.getLogger()
     root.addFilter(_no_preprocessing_advice)
     try:
-        quantize_static(str(model), str(out), _Reader(entry.input.name, x, min(32, entry.max_batch_size)),
-                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, per_channel=per_channel, calibrate_method=methods[method],
-                        nodes_to_exclude=exclude or None,
-                        extra_options={"ActivationSymmetric": tensorrt, "WeightSymmetric": True, "QuantizeBias": not tensorrt})
+        quantize_static(
+            str(model),
+            str(out),
+            _Reader(entry.input.name, x, min(32, entry.max_batch_size)),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            calibrate_method=methods[method],
+            nodes_to_exclude=exclude or None,
+            extra_options={"ActivationSymmetric": tensorrt, "WeightSymmetric": True, "QuantizeBias": not tensorrt},
+        )
     finally:
         root.removeFilter(_no_preprocessing_advice)
     save(onnx.load(out), out)  # the quantizer stamps the installed onnx's IR version
@@ -106,9 +124,13 @@ def held_out_scores(entry: ModelEntry, graphs: dict[str, Path], n: int = 1000) -
     preds = {k: v.argmax(1) for k, v in logits.items()}
     (ref, first), last = next(iter(logits.items())), list(logits.values())[-1]
     verdict = judge(last, logits[ref], logits[ref].astype(np.float64), "int8", labels)
-    return {"n": len(labels), **{f"accuracy_{k}": float((p == labels).mean()) for k, p in preds.items()},
-            "top1_agreement": {k: float((p == first.argmax(1)).mean()) for k, p in preds.items()},
-            "holds": verdict["passed"], "failures": verdict["failures"]}
+    return {
+        "n": len(labels),
+        **{f"accuracy_{k}": float((p == labels).mean()) for k, p in preds.items()},
+        "top1_agreement": {k: float((p == first.argmax(1)).mean()) for k, p in preds.items()},
+        "holds": verdict["passed"],
+        "failures": verdict["failures"],
+    }
 
 
 def _holds(scores: dict) -> bool:
@@ -126,10 +148,21 @@ def _worst_module(fp32: Path, int8: Path, input_name: str, x: np.ndarray, skip: 
     return next((p for p, c in worst.items() if c < bound), min(worst, key=worst.get, default=None))
 
 
-def quantize_entry(model_dir: str | Path, calibration: str | None = None, n: int = 512, method: str = "minmax",
-                   per_channel: bool = False, exclude: list[str] | None = None, force: bool = False,
-                   dest: str | Path | None = None, inputs: np.ndarray | None = None, auto_exclude: bool = False,
-                   max_rounds: int = 8, tensorrt: bool = False, version: int | str | None = None) -> Path:
+def quantize_entry(
+    model_dir: str | Path,
+    calibration: str | None = None,
+    n: int = 512,
+    method: str = "minmax",
+    per_channel: bool = False,
+    exclude: list[str] | None = None,
+    force: bool = False,
+    dest: str | Path | None = None,
+    inputs: np.ndarray | None = None,
+    auto_exclude: bool = False,
+    max_rounds: int = 8,
+    tensorrt: bool = False,
+    version: int | str | None = None,
+) -> Path:
     """Quantize an ONNX entry into its sibling `<name>_int8/` (or `dest`); returns that entry. `inputs`
     replaces the calibration images (the benchmark of an untrained architecture has none). With
     `auto_exclude`, while the INT8 tolerance does not hold on the held-out split, the nodes of the
@@ -143,8 +176,10 @@ def quantize_entry(model_dir: str | Path, calibration: str | None = None, n: int
         raise UsageError(f"--n must be at least 1, not {n}")
     if inputs is None and "held-out" not in (entry.golden.get("sources") or []):  # judged_rows would fall back to noise
         why = entry.golden.get("no_held_out") or "crafted inputs only"
-        raise UsageError(f"{entry.path}: INT8 is judged on real images, and this entry's golden I/O holds none ({why}); "
-                         "export it again where its checkpoint's dataset is available")
+        raise UsageError(
+            f"{entry.path}: INT8 is judged on real images, and this entry's golden I/O holds none ({why}); "
+            "export it again where its checkpoint's dataset is available"
+        )
     dest = Path(dest) if dest else sibling_dir(entry.path, f"{entry.name}_int8")  # in the entry's repository
     version = check_target(dest, force, version)
     x, source = (inputs, "given inputs") if inputs is not None else calibration_inputs(entry, calibration, n)
@@ -176,13 +211,20 @@ def quantize_entry(model_dir: str | Path, calibration: str | None = None, n: int
             kept_float.append(module)
             excluded += [name for name in module_nodes(graph, module) if name not in excluded]
         stage.golden(entry.golden_path)
-        int8 = {"quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ",
-                "target": "tensorrt" if tensorrt else "onnxruntime",
-                "activations": "int8 (symmetric)" if tensorrt else "uint8 (asymmetric)", "weights": "int8 (symmetric)",
-                "biases": "float" if tensorrt else "int32", "per_channel": per_channel,
-                "method": method, "calibration": {"source": source, "count": len(x),
-                                                  "sha256": hashlib.sha256(x.tobytes()).hexdigest()},
-                "excluded_nodes": sorted(excluded), "auto_excluded_modules": kept_float, "held_out": scores,
-                "tolerance_holds": _holds(scores) if scores else None}
+        int8 = {
+            "quantizer": "onnxruntime.quantization.quantize_static",
+            "format": "QDQ",
+            "target": "tensorrt" if tensorrt else "onnxruntime",
+            "activations": "int8 (symmetric)" if tensorrt else "uint8 (asymmetric)",
+            "weights": "int8 (symmetric)",
+            "biases": "float" if tensorrt else "int32",
+            "per_channel": per_channel,
+            "method": method,
+            "calibration": {"source": source, "count": len(x), "sha256": hashlib.sha256(x.tobytes()).hexdigest()},
+            "excluded_nodes": sorted(excluded),
+            "auto_excluded_modules": kept_float,
+            "held_out": scores,
+            "tolerance_holds": _holds(scores) if scores else None,
+        }
         stage.finish(replace(entry, name=dest.name, onnx_source=str(entry.artifact), int8=int8))
     return dest

@@ -37,8 +37,8 @@ def run_exposed(model: Path, input_name: str, names: list[str], x: np.ndarray) -
     tensor is what the graph says): each one's value."""
     graph = onnx.load(model)
     exposed = {o.name for o in graph.graph.output}
-    graph.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
-                              for n in names if n not in exposed)
+    graph.graph.output.extend(
+        onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in exposed
+    )
     session = new_session(graph.SerializeToString(), optimise=False)
     return dict(zip(names, session.run(names, {input_name: x})))
-

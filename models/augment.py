@@ -18,8 +18,9 @@ def _warp(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     m = np.array([[np.cos(a) / sx, (np.sin(a) + shear) / sx], [-np.sin(a) / sy, np.cos(a) / sy]])  # output → input
     centre = np.array([w / 2, h / 2])
     off = centre - m @ centre
-    img = img.transform(img.size, Image.Transform.AFFINE, (m[0, 0], m[0, 1], off[0], m[1, 0], m[1, 1], off[1]),
-                        Image.Resampling.BILINEAR)
+    img = img.transform(
+        img.size, Image.Transform.AFFINE, (m[0, 0], m[0, 1], off[0], m[1, 0], m[1, 1], off[1]), Image.Resampling.BILINEAR
+    )
     return img.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0))) if rng.random() < 0.3 else img
 
 
@@ -42,7 +43,14 @@ def glyph_digits(n: int, size: tuple[int, int], rng: np.random.Generator) -> tup
     for digit in labels:
         px = int(rng.integers(40, 120))
         img = Image.new("L", (2 * px, 2 * px), 0)
-        ImageDraw.Draw(img).text((px, px), str(digit), font=ImageFont.load_default(size=px), fill=255, anchor="mm",
-                                 stroke_width=int(rng.integers(0, max(1, px // 12))), stroke_fill=255)
+        ImageDraw.Draw(img).text(
+            (px, px),
+            str(digit),
+            font=ImageFont.load_default(size=px),
+            fill=255,
+            anchor="mm",
+            stroke_width=int(rng.integers(0, max(1, px // 12))),
+            stroke_fill=255,
+        )
         images.append(ink_box(np.asarray(_warp(img, rng), np.float32), size)[..., None])
     return np.stack(images), labels.astype(np.int64)

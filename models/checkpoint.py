@@ -44,14 +44,26 @@ class CheckpointMeta:
     sha256: str = ""
 
     def to_json(self) -> dict:
-        return {"format_version": self.format_version, "arch": self.arch, "kwargs": self.kwargs,
-                "labels": self.labels, "preprocess": self.preprocess.to_dict() if self.preprocess else None,
-                "training": self.training, "metrics": self.metrics}
+        return {
+            "format_version": self.format_version,
+            "arch": self.arch,
+            "kwargs": self.kwargs,
+            "labels": self.labels,
+            "preprocess": self.preprocess.to_dict() if self.preprocess else None,
+            "training": self.training,
+            "metrics": self.metrics,
+        }
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, *, labels: list[str] | None = None,
-                    preprocess: Preprocess | None = None, metrics: dict | None = None,
-                    training: dict | None = None) -> Path:
+def save_checkpoint(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    labels: list[str] | None = None,
+    preprocess: Preprocess | None = None,
+    metrics: dict | None = None,
+    training: dict | None = None,
+) -> Path:
     """Write `model` (made by create_model) and its metadata to `path` atomically."""
     if not hasattr(model, "arch"):
         raise CheckpointError("this module was not made by create_model(): its architecture is unknown")
@@ -96,7 +108,7 @@ def _is_safetensors(data: bytes) -> bool:
 def _read_safetensors(path: Path, data: bytes) -> tuple[dict, dict | None]:
     try:
         (n,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8:8 + n])
+        header = json.loads(data[8 : 8 + n])
         state = st_load(data)
     except (SafetensorError, ValueError) as err:
         raise CheckpointError(f"{path}: corrupt safetensors file ({err})") from None
@@ -111,9 +123,11 @@ def _read_torch(path: Path) -> tuple[dict, dict | None]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(f"{path}: refused: it holds objects other than tensors and plain data ({_refused(err)}), "
-                              "which are never unpickled; save the model's state dict instead "
-                              "(torch.save(model.state_dict(), PATH)) and name its architecture (--arch NAME)") from None
+        raise CheckpointError(
+            f"{path}: refused: it holds objects other than tensors and plain data ({_refused(err)}), "
+            "which are never unpickled; save the model's state dict instead "
+            "(torch.save(model.state_dict(), PATH)) and name its architecture (--arch NAME)"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile) as err:
         raise CheckpointError(f"{path}: corrupt PyTorch file ({str(err).splitlines()[0]})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
@@ -135,13 +149,14 @@ def _refused(err: pickle.UnpicklingError) -> str:
 def _parse_meta(path: Path, meta: dict | None, arch: str | None) -> CheckpointMeta:
     if meta is None or "arch" not in meta:
         if arch is None:
-            raise CheckpointError(f"{path}: a bare state dict without prelu-deploy metadata; "
-                                  "name its architecture (--arch NAME)")
+            raise CheckpointError(f"{path}: a bare state dict without prelu-deploy metadata; name its architecture (--arch NAME)")
         return CheckpointMeta(arch=arch, kwargs={})
     version = meta.get("format_version", FORMAT_VERSION)
     if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-        raise CheckpointError(f"{path}: unsupported format version {version!r} "
-                              f"(this prelu-deploy reads 1 to {FORMAT_VERSION}); upgrade prelu-deploy")
+        raise CheckpointError(
+            f"{path}: unsupported format version {version!r} "
+            f"(this prelu-deploy reads 1 to {FORMAT_VERSION}); upgrade prelu-deploy"
+        )
     try:
         pre = Preprocess.from_dict(meta["preprocess"]) if meta.get("preprocess") else None
     except ValueError as err:
@@ -149,8 +164,15 @@ def _parse_meta(path: Path, meta: dict | None, arch: str | None) -> CheckpointMe
     kwargs = meta.get("kwargs") or {}
     if not isinstance(kwargs, dict):
         raise CheckpointError(f"{path}: 'kwargs' must be a JSON object")
-    return CheckpointMeta(arch=arch or meta["arch"], kwargs=kwargs, labels=meta.get("labels"), preprocess=pre,
-                          training=meta.get("training"), metrics=meta.get("metrics"), format_version=version)
+    return CheckpointMeta(
+        arch=arch or meta["arch"],
+        kwargs=kwargs,
+        labels=meta.get("labels"),
+        preprocess=pre,
+        training=meta.get("training"),
+        metrics=meta.get("metrics"),
+        format_version=version,
+    )
 
 
 def _listed(names: list[str]) -> str:
@@ -166,8 +188,11 @@ def _check_state(path: Path, model: nn.Module, state: dict) -> None:
         problems.append(f"missing tensors: {_listed(missing)}")
     if unexpected := [k for k in state if k not in expected]:
         problems.append(f"unexpected tensors: {_listed(unexpected)}")
-    shaped = [f"{k} {tuple(state[k].shape)} (model wants {tuple(v.shape)})"
-              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    shaped = [
+        f"{k} {tuple(state[k].shape)} (model wants {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if shaped:
         problems.append(f"mis-shaped tensors: {_listed(shaped)}")
     if problems:

@@ -26,29 +26,41 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    arch: str = typer.Option(..., "--arch", help="Architecture name, e.g. digits_prelu (an unknown name lists the available "
-                                                 "ones)."),
+    arch: str = typer.Option(
+        ..., "--arch", help="Architecture name, e.g. digits_prelu (an unknown name lists the available ones)."
+    ),
     dataset: str = typer.Option("digits", "--dataset", help="'digits' or an image folder root/<label>/*.png."),
     epochs: int = typer.Option(30, "--epochs", min=1),
     out: Path = typer.Option(..., "--out", help="Checkpoint to write (.safetensors), atomically."),
-    act: Optional[str] = typer.Option(None, "--act", help="prelu_channel | prelu_shared | relu | leaky (default: the "
-                                                          "architecture's)."),
+    act: Optional[str] = typer.Option(
+        None, "--act", help="prelu_channel | prelu_shared | relu | leaky (default: the architecture's)."
+    ),
     width: Optional[float] = typer.Option(None, "--width", min=0.01, help="Scale every layer's width."),
-    input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="Square input side (default: the "
-                                                                               "architecture's)."),
+    input_size: Optional[int] = typer.Option(
+        None, "--input-size", min=1, help="Square input side (default: the architecture's)."
+    ),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     lr: float = typer.Option(0.02, "--lr", min=0.0),
     momentum: float = typer.Option(0.9, "--momentum", min=0.0, max=1.0),
     weight_decay: float = typer.Option(5e-4, "--weight-decay", min=0.0, help="On conv/linear weights only, never on slopes."),
     shift: int = typer.Option(1, "--shift", min=0, help="Random translation augmentation in pixels (0: off)."),
     seed: int = typer.Option(0, "--seed"),
-    fit: str = typer.Option("stretch", "--fit", help="How an image of any size becomes the input, recorded for serving: stretch "
-                                                     "| center_crop | ink_box (digit-style: polarity, ink crop, centred "
-                                                     "square)."),
-    warp_copies: int = typer.Option(0, "--warp-copies", min=0, help="Add this many warped copies of each training image (shear, "
-                                                                    "rotation, scale, blur; grey images)."),
-    glyphs: int = typer.Option(0, "--glyphs", min=0, help="Add this many font-drawn digits 0–9 to the training split (labels "
-                                                          "'0'..'9' only)."),
+    fit: str = typer.Option(
+        "stretch",
+        "--fit",
+        help="How an image of any size becomes the input, recorded for serving: stretch "
+        "| center_crop | ink_box (digit-style: polarity, ink crop, centred "
+        "square).",
+    ),
+    warp_copies: int = typer.Option(
+        0,
+        "--warp-copies",
+        min=0,
+        help="Add this many warped copies of each training image (shear, rotation, scale, blur; grey images).",
+    ),
+    glyphs: int = typer.Option(
+        0, "--glyphs", min=0, help="Add this many font-drawn digits 0–9 to the training split (labels '0'..'9' only)."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
 ) -> None:
     """Train an architecture on the digits or an image folder; writes a checkpoint with its metrics."""
@@ -72,19 +84,25 @@ def train(
     preprocess = Preprocess.fitted(data.train.images, interpolation=cfg.interpolation, fit=fit)
     torch.manual_seed(seed)  # the He-initialised weights are part of what the seed fixes
     model = create_model(arch, **kwargs)
-    tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                     weight_decay=weight_decay, shift=shift, seed=seed)
-    console.print(f"training [bold]{arch}[/] {kwargs} on {data.name}: {len(data.train)} train / "
-                  f"{len(data.test)} held-out images, {epochs} epochs, seed {seed}")
+    tc = TrainConfig(
+        epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, shift=shift, seed=seed
+    )
+    console.print(
+        f"training [bold]{arch}[/] {kwargs} on {data.name}: {len(data.train)} train / "
+        f"{len(data.test)} held-out images, {epochs} epochs, seed {seed}"
+    )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("epochs", total=epochs)
 
         def on_epoch(row: dict) -> None:
             bar.advance(task)
-            console.print(f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  held-out "
-                          f"{row['test_loss']:.4f} / {row['test_accuracy']:.2%}  lr {row['lr']:.2e}  "
-                          f"{row['seconds']:.1f}s", highlight=False)
+            console.print(
+                f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  held-out "
+                f"{row['test_loss']:.4f} / {row['test_accuracy']:.2%}  lr {row['lr']:.2e}  "
+                f"{row['seconds']:.1f}s",
+                highlight=False,
+            )
 
         summary = run_train(model, data, preprocess, tc, on_epoch)
     final = run_eval(model, data.test, preprocess)
@@ -134,8 +152,9 @@ def _remap_labels(data, labels: list[str]):
 
 def evaluate(
     ckpt: Path = typer.Argument(..., help="Checkpoint (.safetensors or PyTorch file)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="'digits' or an image folder (default: what it was trained "
-                                                                  "on, if that was the digits)."),
+    dataset: Optional[str] = typer.Option(
+        None, "--dataset", help="'digits' or an image folder (default: what it was trained on, if that was the digits)."
+    ),
     split: str = typer.Option("test", "--split", help="test | train | all"),
     arch: Optional[str] = ArchOpt,
     as_json: bool = JsonOpt,
@@ -155,13 +174,20 @@ def evaluate(
     data = load_dataset(dataset, pre.size, pre.channels, pre.fit)
     if meta.labels:
         data = _remap_labels(data, meta.labels)
-    result = {"checkpoint": str(ckpt), "arch": meta.arch, "dataset": data.name, "split": split,
-              **run_eval(model, data.split(split), pre)}
+    result = {
+        "checkpoint": str(ckpt),
+        "arch": meta.arch,
+        "dataset": data.name,
+        "split": split,
+        **run_eval(model, data.split(split), pre),
+    }
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    console.print(f"{meta.arch} on {data.name} ({split}): accuracy [bold]{result['accuracy']:.2%}[/] "
-                  f"({result['correct']}/{result['n']}), loss {result['loss']:.4f}")
+    console.print(
+        f"{meta.arch} on {data.name} ({split}): accuracy [bold]{result['accuracy']:.2%}[/] "
+        f"({result['correct']}/{result['n']}), loss {result['loss']:.4f}"
+    )
 
 
 def inspect(
@@ -177,27 +203,53 @@ def inspect(
     from prelu_deploy.models.summary import slope_report, summary
 
     model, meta = load_checkpoint(ckpt, arch=arch)
-    info = {"checkpoint": str(ckpt), "sha256": meta.sha256, "format_version": meta.format_version,
-            **summary(model), "labels": meta.labels,
-            "preprocess": meta.preprocess.to_dict() if meta.preprocess else None,
-            "metrics": meta.metrics, "slopes": slope_report(model),
-            "training": {k: v for k, v in (meta.training or {}).items() if k != "history"} or None}
+    info = {
+        "checkpoint": str(ckpt),
+        "sha256": meta.sha256,
+        "format_version": meta.format_version,
+        **summary(model),
+        "labels": meta.labels,
+        "preprocess": meta.preprocess.to_dict() if meta.preprocess else None,
+        "metrics": meta.metrics,
+        "slopes": slope_report(model),
+        "training": {k: v for k, v in (meta.training or {}).items() if k != "history"} or None,
+    }
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
     head = Table(title=f"{ckpt}", show_header=False)
-    for key in ("arch", "kwargs", "act", "input_shape", "num_classes", "parameters", "conv_layers",
-                "linear_layers", "prelu_layers", "gflops_per_image", "labels", "preprocess", "metrics", "sha256"):
+    for key in (
+        "arch",
+        "kwargs",
+        "act",
+        "input_shape",
+        "num_classes",
+        "parameters",
+        "conv_layers",
+        "linear_layers",
+        "prelu_layers",
+        "gflops_per_image",
+        "labels",
+        "preprocess",
+        "metrics",
+        "sha256",
+    ):
         value = info[key]
-        head.add_row(key, f"{value:,}" if isinstance(value, int) else
-                     f"{value:.4f}" if isinstance(value, float) else str(value))
+        head.add_row(key, f"{value:,}" if isinstance(value, int) else f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(head)
     slopes = Table(title="learned PReLU slopes (a)")
     for col in ("layer", "after", "kind", "channels", "mean", "min", "max"):
         slopes.add_column(col, justify="right" if col in ("channels", "mean", "min", "max") else "left")
     for row in info["slopes"]:
-        slopes.add_row(row["layer"], str(row["after"]), row["kind"], str(row["channels"]),
-                       f"{row['mean']:.4f}", f"{row['min']:.4f}", f"{row['max']:.4f}")
+        slopes.add_row(
+            row["layer"],
+            str(row["after"]),
+            row["kind"],
+            str(row["channels"]),
+            f"{row['mean']:.4f}",
+            f"{row['min']:.4f}",
+            f"{row['max']:.4f}",
+        )
     console.print(slopes if info["slopes"] else "no PReLU layers (act is " + info["act"] + ")")
 
 
@@ -206,18 +258,35 @@ def _inspect_entry(path: Path, as_json: bool) -> None:
     from prelu_deploy.manifest import read_entry
 
     e = read_entry(path)
-    info = {"model_dir": str(path), "name": e.name, "version": e.number, "platform": e.platform, "artifact": e.artifact_rel,
-            "precision": e.precision, "lowering": e.lowering,
-            "prelu_layers": f"{e.shared_prelu_count} channel-shared of {len(e.prelu_layers)}",
-            "input": f"{e.input.name} {list(e.input.shape)}", "output": f"{e.output.name} {list(e.output.shape)}",
-            "batch": f"{e.profile.min}..{e.profile.max}", "labels": e.labels, "preprocess": e.preprocess,
-            "preprocess_origin": e.preprocess_origin,
-            "provenance": {"checkpoint": e.source.checkpoint, "sha256": e.source.sha256, "arch": e.source.arch,
-                           "kwargs": e.source.kwargs, "onnx_source": e.onnx_source, "created": e.created, "opset": e.opset,
-                           "versions": e.versions},
-            "golden": {k: v for k, v in e.golden.items() if k != "negative_fraction"},
-            "tensorrt": f"{e.tensorrt.flavour} {e.tensorrt.version}" if e.tensorrt else None,
-            "int8": {k: e.int8.get(k) for k in ("method", "calibration", "tolerance_holds")} if e.int8 else None}
+    info = {
+        "model_dir": str(path),
+        "name": e.name,
+        "version": e.number,
+        "platform": e.platform,
+        "artifact": e.artifact_rel,
+        "precision": e.precision,
+        "lowering": e.lowering,
+        "prelu_layers": f"{e.shared_prelu_count} channel-shared of {len(e.prelu_layers)}",
+        "input": f"{e.input.name} {list(e.input.shape)}",
+        "output": f"{e.output.name} {list(e.output.shape)}",
+        "batch": f"{e.profile.min}..{e.profile.max}",
+        "labels": e.labels,
+        "preprocess": e.preprocess,
+        "preprocess_origin": e.preprocess_origin,
+        "provenance": {
+            "checkpoint": e.source.checkpoint,
+            "sha256": e.source.sha256,
+            "arch": e.source.arch,
+            "kwargs": e.source.kwargs,
+            "onnx_source": e.onnx_source,
+            "created": e.created,
+            "opset": e.opset,
+            "versions": e.versions,
+        },
+        "golden": {k: v for k, v in e.golden.items() if k != "negative_fraction"},
+        "tensorrt": f"{e.tensorrt.flavour} {e.tensorrt.version}" if e.tensorrt else None,
+        "int8": {k: e.int8.get(k) for k in ("method", "calibration", "tolerance_holds")} if e.int8 else None,
+    }
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return

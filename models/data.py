@@ -41,8 +41,9 @@ class Dataset:
 
     def split(self, which: str) -> Split:
         if which == "all":
-            return Split(np.concatenate([self.train.images, self.test.images]),
-                         np.concatenate([self.train.labels, self.test.labels]))
+            return Split(
+                np.concatenate([self.train.images, self.test.images]), np.concatenate([self.train.labels, self.test.labels])
+            )
         if which not in ("train", "test"):
             raise DatasetError(f"unknown split {which!r}; choose train, test or all")
         return getattr(self, which)
@@ -72,8 +73,7 @@ def load_digits() -> Dataset:
     images = np.round(data[:, :-1].reshape(-1, 8, 8) * (255.0 / 16.0)).astype(np.uint8)[..., None]
     labels = data[:, -1].astype(np.int64)
     test = _holdout(len(labels))
-    return Dataset("digits", [str(i) for i in range(10)], Split(images[~test], labels[~test]),
-                   Split(images[test], labels[test]))
+    return Dataset("digits", [str(i) for i in range(10)], Split(images[~test], labels[~test]), Split(images[test], labels[test]))
 
 
 def _label_dirs(root: Path) -> list[Path]:
@@ -121,12 +121,15 @@ def load_image_folder(root: str | Path, size: tuple[int, int], channels: int, fi
             held = _holdout(len(files)) if len(files) > 1 else np.zeros(1, bool)
             test += [(f, i) for f, h in zip(files, held) if h]
             train += [(f, i) for f, h in zip(files, held) if not h]
-    return Dataset(str(root), labels, _read_split(train, size, channels, root, "train", fit),
-                   _read_split(test, size, channels, root, "test", fit))
+    return Dataset(
+        str(root),
+        labels,
+        _read_split(train, size, channels, root, "train", fit),
+        _read_split(test, size, channels, root, "test", fit),
+    )
 
 
-def load_dataset(spec: str, size: tuple[int, int] | None = None, channels: int | None = None,
-                 fit: str = "stretch") -> Dataset:
+def load_dataset(spec: str, size: tuple[int, int] | None = None, channels: int | None = None, fit: str = "stretch") -> Dataset:
     """'digits' or an image folder, with images brought to (size, channels) as `fit` says (the
     preprocessing record's; see models.preprocess.read_image) — the dataset's own size for digits
     when not given."""

@@ -13,8 +13,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-INTERPOLATIONS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
-                  "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
+INTERPOLATIONS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
 MODES = {1: "L", 3: "RGB"}
 
 
@@ -35,8 +39,14 @@ def reduction(width: int, height: int, size: tuple[int, int], fit: str) -> int:
     return factor
 
 
-def read_image(src: "str | Path | bytes | Image.Image", size: tuple[int, int], channels: int,
-               interpolation: str = "bilinear", fit: str = "stretch", crop_pct: float = 0.875) -> np.ndarray:
+def read_image(
+    src: "str | Path | bytes | Image.Image",
+    size: tuple[int, int],
+    channels: int,
+    interpolation: str = "bilinear",
+    fit: str = "stretch",
+    crop_pct: float = 0.875,
+) -> np.ndarray:
     """Decode (file path, encoded bytes or a PIL image), convert to grey or RGB, bring to (h, w) as
     `fit` says: uint8 array of shape (h, w, channels).
 
@@ -87,11 +97,11 @@ def ink_box(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return np.zeros(size, np.uint8)
     mask = ink > 0.25 * ink.max()
     ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))  # the box, with no index per pixel
-    ink = ink[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]
+    ink = ink[ys[0] : ys[-1] + 1, xs[0] : xs[-1] + 1]
     ih, iw = ink.shape
     side = max(ih, iw)
     square = np.zeros((side, side), np.float32)
-    square[(side - ih) // 2:(side - ih) // 2 + ih, (side - iw) // 2:(side - iw) // 2 + iw] = ink
+    square[(side - ih) // 2 : (side - ih) // 2 + ih, (side - iw) // 2 : (side - iw) // 2 + iw] = ink
     small = np.asarray(Image.fromarray(square).resize(size[::-1], Image.Resampling.BOX), np.float32)
     return np.clip(small * (255.0 / max(float(small.max()), 1e-6)), 0, 255).astype(np.uint8)
 
@@ -129,11 +139,16 @@ class Preprocess:
     def from_dict(cls, d: dict) -> "Preprocess":
         """Rebuild from stored JSON; raises ValueError naming what is wrong."""
         try:
-            return cls(size=tuple(int(v) for v in d["size"]), channels=int(d["channels"]),
-                       mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]),
-                       value_range=tuple(float(v) for v in d.get("value_range", (0.0, 1.0))),
-                       interpolation=str(d.get("interpolation", "bilinear")), fit=str(d.get("fit", "stretch")),
-                       crop_pct=float(d.get("crop_pct", 0.875)))
+            return cls(
+                size=tuple(int(v) for v in d["size"]),
+                channels=int(d["channels"]),
+                mean=tuple(float(v) for v in d["mean"]),
+                std=tuple(float(v) for v in d["std"]),
+                value_range=tuple(float(v) for v in d.get("value_range", (0.0, 1.0))),
+                interpolation=str(d.get("interpolation", "bilinear")),
+                fit=str(d.get("fit", "stretch")),
+                crop_pct=float(d.get("crop_pct", 0.875)),
+            )
         except KeyError as err:
             raise ValueError(f"preprocessing record lacks {err.args[0]!r}") from None
         except (TypeError, ValueError) as err:
@@ -146,9 +161,15 @@ class Preprocess:
         lo, hi = value_range
         x = images.astype(np.float64) / 255.0 * (hi - lo) + lo
         mean, std = x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2))
-        return cls(size=images.shape[1:3], channels=images.shape[3], mean=tuple(mean.round(6).tolist()),
-                   std=tuple(np.maximum(std, 1e-6).round(6).tolist()), value_range=tuple(value_range),
-                   interpolation=interpolation, fit=fit)
+        return cls(
+            size=images.shape[1:3],
+            channels=images.shape[3],
+            mean=tuple(mean.round(6).tolist()),
+            std=tuple(np.maximum(std, 1e-6).round(6).tolist()),
+            value_range=tuple(value_range),
+            interpolation=interpolation,
+            fit=fit,
+        )
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

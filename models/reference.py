@@ -18,8 +18,7 @@ def negative_fractions(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     def record(name):
         return lambda mod, args: seen.__setitem__(name, float((args[0] < 0).double().mean()))
 
-    hooks = [m.register_forward_pre_hook(record(name))
-             for name, m in model.named_modules() if isinstance(m, PReLU)]
+    hooks = [m.register_forward_pre_hook(record(name)) for name, m in model.named_modules() if isinstance(m, PReLU)]
     try:
         with torch.inference_mode():
             model.eval()(x)

@@ -33,8 +33,9 @@ class ModelConfig:
     def default_preprocess(self) -> Preprocess:
         """What a checkpoint saved without a preprocessing record is served with: the architecture's
         registered input size, channels, mean/std and interpolation."""
-        return Preprocess((self.input_size, self.input_size), self.in_chans, self.mean, self.std,
-                          interpolation=self.interpolation)
+        return Preprocess(
+            (self.input_size, self.input_size), self.in_chans, self.mean, self.std, interpolation=self.interpolation
+        )
 
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
@@ -46,8 +47,10 @@ def register_model(mean: tuple[float, ...], std: tuple[float, ...]):
 
     def wrap(fn):
         if fn.__name__ in _BUILDERS and _BUILDERS[fn.__name__] is not fn:
-            raise ValueError(f"architecture {fn.__name__!r} is already registered (by {_BUILDERS[fn.__name__].__module__}); "
-                             "choose another name")
+            raise ValueError(
+                f"architecture {fn.__name__!r} is already registered (by {_BUILDERS[fn.__name__].__module__}); "
+                "choose another name"
+            )
         _BUILDERS[fn.__name__] = fn
         _NORMS[fn.__name__] = (tuple(mean), tuple(std))
         return fn

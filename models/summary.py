@@ -20,8 +20,17 @@ def slope_report(model: nn.Module) -> list[dict]:
             last = name
         elif isinstance(module, PReLU):
             a = module.weight.detach().double()
-            rows.append({"layer": name, "after": last, "kind": "channel-shared" if module.shared else "channel-wise",
-                         "channels": a.numel(), "mean": float(a.mean()), "min": float(a.min()), "max": float(a.max())})
+            rows.append(
+                {
+                    "layer": name,
+                    "after": last,
+                    "kind": "channel-shared" if module.shared else "channel-wise",
+                    "channels": a.numel(),
+                    "mean": float(a.mean()),
+                    "min": float(a.min()),
+                    "max": float(a.max()),
+                }
+            )
     return rows
 
 
@@ -38,9 +47,15 @@ def summary(model: nn.Module) -> dict:
     cfg = model.config
     layers = _weighted_layers(model)
     shape = (cfg.in_chans, cfg.input_size, cfg.input_size)
-    return {"arch": model.arch, "kwargs": model.arch_kwargs, "act": cfg.act, "input_shape": list(shape),
-            "num_classes": cfg.num_classes, "parameters": sum(p.numel() for p in model.parameters()),
-            "conv_layers": sum(isinstance(m, nn.Conv2d) for _, m in layers),
-            "linear_layers": sum(isinstance(m, nn.Linear) for _, m in layers),
-            "prelu_layers": sum(isinstance(m, PReLU) for m in model.modules()),
-            "gflops_per_image": flops_per_image(model, shape) / 1e9}
+    return {
+        "arch": model.arch,
+        "kwargs": model.arch_kwargs,
+        "act": cfg.act,
+        "input_shape": list(shape),
+        "num_classes": cfg.num_classes,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "conv_layers": sum(isinstance(m, nn.Conv2d) for _, m in layers),
+        "linear_layers": sum(isinstance(m, nn.Linear) for _, m in layers),
+        "prelu_layers": sum(isinstance(m, PReLU) for m in model.modules()),
+        "gflops_per_image": flops_per_image(model, shape) / 1e9,
+    }

@@ -31,8 +31,9 @@ def predict(model: nn.Module, images: np.ndarray, preprocess: Preprocess, batch_
     """Logits for uint8 NHWC images, in eval mode, batch by batch."""
     model.eval()
     with torch.inference_mode():
-        return torch.cat([model(torch.from_numpy(preprocess.to_tensor(images[i:i + batch_size])))
-                          for i in range(0, len(images), batch_size)])
+        return torch.cat(
+            [model(torch.from_numpy(preprocess.to_tensor(images[i : i + batch_size]))) for i in range(0, len(images), batch_size)]
+        )
 
 
 def evaluate(model: nn.Module, split: Split, preprocess: Preprocess, batch_size: int = 256) -> dict:
@@ -41,8 +42,13 @@ def evaluate(model: nn.Module, split: Split, preprocess: Preprocess, batch_size:
     labels = torch.from_numpy(split.labels)
     correct = logits.argmax(1) == labels
     per_class = {int(c): float(correct[labels == c].float().mean()) for c in labels.unique()}
-    return {"n": len(split), "correct": int(correct.sum()), "accuracy": int(correct.sum()) / len(split),
-            "loss": float(F.cross_entropy(logits, labels)), "per_class_accuracy": per_class}
+    return {
+        "n": len(split),
+        "correct": int(correct.sum()),
+        "accuracy": int(correct.sum()) / len(split),
+        "loss": float(F.cross_entropy(logits, labels)),
+        "per_class_accuracy": per_class,
+    }
 
 
 def _shifted(images: np.ndarray, shift: int, rng: np.random.Generator) -> np.ndarray:
@@ -52,11 +58,12 @@ def _shifted(images: np.ndarray, shift: int, rng: np.random.Generator) -> np.nda
     padded = np.pad(images, ((0, 0), (shift, shift), (shift, shift), (0, 0)), mode="edge")
     h, w = images.shape[1:3]
     dy, dx = rng.integers(0, 2 * shift + 1, size=(2, len(images)))
-    return np.stack([p[y:y + h, x:x + w] for p, y, x in zip(padded, dy, dx)])
+    return np.stack([p[y : y + h, x : x + w] for p, y, x in zip(padded, dy, dx)])
 
 
-def train(model: nn.Module, data: Dataset, preprocess: Preprocess, cfg: TrainConfig,
-          on_epoch: Callable[[dict], None] | None = None) -> dict:
+def train(
+    model: nn.Module, data: Dataset, preprocess: Preprocess, cfg: TrainConfig, on_epoch: Callable[[dict], None] | None = None
+) -> dict:
     """Train in place; returns the training summary (config, per-epoch history, final metrics)."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -69,7 +76,7 @@ def train(model: nn.Module, data: Dataset, preprocess: Preprocess, cfg: TrainCon
         order = rng.permutation(len(data.train))
         total, seen = 0.0, 0
         for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
+            idx = order[i : i + cfg.batch_size]
             x = torch.from_numpy(preprocess.to_tensor(_shifted(data.train.images[idx], cfg.shift, rng)))
             y = torch.from_numpy(data.train.labels[idx])
             loss = F.cross_entropy(model(x), y)
@@ -81,11 +88,21 @@ def train(model: nn.Module, data: Dataset, preprocess: Preprocess, cfg: TrainCon
             sched.step()
             total, seen = total + loss.item() * len(idx), seen + len(idx)
         held = evaluate(model, data.test, preprocess)
-        row = {"epoch": epoch, "train_loss": total / seen, "test_loss": held["loss"],
-               "test_accuracy": held["accuracy"], "lr": sched.get_last_lr()[0],
-               "seconds": time.perf_counter() - start}
+        row = {
+            "epoch": epoch,
+            "train_loss": total / seen,
+            "test_loss": held["loss"],
+            "test_accuracy": held["accuracy"],
+            "lr": sched.get_last_lr()[0],
+            "seconds": time.perf_counter() - start,
+        }
         history.append(row)
         if on_epoch:
             on_epoch(row)
-    return {"dataset": data.name, "config": asdict(cfg), "history": history,
-            "train_size": len(data.train), "test_size": len(data.test)}
+    return {
+        "dataset": data.name,
+        "config": asdict(cfg),
+        "history": history,
+        "train_size": len(data.train),
+        "test_size": len(data.test),
+    }

@@ -25,8 +25,15 @@ def function_proto() -> onnx.FunctionProto:
     slope.ref_attr_name = "slope"
     body = helper.make_node("LeakyRelu", ["X"], ["Y"])
     body.attribute.append(slope)
-    return helper.make_function(DOMAIN, OP_TYPE, inputs=["X"], outputs=["Y"], nodes=[body],
-                                opset_imports=[helper.make_opsetid("", BODY_OPSET)], attributes=["slope"])
+    return helper.make_function(
+        DOMAIN,
+        OP_TYPE,
+        inputs=["X"],
+        outputs=["Y"],
+        nodes=[body],
+        opset_imports=[helper.make_opsetid("", BODY_OPSET)],
+        attributes=["slope"],
+    )
 
 
 def make_node(x: str, y: str, slope: float, name: str) -> onnx.NodeProto:

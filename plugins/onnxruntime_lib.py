@@ -19,8 +19,15 @@ def load_onnxruntime():
     return onnxruntime
 
 
-def new_session(model: bytes | str | Path, providers=CPU, threads: int | None = None, spinning: bool = True,
-                optimise: bool = True, log_severity: int | None = None, fallback: bool = True):
+def new_session(
+    model: bytes | str | Path,
+    providers=CPU,
+    threads: int | None = None,
+    spinning: bool = True,
+    optimise: bool = True,
+    log_severity: int | None = None,
+    fallback: bool = True,
+):
     """An InferenceSession on `model` (the graph's bytes, or its path).
 
     threads: the intra-op pool (default: the cores this process may use, where ONNX Runtime's own

@@ -22,9 +22,13 @@ def predictions(names: list[str], logits: np.ndarray, labels: list[str] | None, 
     probs = softmax(logits)
     labels = labels or [str(i) for i in range(probs.shape[1])]
     k = min(k, probs.shape[1])
-    return [{"filename": name, "top_k": [{"label": labels[i], "index": int(i), "probability": float(p[i])}
-                                         for i in np.argsort(-p)[:k]]}
-            for name, p in zip(names, probs)]
+    return [
+        {
+            "filename": name,
+            "top_k": [{"label": labels[i], "index": int(i), "probability": float(p[i])} for i in np.argsort(-p)[:k]],
+        }
+        for name, p in zip(names, probs)
+    ]
 
 
 def model_path(model: str | Path) -> Path:
@@ -72,13 +76,20 @@ def load_classifier(model: str | Path, backend: str | None = None, threads: int 
     return meta.preprocess or net.config.default_preprocess(), meta.labels, lambda x: eager_logits(net, x)
 
 
-def classify_files(files: list[Path], model: str | Path, k: int = 5, backend: str | None = None,
-                   threads: int | None = None, batch: int = 32, on_batch: Callable[[int], None] | None = None) -> list[dict]:
+def classify_files(
+    files: list[Path],
+    model: str | Path,
+    k: int = 5,
+    backend: str | None = None,
+    threads: int | None = None,
+    batch: int = 32,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[dict]:
     """The server's answer for these image files, computed in this process, `batch` images a call."""
     pre, labels, run = load_classifier(model, backend, threads)
     out = []
     for i in range(0, len(files), batch):
-        chunk = files[i:i + batch]
+        chunk = files[i : i + batch]
         images = []
         for f in chunk:
             try:

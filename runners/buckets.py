@@ -47,12 +47,11 @@ class Buckets:
             out = np.empty((size, *batch.shape[1:]), batch.dtype)
         if len(out) < len(batch) or out.shape[1:] != batch.shape[1:]:
             raise ValueError(f"staging buffer of shape {list(out.shape)} cannot hold a batch of shape {list(batch.shape)}")
-        out[:len(batch)] = batch
-        out[len(batch):] = 0
+        out[: len(batch)] = batch
+        out[len(batch) :] = 0
         return out
 
     @staticmethod
     def unpad(result: np.ndarray, rows: int) -> np.ndarray:
         """The real rows of a bucket's answer."""
         return result[:rows]
-

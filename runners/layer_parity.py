@@ -24,8 +24,11 @@ def _torch_outputs(model, x: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
     seen, hooks = [], []
     for path, module in model.named_modules():
         if path and not any(True for _ in module.children()):
-            hooks.append(module.register_forward_hook(
-                lambda m, i, o, path=path: seen.append((path, type(m).__name__, o.detach().numpy().copy()))))
+            hooks.append(
+                module.register_forward_hook(
+                    lambda m, i, o, path=path: seen.append((path, type(m).__name__, o.detach().numpy().copy()))
+                )
+            )
     try:
         with torch.inference_mode():
             model(torch.from_numpy(x))
@@ -53,11 +56,19 @@ def per_layer(entry: ModelEntry, model, x: np.ndarray, max_abs_of_scale: float |
         if ref.shape != got.shape:
             continue
         scale = float(np.abs(ref).max()) or 1.0
-        row = {"layer": path, "compared_with": ran[j][0], "tensor": layers[path], "shape": list(got.shape[1:]),
-               "max_abs": float(np.abs(got.astype(np.float64) - ref).max()), "scale": scale,
-               "min_cosine": float(cosines(got, ref).min())}
-        row["beyond"] = bool((max_abs_of_scale is not None and row["max_abs"] > max_abs_of_scale * scale)
-                             or (min_cosine is not None and row["min_cosine"] < min_cosine))
+        row = {
+            "layer": path,
+            "compared_with": ran[j][0],
+            "tensor": layers[path],
+            "shape": list(got.shape[1:]),
+            "max_abs": float(np.abs(got.astype(np.float64) - ref).max()),
+            "scale": scale,
+            "min_cosine": float(cosines(got, ref).min()),
+        }
+        row["beyond"] = bool(
+            (max_abs_of_scale is not None and row["max_abs"] > max_abs_of_scale * scale)
+            or (min_cosine is not None and row["min_cosine"] < min_cosine)
+        )
         rows.append(row)
         first = first or (path if row["beyond"] else None)
     return {"layers": rows, "first_beyond_tolerance": first}

@@ -54,12 +54,16 @@ def graph_for(entry: ModelEntry, precision: str, io_fp16: bool = False) -> bytes
 CONV_ALGOS = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")  # cudnn_conv_algo_search; ONNX Runtime's default: EXHAUSTIVE
 
 
-def provider_options(device_id: int, precision: str, cuda_graphs: bool, conv_algo: str | None = None,
-                     nhwc: bool = False) -> dict[str, str]:
+def provider_options(
+    device_id: int, precision: str, cuda_graphs: bool, conv_algo: str | None = None, nhwc: bool = False
+) -> dict[str, str]:
     """CUDAExecutionProvider options: TF32 only for the tf32 precision; ONNX Runtime's own defaults for
     the cuDNN search and layout unless asked."""
-    options = {"device_id": str(device_id), "use_tf32": "1" if precision == "tf32" else "0",
-               "enable_cuda_graph": "1" if cuda_graphs else "0"}
+    options = {
+        "device_id": str(device_id),
+        "use_tf32": "1" if precision == "tf32" else "0",
+        "enable_cuda_graph": "1" if cuda_graphs else "0",
+    }
     if conv_algo is not None:
         if conv_algo not in CONV_ALGOS:
             raise UsageError(f"conv_algo {conv_algo!r}: choose {' | '.join(CONV_ALGOS)}")
@@ -166,9 +170,17 @@ class _Slot:
 class OnnxRuntimeCudaRunner(BaseRunner):
     name = "onnxruntime"
 
-    def __init__(self, entry: ModelEntry, device: str = "cuda", precision: str | None = None, cuda_graphs: bool = True,
-                 conv_algo: str | None = None, nhwc: bool = False, io_fp16: bool = False,
-                 buckets: tuple[int, ...] | None = None):
+    def __init__(
+        self,
+        entry: ModelEntry,
+        device: str = "cuda",
+        precision: str | None = None,
+        cuda_graphs: bool = True,
+        conv_algo: str | None = None,
+        nhwc: bool = False,
+        io_fp16: bool = False,
+        buckets: tuple[int, ...] | None = None,
+    ):
         super().__init__(entry, device, precision)
         if self.device_kind != "cuda":
             raise UsageError(f"the ONNX Runtime CUDA runner runs on cuda[:N], not {device!r}")
@@ -209,8 +221,9 @@ class OnnxRuntimeCudaRunner(BaseRunner):
                 self._slots.clear()
                 self._ready.clear()
                 self.session, self.cuda_graphs = self._session(model, False), False
-                self._graphs_off("capture failed "
-                                 f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})")
+                self._graphs_off(
+                    f"capture failed ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})"
+                )
 
     def _graphs_off(self, why: str) -> None:
         self.graph_note = f"CUDA graphs off: {why}"
@@ -228,8 +241,15 @@ class OnnxRuntimeCudaRunner(BaseRunner):
         needs; then the capture and replays. Alone on the GPU while it runs (`GATE`)."""
         with GATE.exclusive():
             if size not in self._slots:
-                self._slots[size] = _Slot(self._ort, self.session, self.entry, size, self.device_id,
-                                          self._graph_ids[size] if self.cuda_graphs else None, self._io)
+                self._slots[size] = _Slot(
+                    self._ort,
+                    self.session,
+                    self.entry,
+                    size,
+                    self.device_id,
+                    self._graph_ids[size] if self.cuda_graphs else None,
+                    self._io,
+                )
             slot = self._slots[size]
             if self.cuda_graphs:
                 slot.x.update_inplace(slot.host)
@@ -240,18 +260,22 @@ class OnnxRuntimeCudaRunner(BaseRunner):
 
     def _session(self, model: bytes, cuda_graphs: bool):
         ort, entry = self._ort, self.entry
-        providers = [("CUDAExecutionProvider", provider_options(self.device_id, self.precision, cuda_graphs,
-                                                                self._conv_algo, self._nhwc))]
+        providers = [
+            ("CUDAExecutionProvider", provider_options(self.device_id, self.precision, cuda_graphs, self._conv_algo, self._nhwc))
+        ]
         try:
             session = cuda_session(ort, model, providers)
         except Exception as err:  # onnxruntime raises its own types (Fail, RuntimeException, …)
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise PreluDeployError(f"{entry.path}: ONNX Runtime cannot run {entry.artifact.name} on {self.device_name} "
-                                   f"({first})") from None
+            raise PreluDeployError(
+                f"{entry.path}: ONNX Runtime cannot run {entry.artifact.name} on {self.device_name} ({first})"
+            ) from None
         if session.get_providers()[0] != "CUDAExecutionProvider":
-            raise UsageError(f"ONNX Runtime did not take the CUDA execution provider on {self.device_name} (it has "
-                             f"{', '.join(session.get_providers())}): no usable NVIDIA GPU, or CUDA/cuDNN libraries "
-                             f"missing; {GPU_INSTALL}")
+            raise UsageError(
+                f"ONNX Runtime did not take the CUDA execution provider on {self.device_name} (it has "
+                f"{', '.join(session.get_providers())}): no usable NVIDIA GPU, or CUDA/cuDNN libraries "
+                f"missing; {GPU_INSTALL}"
+            )
         return session
 
     @property

@@ -13,8 +13,15 @@ from prelu_deploy.runners.runner import run_batched
 from prelu_deploy.tolerances import TOLERANCES, judge, judged_rows
 
 
-def run_parity(model_dir: str | Path, backend: str | None = None, dataset: str | None = None, n: int = 256,
-               checkpoint: str | Path | None = None, per_layer: bool = False, **runner_options) -> dict:
+def run_parity(
+    model_dir: str | Path,
+    backend: str | None = None,
+    dataset: str | None = None,
+    n: int = 256,
+    checkpoint: str | Path | None = None,
+    per_layer: bool = False,
+    **runner_options,
+) -> dict:
     """Run the runner (default: the one the entry's artifact runs on) and the PyTorch reference on the
     same inputs: up to `n` held-out images plus the entry's golden inputs (crafted so every PReLU sees
     negative pre-activations). Tolerances follow the entry's precision."""
@@ -41,10 +48,15 @@ def run_parity(model_dir: str | Path, backend: str | None = None, dataset: str |
     ref32, ref64 = reference_logits(model, inputs)
     rows = judged_rows(np.concatenate([np.ones(len(images), bool), entry.golden_real()]), runner.precision)
     judgement = judge(out[rows], ref32[rows], ref64[rows], runner.precision, labels)  # held-out rows come first
-    report = {"model_dir": str(entry.path), "backend": runner.name, "lowering": entry.lowering,
-              "dataset": dataset, "inputs": {"held_out": len(images), "golden": len(golden)},
-              "negative_fraction": negative_fractions(model, torch.from_numpy(inputs)),
-              "outputs": {entry.output.name: judgement}}
+    report = {
+        "model_dir": str(entry.path),
+        "backend": runner.name,
+        "lowering": entry.lowering,
+        "dataset": dataset,
+        "inputs": {"held_out": len(images), "golden": len(golden)},
+        "negative_fraction": negative_fractions(model, torch.from_numpy(inputs)),
+        "outputs": {entry.output.name: judgement},
+    }
     if "accuracy" in judgement:
         report["accuracy"] = {"runner": judgement["accuracy"]["runner"], "torch": judgement["accuracy"]["reference"]}
     report["passed"] = all(o["passed"] for o in report["outputs"].values())

@@ -30,8 +30,10 @@ class Backend:
     def refusal(self, entry: ModelEntry) -> str | None:
         """Why this backend cannot load `entry`, or None."""
         if self.loads == "onnx" and entry.is_plan:
-            return (f"{entry.path} holds a TensorRT plan, not an ONNX graph: use --backend tensorrt (needs an NVIDIA "
-                    f"GPU) or the ONNX entry it was built from ({entry.onnx_source or 'see its manifest'})")
+            return (
+                f"{entry.path} holds a TensorRT plan, not an ONNX graph: use --backend tensorrt (needs an NVIDIA "
+                f"GPU) or the ONNX entry it was built from ({entry.onnx_source or 'see its manifest'})"
+            )
         if self.loads == "plan" and not entry.is_plan:
             return f"{entry.path} holds no TensorRT plan; make one with `prelu-deploy build {entry.path}`"
         return None
@@ -50,13 +52,19 @@ class Backend:
 
 _TORCH = {"cpu": "torch_runner:TorchRunner", "cuda": "torch_runner:TorchRunner"}
 _COMPILED = {"cpu": "torch_runner:CompiledTorchRunner", "cuda": "torch_runner:CompiledTorchRunner"}
-BACKENDS = {b.name: b for b in (
-    Backend("onnxruntime", "onnx", {"cpu": "onnxruntime_runner:OnnxRuntimeRunner",
-                                    "cuda": "onnxruntime_cuda:OnnxRuntimeCudaRunner"}),
-    Backend("tensorrt", "plan", {"cuda": "tensorrt_runner:TensorRTRunner"}, gpu_only=True),
-    Backend("torch", "checkpoint", _TORCH),
-    Backend("torch-compile", "checkpoint", _COMPILED),
-)}
+BACKENDS = {
+    b.name: b
+    for b in (
+        Backend(
+            "onnxruntime",
+            "onnx",
+            {"cpu": "onnxruntime_runner:OnnxRuntimeRunner", "cuda": "onnxruntime_cuda:OnnxRuntimeCudaRunner"},
+        ),
+        Backend("tensorrt", "plan", {"cuda": "tensorrt_runner:TensorRTRunner"}, gpu_only=True),
+        Backend("torch", "checkpoint", _TORCH),
+        Backend("torch-compile", "checkpoint", _COMPILED),
+    )
+}
 
 
 def backends() -> list[str]:

@@ -63,11 +63,14 @@ class BaseRunner:
     def run(self, batch: np.ndarray) -> np.ndarray:
         dims, p = self.entry.input.dims, self.profile
         if batch.ndim != len(dims) + 1 or list(batch.shape[1:]) != dims:
-            raise ValueError(f"{self.entry.name}: input of shape {list(batch.shape)} does not fit [N, "
-                             f"{', '.join(map(str, dims))}]")
+            raise ValueError(
+                f"{self.entry.name}: input of shape {list(batch.shape)} does not fit [N, {', '.join(map(str, dims))}]"
+            )
         if not p.min <= len(batch) <= p.max:
-            raise ValueError(f"{self.entry.name}: batch of {len(batch)} is outside {p.min}..{p.max}, what this "
-                             f"{'plan' if self.entry.is_plan else 'entry'} accepts (run_batched splits larger inputs)")
+            raise ValueError(
+                f"{self.entry.name}: batch of {len(batch)} is outside {p.min}..{p.max}, what this "
+                f"{'plan' if self.entry.is_plan else 'entry'} accepts (run_batched splits larger inputs)"
+            )
         return self._run(np.ascontiguousarray(batch, dtype=np.float32))
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
@@ -93,7 +96,7 @@ def run_batched(runner: Runner, x: np.ndarray) -> np.ndarray:
     if p.min <= len(x) <= p.max:  # the common case: one call, no copy
         return runner.run(x)
     for i in range(0, len(x), p.max):
-        chunk = x[i:i + p.max]
+        chunk = x[i : i + p.max]
         n = len(chunk)
         if n < p.min:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], p.min - n, axis=0)])

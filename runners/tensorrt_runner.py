@@ -21,8 +21,10 @@ class TensorRTRunner(BaseRunner):
         t = entry.tensorrt
         trt, flavour = load_tensorrt()
         if (flavour, trt.__version__) != (t.flavour, t.version):
-            raise ModelDirError(f"{entry.path}: plan built by {t.flavour} {t.version}, but this is {flavour} "
-                                f"{trt.__version__}; rebuild it with `prelu-deploy build`")
+            raise ModelDirError(
+                f"{entry.path}: plan built by {t.flavour} {t.version}, but this is {flavour} "
+                f"{trt.__version__}; rebuild it with `prelu-deploy build`"
+            )
         try:
             import cupy
 
@@ -34,8 +36,10 @@ class TensorRTRunner(BaseRunner):
             raise ModelDirError(f"{entry.path}: {why}")
         targets = t.target_compute_capabilities
         if targets != ["library default"] and cc not in targets:
-            raise ModelDirError(f"{entry.path}: plan targets compute capability {', '.join(targets)}; this GPU is "
-                                f"{cc}: rebuild with --target-cc {cc}")
+            raise ModelDirError(
+                f"{entry.path}: plan targets compute capability {', '.join(targets)}; this GPU is "
+                f"{cc}: rebuild with --target-cc {cc}"
+            )
         if t.uses_registered_plugin:
             from prelu_deploy.plugins.trt_plugin import register_plugins
 
@@ -44,8 +48,10 @@ class TensorRTRunner(BaseRunner):
         self._device.use()  # the engine, context, stream and buffers live on this device
         self._engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(entry.artifact_bytes())
         if self._engine is None:  # its own log above says why; no guess of ours here
-            raise ModelDirError(f"{entry.path}: {flavour} {trt.__version__} refused the plan on this GPU (compute "
-                                f"capability {cc}); its log above says why")
+            raise ModelDirError(
+                f"{entry.path}: {flavour} {trt.__version__} refused the plan on this GPU (compute "
+                f"capability {cc}); its log above says why"
+            )
         self._context = self._engine.create_execution_context()
         self._stream = cupy.cuda.Stream(non_blocking=True)
         self._events = [cupy.cuda.Event() for _ in range(4)]  # around copy in, inference, copy out
@@ -55,8 +61,10 @@ class TensorRTRunner(BaseRunner):
         """Device input and output buffers for batch size n, allocated once."""
         if n not in self._buffers:
             cp = self._cupy
-            self._buffers[n] = (cp.empty((n, *self.entry.input.dims), cp.float32),
-                                cp.empty((n, *self.entry.output.dims), cp.float32))
+            self._buffers[n] = (
+                cp.empty((n, *self.entry.input.dims), cp.float32),
+                cp.empty((n, *self.entry.output.dims), cp.float32),
+            )
         return self._buffers[n]
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
@@ -81,8 +89,11 @@ class TensorRTRunner(BaseRunner):
             copied_out.record(self._stream)
         self._stream.synchronize()
         elapsed = self._cupy.cuda.get_elapsed_time
-        self.last_timings = {"h2d_ms": elapsed(start, copied_in), "compute_ms": elapsed(copied_in, inferred),
-                             "d2h_ms": elapsed(inferred, copied_out)}
+        self.last_timings = {
+            "h2d_ms": elapsed(start, copied_in),
+            "compute_ms": elapsed(copied_in, inferred),
+            "d2h_ms": elapsed(inferred, copied_out),
+        }
         return out
 
     def close(self) -> None:

@@ -57,9 +57,17 @@ class TorchRunner(BaseRunner):
 
     name = "torch"
 
-    def __init__(self, entry: ModelEntry, device: str = "cpu", precision: str | None = None,
-                 checkpoint: str | Path | None = None, threads: int | None = None, channels_last: bool | None = None,
-                 cudnn_benchmark: bool | None = None, buckets: tuple[int, ...] | None = None):
+    def __init__(
+        self,
+        entry: ModelEntry,
+        device: str = "cpu",
+        precision: str | None = None,
+        checkpoint: str | Path | None = None,
+        threads: int | None = None,
+        channels_last: bool | None = None,
+        cudnn_benchmark: bool | None = None,
+        buckets: tuple[int, ...] | None = None,
+    ):
         super().__init__(entry, device, precision)  # the checkpoint itself, whatever the entry's artifact computes in
         import torch  # not installed: the console script names the extra that brings it (cli/main.py: EXTRA_FOR)
 
@@ -94,9 +102,9 @@ class TorchRunner(BaseRunner):
         x = torch.from_numpy(batch)
         if self._staging is None:
             return x
-        host = self._staging[:rows or len(batch)]
-        host[:len(batch)] = x
-        host[len(batch):] = 0
+        host = self._staging[: rows or len(batch)]
+        host[: len(batch)] = x
+        host[len(batch) :] = 0
         x = host.to(self.device, non_blocking=True)  # the previous call's .cpu() waited: the staging rows are free
         return x.to(dtype=self._dtype, memory_format=self._memory_format)
 

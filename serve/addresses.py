@@ -12,9 +12,11 @@ def exposure_warning(host: str) -> str | None:
     queues without one. None for loopback (and for a name that does not resolve: listen() says why)."""
     if is_loopback(host) is not False:
         return None
-    return (f"listening on {host} (beyond loopback): anyone who can reach this address can use the server, over plain "
-            f"HTTP (no TLS) and without a token unless --auth all is given with one; put it behind a TLS proxy, or "
-            f"keep --host 127.0.0.1")
+    return (
+        f"listening on {host} (beyond loopback): anyone who can reach this address can use the server, over plain "
+        f"HTTP (no TLS) and without a token unless --auth all is given with one; put it behind a TLS proxy, or "
+        f"keep --host 127.0.0.1"
+    )
 
 
 def is_loopback(host: str) -> bool | None:

@@ -35,8 +35,7 @@ def tensorrt_or_skip():
 def _gpu_present() -> bool:
     if os.environ.get("PRELU_DEPLOY_TEST_ASSUME_GPU") == "1":  # a test of the suite's own skips (test_gpu_skips.py)
         return True
-    return shutil.which("nvidia-smi") is not None and subprocess.run(
-        ["nvidia-smi", "-L"], capture_output=True).returncode == 0
+    return shutil.which("nvidia-smi") is not None and subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
 
 
 def tensorrt_gpu_or_skip():
@@ -45,8 +44,13 @@ def tensorrt_gpu_or_skip():
     trt, flavour = tensorrt_or_skip()
     from prelu_deploy.plugins.tensorrt_lib import unsupported_cc
 
-    cc = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
-                        text=True).stdout.split("\n")[0].strip() if shutil.which("nvidia-smi") else ""
+    cc = (
+        subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True, text=True)
+        .stdout.split("\n")[0]
+        .strip()
+        if shutil.which("nvidia-smi")
+        else ""
+    )
     if cc and (why := unsupported_cc(flavour, cc)):
         pytest.skip(why)
     return trt, flavour

@@ -48,8 +48,9 @@ class Endpoint:
         return sum(float(line.split()[-1]) for line in text.decode().splitlines() if line.startswith(prefix))
 
     def json(self, method: str, path: str, payload=None, **kw):
-        status, headers, body = self.request(method, path, None if payload is None else json.dumps(payload).encode(),
-                                             {"content-type": "application/json"}, **kw)
+        status, headers, body = self.request(
+            method, path, None if payload is None else json.dumps(payload).encode(), {"content-type": "application/json"}, **kw
+        )
         return status, json.loads(body) if body else None
 
 
@@ -62,9 +63,25 @@ class Server(Endpoint):
         exe = Path(sys.executable).with_name("prelu-deploy")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         workers = () if "--workers" in args else ("--workers", "1")  # one process unless a test is about workers
-        self.proc = subprocess.Popen([str(exe), "serve", str(repo), "--port", str(self.port), "--log-level", "warning",
-                                      "--grpc-port", str(self.grpc_port), *workers, *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [
+                str(exe),
+                "serve",
+                str(repo),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--grpc-port",
+                str(self.grpc_port),
+                *workers,
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
         deadline = time.monotonic() + start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -90,6 +90,10 @@ def test_every_folder_is_a_package_of_the_house():
 
 
 def test_no_module_exceeds_300_lines():
-    long = {str(f.relative_to(ROOT)): n for folder in set(_package_dirs().values()) for f in folder.glob("*.py")
-            if (n := len(f.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(f.relative_to(ROOT)): n
+        for folder in set(_package_dirs().values())
+        for f in folder.glob("*.py")
+        if (n := len(f.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, f"modules over {MAX_LINES} lines: {long}"

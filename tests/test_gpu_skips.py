@@ -12,8 +12,10 @@ TEST = "tests/bench/test_runners_bench.py::test_bench_tensorrt_on_the_gpu_report
 
 
 def test_a_tensorrt_gpu_test_skips_with_the_reason_where_tensorrt_is_missing():
-    code = ("import sys; sys.modules['tensorrt'] = sys.modules['tensorrt_rtx'] = None\n"  # as if not installed
-            f"import pytest; sys.exit(pytest.main(['-q', '-rs', '-p', 'no:cacheprovider', {TEST!r}]))")
+    code = (
+        "import sys; sys.modules['tensorrt'] = sys.modules['tensorrt_rtx'] = None\n"  # as if not installed
+        f"import pytest; sys.exit(pytest.main(['-q', '-rs', '-p', 'no:cacheprovider', {TEST!r}]))"
+    )
     env = {**os.environ, "PRELU_DEPLOY_TEST_ASSUME_GPU": "1"}
     env.pop("PYTEST_XDIST_WORKER", None)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)

@@ -23,8 +23,10 @@ def _locked() -> dict[str, tuple[str, list[str]]]:
             continue
         req = Requirement(head)
         pins = [s.version for s in req.specifier if s.operator == "=="]
-        out[canonicalize_name(req.name)] = (pins[0] if len(pins) == 1 and len(req.specifier) == 1 else "",
-                                            re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+        out[canonicalize_name(req.name)] = (
+            pins[0] if len(pins) == 1 and len(req.specifier) == 1 else "",
+            re.findall(r"--hash=sha256:([0-9a-f]{64})", block),
+        )
     return out
 
 

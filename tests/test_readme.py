@@ -17,8 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _curl_lines() -> list[str]:
     blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()
-            if line.strip().startswith("curl ") and "localhost:8000" in line]
+    return [
+        line.split("  #")[0].strip()
+        for block in blocks
+        for line in block.splitlines()
+        if line.strip().startswith("curl ") and "localhost:8000" in line
+    ]
 
 
 def test_the_readme_has_server_examples():
@@ -32,13 +36,20 @@ def test_every_readme_curl_example_works(repo):
     try:
         for line in _curl_lines():
             if " | " in line:  # a pipeline (`| grep x-model-version`): run by the shell, it must find what it looks for
-                proc = subprocess.run(line.replace("localhost:8000", f"127.0.0.1:{srv.port}"), shell=True, cwd=ROOT,
-                                      capture_output=True, text=True, timeout=60)
+                proc = subprocess.run(
+                    line.replace("localhost:8000", f"127.0.0.1:{srv.port}"),
+                    shell=True,
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
                 assert proc.returncode == 0 and proc.stdout.strip(), f"{line}\n→ {proc.stdout} {proc.stderr}"
                 continue
             args = [a.replace("localhost:8000", f"127.0.0.1:{srv.port}") for a in shlex.split(line)]
-            proc = subprocess.run([*args, "--fail-with-body", "-w", "\n%{http_code}"], cwd=ROOT, capture_output=True,
-                                  text=True, timeout=60)
+            proc = subprocess.run(
+                [*args, "--fail-with-body", "-w", "\n%{http_code}"], cwd=ROOT, capture_output=True, text=True, timeout=60
+            )
             body, _, status = proc.stdout.rpartition("\n")
             assert proc.returncode == 0 and status == "200", f"{line}\n→ {status} {body} {proc.stderr}"
             answer = json.loads(body)

@@ -10,8 +10,9 @@ CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
 @register_model(CIFAR_MEAN, CIFAR_STD)
-def cifar_prelu(num_classes: int = 10, in_chans: int = 3, input_size: int = 32, act: str = "prelu_shared",
-                width: float = 1.0) -> nn.Module:
+def cifar_prelu(
+    num_classes: int = 10, in_chans: int = 3, input_size: int = 32, act: str = "prelu_shared", width: float = 1.0
+) -> nn.Module:
     layers: list[nn.Module] = []
     cin, size = in_chans, input_size
     for i, filters in enumerate((64, 128, 256)):

@@ -27,8 +27,9 @@ def check_size(arch: str, input_size: int, final_size: int) -> None:
         raise UsageError(f"{arch}: input_size {input_size} is too small: the feature map shrinks to nothing")
 
 
-def conv_act(cin: int, cout: int, act: str, kernel: int = 3, stride: int = 1, padding: int = 1,
-             bn: bool = False) -> list[nn.Module]:
+def conv_act(
+    cin: int, cout: int, act: str, kernel: int = 3, stride: int = 1, padding: int = 1, bn: bool = False
+) -> list[nn.Module]:
     """conv → [batch norm] → rectifier."""
     conv = nn.Conv2d(cin, cout, kernel, stride, padding, bias=not bn)
     return [conv, nn.BatchNorm2d(cout), activation(act, cout)] if bn else [conv, activation(act, cout)]
@@ -40,8 +41,15 @@ def linear_act(fin: int, fout: int, act: str, dropout: float = 0.0) -> list[nn.M
     return layers + [nn.Dropout(dropout)] if dropout else layers
 
 
-_KINDS = {nn.Conv2d: "conv", nn.Linear: "fc", nn.MaxPool2d: "pool", nn.Dropout: "drop",
-          nn.LocalResponseNorm: "lrn", nn.Flatten: "flatten", nn.AdaptiveAvgPool2d: "gap"}
+_KINDS = {
+    nn.Conv2d: "conv",
+    nn.Linear: "fc",
+    nn.MaxPool2d: "pool",
+    nn.Dropout: "drop",
+    nn.LocalResponseNorm: "lrn",
+    nn.Flatten: "flatten",
+    nn.AdaptiveAvgPool2d: "gap",
+}
 
 
 def named(layers: list[nn.Module]) -> nn.Sequential:

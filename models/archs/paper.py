@@ -15,8 +15,18 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class PaperNet(nn.Module):
-    def __init__(self, arch: str, stages: tuple[int, ...], convs: int, *, num_classes: int, in_chans: int,
-                 input_size: int, act: str, width: float):
+    def __init__(
+        self,
+        arch: str,
+        stages: tuple[int, ...],
+        convs: int,
+        *,
+        num_classes: int,
+        in_chans: int,
+        input_size: int,
+        act: str,
+        width: float,
+    ):
         super().__init__()
         # 7×7/2 conv (pad 3) → 3×3/3 pool → stage → 2×2/2 pool → stage → 2×2/2 pool → stage
         size = out_size(out_size(input_size, 7, 2, 3), 3, 3)
@@ -33,35 +43,43 @@ class PaperNet(nn.Module):
         self.features = named(layers)
         self.spp = SpatialPyramidPooling(cin, size)
         hidden = scaled(4096, width)
-        self.classifier = named([
-            *linear_act(self.spp.out_features, hidden, act, dropout=0.5),
-            *linear_act(hidden, hidden, act, dropout=0.5),
-            nn.Linear(hidden, num_classes),
-        ])
+        self.classifier = named(
+            [
+                *linear_act(self.spp.out_features, hidden, act, dropout=0.5),
+                *linear_act(hidden, hidden, act, dropout=0.5),
+                nn.Linear(hidden, num_classes),
+            ]
+        )
 
     def forward(self, x):
         return self.classifier(self.spp(self.features(x)))
 
 
 @register_model(IMAGENET_MEAN, IMAGENET_STD)
-def model_a(num_classes: int = 1000, in_chans: int = 3, input_size: int = 224, act: str = "prelu_channel",
-            width: float = 1.0) -> nn.Module:
+def model_a(
+    num_classes: int = 1000, in_chans: int = 3, input_size: int = 224, act: str = "prelu_channel", width: float = 1.0
+) -> nn.Module:
     """Model A: 19 weight layers (VGG-19-like)."""
-    return PaperNet("model_a", (256, 512, 512), 5, num_classes=num_classes, in_chans=in_chans,
-                    input_size=input_size, act=act, width=width)
+    return PaperNet(
+        "model_a", (256, 512, 512), 5, num_classes=num_classes, in_chans=in_chans, input_size=input_size, act=act, width=width
+    )
 
 
 @register_model(IMAGENET_MEAN, IMAGENET_STD)
-def model_b(num_classes: int = 1000, in_chans: int = 3, input_size: int = 224, act: str = "prelu_channel",
-            width: float = 1.0) -> nn.Module:
+def model_b(
+    num_classes: int = 1000, in_chans: int = 3, input_size: int = 224, act: str = "prelu_channel", width: float = 1.0
+) -> nn.Module:
     """Model B: A made deeper, 6 convs a stage (22 weight layers)."""
-    return PaperNet("model_b", (256, 512, 512), 6, num_classes=num_classes, in_chans=in_chans,
-                    input_size=input_size, act=act, width=width)
+    return PaperNet(
+        "model_b", (256, 512, 512), 6, num_classes=num_classes, in_chans=in_chans, input_size=input_size, act=act, width=width
+    )
 
 
 @register_model(IMAGENET_MEAN, IMAGENET_STD)
-def model_c(num_classes: int = 1000, in_chans: int = 3, input_size: int = 224, act: str = "prelu_channel",
-            width: float = 1.0) -> nn.Module:
+def model_c(
+    num_classes: int = 1000, in_chans: int = 3, input_size: int = 224, act: str = "prelu_channel", width: float = 1.0
+) -> nn.Module:
     """Model C: B made wider, 384/768/896 filters."""
-    return PaperNet("model_c", (384, 768, 896), 6, num_classes=num_classes, in_chans=in_chans,
-                    input_size=input_size, act=act, width=width)
+    return PaperNet(
+        "model_c", (384, 768, 896), 6, num_classes=num_classes, in_chans=in_chans, input_size=input_size, act=act, width=width
+    )

@@ -23,8 +23,10 @@ from prelu_deploy.serve.repository.loader import ServedModel
 from prelu_deploy.serve.api.routes import classify, page, repository_api, v2
 from prelu_deploy.serve.settings import Settings
 
-OPEN_CONNECTIONS = (b"# HELP prelu_open_connections Open client connections over every worker (one: a lone request, "
-                    b"run inline)\n# TYPE prelu_open_connections gauge\nprelu_open_connections %d\n")
+OPEN_CONNECTIONS = (
+    b"# HELP prelu_open_connections Open client connections over every worker (one: a lone request, "
+    b"run inline)\n# TYPE prelu_open_connections gauge\nprelu_open_connections %d\n"
+)
 
 
 class LimitsAndMetrics:
@@ -52,8 +54,11 @@ class LimitsAndMetrics:
                     close = {}
                 except TimeoutError:
                     pass
-            error = (body_too_large(self.settings.max_body_bytes, int(length)) if length.isdigit() else
-                     f"Content-Length {length.decode(errors='replace')!r} is not a number of bytes")
+            error = (
+                body_too_large(self.settings.max_body_bytes, int(length))
+                if length.isdigit()
+                else f"Content-Length {length.decode(errors='replace')!r} is not a number of bytes"
+            )
             response = JSONResponse({"error": error}, status_code=413, headers=close)
             return await response(scope, receive, send)
         status = 500
@@ -89,8 +94,9 @@ def start_batcher(served: ServedModel, settings: Settings, metrics: Metrics, alo
     served.engine.start(settings, metrics.batch_observer(served.name), alone)
 
 
-def create_app(settings: Settings, models: dict[str, ServedModel] | None = None,
-               open_connections: Callable[[], int] = lambda: 0) -> FastAPI:
+def create_app(
+    settings: Settings, models: dict[str, ServedModel] | None = None, open_connections: Callable[[], int] = lambda: 0
+) -> FastAPI:
     """The app for `settings.repo` (or for already loaded `models`). `open_connections`: the server's open client
     connections over all its workers (serve.workers.connections; 0, unknown, where another server owns them: Ray's).
     With one, HTTP/1.1 brings its requests one at a time, so nothing else can be waiting: a batcher may run such a
@@ -100,8 +106,9 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.models = models if models is not None else services.initial_models(settings)
-        app.state.start_batcher = partial(start_batcher, settings=settings, metrics=metrics,
-                                          alone=lambda: open_connections() == 1)  # also for models loaded later
+        app.state.start_batcher = partial(
+            start_batcher, settings=settings, metrics=metrics, alone=lambda: open_connections() == 1
+        )  # also for models loaded later
         for served in every_version(app.state.models):
             if served.ready:
                 app.state.start_batcher(served)
@@ -113,8 +120,14 @@ def create_app(settings: Settings, models: dict[str, ServedModel] | None = None,
                 await served.engine.stop()
             served.close()
 
-    app = FastAPI(title="prelu-deploy", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="PReLU image classifiers over the Open Inference Protocol v2 and a classify endpoint.")
+    app = FastAPI(
+        title="prelu-deploy",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="PReLU image classifiers over the Open Inference Protocol v2 and a classify endpoint.",
+    )
     install_docs(app)
     page.headers()  # the page's script and style hashes (its CSP), from the page itself, at startup
     app.state.settings, app.state.metrics = settings, metrics

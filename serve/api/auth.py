@@ -25,8 +25,20 @@ from prelu_deploy.serve.errors import ApiError, error_response
 TOKEN_ENV = "PRELU_DEPLOY_API_TOKEN"
 MIN_TOKEN_CHARS = 16
 MODES = ("management", "all")
-URL_CREDENTIALS = {"access_token", "token", "api_token", "apitoken", "api_key", "apikey", "key", "auth",
-                   "authorization", "bearer", "password", "secret"}
+URL_CREDENTIALS = {
+    "access_token",
+    "token",
+    "api_token",
+    "apitoken",
+    "api_key",
+    "apikey",
+    "key",
+    "auth",
+    "authorization",
+    "bearer",
+    "password",
+    "secret",
+}
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")  # probes: never behind the token
 MANAGEMENT_PREFIX = "/v2/repository/"
 HOW = "start the server with --api-token-file FILE (or the environment variable PRELU_DEPLOY_API_TOKEN)"
@@ -37,14 +49,16 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def resolve(api_token: str | None, api_token_file: Path | None, auth: str, host: str = "127.0.0.1",
-            model_control: str = "none") -> dict:
+def resolve(
+    api_token: str | None, api_token_file: Path | None, auth: str, host: str = "127.0.0.1", model_control: str = "none"
+) -> dict:
     """The settings of the token options (api_token_sha256, auth), or UsageError (exit 2) saying why.
     The token comes from --api-token-file, --api-token or PRELU_DEPLOY_API_TOKEN, one of them. A server
     that loads and unloads models on request (--model-control explicit) beyond loopback needs one."""
     if auth not in MODES:
-        raise UsageError(f"--auth {auth!r}: choose management (the repository API needs the token) or all "
-                         "(inference and metadata too)")
+        raise UsageError(
+            f"--auth {auth!r}: choose management (the repository API needs the token) or all (inference and metadata too)"
+        )
     if api_token is not None and api_token_file is not None:
         raise UsageError("--api-token and --api-token-file: give one")
     if api_token_file is not None:
@@ -57,22 +71,28 @@ def resolve(api_token: str | None, api_token_file: Path | None, auth: str, host:
             log.warning("--api-token-file %s can be read by other users of this machine: chmod 600 it", api_token_file)
     elif api_token is not None:
         token = api_token.strip()
-        log.warning("--api-token on the command line is visible to every user of this machine (ps); prefer "
-                    "--api-token-file or %s", TOKEN_ENV)
+        log.warning(
+            "--api-token on the command line is visible to every user of this machine (ps); prefer --api-token-file or %s",
+            TOKEN_ENV,
+        )
     else:
         token = os.environ.get(TOKEN_ENV, "").strip() or None
     if token is not None and (len(token) < MIN_TOKEN_CHARS or any(ch.isspace() or not ch.isprintable() for ch in token)):
-        raise UsageError(f"the API token must be at least {MIN_TOKEN_CHARS} printable characters without spaces "
-                         "(make one: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        raise UsageError(
+            f"the API token must be at least {MIN_TOKEN_CHARS} printable characters without spaces "
+            "(make one: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
     if auth == "all" and token is None:
         raise UsageError(f"--auth all needs a token: {HOW.removeprefix('start the server with ')}")
     if model_control == "explicit" and token is None:
         from prelu_deploy.serve.addresses import is_loopback
 
         if is_loopback(host) is False:
-            raise UsageError(f"--model-control explicit on --host {host} (beyond loopback) would let anyone who reaches "
-                             f"it load and unload models: {HOW.removeprefix('start the server with ')}, or keep "
-                             "--host 127.0.0.1")
+            raise UsageError(
+                f"--model-control explicit on --host {host} (beyond loopback) would let anyone who reaches "
+                f"it load and unload models: {HOW.removeprefix('start the server with ')}, or keep "
+                "--host 127.0.0.1"
+            )
     return {"api_token_sha256": digest(token) if token else None, "auth": auth}
 
 
@@ -96,22 +116,43 @@ class Guard:
         if self.want is None:  # no token: only the management API can get here (--auth all needs one)
             if self.local:
                 return
-            raise self._refuse(protocol, "no_token", ApiError(403, "the management API is refused: this server listens "
-                                                                   f"beyond loopback and has no API token; {HOW}"))
+            raise self._refuse(
+                protocol,
+                "no_token",
+                ApiError(403, f"the management API is refused: this server listens beyond loopback and has no API token; {HOW}"),
+            )
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
-            raise self._refuse(protocol, "missing", ApiError(401, "this needs an API token: send the header "
-                                                                  "'Authorization: Bearer TOKEN'",
-                                                             {"WWW-Authenticate": 'Bearer realm="prelu-deploy"'}))
+            raise self._refuse(
+                protocol,
+                "missing",
+                ApiError(
+                    401,
+                    "this needs an API token: send the header 'Authorization: Bearer TOKEN'",
+                    {"WWW-Authenticate": 'Bearer realm="prelu-deploy"'},
+                ),
+            )
         if not hmac.compare_digest(digest(given.strip()), self.want):
-            raise self._refuse(protocol, "wrong", ApiError(401, "the API token is not valid", {
-                "WWW-Authenticate": 'Bearer realm="prelu-deploy", error="invalid_token"'}))
+            raise self._refuse(
+                protocol,
+                "wrong",
+                ApiError(
+                    401, "the API token is not valid", {"WWW-Authenticate": 'Bearer realm="prelu-deploy", error="invalid_token"'}
+                ),
+            )
 
     def in_url(self, protocol: str) -> ApiError:
-        return self._refuse(protocol, "in_url", ApiError(400, "a token in the URL is refused (URLs end up in logs and "
-                                                              "histories): send it in the header 'Authorization: Bearer "
-                                                              "TOKEN'", {"WWW-Authenticate": 'Bearer realm="prelu-deploy", '
-                                                                                             'error="invalid_request"'}))
+        return self._refuse(
+            protocol,
+            "in_url",
+            ApiError(
+                400,
+                "a token in the URL is refused (URLs end up in logs and "
+                "histories): send it in the header 'Authorization: Bearer "
+                "TOKEN'",
+                {"WWW-Authenticate": 'Bearer realm="prelu-deploy", error="invalid_request"'},
+            ),
+        )
 
     def _refuse(self, protocol: str, reason: str, err: ApiError) -> ApiError:
         self.metrics.auth_refused.labels(protocol, reason).inc()

@@ -32,9 +32,20 @@ from prelu_deploy.serve.api.services import address
 
 log = logging.getLogger("prelu_deploy.serve")
 S = grpc.StatusCode
-CODES = {400: S.INVALID_ARGUMENT, 401: S.UNAUTHENTICATED, 403: S.PERMISSION_DENIED, 404: S.NOT_FOUND,
-         408: S.DEADLINE_EXCEEDED, 409: S.FAILED_PRECONDITION, 413: S.RESOURCE_EXHAUSTED, 415: S.INVALID_ARGUMENT,
-         499: S.CANCELLED, 500: S.INTERNAL, 503: S.UNAVAILABLE, 504: S.DEADLINE_EXCEEDED}
+CODES = {
+    400: S.INVALID_ARGUMENT,
+    401: S.UNAUTHENTICATED,
+    403: S.PERMISSION_DENIED,
+    404: S.NOT_FOUND,
+    408: S.DEADLINE_EXCEEDED,
+    409: S.FAILED_PRECONDITION,
+    413: S.RESOURCE_EXHAUSTED,
+    415: S.INVALID_ARGUMENT,
+    499: S.CANCELLED,
+    500: S.INTERNAL,
+    503: S.UNAVAILABLE,
+    504: S.DEADLINE_EXCEEDED,
+}
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 
 
@@ -43,6 +54,7 @@ def rpc(endpoint: str, per_model: bool = True, kind: str = "api"):
     in /metrics (prelu_requests, endpoint `endpoint`, status the gRPC code's name) and in flight; an
     ApiError answered as its gRPC code with its message, anything else as INTERNAL (the traceback in the
     log, not in the answer)."""
+
     def wrap(method):
         @functools.wraps(method)
         async def call(self, request, context):
@@ -69,7 +81,9 @@ def rpc(endpoint: str, per_model: bool = True, kind: str = "api"):
                     code = _code(error).name
                 metrics.requests.labels(model, endpoint, code).inc()
             await context.abort(_code(error), error.message)
+
         return call
+
     return wrap
 
 
@@ -109,10 +123,16 @@ class InferenceService(pbg.GRPCInferenceServiceServicer):
     async def ModelMetadata(self, request, context):
         served = find_model(self.models, request.name, request.version or None)
         meta = metadata(served, [request.version] if request.version else ready_versions(self.models, served.name))
-        tensors = [[pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
-                    for t in meta.get(kind, [])] for kind in ("inputs", "outputs")]
-        return pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"], platform=meta.get("platform", ""),
-                                        inputs=tensors[0], outputs=tensors[1])
+        tensors = [
+            [
+                pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+                for t in meta.get(kind, [])
+            ]
+            for kind in ("inputs", "outputs")
+        ]
+        return pb.ModelMetadataResponse(
+            name=meta["name"], versions=meta["versions"], platform=meta.get("platform", ""), inputs=tensors[0], outputs=tensors[1]
+        )
 
     @rpc("grpc_infer")
     async def ModelInfer(self, request, context):
@@ -128,9 +148,13 @@ class InferenceService(pbg.GRPCInferenceServiceServicer):
         # and inline runs would serialize every call (no batch would ever form)
         y = await submit(served, x)
         out = pb.ModelInferResponse.InferOutputTensor(name=served.entry.output.name, datatype="FP32", shape=y.shape)
-        return pb.ModelInferResponse(model_name=served.name, model_version=str(served.number), id=request.id, outputs=[out],
-                                     raw_output_contents=[np.ascontiguousarray(y, np.float32).tobytes()])
-
+        return pb.ModelInferResponse(
+            model_name=served.name,
+            model_version=str(served.number),
+            id=request.id,
+            outputs=[out],
+            raw_output_contents=[np.ascontiguousarray(y, np.float32).tobytes()],
+        )
 
     @rpc("grpc_repository", per_model=False, kind="management")
     async def RepositoryIndex(self, request, context):
@@ -156,8 +180,11 @@ def _one_repository(name: str, parameters=(), allowed: tuple[str, ...] = ()) -> 
     if name:
         raise ApiError(400, f"repository {name!r}: this server has one model repository; leave repository_name empty")
     if unknown := sorted(set(parameters) - set(allowed)):
-        raise ApiError(400, f"parameters {', '.join(map(repr, unknown))} are not supported: a model loads from its "
-                            "directory in the repository as it is on disk")
+        raise ApiError(
+            400,
+            f"parameters {', '.join(map(repr, unknown))} are not supported: a model loads from its "
+            "directory in the repository as it is on disk",
+        )
 
 
 def decode(request, inp, outp, max_rows: int) -> np.ndarray:
@@ -171,8 +198,11 @@ def decode(request, inp, outp, max_rows: int) -> np.ndarray:
     if request.raw_input_contents:
         raw = request.raw_input_contents[0]
         if len(request.raw_input_contents) != 1 or len(raw) != count * 4:
-            raise ApiError(400, f"input {tensor.name!r}: raw_input_contents holds {len(raw)} bytes in "
-                                f"{len(request.raw_input_contents)} entries; shape {shape} needs one of {count * 4} (FP32)")
+            raise ApiError(
+                400,
+                f"input {tensor.name!r}: raw_input_contents holds {len(raw)} bytes in "
+                f"{len(request.raw_input_contents)} entries; shape {shape} needs one of {count * 4} (FP32)",
+            )
         x = np.frombuffer(raw, np.float32).reshape(shape)
     else:
         values = tensor.contents.fp32_contents
@@ -189,10 +219,14 @@ def decode(request, inp, outp, max_rows: int) -> np.ndarray:
 async def start(app) -> grpc.aio.Server:
     """The gRPC server of this worker process, serving `app`'s models on --grpc-port."""
     settings = app.state.settings
-    server = grpc.aio.server(options=[("grpc.so_reuseport", int(settings.workers > 1)),
-                                      ("grpc.max_receive_message_length", settings.max_body_bytes),
-                                      ("grpc.max_send_message_length", -1)],
-                             maximum_concurrent_rpcs=settings.limit_concurrency)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", int(settings.workers > 1)),
+            ("grpc.max_receive_message_length", settings.max_body_bytes),
+            ("grpc.max_send_message_length", -1),
+        ],
+        maximum_concurrent_rpcs=settings.limit_concurrency,
+    )
     pbg.add_GRPCInferenceServiceServicer_to_server(InferenceService(app), server)
     where = address(settings.host, settings.grpc_port)
     try:

@@ -91,8 +91,7 @@ def _open(data: bytes, what: str) -> Image.Image:
 
 def _check(size: tuple[int, int], what: str, max_pixels: int) -> None:
     if size[0] * size[1] > max_pixels:
-        raise ApiError(413, f"{what} is {size[0]}×{size[1]} pixels; the limit is {max_pixels} pixels an image "
-                            f"(--max-pixels)")
+        raise ApiError(413, f"{what} is {size[0]}×{size[1]} pixels; the limit is {max_pixels} pixels an image (--max-pixels)")
 
 
 def _webp_size(data: bytes, what: str) -> tuple[int, int] | None:

@@ -13,22 +13,38 @@ _LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 
 class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
-        self.requests = Counter("prelu_requests", "Requests by model, endpoint and outcome (HTTP status)",
-                                ["model", "endpoint", "status"], registry=self.registry)
-        self.queue_seconds = Histogram("prelu_queue_seconds", "Time a request waited for its batch", ["model"],
-                                       buckets=_LATENCY, registry=self.registry)
-        self.compute_seconds = Histogram("prelu_compute_seconds", "Runner time per batch", ["model"],
-                                         buckets=_LATENCY, registry=self.registry)
-        self.batch_size = Histogram("prelu_batch_size", "Rows per runner call", ["model"],
-                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
-        self.auth_refused = Counter("prelu_auth_refused", "Requests refused by token authentication (serve.api.auth), by "
-                                    "protocol (http, grpc) and reason (missing, wrong, in_url, no_token)",
-                                    ["protocol", "reason"], registry=self.registry)
-        self.loads = Counter("prelu_model_loads", "Loads through the repository API (serve.repository.control) by model and "
-                             "result: serving (passed its parity gate), refused (failed it or could not load: no traffic)",
-                             ["model", "result"], registry=self.registry)
-        self.in_flight = Gauge("prelu_in_flight_requests", "Requests being handled", registry=self.registry,
-                               multiprocess_mode="livesum")  # summed over live workers
+        self.requests = Counter(
+            "prelu_requests",
+            "Requests by model, endpoint and outcome (HTTP status)",
+            ["model", "endpoint", "status"],
+            registry=self.registry,
+        )
+        self.queue_seconds = Histogram(
+            "prelu_queue_seconds", "Time a request waited for its batch", ["model"], buckets=_LATENCY, registry=self.registry
+        )
+        self.compute_seconds = Histogram(
+            "prelu_compute_seconds", "Runner time per batch", ["model"], buckets=_LATENCY, registry=self.registry
+        )
+        self.batch_size = Histogram(
+            "prelu_batch_size", "Rows per runner call", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry
+        )
+        self.auth_refused = Counter(
+            "prelu_auth_refused",
+            "Requests refused by token authentication (serve.api.auth), by "
+            "protocol (http, grpc) and reason (missing, wrong, in_url, no_token)",
+            ["protocol", "reason"],
+            registry=self.registry,
+        )
+        self.loads = Counter(
+            "prelu_model_loads",
+            "Loads through the repository API (serve.repository.control) by model and "
+            "result: serving (passed its parity gate), refused (failed it or could not load: no traffic)",
+            ["model", "result"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "prelu_in_flight_requests", "Requests being handled", registry=self.registry, multiprocess_mode="livesum"
+        )  # summed over live workers
 
     def batch_observer(self, model: str):
         rows_seen, compute, queued_for = (m.labels(model) for m in (self.batch_size, self.compute_seconds, self.queue_seconds))

@@ -50,8 +50,9 @@ def _parameters(obj: dict, what: str) -> dict:
     return params
 
 
-def decode_request(body: bytes, header_length: str | None, inp: TensorSpec, outp: TensorSpec,
-                   max_rows: int) -> tuple[dict, np.ndarray]:
+def decode_request(
+    body: bytes, header_length: str | None, inp: TensorSpec, outp: TensorSpec, max_rows: int
+) -> tuple[dict, np.ndarray]:
     """A whole infer request (JSON or with the binary extension) → the request and its input rows;
     every way it can be wrong is a 400 that says how. CPU work: the route runs it off the event loop
     for large bodies."""
@@ -61,14 +62,16 @@ def decode_request(body: bytes, header_length: str | None, inp: TensorSpec, outp
     x, _ = decode_input(req["inputs"][0], binary, 0, inp.name, inp.dims, max_rows)
     for out in req.get("outputs") or []:
         if not isinstance(out, dict) or out.get("name") != outp.name:
-            raise ApiError(400, f"unknown output {out.get('name') if isinstance(out, dict) else out!r}; "
-                                f"this model gives {outp.name!r}")
+            raise ApiError(
+                400, f"unknown output {out.get('name') if isinstance(out, dict) else out!r}; this model gives {outp.name!r}"
+            )
         _parameters(out, f"output {outp.name!r}")
     return req, x
 
 
-def decode_input(tensor: dict, binary: bytes, offset: int, expected_name: str, dims: list[int],
-                 max_rows: int) -> tuple[np.ndarray, int]:
+def decode_input(
+    tensor: dict, binary: bytes, offset: int, expected_name: str, dims: list[int], max_rows: int
+) -> tuple[np.ndarray, int]:
     """One input tensor as a float32 array of shape [N, *dims]; returns it and the new binary offset."""
     if not isinstance(tensor, dict):
         raise ApiError(400, "each input must be an object with name, shape, datatype and data")
@@ -77,8 +80,11 @@ def decode_input(tensor: dict, binary: bytes, offset: int, expected_name: str, d
     size = _parameters(tensor, f"input {name!r}").get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size != count * 4 or offset + size > len(binary):
-            raise ApiError(400, f"input {name!r}: binary_data_size {size!r} does not match shape {shape} "
-                                f"({count * 4} bytes) or the {len(binary) - offset} bytes left in the body")
+            raise ApiError(
+                400,
+                f"input {name!r}: binary_data_size {size!r} does not match shape {shape} "
+                f"({count * 4} bytes) or the {len(binary) - offset} bytes left in the body",
+            )
         x = np.frombuffer(binary, np.float32, count, offset).reshape(shape)
         offset += size
     else:

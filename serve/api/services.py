@@ -23,8 +23,10 @@ def check_grpc_port(host: str, port: int) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(addr)
     except OSError as err:
-        raise ListenError(f"cannot listen for gRPC on {address(host, port)}: {err.strerror}; choose another "
-                          f"--grpc-port (0: no gRPC), or stop what holds it") from None
+        raise ListenError(
+            f"cannot listen for gRPC on {address(host, port)}: {err.strerror}; choose another "
+            f"--grpc-port (0: no gRPC), or stop what holds it"
+        ) from None
 
 
 def initial_models(settings) -> dict:

@@ -51,10 +51,18 @@ class _Item:
 
 
 class DynamicBatcher:
-    def __init__(self, runs: list[Callable[[np.ndarray], np.ndarray]], max_batch: int, max_delay_s: float,
-                 max_queue: int, on_batch: Callable[[int, list[float], float], None] | None = None,
-                 lone_run: Callable[[np.ndarray], np.ndarray] | None = None, inline_ok: bool = True,
-                 on_lone_verdict: Callable[[bool, float], None] | None = None, alone: Callable[[], bool] = lambda: False):
+    def __init__(
+        self,
+        runs: list[Callable[[np.ndarray], np.ndarray]],
+        max_batch: int,
+        max_delay_s: float,
+        max_queue: int,
+        on_batch: Callable[[int, list[float], float], None] | None = None,
+        lone_run: Callable[[np.ndarray], np.ndarray] | None = None,
+        inline_ok: bool = True,
+        on_lone_verdict: Callable[[bool, float], None] | None = None,
+        alone: Callable[[], bool] = lambda: False,
+    ):
         self.inline_run = runs[0]  # the first instance's, unless a lone runner (more threads) wins its trial
         # lone runner's and the instance's seconds per row on lone requests, until one is kept (then None)
         self._trial = ((lone_run, []), (runs[0], [])) if lone_run else None
@@ -69,8 +77,9 @@ class DynamicBatcher:
         self._queue: deque[_Item] = deque()
         self._changed = threading.Condition()  # guards _queue, pending_rows, running and _stopping
         self._stopping = False
-        self._threads = [threading.Thread(target=self._serve, args=(run,), name=f"runner-{i}", daemon=True)
-                         for i, run in enumerate(runs)]
+        self._threads = [
+            threading.Thread(target=self._serve, args=(run,), name=f"runner-{i}", daemon=True) for i, run in enumerate(runs)
+        ]
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
@@ -104,7 +113,7 @@ class DynamicBatcher:
         if inline and self.inline_ok and self.alone() and short and (y := self._run_inline(x)) is not None:
             return y
         loop = self._loop
-        items = [_Item(x[i:i + self.max_batch], loop.create_future()) for i in range(0, len(x), self.max_batch)]
+        items = [_Item(x[i : i + self.max_batch], loop.create_future()) for i in range(0, len(x), self.max_batch)]
         with self._changed:
             if self._stopping:
                 raise BatcherStopped("the server is shutting down")
@@ -199,7 +208,7 @@ def _answer(batch: list[_Item], out: np.ndarray | None, error: Exception | None)
     offset = 0
     for item in batch:
         n = len(item.x)
-        _settle(item.future, None if out is None else out[offset:offset + n], error)
+        _settle(item.future, None if out is None else out[offset : offset + n], error)
         offset += n
 
 

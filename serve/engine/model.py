@@ -23,25 +23,39 @@ class Engine:
         self.lone: Runner | None = None  # more threads, for a request alone on the server (run inline)
         self.batcher: DynamicBatcher | None = None
 
-    def start(self, settings: Settings, on_batch: Callable[[int, list[float], float], None],
-              alone: Callable[[], bool]) -> None:
+    def start(self, settings: Settings, on_batch: Callable[[int, list[float], float], None], alone: Callable[[], bool]) -> None:
         """The batcher over the runners, started on the running event loop."""
         lone = partial(run_batched, self.lone) if self.lone else None
         self.lone_threads = settings.lone_threads
-        self.batcher = DynamicBatcher([partial(run_batched, r) for r in self.runners], self.max_batch,
-                                      settings.max_queue_delay_ms / 1000, settings.max_queue, on_batch, lone_run=lone,
-                                      inline_ok=settings.device == "cpu",  # GPU runners keep their thread
-                                      on_lone_verdict=self._lone_verdict, alone=alone)
+        self.batcher = DynamicBatcher(
+            [partial(run_batched, r) for r in self.runners],
+            self.max_batch,
+            settings.max_queue_delay_ms / 1000,
+            settings.max_queue,
+            on_batch,
+            lone_run=lone,
+            inline_ok=settings.device == "cpu",  # GPU runners keep their thread
+            on_lone_verdict=self._lone_verdict,
+            alone=alone,
+        )
         self.batcher.start()
 
     def _lone_verdict(self, kept: bool, gain: float) -> None:
         """After the batcher's trial (on the event loop): the lone runner kept, or closed."""
         if kept:
-            log.info("model %s: a lone request runs on %d threads (%.2f× the speed of one instance)", self.name,
-                     self.lone_threads, gain)
+            log.info(
+                "model %s: a lone request runs on %d threads (%.2f× the speed of one instance)",
+                self.name,
+                self.lone_threads,
+                gain,
+            )
             return
-        log.info("model %s: a lone request runs on the instance (%d threads were only %.2f× its speed: dropped)",
-                 self.name, self.lone_threads, gain)
+        log.info(
+            "model %s: a lone request runs on the instance (%d threads were only %.2f× its speed: dropped)",
+            self.name,
+            self.lone_threads,
+            gain,
+        )
         self.lone.close()
         self.lone = None
 

@@ -143,18 +143,36 @@ def build(repo: Path, settings: Settings, options: RayOptions, inline: bool = Fa
     scaling = {"num_replicas": options.replicas}
     if options.autoscale:
         low, high = options.autoscale
-        scaling = {"num_replicas": "auto", "autoscaling_config": AutoscalingConfig(
-            min_replicas=low, initial_replicas=low, max_replicas=high, target_ongoing_requests=options.target_ongoing_requests,
-            upscale_delay_s=options.upscale_delay_s, downscale_delay_s=options.downscale_delay_s,
-            metrics_interval_s=options.metrics_interval_s, look_back_period_s=options.look_back_period_s)}
+        scaling = {
+            "num_replicas": "auto",
+            "autoscaling_config": AutoscalingConfig(
+                min_replicas=low,
+                initial_replicas=low,
+                max_replicas=high,
+                target_ongoing_requests=options.target_ongoing_requests,
+                upscale_delay_s=options.upscale_delay_s,
+                downscale_delay_s=options.downscale_delay_s,
+                metrics_interval_s=options.metrics_interval_s,
+                look_back_period_s=options.look_back_period_s,
+            ),
+        }
     deployment = serve.deployment(PreluDeploy, name=DEPLOYMENT).options(
-        **scaling, max_ongoing_requests=options.max_ongoing_requests, max_queued_requests=options.max_queued_requests,
+        **scaling,
+        max_ongoing_requests=options.max_ongoing_requests,
+        max_queued_requests=options.max_queued_requests,
         backpressure_config=BackpressureConfig(status_code=503, retry_after_s=1),
-        ray_actor_options={"num_cpus": options.cpus_per_replica, "num_gpus": options.gpus_per_replica,
-                           "resources": dict(options.resources or {}), "runtime_env": {"env_vars": dict(REPLICA_ENV)}},
+        ray_actor_options={
+            "num_cpus": options.cpus_per_replica,
+            "num_gpus": options.gpus_per_replica,
+            "resources": dict(options.resources or {}),
+            "runtime_env": {"env_vars": dict(REPLICA_ENV)},
+        },
         logging_config={"log_level": log_level.upper(), "enable_access_log": log_level in ("info", "debug")},
-        health_check_period_s=options.health_check_period_s, health_check_timeout_s=30, max_constructor_retry_count=3,
-        graceful_shutdown_timeout_s=30)
+        health_check_period_s=options.health_check_period_s,
+        health_check_timeout_s=30,
+        max_constructor_retry_count=3,
+        graceful_shutdown_timeout_s=30,
+    )
     return deployment.bind(blob, settings.model_dump(mode="json", exclude={"repo"}))
 
 
@@ -173,8 +191,9 @@ def app_builder(args: dict):
     return build(repo, Settings(**args), RayOptions(), inline=True, log_level=log_level)
 
 
-def deploy(repo: Path, settings: Settings, options: RayOptions, name: str = APP_NAME, blocking: bool = False,
-           log_level: str = "info"):
+def deploy(
+    repo: Path, settings: Settings, options: RayOptions, name: str = APP_NAME, blocking: bool = False, log_level: str = "info"
+):
     """Deploy (or update) the application on the connected Ray cluster; returns once every replica is ready."""
     serve.run(build(repo, settings, options, log_level=log_level), name=name, route_prefix="/", blocking=blocking)
 
@@ -185,9 +204,12 @@ def running_ingress() -> str | None:
     None when the controller does not answer."""
     controller = _get_global_client()._controller
     try:
-        haproxy, direct = ray.get(controller.__ray_call__.remote(
-            lambda self: (getattr(self, "_ha_proxy_enabled", False), getattr(self, "_direct_ingress_enabled", False))),
-            timeout=30)
+        haproxy, direct = ray.get(
+            controller.__ray_call__.remote(
+                lambda self: (getattr(self, "_ha_proxy_enabled", False), getattr(self, "_direct_ingress_enabled", False))
+            ),
+            timeout=30,
+        )
     except ray.exceptions.RayError:
         return None
     return "haproxy" if haproxy else "direct" if direct else "proxy"
@@ -200,16 +222,20 @@ def replica_addresses(name: str = APP_NAME) -> list[str]:
     return sorted({f"{t.ip}:{t.port}" for g in groups if g.protocol == "HTTP" and g.app_name == name for t in g.targets})
 
 
-def serve_on_ray(repo: Path, settings: Settings, options: RayOptions, host: str, port: int, address: str | None,
-                 log_level: str = "info") -> None:
+def serve_on_ray(
+    repo: Path, settings: Settings, options: RayOptions, host: str, port: int, address: str | None, log_level: str = "info"
+) -> None:
     """`prelu-deploy serve --ray`: join (or start) a Ray cluster, start Serve with `options.ingress`,
     deploy, serve until SIGTERM or Ctrl-C; then delete the application (and stop the cluster when it was ours)."""
+
     def stop(signum, frame):
         raise KeyboardInterrupt  # SIGTERM (an orchestrator) and SIGINT (even where a shell ignored it) alike
 
     if options.ingress == "haproxy" and haproxy_binary() is None:
-        raise UsageError("--ray-ingress haproxy: no HAProxy for Ray Serve here (ray[serve] >= 2.60 brings one on Linux; or "
-                         "`apt-get install haproxy`, or RAY_SERVE_HAPROXY_BINARY_PATH); choose --ray-ingress proxy or direct")
+        raise UsageError(
+            "--ray-ingress haproxy: no HAProxy for Ray Serve here (ray[serve] >= 2.60 brings one on Linux; or "
+            "`apt-get install haproxy`, or RAY_SERVE_HAPROXY_BINARY_PATH); choose --ray-ingress proxy or direct"
+        )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
     # HAProxy's files, for a cluster of ours; short: its admin socket's path (Ray adds a 57-character folder) must fit 97 bytes
@@ -223,12 +249,17 @@ def serve_on_ray(repo: Path, settings: Settings, options: RayOptions, host: str,
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, stop)  # again: ray.init sets its own
         env = ingress_env(options.ingress, workdir)  # applied by a controller this process starts, not by one running
-        serve.start(http_options={"host": host, "port": port},
-                    controller_options={"runtime_env": {"env_vars": env}} if env else None)
+        serve.start(
+            http_options={"host": host, "port": port}, controller_options={"runtime_env": {"env_vars": env}} if env else None
+        )
         ingress = running_ingress() or options.ingress
         if ingress != options.ingress:
-            log.warning("Serve already runs on this cluster with the %s ingress, not %s: its controller chose it when it "
-                        "started (docs/scale-out.md)", ingress, options.ingress)
+            log.warning(
+                "Serve already runs on this cluster with the %s ingress, not %s: its controller chose it when it "
+                "started (docs/scale-out.md)",
+                ingress,
+                options.ingress,
+            )
         try:
             deploy(repo, settings, options, log_level=log_level)
         except RuntimeError as err:  # DEPLOY_FAILED: the replicas' own reasons are in the status

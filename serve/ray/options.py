@@ -83,18 +83,26 @@ def ingress_env(ingress: str, workdir: str | None = None) -> dict[str, str]:
     # A replica that dies with requests in it closes their connections unanswered; HAProxy, by Ray's default
     # retrying only connections that failed, passed that on as a connection closed without an answer. Inference
     # has no side effect, so such a request is sent to another replica (a body within HAProxy's 16 KB buffer).
-    env.update(RAY_SERVE_ENABLE_HA_PROXY="1", RAY_SERVE_HAPROXY_METRICS_ENABLED="0",
-               RAY_SERVE_HAPROXY_RETRY_ON="conn-failure empty-response")
+    env.update(
+        RAY_SERVE_ENABLE_HA_PROXY="1",
+        RAY_SERVE_HAPROXY_METRICS_ENABLED="0",
+        RAY_SERVE_HAPROXY_RETRY_ON="conn-failure empty-response",
+    )
     if workdir is not None:
         # HAProxy's threads (Ray: 4): one per 8 usable cores, 1 to 4. On 2 cores 4 threads competed with the
         # replicas: 0.67× the plain server's requests/s at 64 clients against 0.91× with 1 (3 rounds each)
         env["RAY_SERVE_HAPROXY_NBTHREAD"] = str(max(1, min(4, usable_cores() // 8)))
         stats, metrics, fallback = free_ports(3, host="")  # HAProxy binds them on every interface
-        env.update(RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=f"{workdir}/haproxy.cfg",
-                   RAY_SERVE_HAPROXY_SOCKET_PATH=f"{workdir}/admin.sock",
-                   RAY_SERVE_HAPROXY_SERVER_STATE_BASE=workdir, RAY_SERVE_HAPROXY_SERVER_STATE_FILE=f"{workdir}/server-state",
-                   RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH=f"{workdir}/metrics.sock", RAY_SERVE_HAPROXY_STATS_PORT=str(stats),
-                   RAY_SERVE_HAPROXY_METRICS_PORT=str(metrics), RAY_SERVE_FALLBACK_PROXY_HTTP_PORT=str(fallback))
+        env.update(
+            RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=f"{workdir}/haproxy.cfg",
+            RAY_SERVE_HAPROXY_SOCKET_PATH=f"{workdir}/admin.sock",
+            RAY_SERVE_HAPROXY_SERVER_STATE_BASE=workdir,
+            RAY_SERVE_HAPROXY_SERVER_STATE_FILE=f"{workdir}/server-state",
+            RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH=f"{workdir}/metrics.sock",
+            RAY_SERVE_HAPROXY_STATS_PORT=str(stats),
+            RAY_SERVE_HAPROXY_METRICS_PORT=str(metrics),
+            RAY_SERVE_FALLBACK_PROXY_HTTP_PORT=str(fallback),
+        )
     return env
 
 

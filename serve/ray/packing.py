@@ -48,8 +48,10 @@ def _check_member(member: tarfile.TarInfo) -> None:
 def unpack_repository(data: bytes, sha256: str, dest: Path) -> Path:
     """Unpack a blob made by `pack_repository` into `dest` (an empty folder) after checking its sha256."""
     if (actual := sha256_bytes(data)) != sha256:
-        raise ModelDirError(f"repository blob: sha256 {actual} differs from the sender's {sha256} "
-                            f"({len(data)} bytes received); refusing to serve it")
+        raise ModelDirError(
+            f"repository blob: sha256 {actual} differs from the sender's {sha256} "
+            f"({len(data)} bytes received); refusing to serve it"
+        )
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             members = tar.getmembers()

@@ -46,10 +46,24 @@ def bundled_repository() -> Path:
     for repo in (packaged, cached):
         if _current(repo, ckpt):
             return repo
-    cmd = [sys.executable, "-m", "prelu_deploy.cli", "export", str(ckpt), "--name", NAME, "--repo", str(cached),
-           "--prelu-mode", "leaky", "--force"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "prelu_deploy.cli",
+        "export",
+        str(ckpt),
+        "--name",
+        NAME,
+        "--repo",
+        str(cached),
+        "--prelu-mode",
+        "leaky",
+        "--force",
+    ]
     print(f"exporting the bundled digits model into {cached} (the packaged copy is missing or out of date)", file=sys.stderr)
     if subprocess.run(cmd).returncode != 0:
-        raise PreluDeployError(f"could not export the bundled model into {cached}; install the export extra "
-                               "(pip install 'prelu-deploy[export]') or pass a model repository")
+        raise PreluDeployError(
+            f"could not export the bundled model into {cached}; install the export extra "
+            "(pip install 'prelu-deploy[export]') or pass a model repository"
+        )
     return cached

@@ -67,8 +67,12 @@ class ServedModel:
 def _gate(served: ServedModel, runner: Runner) -> None:
     """The golden inputs through `runner` (in batches it accepts) against PyTorch's logits."""
     golden, rows = served.entry.golden_io(), judged_rows(served.entry.golden_real(), runner.precision)
-    report = judge(run_batched(runner, golden["inputs"][rows]), golden["logits"][rows], golden["logits_fp64"][rows],
-                     precision=runner.precision)
+    report = judge(
+        run_batched(runner, golden["inputs"][rows]),
+        golden["logits"][rows],
+        golden["logits_fp64"][rows],
+        precision=runner.precision,
+    )
     served.parity = {k: report[k] for k in ("max_abs", "logit_scale", "min_cosine", "top1_agreement", "passed")}
     if not report["passed"]:
         served.reason = "parity gate: golden outputs disagree with PyTorch: " + "; ".join(report["failures"])
@@ -87,10 +91,12 @@ def load_model(path: Path, settings: Settings, pinned: str | None = None, number
             served.backend = default_backend(entry)
         if pinned is not None and entry.version != pinned:  # another version than the other workers': not shown
             served.entry = None
-            served.reason = (f"{pin_key(path.name, served.number)} changed on disk after the server started "
-                             f"(manifest sha256 {entry.version[:12]}; "
-                             f"the server's other workers were started on {pinned[:12] or 'none'}), so it is not served "
-                             "beside that version: reload the workers (SIGHUP) or restart the server to serve it")
+            served.reason = (
+                f"{pin_key(path.name, served.number)} changed on disk after the server started "
+                f"(manifest sha256 {entry.version[:12]}; "
+                f"the server's other workers were started on {pinned[:12] or 'none'}), so it is not served "
+                "beside that version: reload the workers (SIGHUP) or restart the server to serve it"
+            )
         elif problems := entry.verify():
             served.reason = "; ".join(problems)
         if served.reason:
@@ -98,8 +104,11 @@ def load_model(path: Path, settings: Settings, pinned: str | None = None, number
         try:  # without usable preprocessing a model still serves tensors; only /classify is refused
             served.preprocess = Preprocess.from_dict(entry.preprocess or {})
         except ValueError as err:
-            served.no_classify = f"its preprocessing record is unusable ({err})" if entry.preprocess else \
-                "it has no preprocessing record (exported before records were kept); re-export it"
+            served.no_classify = (
+                f"its preprocessing record is unusable ({err})"
+                if entry.preprocess
+                else "it has no preprocessing record (exported before records were kept); re-export it"
+            )
         engine = served.engine = Engine(served.name, served.max_batch)  # what opens from here, it closes
         for _ in range(settings.instances):
             engine.runners.append(get_runner(served.backend, entry, settings.device, threads=settings.threads))
@@ -165,8 +174,9 @@ def _model_dirs(repo: Path) -> list[Path]:
     return sorted(p for p in repo.iterdir() if not p.name.startswith(".") and p.is_dir() and is_model_folder(p))
 
 
-def load_versions(path: Path, settings: Settings, pins: dict[int, str] | None = None,
-                  numbers: list[int] | None = None) -> dict[int, ServedModel]:
+def load_versions(
+    path: Path, settings: Settings, pins: dict[int, str] | None = None, numbers: list[int] | None = None
+) -> dict[int, ServedModel]:
     """{number: ServedModel} of the model at `path`: the versions its version_policy names (or `numbers`),
     each through the parity gate; `pins`: {number: the only manifest sha256 to serve} (a version missing
     from it is not served). A folder whose versions cannot be chosen is one not-ready model saying why."""
@@ -181,9 +191,13 @@ def load_repository(repo: Path, settings: Settings) -> ModelTable:
     """Every model folder under `repo`, the versions its policy names, each ready or with its reason."""
     if not repo.is_dir():
         raise PreluDeployError(f"{repo}: no such model repository (make one with `prelu-deploy export`)")
-    log.info("runner instances per model: %d; threads per instance: %s; --max-batch-size %d; --max-queue-delay-ms %g",
-             settings.instances, settings.threads or "the runtime's default", settings.max_batch_size,
-             settings.max_queue_delay_ms)
+    log.info(
+        "runner instances per model: %d; threads per instance: %s; --max-batch-size %d; --max-queue-delay-ms %g",
+        settings.instances,
+        settings.threads or "the runtime's default",
+        settings.max_batch_size,
+        settings.max_queue_delay_ms,
+    )
     for note in clean_leftovers(repo):  # what a killed export/build left: restored or removed
         log.warning("%s: %s (left by a writer that was killed)", repo, note)
     models = ModelTable()
@@ -193,8 +207,13 @@ def load_repository(repo: Path, settings: Settings) -> ModelTable:
         versions = load_versions(path, settings, pins_of(pins, path.name))
         name = versions[max(versions)].name
         if name in models:
-            log.error("%s: model name %r is already served from %s; this entry is NOT served (rename it in its "
-                      "manifest, or remove one)", path, name, models[name].path)
+            log.error(
+                "%s: model name %r is already served from %s; this entry is NOT served (rename it in its "
+                "manifest, or remove one)",
+                path,
+                name,
+                models[name].path,
+            )
             for served in versions.values():
                 served.close()
             continue
@@ -209,9 +228,14 @@ def load_repository(repo: Path, settings: Settings) -> ModelTable:
 def log_loaded(served: ServedModel, settings: Settings) -> None:
     label = served.name if served.number == 1 else f"{served.name} version {served.number}"
     if served.ready:
-        log.info("model %s: ready on %s ×%d%s (parity gate max abs %.2g of logit scale %.3g)", label,
-                 served.backend, len(served.runners),
-                 f" + a lone-request runner on {settings.lone_threads} threads, on trial" if served.engine.lone else "",
-                 served.parity["max_abs"], served.parity["logit_scale"])
+        log.info(
+            "model %s: ready on %s ×%d%s (parity gate max abs %.2g of logit scale %.3g)",
+            label,
+            served.backend,
+            len(served.runners),
+            f" + a lone-request runner on {settings.lone_threads} threads, on trial" if served.engine.lone else "",
+            served.parity["max_abs"],
+            served.parity["logit_scale"],
+        )
     else:
         log.warning("model %s: NOT ready: %s", label, served.detail)

@@ -67,8 +67,10 @@ class Relay:
             fcntl.flock(lock, fcntl.LOCK_EX)
             state = shared_state(self.dir)
             generation = state["generation"] + 1
-            state = {"generation": generation, "models": {**state["models"], name: {
-                "action": action, "version": version, "generation": generation}}}
+            state = {
+                "generation": generation,
+                "models": {**state["models"], name: {"action": action, "version": version, "generation": generation}},
+            }
             tmp = self.dir / f".{STATE}.{os.getpid()}"
             tmp.write_text(json.dumps(state))
             self.seen[name] = generation  # before the file shows it: this worker's poller must not apply it again
@@ -88,13 +90,19 @@ class Relay:
             acks = self._acks()
             done = {pid: a for pid, a in acks.items() if a["generation"] >= generation}
             if failed := {pid: a["failed"][str(generation)] for pid, a in done.items() if str(generation) in a["failed"]}:
-                raise ApiError(500, f"{action} of {name!r} took effect in this worker, but not in worker process "
-                               + "; ".join(f"{pid}: {why}" for pid, why in failed.items()))
+                raise ApiError(
+                    500,
+                    f"{action} of {name!r} took effect in this worker, but not in worker process "
+                    + "; ".join(f"{pid}: {why}" for pid, why in failed.items()),
+                )
             if len(done) >= self.workers:
                 return
             if time.monotonic() > deadline:
-                raise ApiError(504, f"{action} of {name!r}: {len(done)} of {self.workers} worker processes applied it "
-                                    f"within {wait_s:g} s; the others are still at it, or stuck")
+                raise ApiError(
+                    504,
+                    f"{action} of {name!r}: {len(done)} of {self.workers} worker processes applied it "
+                    f"within {wait_s:g} s; the others are still at it, or stuck",
+                )
             await asyncio.sleep(POLL_S / 2)
 
     def _acks(self) -> dict[int, dict]:
@@ -112,8 +120,7 @@ class Relay:
 
     def _ack(self) -> None:
         tmp = self.dir / f".ack-{os.getpid()}.json"
-        tmp.write_text(json.dumps({"generation": max(self.applied, max(self.seen.values(), default=0)),
-                                   "failed": self.failed}))
+        tmp.write_text(json.dumps({"generation": max(self.applied, max(self.seen.values(), default=0)), "failed": self.failed}))
         os.replace(tmp, self.dir / f"ack-{os.getpid()}.json")
 
     async def _poll(self) -> None:
@@ -150,7 +157,8 @@ class Relay:
                 else:
                     self.control.unload_here(name)
             except ApiError as err:
-                log.warning("model %s: the %s another worker made could not be applied here: %s", name,
-                            change["action"], err.message)
+                log.warning(
+                    "model %s: the %s another worker made could not be applied here: %s", name, change["action"], err.message
+                )
                 self.failed[str(change["generation"])] = err.message
             self.seen[name] = change["generation"]

@@ -67,8 +67,10 @@ def selected(path: Path, versions: dict | None = None) -> list[int]:
     numbers = list(version_layout(path) if versions is None else versions)
     policy = read_policy(path)
     if not (chosen := policy.select(numbers)):
-        raise ModelDirError(f"{path.name}: its version_policy ({policy}) names none of the versions it holds "
-                            f"({', '.join(map(str, numbers)) or 'none'})")
+        raise ModelDirError(
+            f"{path.name}: its version_policy ({policy}) names none of the versions it holds "
+            f"({', '.join(map(str, numbers)) or 'none'})"
+        )
     return chosen
 
 
@@ -81,8 +83,11 @@ def pins_of(pins: dict[str, str] | None, name: str) -> dict[int, str] | None:
     """The pinned versions of model `name` ({number: manifest sha256}); None where nothing is pinned."""
     if pins is None:
         return None
-    return {1 if key == name else int(key.rpartition("/")[2]): sha for key, sha in pins.items()
-            if key == name or key.rpartition("/")[0] == name}
+    return {
+        1 if key == name else int(key.rpartition("/")[2]): sha
+        for key, sha in pins.items()
+        if key == name or key.rpartition("/")[0] == name
+    }
 
 
 def manifest_shas(path: Path) -> dict[str, str]:

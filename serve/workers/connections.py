@@ -170,8 +170,13 @@ class HeadLimitsProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         body = json.dumps({"error": f"{self._refused} (the server's {option})"}).encode()
-        head = [STATUS_LINE[431], *(b"%s: %s\r\n" % kv for kv in self.server_state.default_headers),
-                b"content-type: application/json\r\n", b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n"]
+        head = [
+            STATUS_LINE[431],
+            *(b"%s: %s\r\n" % kv for kv in self.server_state.default_headers),
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+        ]
         self.transport.write(b"".join(head) + body)
         if self.transport.can_write_eof():
             self.transport.write_eof()

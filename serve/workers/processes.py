@@ -44,10 +44,12 @@ class Plan:
     lone_threads: int | None = None  # a lone request's own runner (every core), when threads are fewer
 
     def __str__(self) -> str:
-        return (f"{self.workers} worker process{'es' if self.workers > 1 else ''} × {self.instances} runner instance"
-                f"{'s' if self.instances > 1 else ''} per model × {self.threads} thread{'s' if self.threads > 1 else ''} "
-                f"on {self.cores} core{'s' if self.cores > 1 else ''}"
-                + (f"; a lone request tries {self.lone_threads} threads" if self.lone_threads else ""))
+        return (
+            f"{self.workers} worker process{'es' if self.workers > 1 else ''} × {self.instances} runner instance"
+            f"{'s' if self.instances > 1 else ''} per model × {self.threads} thread{'s' if self.threads > 1 else ''} "
+            f"on {self.cores} core{'s' if self.cores > 1 else ''}"
+            + (f"; a lone request tries {self.lone_threads} threads" if self.lone_threads else "")
+        )
 
 
 def plan(cores: int, workers: int | None = None, instances: int | None = None, threads: int | None = None) -> Plan:
@@ -76,8 +78,15 @@ class ServerConfig(uvicorn.Config):
     count (an array in shared memory: each worker process writes its own `slot`); a module-level
     class, so it travels to spawned workers by pickling."""
 
-    def __init__(self, *args, header_timeout: float = 10.0, max_head_bytes: int = 16 << 10,
-                 max_header_line_bytes: int = 8 << 10, connection_slots=None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        header_timeout: float = 10.0,
+        max_head_bytes: int = 16 << 10,
+        max_header_line_bytes: int = 8 << 10,
+        connection_slots=None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.header_timeout, self.max_head_bytes = header_timeout, max_head_bytes
         self.max_header_line_bytes = max_header_line_bytes
@@ -120,8 +129,9 @@ def listen(host: str, port: int, copies: int = 1) -> list[socket.socket]:
     except OSError as err:
         for sock in socks:
             sock.close()
-        raise ListenError(f"cannot listen on {host}:{port}: {err.strerror}; "
-                          "choose another --port, or stop what holds it") from None
+        raise ListenError(
+            f"cannot listen on {host}:{port}: {err.strerror}; choose another --port, or stop what holds it"
+        ) from None
     return socks
 
 
@@ -143,10 +153,15 @@ def _bound(family, kind, proto, addr, reuse_port: bool) -> socket.socket:
 def run(settings: Settings, socks: list[socket.socket], workers: int, log_level: str) -> None:
     """Serve `settings` on the bound sockets (serve.workers.processes.listen): in this process when `workers`
     is 1, else in `workers` spawned processes supervised by this one."""
-    common = dict(log_level=log_level, timeout_graceful_shutdown=settings.shutdown_timeout_s,
-                  http=connections.HeadLimitsProtocol, header_timeout=settings.header_timeout_s,
-                  max_head_bytes=settings.max_header_bytes, max_header_line_bytes=settings.max_header_line_bytes,
-                  limit_concurrency=settings.limit_concurrency)
+    common = dict(
+        log_level=log_level,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        http=connections.HeadLimitsProtocol,
+        header_timeout=settings.header_timeout_s,
+        max_head_bytes=settings.max_header_bytes,
+        max_header_line_bytes=settings.max_header_line_bytes,
+        limit_concurrency=settings.limit_concurrency,
+    )
     if workers == 1:  # one process serves what it loads: no pin, whatever the environment it was started from holds
         from prelu_deploy.serve.api.app import create_app
         from prelu_deploy.serve.repository.loader import PINS_ENV
@@ -156,8 +171,7 @@ def run(settings: Settings, socks: list[socket.socket], workers: int, log_level:
         uvicorn.Server(ServerConfig(app, **common)).run(sockets=socks[:1])
         return
     metrics_dir = tempfile.mkdtemp(prefix="prelu-deploy-metrics-")
-    os.environ.update({SETTINGS_ENV: settings.model_dump_json(), MULTIPROC_ENV: metrics_dir,
-                       LOG_LEVEL_ENV: log_level})
+    os.environ.update({SETTINGS_ENV: settings.model_dump_json(), MULTIPROC_ENV: metrics_dir, LOG_LEVEL_ENV: log_level})
     from prelu_deploy.serve.repository.loader import pin_versions
 
     pin_versions(settings.repo)  # each model's version now: what every worker serves until SIGHUP (serve.repository.loader)

@@ -68,8 +68,12 @@ class Supervisor(Multiprocess):
             process.process.join(max(0.0, deadline - time.monotonic()))
         for process in processes:
             if process.exitcode is None:
-                log.warning("worker process %s did not stop within %g s of SIGTERM (--shutdown-timeout + %g s): killed",
-                            process.pid, self.config.timeout_graceful_shutdown + KILL_AFTER_S, KILL_AFTER_S)
+                log.warning(
+                    "worker process %s did not stop within %g s of SIGTERM (--shutdown-timeout + %g s): killed",
+                    process.pid,
+                    self.config.timeout_graceful_shutdown + KILL_AFTER_S,
+                    KILL_AFTER_S,
+                )
                 process.kill()
                 process.process.join()
             self._gone(process)
@@ -78,8 +82,11 @@ class Supervisor(Multiprocess):
         self.processes = [self._spawn(i) for i in range(self.processes_num)]
 
     def terminate_all(self) -> None:
-        log.info("stopping: %d worker processes finish their requests within %g s (--shutdown-timeout)",
-                 len(self.processes), self.config.timeout_graceful_shutdown)
+        log.info(
+            "stopping: %d worker processes finish their requests within %g s (--shutdown-timeout)",
+            len(self.processes),
+            self.config.timeout_graceful_shutdown,
+        )
 
     def join_all(self) -> None:
         self._stop(self.processes)
@@ -115,8 +122,11 @@ class Supervisor(Multiprocess):
                 log.error("worker process %s failed to start; stopping", process.pid)
                 self.should_exit.set()
                 return
-            log.warning("worker process %s died or stopped answering (%g s health check); starting another on its "
-                        "socket", process.pid, self.config.timeout_worker_healthcheck)
+            log.warning(
+                "worker process %s died or stopped answering (%g s health check); starting another on its socket",
+                process.pid,
+                self.config.timeout_worker_healthcheck,
+            )
             self.processes[idx] = self._spawn(idx)
 
     def restart_all(self) -> None:

@@ -13,8 +13,12 @@ def test_the_floor_entry_serves_and_slices(repo, tmp_path):
     from prelu_deploy.serve.repository.loader import load_repository
     from prelu_deploy.serve.settings import Settings
 
-    out = subprocess.run([sys.executable, "-m", "prelu_deploy.bench.floor", str(repo / "digits"), "--repo", str(tmp_path)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "prelu_deploy.bench.floor", str(repo / "digits"), "--repo", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     entry = read_entry(tmp_path / "digits_floor")
     assert entry.name == "digits_floor" and not entry.verify() and entry.profile == read_entry(repo / "digits").profile

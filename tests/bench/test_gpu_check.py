@@ -44,15 +44,29 @@ def test_the_http_phase_drives_model_and_floor_and_stops_its_servers(tmp_path):
 
 
 def _row(batch, label, precision, ms, diff=0.0):
-    return {"batch": batch, "label": label, "precision": precision, "median_ms": ms, "p99_ms": ms,
-            "throughput": batch / ms * 1e3, "speedup_vs_baseline": 1.0, "max_abs_diff_vs_baseline": diff, "logit_scale": 10.0}
+    return {
+        "batch": batch,
+        "label": label,
+        "precision": precision,
+        "median_ms": ms,
+        "p99_ms": ms,
+        "throughput": batch / ms * 1e3,
+        "speedup_vs_baseline": 1.0,
+        "max_abs_diff_vs_baseline": diff,
+        "logit_scale": 10.0,
+    }
 
 
 def test_the_sweep_goals_on_known_numbers():
-    rows = [_row(1, "torch:cuda", "fp32", 0.45), _row(1, "onnxruntime:cuda:tf32", "tf32", 0.11),
-            _row(1, "wrong:fp16", "fp16", 0.05, diff=5.0),  # fastest, but beyond its tolerance: not counted
-            _row(256, "torch:cuda", "fp32", 2.8), _row(256, "onnxruntime:cuda", "fp32", 2.7),
-            _row(256, "onnxruntime:cuda:tf32", "tf32", 1.0), _row(256, "torch-compile:cuda:fp16+cl", "fp16", 0.5)]
+    rows = [
+        _row(1, "torch:cuda", "fp32", 0.45),
+        _row(1, "onnxruntime:cuda:tf32", "tf32", 0.11),
+        _row(1, "wrong:fp16", "fp16", 0.05, diff=5.0),  # fastest, but beyond its tolerance: not counted
+        _row(256, "torch:cuda", "fp32", 2.8),
+        _row(256, "onnxruntime:cuda", "fp32", 2.7),
+        _row(256, "onnxruntime:cuda:tf32", "tf32", 1.0),
+        _row(256, "torch-compile:cuda:fp16+cl", "fp16", 0.5),
+    ]
     g = gpu_report.sweep_goals({"results": rows})
     assert g["batch1"] == {"met": True, "numbers": "onnxruntime:cuda:tf32: 0.110 ms"}
     assert g["fp32_256"]["met"] and g["tf32_256"]["met"] and g["fp16_256"]["met"]

@@ -35,8 +35,22 @@ def _report(out: Path) -> dict:
 
 def test_a_complete_report_from_a_live_server(cli, server, tmp_path):
     before = _served(server, 200)
-    proc = cli("bench", "http", server.url, "--model", "digits", "--concurrency", "1,3", "--duration", "0.6",
-               "--warmup", "0", "--out", tmp_path, "--plot")
+    proc = cli(
+        "bench",
+        "http",
+        server.url,
+        "--model",
+        "digits",
+        "--concurrency",
+        "1,3",
+        "--duration",
+        "0.6",
+        "--warmup",
+        "0",
+        "--out",
+        tmp_path,
+        "--plot",
+    )
     r = _report(tmp_path)
     assert r["kind"] == "http" and r["endpoint"] == "/v2/models/digits/infer" and r["server"]["name"] == "prelu-deploy"
     assert r["model_metadata"]["inputs"][0]["shape"] == [-1, 1, 8, 8] and r["machine"]["cores"] >= 1
@@ -64,17 +78,54 @@ def test_stability_across_windows():
 
 
 def test_requests_are_bounded(cli, server, tmp_path):
-    proc = cli("bench", "http", server.url, "--model", "digits", "--concurrency", "4", "--duration", "60",
-               "--warmup", "0", "--max-requests", "9", "--out", tmp_path, "--json")
+    proc = cli(
+        "bench",
+        "http",
+        server.url,
+        "--model",
+        "digits",
+        "--concurrency",
+        "4",
+        "--duration",
+        "60",
+        "--warmup",
+        "0",
+        "--max-requests",
+        "9",
+        "--out",
+        tmp_path,
+        "--json",
+    )
     lv = json.loads(proc.stdout)["levels"][0]
     assert lv["requests"] == lv["ok"] == 9 and lv["wall_s"] < 30
 
 
 def test_real_inputs_json_encoding_and_images(cli, server, repo, tmp_path):
     golden = repo / "digits" / "golden.npz"
-    r = json.loads(cli("bench", "http", server.url, "--model", "digits", "--concurrency", "2", "--duration", "0.3",
-                       "--warmup", "0", "--data", golden, "--encoding", "json", "--batch", "3", "--out", tmp_path,
-                       "--json").stdout)
+    r = json.loads(
+        cli(
+            "bench",
+            "http",
+            server.url,
+            "--model",
+            "digits",
+            "--concurrency",
+            "2",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--data",
+            golden,
+            "--encoding",
+            "json",
+            "--batch",
+            "3",
+            "--out",
+            tmp_path,
+            "--json",
+        ).stdout
+    )
     assert r["levels"][0]["ok"] > 0 and r["levels"][0]["errors"] == {} and "json FP32 tensors [3, 1, 8, 8]" in r["workload"]
     assert r["levels"][0]["images_per_s"] == pytest.approx(3 * r["levels"][0]["throughput_rps"])
     images = tmp_path / "images"
@@ -82,8 +133,26 @@ def test_real_inputs_json_encoding_and_images(cli, server, repo, tmp_path):
     with np.load(golden) as z:
         for i, x in enumerate(z["inputs"][:4]):
             Image.fromarray((np.clip(x[0] * 4 + 8, 0, 16) * 15).astype(np.uint8)).save(images / f"{i}.png")
-    r = json.loads(cli("bench", "http", server.url, "--model", "digits", "--concurrency", "2", "--duration", "0.3",
-                       "--warmup", "0", "--data", images, "--out", tmp_path, "--json").stdout)
+    r = json.loads(
+        cli(
+            "bench",
+            "http",
+            server.url,
+            "--model",
+            "digits",
+            "--concurrency",
+            "2",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--data",
+            images,
+            "--out",
+            tmp_path,
+            "--json",
+        ).stdout
+    )
     assert r["endpoint"] == "/v1/models/digits/classify" and r["levels"][0]["ok"] > 0 and r["levels"][0]["errors"] == {}
 
 
@@ -91,8 +160,24 @@ def test_overload_errors_are_counted_exactly(cli, repo, tmp_path):
     # a queue of 4 rows that waits 50 ms for company: 8 clients sending 2 rows each overflow it at once
     srv = Server(repo, "--max-queue", "4", "--max-batch-size", "2", "--max-queue-delay-ms", "50", "--threads", "1")
     try:
-        proc = cli("bench", "http", srv.url, "--model", "digits", "--concurrency", "8", "--duration", "1", "--warmup", "0",
-                   "--batch", "2", "--out", tmp_path, "--json")
+        proc = cli(
+            "bench",
+            "http",
+            srv.url,
+            "--model",
+            "digits",
+            "--concurrency",
+            "8",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--batch",
+            "2",
+            "--out",
+            tmp_path,
+            "--json",
+        )
         lv = json.loads(proc.stdout)["levels"][0]
         assert set(lv["errors"]) == {"503"} and lv["errors"]["503"] > 0 and lv["ok"] > 0
         assert lv["requests"] == lv["ok"] + lv["errors"]["503"] and lv["latency"]["n"] == lv["ok"]
@@ -105,8 +190,24 @@ def test_overload_errors_are_counted_exactly(cli, repo, tmp_path):
 def test_every_request_failing_writes_the_report_and_exits_8(cli, repo, tmp_path):
     srv = Server(repo, "--max-body-mb", "0.001")  # 1048 bytes: every request of 8 images (2 KiB) is over it (413)
     try:
-        proc = cli("bench", "http", srv.url, "--model", "digits", "--concurrency", "1,2", "--duration", "0.3",
-                   "--warmup", "0", "--batch", "8", "--out", tmp_path, check_rc=8)
+        proc = cli(
+            "bench",
+            "http",
+            srv.url,
+            "--model",
+            "digits",
+            "--concurrency",
+            "1,2",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--batch",
+            "8",
+            "--out",
+            tmp_path,
+            check_rc=8,
+        )
     finally:
         srv.stop()
     assert "no request succeeded at concurrency 1, 2 (413 ×" in proc.stderr and "report written" in proc.stderr
@@ -115,16 +216,19 @@ def test_every_request_failing_writes_the_report_and_exits_8(cli, repo, tmp_path
     assert "| 1 | " in next(tmp_path.glob("*.md")).read_text()
 
 
-@pytest.mark.parametrize("url, extra, rc, message", [
-    ("http://10.1.2.3:8000", [], 2, "10.1.2.3 resolves to 10.1.2.3, not a loopback address; pass --allow-remote"),
-    ("ftp://127.0.0.1/", [], 2, "is not an http(s)://host[:port] URL"),
-    ("http://127.0.0.1:{free}", [], 8, "cannot reach http://127.0.0.1:"),
-    ("{server}", ["--concurrency", "0"], 2, "--concurrency: levels must be 1…1024"),
-    ("{server}", ["--concurrency", "a"], 2, "--concurrency: 'a' is not a comma-separated list of ints"),
-    ("{server}", ["--duration", "0"], 2, "--duration, --timeout must be > 0"),
-    ("{server}", ["--encoding", "msgpack"], 2, "--encoding: binary or json"),
-    ("{server}", ["--data", "/no/such/file.npy"], 2, "--data /no/such/file.npy: no such file or folder"),
-])
+@pytest.mark.parametrize(
+    "url, extra, rc, message",
+    [
+        ("http://10.1.2.3:8000", [], 2, "10.1.2.3 resolves to 10.1.2.3, not a loopback address; pass --allow-remote"),
+        ("ftp://127.0.0.1/", [], 2, "is not an http(s)://host[:port] URL"),
+        ("http://127.0.0.1:{free}", [], 8, "cannot reach http://127.0.0.1:"),
+        ("{server}", ["--concurrency", "0"], 2, "--concurrency: levels must be 1…1024"),
+        ("{server}", ["--concurrency", "a"], 2, "--concurrency: 'a' is not a comma-separated list of ints"),
+        ("{server}", ["--duration", "0"], 2, "--duration, --timeout must be > 0"),
+        ("{server}", ["--encoding", "msgpack"], 2, "--encoding: binary or json"),
+        ("{server}", ["--data", "/no/such/file.npy"], 2, "--data /no/such/file.npy: no such file or folder"),
+    ],
+)
 def test_bad_arguments_are_refused(cli, server, tmp_path, url, extra, rc, message):
     url = url.format(free=free_port(), server=server.url)
     proc = cli("bench", "http", url, "--model", "digits", "--duration", "0.2", *extra, "--out", tmp_path, check_rc=rc)
@@ -132,8 +236,10 @@ def test_bad_arguments_are_refused(cli, server, tmp_path, url, extra, rc, messag
 
 
 def test_unknown_models_and_wrong_tensors_are_refused(cli, server, tmp_path):
-    assert "GET /v2/models/nope: HTTP 404" in cli("bench", "http", server.url, "--model", "nope", "--out", tmp_path,
-                                                  check_rc=8).stderr
+    assert (
+        "GET /v2/models/nope: HTTP 404"
+        in cli("bench", "http", server.url, "--model", "nope", "--out", tmp_path, check_rc=8).stderr
+    )
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, np.zeros((2, 3, 32, 32), np.float32))
     proc = cli("bench", "http", server.url, "--model", "digits", "--data", wrong, "--out", tmp_path, check_rc=2)
@@ -151,8 +257,9 @@ def test_the_hand_written_baseline_answers_what_the_runner_computes(repo, cli, t
     from prelu_deploy.runners.registry import get_runner
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "prelu_deploy.bench.baseline_server", str(repo / "digits"),
-                             "--port", str(port)])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prelu_deploy.bench.baseline_server", str(repo / "digits"), "--port", str(port)]
+    )
     try:
         for _ in range(100):
             try:
@@ -161,8 +268,24 @@ def test_the_hand_written_baseline_answers_what_the_runner_computes(repo, cli, t
             except OSError:
                 time.sleep(0.2)
         out = tmp_path / "reports"
-        cli("bench", "http", f"http://127.0.0.1:{port}", "--model", "digits", "--concurrency", "1,4", "--duration", "1",
-            "--warmup", "0.2", "--data", repo / "digits" / "golden.npz", "--out", out, "--json")
+        cli(
+            "bench",
+            "http",
+            f"http://127.0.0.1:{port}",
+            "--model",
+            "digits",
+            "--concurrency",
+            "1,4",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--data",
+            repo / "digits" / "golden.npz",
+            "--out",
+            out,
+            "--json",
+        )
         report = json.loads(next(out.glob("*.json")).read_text())
         assert report["server"]["name"] == "hand-written baseline"
         assert all(lv["ok"] > 0 and not lv["errors"] for lv in report["levels"])

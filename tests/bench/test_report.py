@@ -30,8 +30,13 @@ def test_the_report_names_the_distribution_that_was_imported(tmp_path):
         print(md.version("fakeort"), before.get("fakeort"), report.environment()["versions"])
     """)
     env_path = f"{gpu}:{cpu}"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     metadata, unloaded, loaded = out.stdout.split(" ", 2)
     assert (metadata, unloaded) == ("1.30.0", "1.30.0")  # what metadata alone says, and said before

@@ -43,7 +43,7 @@ def test_interleaved_honours_time_windows_and_the_cap():
     stamps = []
     start = time.perf_counter()
     samples = interleaved({"a": lambda: stamps.append(time.perf_counter())}, warmup=1, runs=2, warmup_s=0.1, duration_s=0.2)
-    measured = stamps[-len(samples["a"]):]
+    measured = stamps[-len(samples["a"]) :]
     assert stamps[len(stamps) - len(measured)] - start >= 0.1  # warm-up lasted its time
     assert measured[-1] - measured[0] >= 0.19 and len(measured) > 2  # so did the measured window
     assert len(interleaved({"a": lambda: None}, warmup=0, runs=5, duration_s=60, max_runs=7)["a"]) == 7
@@ -59,8 +59,21 @@ FAST = ("--warmup", "2", "--warmup-s", "0", "--runs", "5", "--duration", "0.1")
 
 def test_bench_an_architecture_across_backends_and_lowerings(cli, tmp_path):
     out = tmp_path / "reports"
-    proc = cli("bench", "digits_prelu", "--backend", "torch,onnxruntime", "--prelu-mode", "native,leaky,plugin",
-               "--batch", "1,4", *FAST, "--out", out, "--plot", "--json")
+    proc = cli(
+        "bench",
+        "digits_prelu",
+        "--backend",
+        "torch,onnxruntime",
+        "--prelu-mode",
+        "native,leaky,plugin",
+        "--batch",
+        "1,4",
+        *FAST,
+        "--out",
+        out,
+        "--plot",
+        "--json",
+    )
     r = json.loads(proc.stdout)
     assert r["candidates"] == ["torch", "onnxruntime:native", "onnxruntime:leaky", "onnxruntime:plugin"]
     assert r["baseline"] == "torch" and r["machine"]["cores"] >= 1 and r["versions"]["onnxruntime"]
@@ -85,8 +98,22 @@ def test_bench_an_architecture_across_backends_and_lowerings(cli, tmp_path):
 
 
 def test_bench_a_model_directory_uses_it_and_reexports_other_lowerings(cli, tmp_path, digits_dir):
-    proc = cli("bench", digits_dir, "--backend", "onnxruntime", "--prelu-mode", "leaky,native", "--batch", "2",
-               "--baseline", "onnxruntime:leaky", *FAST, "--out", tmp_path, "--json")
+    proc = cli(
+        "bench",
+        digits_dir,
+        "--backend",
+        "onnxruntime",
+        "--prelu-mode",
+        "leaky,native",
+        "--batch",
+        "2",
+        "--baseline",
+        "onnxruntime:leaky",
+        *FAST,
+        "--out",
+        tmp_path,
+        "--json",
+    )
     r = json.loads(proc.stdout)
     leaky, native = r["results"]
     assert leaky["model_dir"] == str(digits_dir) and native["model_dir"] != str(digits_dir)  # re-exported
@@ -97,18 +124,23 @@ def test_bench_a_model_directory_uses_it_and_reexports_other_lowerings(cli, tmp_
     assert "onnxruntime:leaky" in table and "wrote" in table
 
 
-@pytest.mark.parametrize("args, message", [
-    (["digits_prelu", "--backend", "tensorflow"], "--backend: unknown 'tensorflow'; choose from onnxruntime, tensorrt, torch, "
-                                                  "torch-compile"),
-    (["digits_prelu", "--prelu-mode", "relu"], "--prelu-mode: unknown 'relu'"),
-    (["digits_prelu", "--batch", "1,x"], "--batch: '1,x' is not a comma-separated list of ints"),
-    (["digits_prelu", "--batch", "0"], "--batch: batch sizes must be ≥ 1"),
-    (["digits_prelu", "--precision", "bf16"], "--precision: unknown 'bf16'"),
-    (["no_such_net"], "'no_such_net' is neither a model directory nor an architecture"),
-    (["digits_prelu", "--baseline", "tensorrt"], "--baseline 'tensorrt' is none of this run's candidates"),
-    (["digits_prelu", "--runs", "10", "--max-runs", "5"], "--max-runs ≥ --runs"),
-    (["digits_prelu", "--device", "tpu"], "--device 'tpu': choose cpu, cuda or cuda:N"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["digits_prelu", "--backend", "tensorflow"],
+            "--backend: unknown 'tensorflow'; choose from onnxruntime, tensorrt, torch, torch-compile",
+        ),
+        (["digits_prelu", "--prelu-mode", "relu"], "--prelu-mode: unknown 'relu'"),
+        (["digits_prelu", "--batch", "1,x"], "--batch: '1,x' is not a comma-separated list of ints"),
+        (["digits_prelu", "--batch", "0"], "--batch: batch sizes must be ≥ 1"),
+        (["digits_prelu", "--precision", "bf16"], "--precision: unknown 'bf16'"),
+        (["no_such_net"], "'no_such_net' is neither a model directory nor an architecture"),
+        (["digits_prelu", "--baseline", "tensorrt"], "--baseline 'tensorrt' is none of this run's candidates"),
+        (["digits_prelu", "--runs", "10", "--max-runs", "5"], "--max-runs ≥ --runs"),
+        (["digits_prelu", "--device", "tpu"], "--device 'tpu': choose cpu, cuda or cuda:N"),
+    ],
+)
 def test_bad_arguments_are_refused(cli, tmp_path, args, message):
     proc = cli("bench", *FAST, *args, "--out", tmp_path, check_rc=2)
     assert message in proc.stderr and not list(tmp_path.iterdir())  # refused before anything was written
@@ -133,8 +165,9 @@ def test_torch_on_a_missing_gpu_says_so(cli, tmp_path, digits_dir):
 
     if torch.cuda.is_available():
         pytest.skip("checks the message given where torch has no CUDA")
-    proc = cli("bench", digits_dir, "--backend", "torch", "--device", "cuda", "--batch", "1", *FAST, "--out", tmp_path,
-               check_rc=2)
+    proc = cli(
+        "bench", digits_dir, "--backend", "torch", "--device", "cuda", "--batch", "1", *FAST, "--out", tmp_path, check_rc=2
+    )
     assert "torch device 'cuda' is not available here" in proc.stderr
 
 
@@ -151,8 +184,22 @@ def test_tensorrt_without_a_gpu_says_so(cli, tmp_path, digits_dir):
 
 @pytest.mark.gpu
 def test_bench_tensorrt_on_the_gpu_reports_gpu_times(tensorrt_gpu, cli, tmp_path, digits_dir):
-    proc = cli("bench", digits_dir, "--backend", "torch,torch-compile,onnxruntime,tensorrt", "--device", "cuda",
-               "--precision", "fp32,fp16", "--batch", "1,8", *FAST, "--out", tmp_path, "--json")
+    proc = cli(
+        "bench",
+        digits_dir,
+        "--backend",
+        "torch,torch-compile,onnxruntime,tensorrt",
+        "--device",
+        "cuda",
+        "--precision",
+        "fp32,fp16",
+        "--batch",
+        "1,8",
+        *FAST,
+        "--out",
+        tmp_path,
+        "--json",
+    )
     r = json.loads(proc.stdout)
     assert r["candidates"][:2] == ["torch:cuda", "torch-compile:cuda"] and r["baseline"] == "torch:cuda"
     gpu = [x for x in r["results"] if x["backend"] == "tensorrt"]
@@ -166,9 +213,11 @@ def test_without_torch_the_torch_runner_says_how_to_get_it(digits_dir):
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['torch'] = None\n"  # as if not installed (a serve-only install)
-            "from prelu_deploy.runners.registry import get_runner\n"
-            f"try:\n    get_runner('torch', {str(digits_dir)!r})\nexcept Exception as e:\n    print(type(e).__name__, e)")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # as if not installed (a serve-only install)
+        "from prelu_deploy.runners.registry import get_runner\n"
+        f"try:\n    get_runner('torch', {str(digits_dir)!r})\nexcept Exception as e:\n    print(type(e).__name__, e)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert out.startswith("ModuleNotFoundError") and "torch" in out  # the console script names the extra (tests/cli)
 
@@ -176,8 +225,20 @@ def test_without_torch_the_torch_runner_says_how_to_get_it(digits_dir):
 def test_int8_is_a_candidate_beside_fp32(cli, tmp_path, digits_dir):
     """--precision fp32,int8: the directory's graph and a QDQ graph quantized on demand, interleaved;
     the INT8 answers stay close to fp32's (same top-1 on the golden held-out rows)."""
-    proc = cli("bench", digits_dir, "--backend", "onnxruntime", "--precision", "fp32,int8", "--batch", "4", *FAST,
-               "--out", tmp_path, "--json")
+    proc = cli(
+        "bench",
+        digits_dir,
+        "--backend",
+        "onnxruntime",
+        "--precision",
+        "fp32,int8",
+        "--batch",
+        "4",
+        *FAST,
+        "--out",
+        tmp_path,
+        "--json",
+    )
     fp32, int8 = json.loads(proc.stdout)["results"]
     assert (fp32["label"], int8["label"]) == ("onnxruntime:leaky", "onnxruntime:leaky:int8") and int8["precision"] == "int8"
     assert 0 < int8["max_abs_diff_vs_baseline"] < 0.2 * fp32["logit_scale"]

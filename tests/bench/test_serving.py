@@ -16,9 +16,25 @@ SAMPLES = Path(__file__).parents[2] / "models" / "samples"  # the bundled digit 
 
 
 def test_ours_beside_the_baseline_in_one_report(cli, repo, tmp_path):
-    proc = cli("bench", "serving", repo, "--model", "digits", "--serve-args", "--workers 1 --max-batch-size 8",
-               "--concurrency", "1,4", "--duration", "0.6", "--warmup", "0.2", "--data", repo / "digits" / "golden.npz",
-               "--out", tmp_path)
+    proc = cli(
+        "bench",
+        "serving",
+        repo,
+        "--model",
+        "digits",
+        "--serve-args",
+        "--workers 1 --max-batch-size 8",
+        "--concurrency",
+        "1,4",
+        "--duration",
+        "0.6",
+        "--warmup",
+        "0.2",
+        "--data",
+        repo / "digits" / "golden.npz",
+        "--out",
+        tmp_path,
+    )
     r = json.loads(next(tmp_path.glob("bench-serving-digits-*.json")).read_text())
     assert r["kind"] == "serving" and r["endpoint"] == "/v2/models/digits/infer"
     assert "--workers 1 --max-batch-size 8" in r["servers"]["ours"] and "baseline_server" in r["servers"]["baseline"]
@@ -41,8 +57,27 @@ def test_ours_beside_the_baseline_in_one_report(cli, repo, tmp_path):
 
 
 def test_images_drive_the_classify_route_of_both(cli, repo, tmp_path):
-    cli("bench", "serving", repo, "--model", "digits", "--serve-args", "--workers 1", "--concurrency", "2",
-        "--duration", "0.4", "--warmup", "0.1", "--rounds", "2", "--data", SAMPLES, "--out", tmp_path)
+    cli(
+        "bench",
+        "serving",
+        repo,
+        "--model",
+        "digits",
+        "--serve-args",
+        "--workers 1",
+        "--concurrency",
+        "2",
+        "--duration",
+        "0.4",
+        "--warmup",
+        "0.1",
+        "--rounds",
+        "2",
+        "--data",
+        SAMPLES,
+        "--out",
+        tmp_path,
+    )
     r = json.loads(next(tmp_path.glob("bench-serving-digits-*.json")).read_text())
     assert r["endpoint"] == "/v1/models/digits/classify" and r["settings"]["rounds"] == 2
     for name in ("ours", "baseline"):
@@ -54,11 +89,14 @@ def test_images_drive_the_classify_route_of_both(cli, repo, tmp_path):
     assert "2 alternating rounds" in next(tmp_path.glob("bench-serving-digits-*.md")).read_text()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model", "nope"], "no model directory named 'nope'"),
-    (["--model", "digits", "--data", "nowhere"], "--data nowhere: no such file or folder"),
-    (["--model", "digits", "--concurrency", "0"], "--concurrency: levels must be 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "nope"], "no model directory named 'nope'"),
+        (["--model", "digits", "--data", "nowhere"], "--data nowhere: no such file or folder"),
+        (["--model", "digits", "--concurrency", "0"], "--concurrency: levels must be 1"),
+    ],
+)
 def test_refusals(cli, repo, tmp_path, args, message):
     assert message in cli("bench", "serving", repo, *args, "--out", tmp_path, check_rc=2).stderr
     assert not list(tmp_path.glob("*.json"))
@@ -67,8 +105,13 @@ def test_refusals(cli, repo, tmp_path, args, message):
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_a_servers_cpu_counts_its_worker_processes():
     burn = "import time\nwhile time.process_time() < 0.5: pass\ntime.sleep(60)"  # 0.5 s of CPU, then idle
-    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
-                                                     f"{burn!r}]); time.sleep(60)"])
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {burn!r}]); time.sleep(60)",
+        ]
+    )
     try:
         deadline = time.monotonic() + 20
         while (tree_cpu_s(parent.pid) or 0) < 0.5 and time.monotonic() < deadline:

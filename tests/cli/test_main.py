@@ -58,15 +58,18 @@ def test_a_torch_free_install_names_the_extra_for_every_command_that_needs_torch
     ckpt = str(ROOT / "models" / "weights" / "digits_prelu.safetensors")
     sample = str(ROOT / "models" / "samples" / "digit_3.png")
     bundled = str(ROOT / "models" / "bundled" / "digits")
-    cases = [(["torch"], ["train", "--arch", "digits_prelu", "--out", str(tmp_path / "x.safetensors")], "torch", "export"),
-             (["torch"], ["inspect", ckpt], "torch", "export"), (["torch"], ["eval", ckpt], "torch", "export"),
-             (["torch"], ["classify", sample, "--model", ckpt], "torch", "export"),
-             (["torch"], ["parity", bundled], "torch", "export"),
-             (["onnx"], ["export", ckpt, "--name", "d", "--repo", str(tmp_path / "repo")], "onnx", "export"),
-             (["torch", "onnx"], ["quantize", bundled, "--force"], "onnx", "export"),
-             (["torch", "onnx"], ["build", bundled, "--force"], "onnx", "export"),
-             (["onnxruntime"], ["classify", sample], "onnxruntime", "serve"),
-             (["torch"], ["bench", bundled, "--backend", "torch", "--out", str(tmp_path / "out")], "torch", "export")]
+    cases = [
+        (["torch"], ["train", "--arch", "digits_prelu", "--out", str(tmp_path / "x.safetensors")], "torch", "export"),
+        (["torch"], ["inspect", ckpt], "torch", "export"),
+        (["torch"], ["eval", ckpt], "torch", "export"),
+        (["torch"], ["classify", sample, "--model", ckpt], "torch", "export"),
+        (["torch"], ["parity", bundled], "torch", "export"),
+        (["onnx"], ["export", ckpt, "--name", "d", "--repo", str(tmp_path / "repo")], "onnx", "export"),
+        (["torch", "onnx"], ["quantize", bundled, "--force"], "onnx", "export"),
+        (["torch", "onnx"], ["build", bundled, "--force"], "onnx", "export"),
+        (["onnxruntime"], ["classify", sample], "onnxruntime", "serve"),
+        (["torch"], ["bench", bundled, "--backend", "torch", "--out", str(tmp_path / "out")], "torch", "export"),
+    ]
     for blocked, argv, module, extra in cases:
         proc = _without(blocked, *argv)
         assert proc.returncode == 2, (argv, proc.stderr)
@@ -91,8 +94,9 @@ def test_a_pickled_model_is_refused_in_one_plain_line(cli, tmp_path):
     err = cli("inspect", tmp_path / "model.pt", check_rc=3).stderr.strip()
     assert "\x1b" not in err and "\n" not in err, err
     assert "a pickled torch.nn.modules" in err and "never unpickled" in err
-    assert err.endswith("save the model's state dict instead (torch.save(model.state_dict(), PATH)) and name its "
-                        "architecture (--arch NAME)"), err
+    assert err.endswith(
+        "save the model's state dict instead (torch.save(model.state_dict(), PATH)) and name its architecture (--arch NAME)"
+    ), err
 
 
 def test_export_takes_the_arch_and_preprocessing_a_bare_state_dict_needs(cli, tmp_path, shipped):

@@ -42,8 +42,13 @@ def test_leftovers_of_dead_writers_are_cleaned_and_a_backup_restored(tmp_path):
     (tmp_path / f".m.{os.getpid()}.live.tmp").mkdir()  # a writer that still runs: not touched
     done = clean_leftovers(tmp_path)
     assert (tmp_path / "m" / "v").read_text() == "old"
-    assert sorted(done) == sorted([f"restored {tmp_path / 'm'} from .m.{dead}.def.old", f"removed .m.{dead}.abc.tmp",
-                                   f"removed .ckpt.safetensors.{dead}.xyz.tmp"])
+    assert sorted(done) == sorted(
+        [
+            f"restored {tmp_path / 'm'} from .m.{dead}.def.old",
+            f"removed .m.{dead}.abc.tmp",
+            f"removed .ckpt.safetensors.{dead}.xyz.tmp",
+        ]
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == [f".m.{os.getpid()}.live.tmp", "m"]
 
 
@@ -101,8 +106,9 @@ def _kill_inside_the_write(argv: list[str], tmp_path: Path, check) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for point in POINTS:
         mark = tmp_path.parent / f"{tmp_path.name}-{point}.mark"
-        proc = subprocess.Popen([sys.executable, "-c", PAUSED, str(mark), point, *argv], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", PAUSED, str(mark), point, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + 240
         while not mark.exists():
             assert proc.poll() is None, f"the writer ended before the {point} point: {proc.stderr.read()}"

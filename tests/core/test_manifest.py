@@ -38,20 +38,26 @@ def test_write_hashes_the_artifacts_and_round_trips(entry, tmp_path):
     assert written.path == copy and written.artifacts == e.artifacts and read_entry(copy).to_dict() == e.to_dict()
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda m: m.update(artifacts=[]), "manifest field 'artifacts' is list, not dict"),
-    (lambda m: m.update(artifacts=None), "manifest field 'artifacts' is NoneType, not dict"),
-    (lambda m: m.pop("prelu"), "manifest field 'prelu' is missing"),
-    (lambda m: m["prelu"].update(lowering="fancy"), "'prelu.lowering' is 'fancy', not one of native, plugin, leaky"),
-    (lambda m: m["input"].pop("shape"), "manifest field 'input.shape' is missing"),
-    (lambda m: m["input"].update(shape=[1, 1, 8, 8]), "'input.shape' must be [-1, positive dims…], not [1, 1, 8, 8]"),
-    (lambda m: m["output"].update(name=3), "manifest field 'output.name' is int, not str"),
-    (lambda m: m.update(max_batch_size=0), "'max_batch_size' must be ≥ 1, not 0"),
-    (lambda m: m.update(max_batch_size=True), "'max_batch_size' is bool, not int"),
-    (lambda m: m["source"].pop("sha256"), "manifest field 'source.sha256' is missing"),
-    (lambda m: m.update(tensorrt={"flavour": "tensorrt", "precision": "fp32"}), "manifest field 'tensorrt.version' is missing"),
-    (lambda m: m.update(format_version=99), "unsupported manifest format version 99"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m.update(artifacts=[]), "manifest field 'artifacts' is list, not dict"),
+        (lambda m: m.update(artifacts=None), "manifest field 'artifacts' is NoneType, not dict"),
+        (lambda m: m.pop("prelu"), "manifest field 'prelu' is missing"),
+        (lambda m: m["prelu"].update(lowering="fancy"), "'prelu.lowering' is 'fancy', not one of native, plugin, leaky"),
+        (lambda m: m["input"].pop("shape"), "manifest field 'input.shape' is missing"),
+        (lambda m: m["input"].update(shape=[1, 1, 8, 8]), "'input.shape' must be [-1, positive dims…], not [1, 1, 8, 8]"),
+        (lambda m: m["output"].update(name=3), "manifest field 'output.name' is int, not str"),
+        (lambda m: m.update(max_batch_size=0), "'max_batch_size' must be ≥ 1, not 0"),
+        (lambda m: m.update(max_batch_size=True), "'max_batch_size' is bool, not int"),
+        (lambda m: m["source"].pop("sha256"), "manifest field 'source.sha256' is missing"),
+        (
+            lambda m: m.update(tensorrt={"flavour": "tensorrt", "precision": "fp32"}),
+            "manifest field 'tensorrt.version' is missing",
+        ),
+        (lambda m: m.update(format_version=99), "unsupported manifest format version 99"),
+    ],
+)
 def test_a_malformed_manifest_is_refused_with_the_field_named(entry, change, message):
     edit_manifest(entry, change)
     with pytest.raises(ModelDirError, match="manifest") as err:

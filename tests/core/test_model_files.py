@@ -38,8 +38,15 @@ def test_whether_a_file_exists_outside_is_not_told(entry):
     """The refusal is the same for a file that exists and one that does not: no oracle."""
     messages = []
     for outside in ("/etc/hostname", "/etc/no-such-file-here"):
-        edit_manifest(entry, lambda m, outside=outside: m.update(artifacts={
-            **{k: v for k, v in m["artifacts"].items() if k.startswith(("1/", "golden", "config"))}, outside: "0" * 64}))
+        edit_manifest(
+            entry,
+            lambda m, outside=outside: m.update(
+                artifacts={
+                    **{k: v for k, v in m["artifacts"].items() if k.startswith(("1/", "golden", "config"))},
+                    outside: "0" * 64,
+                }
+            ),
+        )
         with pytest.raises(ModelDirError) as err:
             read_entry(entry)
         messages.append(str(err.value).replace(outside, "FILE"))
@@ -52,11 +59,13 @@ def test_a_linked_file_or_folder_is_refused_wherever_it_points(entry, tmp_path):
     (entry / "1" / "model.onnx").unlink()
     os.symlink(outside / "1" / "model.onnx", entry / "1" / "model.onnx")
     assert read_entry(entry).verify() == [
-        "1/model.onnx is refused: it is a symbolic link; a model directory holds its own files, no links"]
+        "1/model.onnx is refused: it is a symbolic link; a model directory holds its own files, no links"
+    ]
     shutil.rmtree(entry / "1")
     os.symlink(outside / "1", entry / "1")
     assert read_entry(entry).verify() == [
-        "1/model.onnx is refused: its path (1 is a symbolic link); a model directory holds its own files, no links"]
+        "1/model.onnx is refused: its path (1 is a symbolic link); a model directory holds its own files, no links"
+    ]
     (entry / "manifest.json").unlink()
     os.symlink(outside / "manifest.json", entry / "manifest.json")
     with pytest.raises(ModelDirError, match="manifest.json is refused: it is a symbolic link"):

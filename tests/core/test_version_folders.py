@@ -102,8 +102,14 @@ def test_the_version_policy_is_read_as_triton_reads_it(model, monkeypatch, parse
 
 
 @pytest.mark.parametrize("parser", ["protobuf", "own"])
-@pytest.mark.parametrize("text", ["version_policy { newest { } }", "version_policy { latest { num_versions: x } }",
-                                  "version_policy { latest { num_versions: 0 } }"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "version_policy { newest { } }",
+        "version_policy { latest { num_versions: x } }",
+        "version_policy { latest { num_versions: 0 } }",
+    ],
+)
 def test_a_malformed_policy_is_a_clear_error_naming_the_file(model, monkeypatch, parser, text):
     if parser == "own":
         monkeypatch.setattr(versions, "_policy_protobuf", lambda text: (_ for _ in ()).throw(ImportError()))

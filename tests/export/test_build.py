@@ -70,8 +70,11 @@ def test_target_compute_capabilities_and_timing_cache(repo, tmp_path):
         build_plan(repo / "d_leaky", target_cc=["12.9"], force=True)
     # the support matrix, checked before the library is asked: TensorRT-RTX does not run on Hopper
     if RTX:
-        with pytest.raises(UsageError, match=r"--target-cc 9.0: tensorrt_rtx does not run on compute capability 9.0 "
-                                             r"\(H100/H200\); it runs on 8.0, 8.6, 8.9 and 12.x: install NVIDIA's `tensorrt`"):
+        with pytest.raises(
+            UsageError,
+            match=r"--target-cc 9.0: tensorrt_rtx does not run on compute capability 9.0 "
+            r"\(H100/H200\); it runs on 8.0, 8.6, 8.9 and 12.x: install NVIDIA's `tensorrt`",
+        ):
             build_plan(repo / "d_leaky", target_cc=["9.0"], force=True)
 
 
@@ -110,9 +113,11 @@ def test_no_tensorrt_installed_gives_the_install_hint():
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['tensorrt'] = sys.modules['tensorrt_rtx'] = None\n"  # as if not installed
-            "from prelu_deploy.plugins.tensorrt_lib import load_tensorrt\n"
-            "try:\n    load_tensorrt()\nexcept Exception as e:\n    print(type(e).__name__, e)")
+    code = (
+        "import sys; sys.modules['tensorrt'] = sys.modules['tensorrt_rtx'] = None\n"  # as if not installed
+        "from prelu_deploy.plugins.tensorrt_lib import load_tensorrt\n"
+        "try:\n    load_tensorrt()\nexcept Exception as e:\n    print(type(e).__name__, e)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert out.startswith("PreluDeployError TensorRT is not installed: pip install 'prelu-deploy[trt]'")
 

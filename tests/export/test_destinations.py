@@ -27,9 +27,11 @@ def _hostile(repo, tmp_path, name: str):
 
 
 def _untouched(entry, outside) -> bool:
-    return (sorted(p.name for p in entry.parent.iterdir()) == ["digits"]
-            and all((outside / f"victim{s}" / "precious.txt").read_text() == "keep me" for s in ("_int8", "_trt"))
-            and sorted(p.name for p in outside.iterdir()) == ["victim_int8", "victim_trt"])
+    return (
+        sorted(p.name for p in entry.parent.iterdir()) == ["digits"]
+        and all((outside / f"victim{s}" / "precious.txt").read_text() == "keep me" for s in ("_int8", "_trt"))
+        and sorted(p.name for p in outside.iterdir()) == ["victim_int8", "victim_trt"]
+    )
 
 
 @pytest.mark.parametrize("name", ["OUTSIDE/victim", "../outside/victim"])

@@ -32,8 +32,11 @@ def _with_extreme_slopes(model):
     return model.eval()
 
 
-@pytest.fixture(scope="module", params=[(n, act) for n in list_models() for act in ("prelu_shared", "prelu_channel")],
-                ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(
+    scope="module",
+    params=[(n, act) for n in list_models() for act in ("prelu_shared", "prelu_channel")],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
 def exported(request):
     name, act = request.param
     torch.manual_seed(0)
@@ -81,11 +84,17 @@ def test_lowerings_rewrite_only_channel_shared_layers(exported):
 
 def test_plugin_reference_matches_the_function_body():
     x = np.random.default_rng(1).standard_normal((3, 5, 7)).astype(np.float32)
-    graph = onnx.helper.make_graph([csp.make_node("x", "y", -0.3, "n")], "g",
-                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x.shape)],
-                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, x.shape)])
-    model = onnx.helper.make_model(graph, functions=[csp.function_proto()],
-                                   opset_imports=[onnx.helper.make_opsetid("", 18), onnx.helper.make_opsetid(csp.DOMAIN, 1)])
+    graph = onnx.helper.make_graph(
+        [csp.make_node("x", "y", -0.3, "n")],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x.shape)],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, x.shape)],
+    )
+    model = onnx.helper.make_model(
+        graph,
+        functions=[csp.function_proto()],
+        opset_imports=[onnx.helper.make_opsetid("", 18), onnx.helper.make_opsetid(csp.DOMAIN, 1)],
+    )
     onnx.checker.check_model(model, full_check=True)
     out = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_array_equal(out, csp.reference(x, -0.3))

@@ -25,7 +25,11 @@ def digits_dir(tmp_path_factory, shipped):
 
 def test_layout_and_triton_config(digits_dir):
     assert sorted(str(p.relative_to(digits_dir)) for p in digits_dir.rglob("*") if p.is_file()) == [
-        "1/model.onnx", "config.pbtxt", "golden.npz", "manifest.json"]
+        "1/model.onnx",
+        "config.pbtxt",
+        "golden.npz",
+        "manifest.json",
+    ]
     cfg = text_format.Parse((digits_dir / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
     assert (cfg.name, cfg.platform, cfg.max_batch_size) == ("digits", "onnxruntime_onnx", 32)
     assert [(t.name, list(t.dims), t.data_type) for t in cfg.input] == [("images", [1, 8, 8], model_config_pb2.TYPE_FP32)]
@@ -138,8 +142,9 @@ def svd_registered():
 
 
 def test_unsupported_layer_is_named_and_leaves_nothing(tmp_path, svd_registered):
-    ckpt = save_checkpoint(create_model("_svd_net"), tmp_path / "svd.safetensors",
-                           preprocess=Preprocess((8, 8), 1, (0.5,), (0.5,)))
+    ckpt = save_checkpoint(
+        create_model("_svd_net"), tmp_path / "svd.safetensors", preprocess=Preprocess((8, 8), 1, (0.5,), (0.5,))
+    )
     with pytest.raises(ExportError, match="unsupported layer: aten._linalg_svd has no ONNX translation"):
         export_model_dir(ckpt, "svd", tmp_path / "repo")
     assert _nothing_left(tmp_path / "repo")

@@ -29,9 +29,12 @@ def test_the_exported_graph_and_its_fp16_variant_are_readable(repo):
 
 def test_a_new_onnx_stamp_is_lowered_and_a_too_new_opset_refused():
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
-    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x],
-                                                [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])]),
-                              opset_imports=[helper.make_opsetid("", 18)])
+    model = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Relu", ["x"], ["y"])], "g", [x], [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])]
+        ),
+        opset_imports=[helper.make_opsetid("", 18)],
+    )
     model.ir_version = 14  # what onnx 1.23's make_model writes
     assert_readable(pinned(model))
     model.opset_import[0].version = MAX_OPSET + 1

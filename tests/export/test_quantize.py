@@ -83,8 +83,9 @@ def test_an_entry_without_real_golden_images_is_not_quantized(cli, tmp_path):
     from prelu_deploy.models.preprocess import Preprocess
 
     torch.manual_seed(0)
-    ckpt = save_checkpoint(create_model("digits_prelu"), tmp_path / "d.safetensors",
-                           preprocess=Preprocess((8, 8), 1, (0.5,), (0.25,)))
+    ckpt = save_checkpoint(
+        create_model("digits_prelu"), tmp_path / "d.safetensors", preprocess=Preprocess((8, 8), 1, (0.5,), (0.25,))
+    )
     said = cli("export", ckpt, "--name", "d", "--repo", tmp_path / "repo").stdout
     assert "note: no held-out images in the golden I/O (the checkpoint records no dataset)" in said, said
     assert read_entry(tmp_path / "repo" / "d").golden["no_held_out"] == "the checkpoint records no dataset"

@@ -31,8 +31,15 @@ def test_export_next_writes_version_2_beside_version_1_in_triton_s_layout(model,
     out = cli("export", shipped, "--name", "digits", "--repo", model.parent, "--prelu-mode", "native", "--version", "next")
     assert f"{model} version 2 (lowering native" in out.stdout
     after = files(model)
-    assert sorted(after) == ["1/model.onnx", "2/golden.npz", "2/manifest.json", "2/model.onnx", "config.pbtxt",
-                             "golden.npz", "manifest.json"]
+    assert sorted(after) == [
+        "1/model.onnx",
+        "2/golden.npz",
+        "2/manifest.json",
+        "2/model.onnx",
+        "config.pbtxt",
+        "golden.npz",
+        "manifest.json",
+    ]
     assert {k: after[k] for k in before} == before  # version 1 and the config, byte for byte
     assert model.stat().st_ino != inode and [p.name for p in model.parent.iterdir()] == ["digits"]  # swapped whole
     cfg = text_format.Parse(after["config.pbtxt"].decode(), model_config_pb2.ModelConfig())

@@ -22,8 +22,14 @@ def test_round_trip_is_exact(tmp_path, name):
     with torch.no_grad():  # non-default slopes, so a lost tensor would show
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.01)
-    path = save_checkpoint(model, tmp_path / "m.safetensors", labels=list("abcdefghij"), preprocess=PRE,
-                           metrics={"accuracy": 0.5}, training={"epochs": 1})
+    path = save_checkpoint(
+        model,
+        tmp_path / "m.safetensors",
+        labels=list("abcdefghij"),
+        preprocess=PRE,
+        metrics={"accuracy": 0.5},
+        training={"epochs": 1},
+    )
     loaded, meta = load_checkpoint(path)
     cfg = model.config
     x = torch.randn(2, cfg.in_chans, cfg.input_size, cfg.input_size)

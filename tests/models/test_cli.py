@@ -39,8 +39,9 @@ def test_train_then_eval_an_image_folder(cli, tmp_path):
         (tmp_path / "imgs" / f"d{label}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(img[..., 0]).save(tmp_path / "imgs" / f"d{label}" / f"{i}.png")
     out = tmp_path / "ckpt" / "m.safetensors"
-    log = cli("train", "--arch", "digits_prelu", "--dataset", tmp_path / "imgs", "--epochs", "10",
-              "--width", "0.5", "--out", out).stdout
+    log = cli(
+        "train", "--arch", "digits_prelu", "--dataset", tmp_path / "imgs", "--epochs", "10", "--width", "0.5", "--out", out
+    ).stdout
     assert "epoch  10" in log and out.exists()
     result = json.loads(cli("eval", out, "--dataset", tmp_path / "imgs", "--split", "all", "--json").stdout)
     assert result["n"] == 300 and result["accuracy"] > 0.5
@@ -48,16 +49,19 @@ def test_train_then_eval_an_image_folder(cli, tmp_path):
     assert info["labels"] == [f"d{i}" for i in range(10)] and info["kwargs"]["width"] == 0.5
 
 
-@pytest.mark.parametrize("args,rc,message", [
-    (["eval", "nope.safetensors"], 3, "nope.safetensors: cannot read"),
-    (["inspect", "{tmp}/notes.txt"], 3, "notes.txt: not a checkpoint"),
-    (["train", "--arch", "resnet", "--out", "{tmp}/x.safetensors"], 2, "unknown architecture 'resnet'"),
-    (["train", "--arch", "digits_prelu", "--act", "tanh", "--out", "{tmp}/x.safetensors"], 2, "unknown activation"),
-    (["train", "--arch", "digits_prelu", "--out", "{shipped}"], 2, "exists; pass --force"),
-    (["train", "--arch", "digits_prelu", "--dataset", "{tmp}/none", "--out", "{tmp}/x.safetensors"], 4, "no such folder"),
-    (["eval", "{shipped}", "--split", "val"], 4, "unknown split 'val'"),
-    (["train", "--arch", "digits_prelu", "--epochs", "0", "--out", "{tmp}/x.safetensors"], 2, "epochs"),
-])
+@pytest.mark.parametrize(
+    "args,rc,message",
+    [
+        (["eval", "nope.safetensors"], 3, "nope.safetensors: cannot read"),
+        (["inspect", "{tmp}/notes.txt"], 3, "notes.txt: not a checkpoint"),
+        (["train", "--arch", "resnet", "--out", "{tmp}/x.safetensors"], 2, "unknown architecture 'resnet'"),
+        (["train", "--arch", "digits_prelu", "--act", "tanh", "--out", "{tmp}/x.safetensors"], 2, "unknown activation"),
+        (["train", "--arch", "digits_prelu", "--out", "{shipped}"], 2, "exists; pass --force"),
+        (["train", "--arch", "digits_prelu", "--dataset", "{tmp}/none", "--out", "{tmp}/x.safetensors"], 4, "no such folder"),
+        (["eval", "{shipped}", "--split", "val"], 4, "unknown split 'val'"),
+        (["train", "--arch", "digits_prelu", "--epochs", "0", "--out", "{tmp}/x.safetensors"], 2, "epochs"),
+    ],
+)
 def test_bad_input_gets_one_line_and_its_exit_code(cli, tmp_path, shipped, args, rc, message):
     (tmp_path / "notes.txt").write_text("not a model")
     args = [a.format(tmp=tmp_path, shipped=shipped) for a in args]

@@ -28,8 +28,9 @@ def test_digits_are_scikit_learns_read_without_importing_it():
     expected = np.round(sk.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
     np.testing.assert_array_equal(d.train.images, expected[~test])
     np.testing.assert_array_equal(d.test.images, expected[test])
-    np.testing.assert_array_equal(np.concatenate([d.train.labels, d.test.labels]),
-                                  np.concatenate([sk.target[~test], sk.target[test]]))
+    np.testing.assert_array_equal(
+        np.concatenate([d.train.labels, d.test.labels]), np.concatenate([sk.target[~test], sk.target[test]])
+    )
     code = "import sys; from prelu_deploy.models.data import load_digits; load_digits(); print('sklearn' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False"]
 
@@ -65,14 +66,19 @@ def test_image_folder_with_train_and_test(tmp_path):
     assert (len(d.train), len(d.test)) == (6, 2) and list(d.test.labels) == [1, 1]
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda root: None, "no such folder"),
-    (lambda root: root.mkdir(), "no label folders"),
-    (lambda root: (root / "a").mkdir(parents=True), "no images"),
-    (lambda root: ((root / "a").mkdir(parents=True), (root / "a" / "x.png").write_bytes(b"not a png")), "x.png: not a readable "
-                                                                                                        "image"),
-    (lambda root: _write_folder(root, per_label=1), "the test split is empty"),
-])
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda root: None, "no such folder"),
+        (lambda root: root.mkdir(), "no label folders"),
+        (lambda root: (root / "a").mkdir(parents=True), "no images"),
+        (
+            lambda root: ((root / "a").mkdir(parents=True), (root / "a" / "x.png").write_bytes(b"not a png")),
+            "x.png: not a readable image",
+        ),
+        (lambda root: _write_folder(root, per_label=1), "the test split is empty"),
+    ],
+)
 def test_image_folder_errors(tmp_path, make, message):
     root = tmp_path / "data"
     make(root)
@@ -105,16 +111,21 @@ def test_preprocess_fitted_and_value_range():
     np.testing.assert_allclose(pre.to_tensor(images[:1]), 1.0)
 
 
-@pytest.mark.parametrize("record,message", [
-    ({"size": [8, 8], "channels": 2, "mean": [0, 0], "std": [1, 1]}, "channels must be 1 or 3"),
-    ({"size": [8, 8], "channels": 1, "mean": [0.5], "std": [0.0]}, "std must be positive"),
-    ({"size": [8, 8], "channels": 1, "mean": [0.5, 0.5], "std": [1]}, "mean and std need 1"),
-    ({"size": [8, 8], "channels": 1}, "preprocessing record lacks 'mean'"),
-    ({"size": [8, 8], "channels": 1, "mean": [0.5], "std": [1], "fit": "squash"}, "fit must be one of stretch, center_crop, "
-                                                                                  "ink_box"),
-    ({"size": [8, 8], "channels": 3, "mean": [0.5] * 3, "std": [1] * 3, "fit": "ink_box"}, "ink_box is for grey"),
-    ({"size": [8, 8], "channels": 1, "mean": [0.5], "std": [1], "crop_pct": 0}, r"crop_pct must be in \(0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "record,message",
+    [
+        ({"size": [8, 8], "channels": 2, "mean": [0, 0], "std": [1, 1]}, "channels must be 1 or 3"),
+        ({"size": [8, 8], "channels": 1, "mean": [0.5], "std": [0.0]}, "std must be positive"),
+        ({"size": [8, 8], "channels": 1, "mean": [0.5, 0.5], "std": [1]}, "mean and std need 1"),
+        ({"size": [8, 8], "channels": 1}, "preprocessing record lacks 'mean'"),
+        (
+            {"size": [8, 8], "channels": 1, "mean": [0.5], "std": [1], "fit": "squash"},
+            "fit must be one of stretch, center_crop, ink_box",
+        ),
+        ({"size": [8, 8], "channels": 3, "mean": [0.5] * 3, "std": [1] * 3, "fit": "ink_box"}, "ink_box is for grey"),
+        ({"size": [8, 8], "channels": 1, "mean": [0.5], "std": [1], "crop_pct": 0}, r"crop_pct must be in \(0, 1\]"),
+    ],
+)
 def test_preprocess_record_validation(record, message):
     with pytest.raises(ValueError, match=message):
         Preprocess.from_dict(record)

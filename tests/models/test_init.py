@@ -27,8 +27,7 @@ def test_fan_forward_and_backward():
         fan(w, "both")
 
 
-@pytest.mark.parametrize("arch,act", [("digits_prelu", "prelu_shared"), ("cifar_prelu", "relu"),
-                                      ("model_a", "prelu_channel")])
+@pytest.mark.parametrize("arch,act", [("digits_prelu", "prelu_shared"), ("cifar_prelu", "relu"), ("model_a", "prelu_channel")])
 def test_create_model_draws_he_weights(arch, act):
     kwargs = {"width": 0.25, "input_size": 64} if arch == "model_a" else {}
     torch.manual_seed(0)

@@ -50,8 +50,9 @@ def test_model_a_full_size_gives_1000_logits():
     assert model.spp.size == 9 and fcs[0].in_features == 512 * (64 + 9 + 4 + 1)
 
 
-@pytest.mark.parametrize("name,convs,widths", [
-    ("model_a", 5, (256, 512, 512)), ("model_b", 6, (256, 512, 512)), ("model_c", 6, (384, 768, 896))])
+@pytest.mark.parametrize(
+    "name,convs,widths", [("model_a", 5, (256, 512, 512)), ("model_b", 6, (256, 512, 512)), ("model_c", 6, (384, 768, 896))]
+)
 def test_paper_table3_layouts(name, convs, widths):
     model = create_model(name, input_size=64)  # full widths; a small input keeps fc1 affordable
     outs = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]

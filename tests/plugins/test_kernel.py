@@ -66,14 +66,17 @@ def _fake_cupy(major: int, launches: list):
         return Stream(int(ptr))
 
     if major >= 14:
+
         def from_external(cls, obj):
             proto = getattr(type(obj), "__cuda_stream__", None)
             if proto is None:
-                raise TypeError(f"Object of type {type(obj).__name__} does not implement the CUDA stream protocol "
-                                "(__cuda_stream__ method)")
+                raise TypeError(
+                    f"Object of type {type(obj).__name__} does not implement the CUDA stream protocol (__cuda_stream__ method)"
+                )
             version, ptr = obj.__cuda_stream__()
             assert version == 0
             return cls(ptr)
+
         Stream.from_external = classmethod(from_external)
 
     class RawModule:
@@ -83,8 +86,9 @@ def _fake_cupy(major: int, launches: list):
         def get_function(self, name):
             return lambda grid, block, args: launches.append((name, grid, block, _FakeStream.current.ptr, args))
 
-    return types.SimpleNamespace(__version__=f"{major}.0.0", RawModule=RawModule,
-                                 cuda=types.SimpleNamespace(Stream=Stream, ExternalStream=external))
+    return types.SimpleNamespace(
+        __version__=f"{major}.0.0", RawModule=RawModule, cuda=types.SimpleNamespace(Stream=Stream, ExternalStream=external)
+    )
 
 
 @pytest.mark.parametrize("major", [13, 14])

@@ -6,10 +6,18 @@ import pytest
 from prelu_deploy.runners.buckets import Buckets
 
 
-@pytest.mark.parametrize("max_batch, min_batch, sizes", [
-    (1, 1, [1]), (2, 1, [1, 2]), (32, 1, [1, 2, 4, 8, 16, 32]), (100, 1, [1, 2, 4, 8, 16, 32, 64, 100]),
-    (256, 1, [1, 2, 4, 8, 16, 32, 64, 128, 256]), (7, 3, [3, 4, 7]), (8, 8, [8]),
-])
+@pytest.mark.parametrize(
+    "max_batch, min_batch, sizes",
+    [
+        (1, 1, [1]),
+        (2, 1, [1, 2]),
+        (32, 1, [1, 2, 4, 8, 16, 32]),
+        (100, 1, [1, 2, 4, 8, 16, 32, 64, 100]),
+        (256, 1, [1, 2, 4, 8, 16, 32, 64, 128, 256]),
+        (7, 3, [3, 4, 7]),
+        (8, 8, [8]),
+    ],
+)
 def test_sizes_are_powers_of_two_up_to_the_max(max_batch, min_batch, sizes):
     b = Buckets(max_batch, min_batch)
     assert b.sizes == sizes and b.max == max_batch and len(b) == len(sizes)

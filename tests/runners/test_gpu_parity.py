@@ -35,8 +35,9 @@ def gpu_repo(tmp_path_factory, shipped):
 @pytest.mark.parametrize("precision", ["fp32", "tf32", "fp16"])
 @pytest.mark.parametrize("model", ["digits_native", "digits_plugin", "digits_leaky", "cifar"])
 def test_onnxruntime_cuda_parity(gpu_repo, model, precision):
-    report = run_parity(gpu_repo / model, "onnxruntime", n=100 if model.startswith("digits") else 0, device="cuda",
-                        precision=precision)
+    report = run_parity(
+        gpu_repo / model, "onnxruntime", n=100 if model.startswith("digits") else 0, device="cuda", precision=precision
+    )
     o = report["outputs"]["logits"]
     assert report["passed"], o["failures"]
     assert o["precision"] == precision and o["max_abs"] <= TOLERANCES[precision].max_abs_of_scale * o["logit_scale"]
@@ -58,8 +59,12 @@ def test_a_cuda_graph_per_bucket_answers_every_batch_size(gpu_repo, precision):
     scale = float(np.abs(plain.run(x)).max())
     for rows in range(1, 65):
         for repeat in range(2):  # a replay after another bucket's replay still reads this call's input
-            np.testing.assert_allclose(graphs.run(x[:rows] + repeat), plain.run(x[:rows] + repeat), rtol=0,
-                                       atol=TOLERANCES[precision].max_abs_of_scale * scale / 10)
+            np.testing.assert_allclose(
+                graphs.run(x[:rows] + repeat),
+                plain.run(x[:rows] + repeat),
+                rtol=0,
+                atol=TOLERANCES[precision].max_abs_of_scale * scale / 10,
+            )
     graphs.close()
     plain.close()
 
@@ -90,7 +95,7 @@ def test_the_server_on_cuda_answers_tritonclient_equal_to_the_runner(gpu_repo):
     expected = run_batched(runner, x)
     srv = Server(gpu_repo, "--device", "cuda", "--max-batch-size", "64", start_timeout=300)  # cuDNN searches, graph captures
     try:
-        client = httpclient.InferenceServerClient(url=srv.url[len("http://"):])
+        client = httpclient.InferenceServerClient(url=srv.url[len("http://") :])
         assert client.is_model_ready("cifar")
         inp = httpclient.InferInput("images", list(x.shape), "FP32")
         inp.set_data_from_numpy(x, binary_data=True)

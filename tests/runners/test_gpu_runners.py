@@ -18,8 +18,9 @@ NO_ORT_CUDA = ort_cuda_missing() is not None
 needs_no_ort_cuda = pytest.mark.skipif(not NO_ORT_CUDA, reason="checks the message given where onnxruntime has no CUDA provider")
 
 
-@pytest.mark.parametrize("device, parsed", [("cpu", ("cpu", 0)), ("cuda", ("cuda", 0)), ("cuda:0", ("cuda", 0)),
-                                            ("cuda:3", ("cuda", 3))])
+@pytest.mark.parametrize(
+    "device, parsed", [("cpu", ("cpu", 0)), ("cuda", ("cuda", 0)), ("cuda:0", ("cuda", 0)), ("cuda:3", ("cuda", 3))]
+)
 def test_device_strings(device, parsed):
     assert parse_device(device) == parsed
 
@@ -54,8 +55,13 @@ def test_the_provider_lookup_note_is_silenced_and_session_warnings_kept(capfd):
     from prelu_deploy.runners.onnxruntime_cuda import cuda_session
 
     value = helper.make_tensor_value_info
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [value("x", TensorProto.FLOAT, [1])],
-                              [value("y", TensorProto.FLOAT, [1])], [helper.make_tensor("unused", TensorProto.FLOAT, [1], [1.0])])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [value("x", TensorProto.FLOAT, [1])],
+        [value("y", TensorProto.FLOAT, [1])],
+        [helper.make_tensor("unused", TensorProto.FLOAT, [1], [1.0])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10).SerializeToString()
     providers = [("CUDAExecutionProvider", {"device_id": "0"}), "CPUExecutionProvider"]
     with warnings.catch_warnings():
@@ -112,7 +118,8 @@ def test_the_fp16_variant_with_fp16_inputs_and_outputs(repo):
     assert [v.type.tensor_type.elem_type for v in (*model.graph.input, *model.graph.output)] == [onnx.TensorProto.FLOAT16] * 2
     golden = entry.golden_io()
     out = ort.InferenceSession(graph, providers=["CPUExecutionProvider"]).run(
-        None, {entry.input.name: golden["inputs"].astype("float16")})[0]
+        None, {entry.input.name: golden["inputs"].astype("float16")}
+    )[0]
     assert judge(out.astype("float32"), golden["logits"], golden["logits_fp64"], "fp16")["passed"]
 
 
@@ -152,8 +159,9 @@ def test_cuda_absent_is_said_with_the_way_to_install(repo):
 
 
 @needs_no_ort_cuda
-@pytest.mark.parametrize("command", [["serve", "{repo}"], ["parity", "{repo}/digits"],
-                                     ["bench", "{repo}/digits", "--backend", "onnxruntime"]])
+@pytest.mark.parametrize(
+    "command", [["serve", "{repo}"], ["parity", "{repo}/digits"], ["bench", "{repo}/digits", "--backend", "onnxruntime"]]
+)
 def test_the_cli_says_cuda_is_absent(cli, repo, tmp_path, command):
     """serve, parity and bench: exit 2 at once, naming onnxruntime-gpu and how to install it."""
     args = [a.format(repo=repo) for a in command]
@@ -187,13 +195,22 @@ def test_bench_candidates_on_a_gpu():
     """Which candidates `bench --device cuda` measures (no GPU needed to list them)."""
     from prelu_deploy.bench.runners import RunnerBench, candidates
 
-    cfg = RunnerBench(backends=["torch", "torch-compile", "onnxruntime", "tensorrt"], precisions=("fp32", "tf32", "fp16"),
-                      device="cuda")
+    cfg = RunnerBench(
+        backends=["torch", "torch-compile", "onnxruntime", "tensorrt"], precisions=("fp32", "tf32", "fp16"), device="cuda"
+    )
     assert [c.label for c in candidates(cfg, "leaky")] == [
-        "torch:cuda", "torch:cuda:tf32", "torch:cuda:fp16", "torch-compile:cuda", "torch-compile:cuda:tf32",
+        "torch:cuda",
+        "torch:cuda:tf32",
+        "torch:cuda:fp16",
+        "torch-compile:cuda",
+        "torch-compile:cuda:tf32",
         "torch-compile:cuda:fp16",
-        "onnxruntime:cuda:leaky", "onnxruntime:cuda:leaky:tf32", "onnxruntime:cuda:leaky:fp16",
-        "tensorrt:leaky:fp32", "tensorrt:leaky:fp16"]
+        "onnxruntime:cuda:leaky",
+        "onnxruntime:cuda:leaky:tf32",
+        "onnxruntime:cuda:leaky:fp16",
+        "tensorrt:leaky:fp32",
+        "tensorrt:leaky:fp16",
+    ]
     cpu = RunnerBench(backends=["torch", "onnxruntime"], precisions=("fp32", "tf32", "fp16", "int8"))
     assert [c.label for c in candidates(cpu, "leaky")] == ["torch", "onnxruntime:leaky", "onnxruntime:leaky:int8"]
 

@@ -21,12 +21,15 @@ for status in glob.glob("/proc/self/task/*/status"):
 """
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs two cores and sched_setaffinity (Linux)")
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs two cores and sched_setaffinity (Linux)",
+)
 def test_default_threads_stay_on_the_cores_the_process_may_use(repo):
     core = min(os.sched_getaffinity(0))
-    out = subprocess.run([sys.executable, "-c", CHECK, str(repo / "digits"), str(core)], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK, str(repo / "digits"), str(core)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     allowed = out.stdout.split()
     # Without the fix ONNX Runtime's default pool adds a thread pinned to another core; with it the pool

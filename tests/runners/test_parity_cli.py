@@ -44,7 +44,7 @@ def test_parity_fails_on_a_wrong_graph(cli, shipped, repo):
     report = json.loads(cli("parity", md.path, "--per-layer", "--json", check_rc=7).stdout)["per_layer"]
     names = [r["layer"] for r in report["layers"]]
     assert report["first_beyond_tolerance"] == "conv3_act" and names[:5] == ["conv1", "conv1_act", "conv2", "conv2_act", "pool1"]
-    assert not any(r["beyond"] for r in report["layers"][:names.index("conv3_act")])
+    assert not any(r["beyond"] for r in report["layers"][: names.index("conv3_act")])
     assert "first layer beyond tolerance: conv3_act" in cli("parity", md.path, "--per-layer", check_rc=7).stdout
 
 
@@ -77,12 +77,19 @@ def test_parity_refuses_a_tampered_artifact(cli, shipped, repo):
     assert "golden.npz sha256 differs from the manifest" in proc.stderr
 
 
-@pytest.mark.parametrize("args,rc,message", [
-    (["export", "{tmp}/none.safetensors", "--name", "x", "--repo", "{tmp}/r"], 3, "cannot read"),
-    (["export", "{shipped}", "--name", "x", "--repo", "{tmp}/r", "--prelu-mode", "fused"], 2, "unknown PReLU lowering 'fused'"),
-    (["parity", "{tmp}", "--n", "1"], 6, "not a model directory"),
-    (["parity", "{tmp}", "--backend", "tvm"], 6, "not a model directory"),
-])
+@pytest.mark.parametrize(
+    "args,rc,message",
+    [
+        (["export", "{tmp}/none.safetensors", "--name", "x", "--repo", "{tmp}/r"], 3, "cannot read"),
+        (
+            ["export", "{shipped}", "--name", "x", "--repo", "{tmp}/r", "--prelu-mode", "fused"],
+            2,
+            "unknown PReLU lowering 'fused'",
+        ),
+        (["parity", "{tmp}", "--n", "1"], 6, "not a model directory"),
+        (["parity", "{tmp}", "--backend", "tvm"], 6, "not a model directory"),
+    ],
+)
 def test_bad_input(cli, tmp_path, shipped, args, rc, message):
     proc = cli(*[a.format(tmp=tmp_path, shipped=shipped) for a in args], check_rc=rc)
     assert message in proc.stderr and "Traceback" not in proc.stderr

@@ -60,8 +60,11 @@ def test_http_with_tritonclient(server):
 
     assert client.get_model_metadata("digits", headers=good)["name"] == "digits"
     assert client.infer("digits", [x], headers=good).as_numpy("logits").shape == (1, 10)
-    for call in (lambda h: client.infer("digits", [x], headers=h), lambda h: client.get_model_metadata("digits", headers=h),
-                 lambda h: client.get_server_metadata(headers=h)):
+    for call in (
+        lambda h: client.infer("digits", [x], headers=h),
+        lambda h: client.get_model_metadata("digits", headers=h),
+        lambda h: client.get_server_metadata(headers=h),
+    ):
         none, wrong = _http_error(lambda: call(None)), _http_error(lambda: call(bad))
         assert none.status() == wrong.status() == "401"
         assert none.message() == "this needs an API token: send the header 'Authorization: Bearer TOKEN'"
@@ -92,8 +95,11 @@ def test_grpc_with_tritonclient(server):
     before = {reason: _refused(server, "grpc", reason) for reason in ("missing", "wrong")}
     assert client.get_model_metadata("digits", headers=good).name == "digits"
     assert client.infer("digits", [x], headers=good).as_numpy("logits").shape == (1, 10)
-    for call in (lambda h: client.infer("digits", [x], headers=h), lambda h: client.get_model_metadata("digits", headers=h),
-                 lambda h: client.is_model_ready("digits", headers=h)):
+    for call in (
+        lambda h: client.infer("digits", [x], headers=h),
+        lambda h: client.get_model_metadata("digits", headers=h),
+        lambda h: client.is_model_ready("digits", headers=h),
+    ):
         none, wrong = _http_error(lambda: call(None)), _http_error(lambda: call(bad))
         assert none.status() == wrong.status() == "StatusCode.UNAUTHENTICATED"
         assert none.message() == "this needs an API token: send the header 'Authorization: Bearer TOKEN'"
@@ -121,13 +127,19 @@ def test_the_token_is_in_no_log_line(repo, tmp_path):
     assert TOKEN not in log and WRONG not in log and "Traceback" not in log
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--auth", "all"], "--auth all needs a token: --api-token-file FILE (or the environment variable PRELU_DEPLOY_API_TOKEN)"),
-    (["--auth", "some"], "--auth 'some': choose management"),
-    (["--api-token", "short"], "the API token must be at least 16 printable characters"),
-    (["--api-token", TOKEN, "--api-token-file", "/etc/hostname"], "--api-token and --api-token-file: give one"),
-    (["--api-token-file", "/no/such/token"], "--api-token-file /no/such/token: cannot read it (No such file or directory)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--auth", "all"],
+            "--auth all needs a token: --api-token-file FILE (or the environment variable PRELU_DEPLOY_API_TOKEN)",
+        ),
+        (["--auth", "some"], "--auth 'some': choose management"),
+        (["--api-token", "short"], "the API token must be at least 16 printable characters"),
+        (["--api-token", TOKEN, "--api-token-file", "/etc/hostname"], "--api-token and --api-token-file: give one"),
+        (["--api-token-file", "/no/such/token"], "--api-token-file /no/such/token: cannot read it (No such file or directory)"),
+    ],
+)
 def test_bad_token_options_exit_2_before_listening(cli, repo, args, message):
     proc = cli("serve", repo, "--port", "0", "--grpc-port", "0", *args, check_rc=2)
     assert message in proc.stderr and "Traceback" not in proc.stderr
@@ -141,16 +153,22 @@ def test_the_token_from_the_environment(monkeypatch):
     assert resolve(None, None, "management") == {"api_token_sha256": None, "auth": "management"}
 
 
-@pytest.mark.parametrize("auth, says", [
-    ("all", "every route but /v2/health/* needs the API token"),
-    ("management", "the API token guards the management API; anyone who can reach this address can run inference "
-                   "and read metadata"),
-])
+@pytest.mark.parametrize(
+    "auth, says",
+    [
+        ("all", "every route but /v2/health/* needs the API token"),
+        (
+            "management",
+            "the API token guards the management API; anyone who can reach this address can run inference and read metadata",
+        ),
+    ],
+)
 def test_the_warning_beyond_loopback_says_what_the_token_guards(cli, repo, monkeypatch, auth, says):
     monkeypatch.setenv("PRELU_DEPLOY_API_TOKEN", TOKEN)
     with socket.socket() as busy:  # the warning comes before the port is taken: a busy one ends it there (exit 9)
         busy.bind(("0.0.0.0", 0))
         busy.listen()
-        proc = cli("serve", repo, "--host", "0.0.0.0", "--port", busy.getsockname()[1], "--grpc-port", "0", "--auth", auth,
-                   check_rc=9)
+        proc = cli(
+            "serve", repo, "--host", "0.0.0.0", "--port", busy.getsockname()[1], "--grpc-port", "0", "--auth", auth, check_rc=9
+        )
     assert f"listening on 0.0.0.0 (beyond loopback): {says}" in proc.stderr and "the token travels in clear" in proc.stderr

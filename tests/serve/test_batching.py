@@ -37,8 +37,13 @@ class Recorder:
     size and thread. With a `gate`, a call says it has begun (`entered`) and then waits until the test opens
     the gate: the test decides what arrives while the runner is busy, however fast or slow the machine."""
 
-    def __init__(self, delay: float = 0.0, barrier: threading.Barrier | None = None, gate: threading.Event | None = None,
-                 clock: Clock | None = None):
+    def __init__(
+        self,
+        delay: float = 0.0,
+        barrier: threading.Barrier | None = None,
+        gate: threading.Event | None = None,
+        clock: Clock | None = None,
+    ):
         self.delay, self.barrier, self.gate, self.clock, self.batches, self.threads = delay, barrier, gate, clock, [], set()
         self.entered = threading.Event()
 
@@ -240,8 +245,14 @@ def test_a_request_not_alone_on_the_server_never_runs_on_the_callers_thread(cloc
 
 def test_a_batcher_not_inline_ok_never_runs_on_the_callers_thread():
     run = Recorder()
-    batcher = DynamicBatcher([run], max_batch=8, max_delay_s=0, max_queue=100, inline_ok=False,  # as for GPU runners
-                             alone=lambda: True)
+    batcher = DynamicBatcher(
+        [run],
+        max_batch=8,
+        max_delay_s=0,
+        max_queue=100,
+        inline_ok=False,  # as for GPU runners
+        alone=lambda: True,
+    )
 
     async def body():
         for _ in range(3):  # the first measures the run time; the others would be inline if allowed
@@ -252,12 +263,18 @@ def test_a_batcher_not_inline_ok_never_runs_on_the_callers_thread():
 
 
 @pytest.mark.parametrize("lone_delay, instance_delay, kept", [(0.001, 0.002, True), (0.002, 0.001, False)])
-def test_the_lone_runner_is_tried_in_turns_with_the_instance_and_kept_only_when_faster(clock, lone_delay, instance_delay,
-                                                                                        kept):
+def test_the_lone_runner_is_tried_in_turns_with_the_instance_and_kept_only_when_faster(clock, lone_delay, instance_delay, kept):
     lone, instance = Recorder(delay=lone_delay, clock=clock), Recorder(delay=instance_delay, clock=clock)
     verdicts = []
-    batcher = DynamicBatcher([instance], max_batch=8, max_delay_s=0, max_queue=100, lone_run=lone,
-                             on_lone_verdict=lambda *v: verdicts.append(v), alone=lambda: True)
+    batcher = DynamicBatcher(
+        [instance],
+        max_batch=8,
+        max_delay_s=0,
+        max_queue=100,
+        lone_run=lone,
+        on_lone_verdict=lambda *v: verdicts.append(v),
+        alone=lambda: True,
+    )
 
     async def body():
         await batcher.submit(rows(1), inline=True)  # its run time is not known yet: a runner thread
@@ -273,13 +290,21 @@ def test_the_lone_runner_is_tried_in_turns_with_the_instance_and_kept_only_when_
     assert len(after.batches) == LONE_TRIALS + 5 + (0 if kept else 1) and after.threads >= {"MainThread"}
 
 
-@pytest.mark.parametrize("path, route", [
-    ("/v2/models/cifar/infer", ("infer", "cifar", None)),
-    ("/v2/models/cifar/versions/1/infer", ("infer", "cifar", "1")),
-    ("/v1/models/digits/classify", ("classify", "digits", None)),
-    ("/v1/classify", ("classify", None, None)),
-    ("/v2/models/cifar", None), ("/v2/models/cifar/ready", None), ("/v2/models/a/b/infer", None),
-    ("/v2/models/cifar/infer/", None), ("/v1/models/classify", None), ("/x/v1/classify", None), ("/", None),
-])
+@pytest.mark.parametrize(
+    "path, route",
+    [
+        ("/v2/models/cifar/infer", ("infer", "cifar", None)),
+        ("/v2/models/cifar/versions/1/infer", ("infer", "cifar", "1")),
+        ("/v1/models/digits/classify", ("classify", "digits", None)),
+        ("/v1/classify", ("classify", None, None)),
+        ("/v2/models/cifar", None),
+        ("/v2/models/cifar/ready", None),
+        ("/v2/models/a/b/infer", None),
+        ("/v2/models/cifar/infer/", None),
+        ("/v1/models/classify", None),
+        ("/x/v1/classify", None),
+        ("/", None),
+    ],
+)
 def test_the_hot_routes_and_only_they_match(path, route):
     assert match(path) == route

@@ -62,8 +62,10 @@ def test_a_body_announced_over_the_limit_is_refused_within_the_body_deadline(ser
     """2 MB announced (the limit is 1 MiB), sent a byte at a time: 413 once --body-timeout (1 s) has
     passed, and the connection closed (before: held with no answer for as long as the client sent)."""
     with _connect(server) as sock:
-        sock.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 2000000\r\n\r\n{")
+        sock.sendall(
+            b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2000000\r\n\r\n{"
+        )
         start, answer = time.monotonic(), b""
         while b"}" not in answer:
             assert time.monotonic() - start < 4, f"no answer within 4 s: {answer!r}"
@@ -75,22 +77,29 @@ def test_a_body_announced_over_the_limit_is_refused_within_the_body_deadline(ser
                 answer += sock.recv(65536)
         elapsed = time.monotonic() - start
         head, _, body = answer.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 413") and json.loads(body)["error"] == \
-            "the body is 1.91 MB (2000000 bytes); the limit is 1 MB (--max-body-mb)"
+        assert (
+            head.startswith(b"HTTP/1.1 413")
+            and json.loads(body)["error"] == "the body is 1.91 MB (2000000 bytes); the limit is 1 MB (--max-body-mb)"
+        )
         assert 0.9 < elapsed < 3 and b"connection: close" in head.lower(), (elapsed, head)
         assert _closed_within(sock, 1) < 1
     assert server.json("GET", "/v2/health/ready")[0] == 200
 
 
-@pytest.mark.parametrize("headers", [
-    [("X-Big", "a" * (20 << 10))],  # one 20 KiB header: over both limits
-    [("X-Line", "a" * (9 << 10))],  # 9 KiB: over the 8 KiB line limit, within the 16 KiB head
-    [(f"X-Part-{i}", "a" * (5 << 10)) for i in range(4)],  # 20 KiB in four 5 KiB lines: over the head limit
-], ids=["one-huge-header", "one-long-line", "many-lines"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("X-Big", "a" * (20 << 10))],  # one 20 KiB header: over both limits
+        [("X-Line", "a" * (9 << 10))],  # 9 KiB: over the 8 KiB line limit, within the 16 KiB head
+        [(f"X-Part-{i}", "a" * (5 << 10)) for i in range(4)],  # 20 KiB in four 5 KiB lines: over the head limit
+    ],
+    ids=["one-huge-header", "one-long-line", "many-lines"],
+)
 def test_a_request_head_over_the_limits_is_431(server, headers):
     with _connect(server) as sock:
-        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n"
-                     + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers) + b"\r\n")
+        sock.sendall(
+            b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers) + b"\r\n"
+        )
         head, body = _answer(sock)
         assert head.startswith(b"HTTP/1.1 431") and b"connection: close" in head.lower(), head
         REFUSED.append(headers)
@@ -100,14 +109,18 @@ def test_a_request_head_over_the_limits_is_431(server, headers):
 
 def test_a_head_within_the_limits_is_served(server):
     with _connect(server) as sock:
-        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n"
-                     + b"".join(f"X-Part-{i}: {'a' * (4 << 10)}\r\n".encode() for i in range(3)) + b"\r\n")
+        sock.sendall(
+            b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n"
+            + b"".join(f"X-Part-{i}: {'a' * (4 << 10)}\r\n".encode() for i in range(3))
+            + b"\r\n"
+        )
         head, body = _answer(sock)
         assert head.startswith(b"HTTP/1.1 200") and json.loads(body) == {"live": True}
 
 
-@pytest.mark.parametrize("start", [b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nX-Big: ", b"GET /"],
-                         ids=["header-value", "request-line"])
+@pytest.mark.parametrize(
+    "start", [b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nX-Big: ", b"GET /"], ids=["header-value", "request-line"]
+)
 def test_a_head_growing_past_the_limit_is_refused_while_it_arrives(server, start):
     """A header value (or URL) that never ends: refused once the limit is crossed, not when the head is
     complete or times out (before: buffered whole, then closed after --header-timeout with no answer)."""

@@ -51,14 +51,14 @@ def test_limits_and_instances_come_from_the_entry(small):
         status, meta = srv.json("GET", "/v2/models/digits4")
         assert status == 200 and meta["ready"] and meta["parity_gate"]["passed"]
         assert (meta["max_batch_size"], meta["instances"], meta["platform"]) == (4, 2, "onnxruntime_onnx")
-        client = httpclient.InferenceServerClient(url=srv.url[len("http://"):])
+        client = httpclient.InferenceServerClient(url=srv.url[len("http://") :])
         inp = httpclient.InferInput("images", list(x.shape), "FP32")
         inp.set_data_from_numpy(x, binary_data=True)
         y = client.infer("digits4", [inp]).as_numpy("logits")
         np.testing.assert_allclose(y, run_batched(runner, x), rtol=1e-5, atol=1e-5)
 
         def one(i: int) -> bool:
-            rows = x[i % 12:i % 12 + 1 + i % 5]
+            rows = x[i % 12 : i % 12 + 1 + i % 5]
             body = {"inputs": [{"name": "images", "shape": list(rows.shape), "datatype": "FP32", "data": rows.ravel().tolist()}]}
             status, answer = srv.json("POST", "/v2/models/digits4/infer", body)
             got = np.asarray(answer["outputs"][0]["data"], np.float32).reshape(len(rows), 10)
@@ -97,8 +97,9 @@ def test_a_failing_runner_answers_json_with_a_status(repo, tmp_path):
     try:
         assert srv.json("GET", "/v2/models/digits/ready")[0] == 200  # the gate ran its 8 rows
         body = {"inputs": [{"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": golden[0].ravel().tolist()}]}
-        status, headers, raw = srv.request("POST", "/v2/models/digits/infer", json.dumps(body).encode(),
-                                           {"content-type": "application/json"})
+        status, headers, raw = srv.request(
+            "POST", "/v2/models/digits/infer", json.dumps(body).encode(), {"content-type": "application/json"}
+        )
         assert status == 500 and headers["content-type"] == "application/json"
         assert "the onnxruntime runner failed" in json.loads(raw)["error"]
         body["inputs"][0].update(shape=[8, 1, 8, 8], data=golden.ravel().tolist())

@@ -103,9 +103,18 @@ def test_listening_beyond_loopback_is_warned_about(cli, repo):
     assert "beyond loopback" not in local.stderr and "Address already in use" in local.stderr
 
 
-@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
-                                            ("127.0.0.2", True), ("0.0.0.0", False), ("::", False),
-                                            ("10.1.2.3", False)])
+@pytest.mark.parametrize(
+    "host, loopback",
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("127.0.0.2", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.1.2.3", False),
+    ],
+)
 def test_a_local_ray_cluster_is_made_local_only_for_a_loopback_server(host, loopback):
     from prelu_deploy.serve.ray.options import local_cluster_env
 

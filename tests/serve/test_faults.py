@@ -29,10 +29,10 @@ def _raw(port: int, data: bytes, read: bool = True, timeout: float = 10) -> byte
 
 
 def _post(path: str, body: bytes, length: int | None = None) -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            f"Content-Length: {len(body) if length is None else length}\r\n\r\n").encode() + body
-
-
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        f"Content-Length: {len(body) if length is None else length}\r\n\r\n"
+    ).encode() + body
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +61,19 @@ def test_clients_that_disconnect_midway_are_499_never_500(repo):
     assert log.count("client disconnected before its body was complete") == 20  # one line each, at info
 
 
-@pytest.mark.parametrize("body", [
-    b'{"inputs":[{"name":"images","shape":[1,1,8,8],"datatype":"FP32","data":' + b"[" * 1000 + b"]" * 1000 + b"}]}",
-    b"[" * 100_000,
-    b'{"inputs":[' * 5000,
-    b'{"inputs":[{"name":"images","shape":[1,1,8,8],"datatype":"FP32","data":[0],"parameters":5}]}',
-    b'{"inputs":[{"name":"images","shape":[1,1,8,8],"datatype":"FP32","data":[0]}],"parameters":[1]}',
-    b'{"inputs":[{"name":"images","shape":[1,1,8,8],"datatype":"FP32","data":[0]}],"outputs":{"name":"logits"}}',
-    b'{"inputs":[{"name":"images","shape":[1,1,8,8],"datatype":"FP32","data":[1e999]}]}',
-], ids=["deep-data", "deep-array", "deep-inputs", "parameters-int", "parameters-list", "outputs-object", "overflow"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"inputs":[{"name":"images","shape":[1,1,8,8],"datatype":"FP32","data":' + b"[" * 1000 + b"]" * 1000 + b"}]}",
+        b"[" * 100_000,
+        b'{"inputs":[' * 5000,
+        b'{"inputs":[{"name":"images","shape":[1,1,8,8],"datatype":"FP32","data":[0],"parameters":5}]}',
+        b'{"inputs":[{"name":"images","shape":[1,1,8,8],"datatype":"FP32","data":[0]}],"parameters":[1]}',
+        b'{"inputs":[{"name":"images","shape":[1,1,8,8],"datatype":"FP32","data":[0]}],"outputs":{"name":"logits"}}',
+        b'{"inputs":[{"name":"images","shape":[1,1,8,8],"datatype":"FP32","data":[1e999]}]}',
+    ],
+    ids=["deep-data", "deep-array", "deep-inputs", "parameters-int", "parameters-list", "outputs-object", "overflow"],
+)
 def test_hostile_json_is_a_400_with_json(server, body):
     answer = _raw(server.port, _post(INFER, body))
     head, _, payload = answer.partition(b"\r\n\r\n")
@@ -79,6 +83,7 @@ def test_hostile_json_is_a_400_with_json(server, body):
 
 def _cpu_s(pid: int) -> tuple[float, float]:
     """CPU seconds of a process's main thread (where the event loop runs) and of all its threads."""
+
     def ticks(stat: str) -> int:
         fields = stat.rsplit(")", 1)[1].split()
         return int(fields[11]) + int(fields[12])  # utime + stime
@@ -118,8 +123,12 @@ def test_a_slow_head_is_closed_and_a_slow_body_is_408(server):
 
 
 def test_a_malformed_entry_is_not_ready_and_the_others_serve(repo, tmp_path):
-    cases = {"empty_artifacts": lambda m: m.update(artifacts=[]), "null_artifacts": lambda m: m.update(artifacts=None),
-             "no_prelu": lambda m: m.pop("prelu"), "no_shape": lambda m: m["input"].pop("shape")}
+    cases = {
+        "empty_artifacts": lambda m: m.update(artifacts=[]),
+        "null_artifacts": lambda m: m.update(artifacts=None),
+        "no_prelu": lambda m: m.pop("prelu"),
+        "no_shape": lambda m: m["input"].pop("shape"),
+    }
     for name, change in cases.items():
         shutil.copytree(repo / "digits", tmp_path / name)
         edit_manifest(tmp_path / name, lambda m, change=change, name=name: (change(m), m.update(name=name)))
@@ -127,10 +136,18 @@ def test_a_malformed_entry_is_not_ready_and_the_others_serve(repo, tmp_path):
     srv = Server(tmp_path)
     try:
         assert srv.json("GET", "/v2/models/digits/ready")[0] == 200
-        assert srv.json("POST", INFER, {"inputs": [{"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32",
-                                                    "data": [0.0] * 64}]})[0] == 200
-        for name, field in [("empty_artifacts", "'artifacts' is list"), ("null_artifacts", "'artifacts' is NoneType"),
-                            ("no_prelu", "'prelu' is missing"), ("no_shape", "'input.shape' is missing")]:
+        assert (
+            srv.json(
+                "POST", INFER, {"inputs": [{"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.0] * 64}]}
+            )[0]
+            == 200
+        )
+        for name, field in [
+            ("empty_artifacts", "'artifacts' is list"),
+            ("null_artifacts", "'artifacts' is NoneType"),
+            ("no_prelu", "'prelu' is missing"),
+            ("no_shape", "'input.shape' is missing"),
+        ]:
             status, meta = srv.json("GET", f"/v2/models/{name}")
             assert status == 200 and not meta["ready"] and f"manifest field {field}" in meta["reason"], meta
         assert srv.json("GET", "/v2/health/ready")[0] == 503  # not every model is ready
@@ -176,11 +193,14 @@ def test_a_killed_swap_is_restored_at_the_next_start(repo, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["digits"]
 
 
-@pytest.mark.parametrize("args, rc, message", [
-    (["--backend", "onnxrunitme"], 2, "--backend 'onnxrunitme': choose one of auto, onnxruntime, tensorrt, torch"),
-    (["--log-level", "verbose"], 2, "--log-level 'verbose': choose one of critical"),
-    (["--host", "no.such.host.invalid"], 2, "--host 'no.such.host.invalid': not an address"),
-])
+@pytest.mark.parametrize(
+    "args, rc, message",
+    [
+        (["--backend", "onnxrunitme"], 2, "--backend 'onnxrunitme': choose one of auto, onnxruntime, tensorrt, torch"),
+        (["--log-level", "verbose"], 2, "--log-level 'verbose': choose one of critical"),
+        (["--host", "no.such.host.invalid"], 2, "--host 'no.such.host.invalid': not an address"),
+    ],
+)
 def test_bad_options_exit_2_before_anything_starts(cli, repo, args, rc, message):
     proc = cli("serve", repo, *args, check_rc=rc)
     assert message in proc.stderr and "Traceback" not in proc.stderr

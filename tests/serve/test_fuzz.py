@@ -35,12 +35,16 @@ def test_no_5xx_and_no_undocumented_status(server):
     assert len(operations) >= 10
     statuses = Counter()
     for op, served in [(op, served) for op in operations for served in (False, True)]:
+
         @given(case=op.as_strategy())
         @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def fuzz(case):
             if served and "name" in (case.path_parameters or {}):  # past the 404: the model that is served
-                case.path_parameters = {**case.path_parameters, "name": "digits", "version": "1"} \
-                    if "version" in case.path_parameters else {**case.path_parameters, "name": "digits"}
+                case.path_parameters = (
+                    {**case.path_parameters, "name": "digits", "version": "1"}
+                    if "version" in case.path_parameters
+                    else {**case.path_parameters, "name": "digits"}
+                )
             statuses[case.call_and_validate(checks=CHECKS).status_code] += 1
 
         fuzz()

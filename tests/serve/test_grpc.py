@@ -108,8 +108,10 @@ def test_errors_are_status_codes_with_the_messages_http_gives(server, golden):
     err = _error(lambda: client.get_model_metadata("nope"))
     assert err.status() == "StatusCode.NOT_FOUND" and err.message() == "unknown model 'nope'; served: digits"
     err = _error(lambda: client.infer("digits", [_input(x[:1])], model_version="2"))
-    assert err.status() == "StatusCode.NOT_FOUND" and _http_error(
-        server, "/v2/models/digits/versions/2/infer", body) == (404, err.message())
+    assert err.status() == "StatusCode.NOT_FOUND" and _http_error(server, "/v2/models/digits/versions/2/infer", body) == (
+        404,
+        err.message(),
+    )
 
     err = _error(lambda: client.infer("digits", [_input(np.zeros((1, 1, 8, 9), np.float32))]))
     assert err.status() == "StatusCode.INVALID_ARGUMENT"
@@ -133,7 +135,8 @@ def test_errors_are_status_codes_with_the_messages_http_gives(server, golden):
         tensor = pb.ModelInferRequest.InferInputTensor(name="images", datatype="FP32", shape=[1, 1, 8, 8])
         with pytest.raises(grpc.RpcError) as rpc_err:
             pbg.GRPCInferenceServiceStub(channel).ModelInfer(
-                pb.ModelInferRequest(model_name="digits", inputs=[tensor], raw_input_contents=[b"\0" * 12]))
+                pb.ModelInferRequest(model_name="digits", inputs=[tensor], raw_input_contents=[b"\0" * 12])
+            )
     assert rpc_err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "raw_input_contents holds 12 bytes" in rpc_err.value.details() and "needs one of 256" in rpc_err.value.details()
 
@@ -144,8 +147,7 @@ def test_errors_are_status_codes_with_the_messages_http_gives(server, golden):
 
 
 def test_overload_is_unavailable_with_the_http_message(repo):
-    srv = Server(repo, "--max-queue", "4", "--max-batch-size", "2", "--max-queue-delay-ms", "50", "--threads", "1",
-                 grpc=True)
+    srv = Server(repo, "--max-queue", "4", "--max-batch-size", "2", "--max-queue-delay-ms", "50", "--threads", "1", grpc=True)
     try:
         client = tc.InferenceServerClient(srv.grpc_url)
         x = np.zeros((4, 1, 8, 8), np.float32)
@@ -159,8 +161,7 @@ def test_overload_is_unavailable_with_the_http_message(repo):
         errors = [a for a in answers if isinstance(a, InferenceServerException)]
         assert errors and len(errors) < 48
         assert {e.status() for e in errors} == {"StatusCode.UNAVAILABLE"}
-        assert all(e.message().startswith("model 'digits' is overloaded: ") and "retry shortly" in e.message()
-                   for e in errors)
+        assert all(e.message().startswith("model 'digits' is overloaded: ") and "retry shortly" in e.message() for e in errors)
         assert client.infer("digits", [_input(x)]).as_numpy("logits").shape == (4, 10)  # and it recovers
     finally:
         assert srv.stop()
@@ -195,8 +196,8 @@ def test_grpc_in_every_worker_process(repo, golden):
         def infer_on_new_connections(n: int) -> None:
             for i in range(n):
                 client = tc.InferenceServerClient(srv.grpc_url, channel_args=options)
-                y = client.infer("digits", [_input(x[i % len(x):][:1])]).as_numpy("logits")
-                np.testing.assert_allclose(y, want[i % len(x):][:1], rtol=1e-5, atol=1e-5)
+                y = client.infer("digits", [_input(x[i % len(x) :][:1])]).as_numpy("logits")
+                np.testing.assert_allclose(y, want[i % len(x) :][:1], rtol=1e-5, atol=1e-5)
                 client.close()
 
         infer_on_new_connections(12)

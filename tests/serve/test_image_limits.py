@@ -33,8 +33,11 @@ def _image(fmt: str, side: int) -> bytes:
 
 
 def _multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, dict]:
-    parts = [b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"%s\"\r\n"
-             b"Content-Type: application/octet-stream\r\n\r\n%s\r\n" % (name.encode(), data) for name, data in files]
+    parts = [
+        b'--b\r\nContent-Disposition: form-data; name="files"; filename="%s"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n%s\r\n" % (name.encode(), data)
+        for name, data in files
+    ]
     return b"".join(parts) + b"--b--\r\n", {"content-type": "multipart/form-data; boundary=b"}
 
 

@@ -57,9 +57,17 @@ def _link(name: str, target: str, kind=tarfile.SYMTYPE) -> tarfile.TarInfo:
     return info
 
 
-@pytest.mark.parametrize("member", [_file("../evil"), _file("/etc/evil"), _file("digits/../../evil"),
-                                    _link("digits/link", "/etc/passwd"), _link("digits/hard", "/etc/passwd", tarfile.LNKTYPE)],
-                         ids=["dotdot", "absolute", "nested-dotdot", "symlink", "hardlink"])
+@pytest.mark.parametrize(
+    "member",
+    [
+        _file("../evil"),
+        _file("/etc/evil"),
+        _file("digits/../../evil"),
+        _link("digits/link", "/etc/passwd"),
+        _link("digits/hard", "/etc/passwd", tarfile.LNKTYPE),
+    ],
+    ids=["dotdot", "absolute", "nested-dotdot", "symlink", "hardlink"],
+)
 def test_nothing_lands_outside_the_destination(tmp_path, member):
     data = _tar(member)
     dest = tmp_path / "dest"

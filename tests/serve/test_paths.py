@@ -34,19 +34,22 @@ def test_the_openapi_document_lists_the_hot_routes_of_the_table(app):
         assert [p["name"] for p in documented[route.template]["post"]["parameters"] if p["in"] == "path"] == route.params
 
 
-@pytest.mark.parametrize("path, chosen, labels", [
-    ("/v2/models/digits/infer", None, ("digits", "infer")),
-    ("/v2/models/digits/versions/1/infer", None, ("digits", "infer")),
-    ("/v1/classify", "digits", ("digits", "classify")),
-    ("/v1/classify", None, ("-", "classify")),
-    ("/v2/models/nope/ready", None, ("unknown", "ready")),
-    ("/v2/models/digits/versions/1", None, ("digits", "metadata")),
-    ("/v2/repository/models/digits/unload", None, ("digits", "unload")),
-    ("/v2/health/live", None, ("-", "live")),
-    ("/metrics", None, ("-", "metrics")),
-    ("/v2/models/digits/infer/more", None, ("-", "other")),
-    ("/v2", None, ("-", "other")),
-])
+@pytest.mark.parametrize(
+    "path, chosen, labels",
+    [
+        ("/v2/models/digits/infer", None, ("digits", "infer")),
+        ("/v2/models/digits/versions/1/infer", None, ("digits", "infer")),
+        ("/v1/classify", "digits", ("digits", "classify")),
+        ("/v1/classify", None, ("-", "classify")),
+        ("/v2/models/nope/ready", None, ("unknown", "ready")),
+        ("/v2/models/digits/versions/1", None, ("digits", "metadata")),
+        ("/v2/repository/models/digits/unload", None, ("digits", "unload")),
+        ("/v2/health/live", None, ("-", "live")),
+        ("/metrics", None, ("-", "metrics")),
+        ("/v2/models/digits/infer/more", None, ("-", "other")),
+        ("/v2", None, ("-", "other")),
+    ],
+)
 def test_metric_labels_come_from_the_table(path, chosen, labels):
     scope = {"path": path, "app": SimpleNamespace(state=SimpleNamespace(models={"digits": object()}))}
     if chosen:

@@ -75,8 +75,9 @@ class Clients(Load):
 
 
 def json_body(row) -> bytes:
-    return json.dumps({"inputs": [{"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32",
-                                                 "data": row.ravel().tolist()}]}).encode()
+    return json.dumps(
+        {"inputs": [{"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": row.ravel().tolist()}]}
+    ).encode()
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +147,10 @@ def test_a_bad_version_never_takes_traffic_and_the_next_good_one_is_picked_up(re
     try:
         with Clients(srv, golden) as clients:
             clients.wait_for(20)
-            for number, kind, why in ((2, "slope", "parity gate: golden outputs disagree with PyTorch"),
-                                      (3, "tampered", "3/model.onnx sha256 differs from the manifest")):
+            for number, kind, why in (
+                (2, "slope", "parity gate: golden outputs disagree with PyTorch"),
+                (3, "tampered", "3/model.onnx sha256 differs from the manifest"),
+            ):
                 add_version(live / "digits", repo / "digits", kind, number)
                 rows = wait_index(srv, lambda rows: any(r["version"] == str(number) and r["state"] != "LOADING" for r in rows))
                 assert rows[0] == {"name": "digits", "version": "1", "state": "READY"}  # the old one serves on
@@ -159,8 +162,7 @@ def test_a_bad_version_never_takes_traffic_and_the_next_good_one_is_picked_up(re
             add_version(live / "digits", repo / "digits", "good", 4)  # after failed ones, a good one goes live
             clients.wait_for(20, version="4")
         answers = clients.all()
-        assert {a[0] for a in answers} == {200} and {a[1] for a in answers} == {"1", "4"}, \
-            [a for a in answers if a[0] != 200][:5]
+        assert {a[0] for a in answers} == {200} and {a[1] for a in answers} == {"1", "4"}, [a for a in answers if a[0] != 200][:5]
         assert index(srv) == [{"name": "digits", "version": "4", "state": "READY"}]
         metrics = srv.request("GET", "/metrics")[2].decode()
         assert 'prelu_model_loads_total{model="digits",result="refused"} 2.0' in metrics
@@ -189,7 +191,7 @@ def test_a_version_still_being_written_is_never_read(repo, live, golden):
             assert rows[0]["state"] == "READY" and rows[-1]["state"] == "UNAVAILABLE" and "sha256" in rows[-1]["reason"]
             clients.wait_for(20)
             with open(live / "digits" / "2" / "model.onnx", "ab") as f:
-                f.write(artifact[len(artifact) // 2:])
+                f.write(artifact[len(artifact) // 2 :])
             clients.wait_for(20, version="2")
         answers = clients.all()
         assert {a[0] for a in answers} == {200} and all(in_order(c) == ["1", "2"] for c in clients.answers)
@@ -210,8 +212,9 @@ def test_load_of_a_loaded_model_picks_up_its_new_versions_and_each_version_answe
         assert http.get_model_metadata("digits")["versions"] == ["1", "2"]
         x = golden[0][:1]
         for version, lowering in (("", "native"), ("1", "leaky"), ("2", "native")):
-            status, headers, body = srv.request("POST", f"/v2/models/digits{'/versions/' + version if version else ''}/infer",
-                                                json_body(x[0]))
+            status, headers, body = srv.request(
+                "POST", f"/v2/models/digits{'/versions/' + version if version else ''}/infer", json_body(x[0])
+            )
             assert status == 200 and headers["x-model-version"] == (version or "2"), body
             assert srv.json("GET", f"/v2/models/digits/versions/{version or '2'}")[1]["prelu_lowering"] == lowering
         inp = tg.InferInput("images", list(x.shape), "FP32")
@@ -232,8 +235,7 @@ def test_every_worker_polls_for_itself(repo, live, golden):
     srv = Server(live, *POLL, "--workers", "2")
 
     def versions() -> set:  # 24 new connections: the kernel spreads them over both workers
-        return {srv.request("POST", "/v2/models/digits/infer", json_body(golden[0][0]))[1]["x-model-version"]
-                for _ in range(24)}
+        return {srv.request("POST", "/v2/models/digits/infer", json_body(golden[0][0]))[1]["x-model-version"] for _ in range(24)}
 
     try:
         assert versions() == {"1"}
@@ -254,8 +256,11 @@ def test_the_policy_chooses_the_versions_served_and_a_malformed_one_says_why(rep
     for number in (2, 3):
         add_version(live / "digits", repo / "digits", number=number)
     config = (live / "digits" / "config.pbtxt").read_text()
-    for policy, served in (("", [3]), ("version_policy { specific { versions: [1, 3] } }", [1, 3]),
-                           ("version_policy { all { } }", [1, 2, 3])):
+    for policy, served in (
+        ("", [3]),
+        ("version_policy { specific { versions: [1, 3] } }", [1, 3]),
+        ("version_policy { all { } }", [1, 2, 3]),
+    ):
         (live / "digits" / "config.pbtxt").write_text(config + policy)
         table = load_repository(live, Settings(repo=live))
         assert list(table.versions["digits"]) == served and table["digits"].number == 3 and table["digits"].ready
@@ -265,4 +270,5 @@ def test_the_policy_chooses_the_versions_served_and_a_malformed_one_says_why(rep
     table = load_repository(live, Settings(repo=live))
     assert not table["digits"].ready and table["digits"].reason == (
         "cannot load: digits/config.pbtxt: not Triton's model configuration (12:18 : Message type "
-        "\"inference.ModelVersionPolicy\" has no field named \"newest\".)")
+        '"inference.ModelVersionPolicy" has no field named "newest".)'
+    )

@@ -10,19 +10,22 @@ import pytest
 from ..server import Server
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--replicas", "2"], "--replicas: only with --ray"),
-    (["--autoscale", "1,2", "--ray-address", "auto"], "--autoscale, --ray-address: only with --ray"),
-    (["--max-ongoing-requests", "4"], "only with --ray"),
-    (["--ray", "--replicas", "2", "--autoscale", "1,2"], "--replicas and --autoscale: choose one"),
-    (["--ray", "--autoscale", "3,1"], "1 ≤ MIN ≤ MAX"),
-    (["--ray", "--autoscale", "0,2"], "1 ≤ MIN ≤ MAX"),
-    (["--ray", "--autoscale", "2"], "give MIN,MAX"),
-    (["--ray", "--autoscale", "a,b"], "give MIN,MAX"),
-    (["--ray", "--workers", "2"], "--workers: not with --ray"),
-    (["--ray-ingress", "direct"], "--ray-ingress: only with --ray"),
-    (["--ray", "--ray-ingress", "nginx"], "--ray-ingress 'nginx': choose one of haproxy, direct, proxy"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--replicas", "2"], "--replicas: only with --ray"),
+        (["--autoscale", "1,2", "--ray-address", "auto"], "--autoscale, --ray-address: only with --ray"),
+        (["--max-ongoing-requests", "4"], "only with --ray"),
+        (["--ray", "--replicas", "2", "--autoscale", "1,2"], "--replicas and --autoscale: choose one"),
+        (["--ray", "--autoscale", "3,1"], "1 ≤ MIN ≤ MAX"),
+        (["--ray", "--autoscale", "0,2"], "1 ≤ MIN ≤ MAX"),
+        (["--ray", "--autoscale", "2"], "give MIN,MAX"),
+        (["--ray", "--autoscale", "a,b"], "give MIN,MAX"),
+        (["--ray", "--workers", "2"], "--workers: not with --ray"),
+        (["--ray-ingress", "direct"], "--ray-ingress: only with --ray"),
+        (["--ray", "--ray-ingress", "nginx"], "--ray-ingress 'nginx': choose one of haproxy, direct, proxy"),
+    ],
+)
 def test_bad_ray_options_exit_2(cli, args, message):
     proc = cli("serve", *args, "--port", "0", check_rc=2)
     assert message in " ".join(proc.stderr.split()), proc.stderr
@@ -30,8 +33,10 @@ def test_bad_ray_options_exit_2(cli, args, message):
 
 def test_without_ray_installed_the_hint_says_how(tmp_path):
     """`sys.modules["ray"] = None` makes `import ray` fail as it does where the extra is not installed."""
-    code = ("import sys; sys.modules['ray'] = None; sys.argv = ['prelu-deploy', 'serve', '--ray', '--port', '0']\n"
-            "from prelu_deploy.cli.main import main; main()")
+    code = (
+        "import sys; sys.modules['ray'] = None; sys.argv = ['prelu-deploy', 'serve', '--ray', '--port', '0']\n"
+        "from prelu_deploy.cli.main import main; main()"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "pip install 'prelu-deploy[ray]'" in " ".join(proc.stderr.split())

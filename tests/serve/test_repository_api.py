@@ -83,9 +83,12 @@ class Load:
         i = k
         while not self.stop.is_set():
             row = i % len(self.x)
-            status, body = self.srv.json("POST", "/v2/models/digits/infer", {"inputs": [
-                {"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": self.x[row].ravel().tolist()}]},
-                timeout=30)
+            status, body = self.srv.json(
+                "POST",
+                "/v2/models/digits/infer",
+                {"inputs": [{"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": self.x[row].ravel().tolist()}]},
+                timeout=30,
+            )
             if status == 200:
                 right = np.allclose(body["outputs"][0]["data"], self.want[row], rtol=1e-4, atol=1e-4)
                 self.answers[k].append(200 if right else "wrong logits")
@@ -127,8 +130,10 @@ def test_versions_go_live_after_their_gate_with_both_clients(repo, versions, gol
             http.load_model("digits")
             assert _lowering(srv) == "native"
             load.wait_for(20)
-            for bad, client, why in ((versions["slope"], grpc, "parity gate: golden outputs disagree with PyTorch"),
-                                     (versions["tampered"], http, "sha256")):
+            for bad, client, why in (
+                (versions["slope"], grpc, "parity gate: golden outputs disagree with PyTorch"),
+                (versions["tampered"], http, "sha256"),
+            ):
                 _swap(live / "digits", bad)
                 err = _refusal(lambda: client.load_model("digits"))
                 assert err.status() in ("400", "StatusCode.FAILED_PRECONDITION"), err
@@ -158,7 +163,8 @@ def test_versions_go_live_after_their_gate_with_both_clients(repo, versions, gol
             assert all(a == (404, UNLOADED) for a in client[first_404:]) and set(client[:first_404]) <= {200}, client
         assert sum(a != 200 for client in load.answers for a in client) >= 20
         assert grpc.get_model_repository_index(as_json=True)["models"] == [
-            {"name": "digits", "state": "UNAVAILABLE", "reason": UNLOADED}]
+            {"name": "digits", "state": "UNAVAILABLE", "reason": UNLOADED}
+        ]
         assert _refusal(lambda: grpc.get_model_metadata("digits")).message() == UNLOADED
         grpc.unload_model("digits")  # again: nothing to do, not an error
         http.load_model("digits")
@@ -174,8 +180,12 @@ def test_model_control_none_refuses_load_and_unload(repo):
     try:
         http, grpc = th.InferenceServerClient(srv.url.removeprefix("http://")), tg.InferenceServerClient(srv.grpc_url)
         assert http.get_model_repository_index() == LOADED == grpc.get_model_repository_index(as_json=True)["models"]
-        for call in (lambda: http.load_model("digits"), lambda: http.unload_model("digits"),
-                     lambda: grpc.load_model("digits"), lambda: grpc.unload_model("digits")):
+        for call in (
+            lambda: http.load_model("digits"),
+            lambda: http.unload_model("digits"),
+            lambda: grpc.load_model("digits"),
+            lambda: grpc.unload_model("digits"),
+        ):
             err = _refusal(call)
             assert err.status() in ("400", "StatusCode.FAILED_PRECONDITION") and "--model-control none" in err.message()
         assert http.is_model_ready("digits")
@@ -193,13 +203,17 @@ def test_the_management_api_needs_the_token(repo, tmp_path):
     try:
         http, grpc = th.InferenceServerClient(srv.url.removeprefix("http://")), tg.InferenceServerClient(srv.grpc_url)
         for headers, want in ((None, "this needs an API token"), ({"Authorization": "Bearer " + "y" * 26}, "not valid")):
-            for call in (lambda: http.load_model("digits", headers=headers),
-                         lambda: http.get_model_repository_index(headers=headers)):
+            for call in (
+                lambda: http.load_model("digits", headers=headers),
+                lambda: http.get_model_repository_index(headers=headers),
+            ):
                 err = _refusal(call)
                 assert err.status() == "401" and want in err.message()
             grpc_headers = headers and {"authorization": headers["Authorization"]}
-            for call in (lambda: grpc.unload_model("digits", headers=grpc_headers),
-                         lambda: grpc.get_model_repository_index(headers=grpc_headers)):
+            for call in (
+                lambda: grpc.unload_model("digits", headers=grpc_headers),
+                lambda: grpc.get_model_repository_index(headers=grpc_headers),
+            ):
                 err = _refusal(call)
                 assert err.status() == "StatusCode.UNAUTHENTICATED" and want in err.message()
         err = _refusal(lambda: http.load_model("digits", query_params={"token": token}))
@@ -225,16 +239,22 @@ def test_without_a_token_the_management_api_answers_on_loopback_only(repo):
         assert srv.stop()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model-control", "explicit", "--host", "0.0.0.0"], "--model-control explicit on --host 0.0.0.0 (beyond loopback) "
-     "would let anyone who reaches it load and unload models: --api-token-file FILE"),
-    (["--poll-interval", "1"], "--poll-interval: only with --model-control poll"),
-    (["--model-control", "poll", "--poll-interval", "0"], "--poll-interval 0: seconds between two looks at the repository"),
-    (["--model-control", "poll", "--ray"], "--model-control poll: not with --ray"),
-    (["--load-model", "digits"], "--load-model: only with --model-control explicit"),
-    (["--model-control", "explicit", "--load-model", "nope"], "--load-model 'nope': no model directory of that name"),
-    (["--model-control", "explicit", "--ray"], "--model-control explicit: not with --ray"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--model-control", "explicit", "--host", "0.0.0.0"],
+            "--model-control explicit on --host 0.0.0.0 (beyond loopback) "
+            "would let anyone who reaches it load and unload models: --api-token-file FILE",
+        ),
+        (["--poll-interval", "1"], "--poll-interval: only with --model-control poll"),
+        (["--model-control", "poll", "--poll-interval", "0"], "--poll-interval 0: seconds between two looks at the repository"),
+        (["--model-control", "poll", "--ray"], "--model-control poll: not with --ray"),
+        (["--load-model", "digits"], "--load-model: only with --model-control explicit"),
+        (["--model-control", "explicit", "--load-model", "nope"], "--load-model 'nope': no model directory of that name"),
+        (["--model-control", "explicit", "--ray"], "--model-control explicit: not with --ray"),
+    ],
+)
 def test_bad_model_control_options_exit_2(cli, repo, args, message):
     proc = cli("serve", repo, "--port", "0", "--grpc-port", "0", *args, check_rc=2)
     assert message in proc.stderr and "Traceback" not in proc.stderr

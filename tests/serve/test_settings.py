@@ -48,10 +48,13 @@ def test_an_option_left_out_takes_its_environment_variable_and_one_given_wins(re
         srv.stop()
 
 
-@pytest.mark.parametrize("variable, value, message", [
-    ("PRELU_DEPLOY_MAX_QUEUE", "lots", "PRELU_DEPLOY_MAX_QUEUE='lots': Input should be a valid integer"),
-    ("PRELU_DEPLOY_MAX_BATCH_SIZE", "0", "PRELU_DEPLOY_MAX_BATCH_SIZE='0': Input should be greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    "variable, value, message",
+    [
+        ("PRELU_DEPLOY_MAX_QUEUE", "lots", "PRELU_DEPLOY_MAX_QUEUE='lots': Input should be a valid integer"),
+        ("PRELU_DEPLOY_MAX_BATCH_SIZE", "0", "PRELU_DEPLOY_MAX_BATCH_SIZE='0': Input should be greater than or equal to 1"),
+    ],
+)
 def test_a_bad_environment_variable_exits_2_naming_it(cli, repo, monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
     result = cli("serve", repo, "--port", "0", check_rc=2)

@@ -59,8 +59,9 @@ def test_loads_racing_swaps_serve_one_version_whole(versions, tmp_path):
     live = tmp_path / "live" / "digits"
     shutil.copytree(versions["A"], live)
     stop = tmp_path / "stop"
-    swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, versions["A"], versions["B"], live, stop],
-                               stdout=subprocess.PIPE, text=True)
+    swapper = subprocess.Popen(
+        [sys.executable, "-c", SWAPPER, versions["A"], versions["B"], live, stop], stdout=subprocess.PIPE, text=True
+    )
     seen, torn = {"A": 0, "B": 0}, []
     try:
         for _ in range(60):

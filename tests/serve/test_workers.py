@@ -20,22 +20,26 @@ from ..server import Server
 LONE = 8 * LONE_TRIALS  # lone requests: one worker gets half or more, enough for its trial (2 × LONE_TRIALS + 1)
 
 
-@pytest.mark.parametrize("cores, given, want", [
-    (2, {}, (2, 1, 1, 2)),  # the default: a single-threaded worker per core, a lone request on every core
-    (16, {}, (16, 1, 1, 16)),
-    (1, {}, (1, 1, 1, None)),
-    (2, {"workers": 1}, (1, 1, 2, None)),  # one worker: its instance has every core already
-    (16, {"workers": 4}, (4, 1, 4, 16)),
-    (16, {"threads": 4}, (4, 1, 4, None)),  # --threads pins the thread count: no lone runner
-    (16, {"threads": 1}, (16, 1, 1, None)),
-    (16, {"workers": 2, "instances": 2}, (2, 2, 4, 16)),
-    (2, {"instances": 4}, (1, 4, 1, 2)),  # never fewer than one of anything
-])
+@pytest.mark.parametrize(
+    "cores, given, want",
+    [
+        (2, {}, (2, 1, 1, 2)),  # the default: a single-threaded worker per core, a lone request on every core
+        (16, {}, (16, 1, 1, 16)),
+        (1, {}, (1, 1, 1, None)),
+        (2, {"workers": 1}, (1, 1, 2, None)),  # one worker: its instance has every core already
+        (16, {"workers": 4}, (4, 1, 4, 16)),
+        (16, {"threads": 4}, (4, 1, 4, None)),  # --threads pins the thread count: no lone runner
+        (16, {"threads": 1}, (16, 1, 1, None)),
+        (16, {"workers": 2, "instances": 2}, (2, 2, 4, 16)),
+        (2, {"instances": 4}, (1, 4, 1, 2)),  # never fewer than one of anything
+    ],
+)
 def test_the_layout_fills_the_cores(cores, given, want):
     layout = plan(cores, **given)
     assert (layout.workers, layout.instances, layout.threads, layout.lone_threads) == want
-    assert str(Plan(2, 1, 1, 2, 2)) == ("2 worker processes × 1 runner instance per model × 1 thread on 2 cores; "
-                                        "a lone request tries 2 threads")
+    assert str(Plan(2, 1, 1, 2, 2)) == (
+        "2 worker processes × 1 runner instance per model × 1 thread on 2 cores; a lone request tries 2 threads"
+    )
 
 
 def _children(pid: int) -> set[int]:
@@ -63,8 +67,11 @@ def _count(srv: Server, status: int) -> float:
 
 
 def _infer(srv: Server, x: np.ndarray):
-    return srv.json("POST", "/v2/models/digits/infer", {"inputs": [
-        {"name": "images", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]})
+    return srv.json(
+        "POST",
+        "/v2/models/digits/infer",
+        {"inputs": [{"name": "images", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]},
+    )
 
 
 def test_two_workers_answer_right_count_together_and_survive_a_death(repo):
@@ -77,7 +84,7 @@ def test_two_workers_answer_right_count_together_and_survive_a_death(repo):
         want = get_runner("onnxruntime", repo / "digits").run(x)
 
         def one(i):
-            status, body = _infer(srv, x[i:i + 1])  # a connection each: the kernel hands them to either worker
+            status, body = _infer(srv, x[i : i + 1])  # a connection each: the kernel hands them to either worker
             return status, np.asarray(body["outputs"][0]["data"]) if status == 200 else body
 
         for i in range(LONE):  # a connection at a time: alone (unless the last one's close is not seen yet), run

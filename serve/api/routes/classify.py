@@ -37,16 +37,20 @@ async def classify(request: HotRequest) -> tuple[bytes, dict[str, str]]:
             raise ApiError(503, "no model is served")
         ready = sorted(name for name, served in models.items() if served.ready)
         if len(ready) > 1:
-            raise ApiError(400, f"{len(ready)} models are served ({', '.join(ready)}): name one, "
-                                "POST /v1/models/{name}/classify")
+            raise ApiError(
+                400, f"{len(ready)} models are served ({', '.join(ready)}): name one, POST /v1/models/{{name}}/classify"
+            )
         request.name = ready[0] if ready else next(iter(models))  # none ready: the first says why (503)
     served = require_ready(find_model(models, request.name))
     with held(served):  # a version swapped out meanwhile answers this request before it is retired
         top_k = _top_k(request.scope["query_string"]) or settings.top_k
         pre = served.preprocess
         if pre is None:
-            raise ApiError(503, f"model {served.name!r} cannot classify images: {served.no_classify}; "
-                                f"send tensors to /v2/models/{served.name}/infer")
+            raise ApiError(
+                503,
+                f"model {served.name!r} cannot classify images: {served.no_classify}; "
+                f"send tensors to /v2/models/{served.name}/infer",
+            )
         uploads = await _uploads(request, settings.max_images)
         x = await _prepare(uploads, pre, settings)
         logits = await submit(served, x, inline=True)
@@ -59,6 +63,7 @@ async def _prepare(uploads: list[tuple[str, bytes]], pre, settings) -> np.ndarra
     upload), their pixels counted against --max-request-pixels; then each image decoded, reduced and
     dropped in turn, at most --max-decodes at once in this worker, off the event loop — unless there
     is one image, small in pixels and in bytes."""
+
     def headers() -> list[Header]:
         return [header(data, f"image {name!r}", settings.max_pixels) for name, data in uploads]
 
@@ -67,8 +72,11 @@ async def _prepare(uploads: list[tuple[str, bytes]], pre, settings) -> np.ndarra
     total = sum(h.pixels for h in heads)
     if total > settings.max_request_pixels:
         images = f"{len(heads)} images hold" if len(heads) > 1 else "image holds"
-        raise ApiError(413, f"the request's {images} {total} pixels; the limit is {settings.max_request_pixels} "
-                            f"pixels a request (--max-request-pixels)")
+        raise ApiError(
+            413,
+            f"the request's {images} {total} pixels; the limit is {settings.max_request_pixels} "
+            f"pixels a request (--max-request-pixels)",
+        )
     if small and total <= INLINE_DECODE_PIXELS:
         return pre.to_tensor(decode(heads[0], pre, settings.max_pixels)[None])
     loop = asyncio.get_running_loop()

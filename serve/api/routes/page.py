@@ -25,30 +25,39 @@ def _template() -> str:
 
 def _hashes(html: str, tag: str) -> str:
     """'sha256-…' of every inline <tag> element's content, as CSP matches them."""
-    return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
-                    for body in re.findall(rf"<{tag}>(.*?)</{tag}>", html, re.S))
+    return " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+        for body in re.findall(rf"<{tag}>(.*?)</{tag}>", html, re.S)
+    )
 
 
 @cache
 def headers() -> dict[str, str]:
     """The page's security headers (the model options substituted into it are outside its script and style)."""
     html = _template()
-    csp = "; ".join([
-        "default-src 'none'",
-        f"script-src {_hashes(html, 'script')}",
-        f"style-src {_hashes(html, 'style')}",
-        "img-src 'self' blob: data:",  # the thumbnails of the picked files are blob: URLs
-        "connect-src 'self'",  # its fetch() to /v1/models/…/classify
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    ])
-    return {"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
-            "Referrer-Policy": "no-referrer"}
+    csp = "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {_hashes(html, 'script')}",
+            f"style-src {_hashes(html, 'style')}",
+            "img-src 'self' blob: data:",  # the thumbnails of the picked files are blob: URLs
+            "connect-src 'self'",  # its fetch() to /v1/models/…/classify
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+    return {
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+    }
 
 
 @router.get("/", response_class=HTMLResponse)
 async def page(models: Models) -> HTMLResponse:
-    options = "".join(f'<option value="{escape(name)}">{escape(name)}{"" if m.ready else " (not ready)"}</option>'
-                      for name, m in models.items())
+    options = "".join(
+        f'<option value="{escape(name)}">{escape(name)}{"" if m.ready else " (not ready)"}</option>' for name, m in models.items()
+    )
     return HTMLResponse(_template().replace("__MODEL_OPTIONS__", options), headers=headers())

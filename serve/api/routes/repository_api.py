@@ -10,12 +10,26 @@ from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.api.openapi import errors
 
 router = APIRouter(prefix="/v2/repository", tags=["Model repository"])
-_ROW = {"type": "object", "required": ["name", "state"], "properties": {
-    "name": {"type": "string"}, "version": {"type": "string"},
-    "state": {"type": "string", "enum": ["READY", "UNAVAILABLE", "LOADING"]},
-    "reason": {"type": "string"}}}
-_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {"type": "object", "properties": {
-    "ready": {"type": "boolean"}, "parameters": {"type": "object"}}}}}}}
+_ROW = {
+    "type": "object",
+    "required": ["name", "state"],
+    "properties": {
+        "name": {"type": "string"},
+        "version": {"type": "string"},
+        "state": {"type": "string", "enum": ["READY", "UNAVAILABLE", "LOADING"]},
+        "reason": {"type": "string"},
+    },
+}
+_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "properties": {"ready": {"type": "boolean"}, "parameters": {"type": "object"}}}
+            }
+        },
+    }
+}
 _ERRORS = errors(400, 401, 403, 404, 500, 504)
 
 
@@ -38,8 +52,11 @@ async def _body(request: Request, allowed: tuple[str, ...] = ()) -> dict:
     if not isinstance(params, dict):
         raise ApiError(400, "'parameters' must be an object")
     if unknown := sorted(set(params) - set(allowed)):
-        raise ApiError(400, f"parameters {', '.join(map(repr, unknown))} are not supported: a model loads from its "
-                            "directory in the repository as it is on disk")
+        raise ApiError(
+            400,
+            f"parameters {', '.join(map(repr, unknown))} are not supported: a model loads from its "
+            "directory in the repository as it is on disk",
+        )
     return body
 
 

@@ -28,8 +28,7 @@ async def infer(request: HotRequest) -> tuple[bytes, dict[str, str]]:
     models, settings = request.state.models, request.state.settings
     served = require_ready(find_model(models, request.name, request.version))
     with held(served):  # a version swapped out meanwhile answers this request before it is retired
-        args = (request.body, request.header(HEADER_LENGTH), served.entry.input, served.entry.output,
-                settings.max_queue)
+        args = (request.body, request.header(HEADER_LENGTH), served.entry.input, served.entry.output, settings.max_queue)
         # parsing megabytes of JSON takes milliseconds: off the event loop, so other clients are not held up
         small = len(request.body) <= INLINE_DECODE_BYTES
         req, x = decode_request(*args) if small else await run_in_threadpool(decode_request, *args)
@@ -42,8 +41,9 @@ async def live() -> dict:
     return {"live": True}
 
 
-@router.get("/health/ready", responses={503: {"description": "Not every model is ready: `models` names each "
-                                                          "one not ready and why"}})
+@router.get(
+    "/health/ready", responses={503: {"description": "Not every model is ready: `models` names each one not ready and why"}}
+)
 async def ready(request: Request, models: Models) -> JSONResponse:
     ok = bool(models) and all(m.ready for m in models.values())
     if ok:
@@ -69,16 +69,20 @@ async def server_metadata() -> dict:
 
 def metadata(served: ServedModel, versions: list[str] | None = None) -> dict:
     """`served`'s metadata; `versions`: the model's versions that take traffic (default: this one's)."""
-    meta = {"name": served.name, "versions": versions or [str(served.number)], "backend": served.backend,
-            "ready": served.ready}
+    meta = {"name": served.name, "versions": versions or [str(served.number)], "backend": served.backend, "ready": served.ready}
     if e := served.entry:
         runner = served.runners[0] if served.runners else None  # what the runner reports, else what the entry says
         ins, outs = (runner.inputs(), runner.outputs()) if runner else ([e.input], [e.output])
         meta["platform"] = e.platform
         meta["inputs"] = [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in ins]
         meta["outputs"] = [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in outs]
-        meta.update(labels=e.labels, prelu_lowering=e.lowering, precision=e.precision, max_batch_size=served.max_batch,
-                    instances=len(served.runners))
+        meta.update(
+            labels=e.labels,
+            prelu_lowering=e.lowering,
+            precision=e.precision,
+            max_batch_size=served.max_batch,
+            instances=len(served.runners),
+        )
     if served.reason:
         meta["reason"] = served.reason
     if served.parity:
