@@ -1,8 +1,8 @@
 """prelu-deploy: PReLU classifiers from a PyTorch checkpoint to ONNX, TensorRT and HTTP.
 
 This folder (core/) is the root of the `prelu_deploy` namespace and the bottom of the house: the error
-types and exit codes (`errors`), atomic writes (`atomic`), the model entry (`manifest`, `specs`,
-`snapshot`, `versions`), the precision table (`precisions`) and the tolerances with their one judge
+types and exit codes (`errors`), atomic writes (`atomic`), the model entry (`manifest`, `manifest_fields`,
+`specs`, `snapshot`, `versions`), the precision table (`precisions`) and the tolerances with their one judge
 (`tolerances`); here, the version, the usable core count and the thread count that keeps a runtime
 within it. The work itself lives in models/, plugins/, export/, runners/, serve/ and bench/; the console
 script in cli/.

@@ -8,10 +8,10 @@ without any of them knowing the manifest's keys. Laid out as a Triton model repo
     <repo>/<name>/1/model.onnx     (platform onnxruntime_onnx) or 1/model.plan (tensorrt_plan)
     <repo>/<name>/N/…              version N ≥ 2: its manifest, golden I/O and artifact (prelu_deploy.versions)
 
-A malformed manifest is refused when read, with the field named: among them a name that is not
-export's (it chooses where `quantize` and `build` write) and a file outside the directory. Files are
-read beneath one descriptor of the directory, no link followed (prelu_deploy.snapshot); `load_entry`
-reads the manifest and every artifact so, as one version, even while an export replaces the folder.
+A malformed manifest is refused when read, with the field named (prelu_deploy.manifest_fields): among
+them a name that is not export's (it chooses where `quantize` and `build` write) and a file outside the
+directory. Files are read beneath one descriptor of the directory, no link followed (prelu_deploy.snapshot);
+`load_entry` reads the manifest and every artifact so, as one version, even while an export replaces the folder.
 """
 
 import hashlib
@@ -25,7 +25,7 @@ import numpy as np
 
 from prelu_deploy.atomic import write_bytes
 from prelu_deploy.errors import ModelDirError
-from prelu_deploy.precisions import PRECISIONS
+from prelu_deploy.manifest_fields import LOWERINGS, entry_fields  # noqa: F401 (LOWERINGS re-exported)
 from prelu_deploy.snapshot import ModelFiles, Unreadable, name_problem, path_problem, sha256_file  # noqa: F401 (re-exported)
 from prelu_deploy.specs import BatchProfile, FieldReader, Source, TensorRT, TensorSpec  # noqa: F401 (re-exported)
 from prelu_deploy.versions import CONFIG, GOLDEN, MANIFEST, VersionFiles, layout, version_files, version_numbers  # noqa: F401
@@ -33,7 +33,6 @@ from prelu_deploy.versions import CONFIG, GOLDEN, MANIFEST, VersionFiles, layout
 FORMAT_VERSION = 1
 ONNX, PLAN = version_files(1).onnx, version_files(1).plan  # version 1's (every single-version directory's)
 PLATFORMS = {"onnxruntime_onnx": ONNX, "tensorrt_plan": PLAN}  # Triton's platform names → the artifact
-LOWERINGS = ("native", "plugin", "leaky")  # of channel-shared PReLU (docs/architecture.md)
 
 
 @dataclass(frozen=True)
@@ -182,52 +181,6 @@ class ModelEntry:
         return {"format_version": FORMAT_VERSION, **json.loads(json.dumps(d))}  # tuples become lists, as on disk
 
 
-def _entry(m: dict, path: Path, where: Path) -> ModelEntry:
-    r = FieldReader(where)
-    prelu, src = r.get(m, "prelu", dict, "prelu"), r.get(m, "source", dict, "source")
-    lowering = r.get(prelu, "lowering", str, "prelu.lowering")
-    if lowering not in LOWERINGS:
-        raise ModelDirError(f"{where}: manifest field 'prelu.lowering' is {lowering!r}, not one of {', '.join(LOWERINGS)}")
-    max_batch = r.get(m, "max_batch_size", int, "max_batch_size")
-    if max_batch < 1:
-        raise ModelDirError(f"{where}: manifest field 'max_batch_size' must be ≥ 1, not {max_batch}")
-    artifacts = r.get(m, "artifacts", dict, "artifacts")
-    if not all(isinstance(v, str) for v in artifacts.values()):
-        raise ModelDirError(f"{where}: manifest field 'artifacts' must map paths to sha256 strings")
-    trt = None
-    if (t := r.get(m, "tensorrt", dict, "tensorrt", optional=True)) is not None:
-        precision = r.get(t, "precision", str, "tensorrt.precision")
-        if precision not in PRECISIONS:
-            raise ModelDirError(f"{where}: manifest field 'tensorrt.precision' is {precision!r}, not {', '.join(PRECISIONS)}")
-        trt = TensorRT(
-            flavour=r.get(t, "flavour", str, "tensorrt.flavour"), version=r.get(t, "version", str, "tensorrt.version"),
-            precision=precision, profile=r.profile(r.get(t, "profile", dict, "tensorrt.profile"), "tensorrt.profile"),
-            target_compute_capabilities=r.get(t, "target_compute_capabilities", list, "tensorrt.target_compute_capabilities"),
-            fp16_conversion=t.get("fp16_conversion"), workspace_mb=t.get("workspace_mb"), timing_cache=t.get("timing_cache"),
-            timing_cache_written=bool(t.get("timing_cache_written")), build_seconds=t.get("build_seconds"),
-            network_layers=t.get("network_layers") or [], tf32=bool(t.get("tf32")),
-            plugin=r.get(t, "plugin", dict, "tensorrt.plugin", optional=True))
-    if why := name_problem(name := r.get(m, "name", str, "name")):  # it names the folders quantize and build write
-        raise ModelDirError(f"{where}: manifest field 'name': {why}")
-    if bad := [why for rel in artifacts if (why := path_problem(rel))]:
-        raise ModelDirError(f"{where}: manifest field 'artifacts': {bad[0]}")
-    return ModelEntry(
-        name=name, platform="tensorrt_plan" if trt else "onnxruntime_onnx",
-        input=r.tensor(m, "input"), output=r.tensor(m, "output"), max_batch_size=max_batch, lowering=lowering,
-        prelu_layers=r.get(prelu, "layers", list, "prelu.layers"),
-        source=Source(r.get(src, "checkpoint", str, "source.checkpoint"), r.get(src, "sha256", str, "source.sha256"),
-                      r.get(src, "arch", str, "source.arch"), r.get(src, "kwargs", dict, "source.kwargs", optional=True) or {},
-                      r.get(src, "metrics", dict, "source.metrics", optional=True)),
-        preprocess=r.get(m, "preprocess", dict, "preprocess", optional=True),
-        labels=r.get(m, "labels", list, "labels", optional=True),
-        preprocess_origin=r.get(m, "preprocess_origin", str, "preprocess_origin", optional=True),
-        golden=r.get(m, "golden", dict, "golden", optional=True) or {},
-        versions=r.get(m, "versions", dict, "versions", optional=True) or {}, artifacts=artifacts,
-        created=m.get("created"), opset=m.get("opset"),
-        flops_per_image=r.get(m, "flops_per_image", int, "flops_per_image", optional=True),
-        onnx_source=m.get("onnx_source"), tensorrt=trt, int8=r.get(m, "int8", dict, "int8", optional=True), path=path)
-
-
 def read_entry(path: str | Path, number: int | None = None) -> ModelEntry:
     """Version `number` (None: the newest) of the model at `path`; ModelDirError (exit 6) naming the field
     when the manifest is malformed."""
@@ -285,8 +238,11 @@ def load_entry(path: str | Path, number: int | None = None, attempts: int = 50) 
 def _parse(data: bytes | Unreadable, path: Path, vf: VersionFiles) -> ModelEntry:
     mf = path / vf.manifest
     if isinstance(data, Unreadable):
-        raise ModelDirError(f"{path}: not a model directory (no {vf.manifest}); make one with `prelu-deploy export`"
-                            if data.why == "is missing" else f"{path}: {data}")
+        raise ModelDirError(
+            f"{path}: not a model directory (no {vf.manifest}); make one with `prelu-deploy export`"
+            if data.why == "is missing"
+            else f"{path}: {data}"
+        )
     try:
         manifest = json.loads(data)
     except (ValueError, RecursionError) as err:
@@ -294,4 +250,4 @@ def _parse(data: bytes | Unreadable, path: Path, vf: VersionFiles) -> ModelEntry
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if version != FORMAT_VERSION:
         raise ModelDirError(f"{mf}: unsupported manifest format version {version!r} (this prelu-deploy reads {FORMAT_VERSION})")
-    return replace(_entry(manifest, path, mf), files=vf, version=hashlib.sha256(data).hexdigest())
+    return ModelEntry(**entry_fields(manifest, mf), path=path, files=vf, version=hashlib.sha256(data).hexdigest())
