@@ -1,7 +1,9 @@
 """gpu-check's HTTP phase: `prelu-deploy serve --device cuda` on a loopback port for each worker
 layout, the model and the floor model (bench/floor.py: same input, no work) served side by side, each
-driven by the load generator at every concurrency with the model's golden rows as binary tensors.
-A model whose requests/s come close to the floor's is no longer what limits the server."""
+driven by the load generator at every concurrency with the model's golden rows as binary tensors,
+and the model once more over KServe v2 gRPC (the load generator's gRPC mode) on the same server.
+A model whose requests/s come close to the floor's is no longer what limits the server; gRPC is
+measured here, on a host with cores to spare, where the generator does not take the server's CPU."""
 
 import shutil
 import sys
@@ -9,9 +11,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from prelu_deploy.bench import http_load, load_generator
+from prelu_deploy.bench import grpc_load, http_load, load_generator
 from prelu_deploy.bench.floor import make_floor_entry
 from prelu_deploy.bench.serving import _Servers
+from prelu_deploy.serve.addresses import free_ports
 
 NOISE = "No registered plugin EP device found"  # ONNX Runtime's provider-lookup note (runners/onnxruntime_cuda.py)
 
@@ -38,22 +41,37 @@ def _drive(url: str, model: str, data: Path, cfg) -> list[dict]:
     meta = http_load.model_metadata(ep, model, bench.timeout_s)
     work = http_load.workload(bench, meta)
     http_load.check_response(ep, work, meta, bench)
-    levels = []
-    for c in cfg.concurrency:
-        load_generator.drive(ep, work, c, bench.warmup_s, bench.max_requests, bench.timeout_s)
-        result = load_generator.drive(ep, work, c, bench.duration_s, bench.max_requests, bench.timeout_s)
-        result.pop("_samples", None)
-        levels.append(
-            {
-                "concurrency": c,
-                "throughput_rps": result["throughput_rps"],
-                "p50_ms": result["latency"].get("median_ms"),
-                "p99_ms": result["latency"].get("p99_ms"),
-                "errors": result["errors"],
-                "ok": result["ok"],
-            }
-        )
-    return levels
+    return [
+        _level(lambda c, s: load_generator.drive(ep, work, c, s, bench.max_requests, bench.timeout_s), c, bench)
+        for c in cfg.concurrency
+    ]
+
+
+def _drive_grpc(where: str, model: str, data: Path, cfg) -> list[dict]:
+    """The model over gRPC, as _drive drives it over HTTP: the same rows, levels and seconds."""
+    bench = http_load.HttpBench(model=model, concurrency=cfg.concurrency, duration_s=cfg.http_s, warmup_s=0.5, data=str(data))
+    _, meta = grpc_load.model_metadata(where, model, bench.timeout_s)
+    bodies, _ = grpc_load.requests(bench, meta)
+    grpc_load.check_response(where, bodies[0], meta, bench)
+    drive = grpc_load.drive
+    return [
+        _level(lambda c, s: drive(where, bodies, bench.batch, c, s, bench.max_requests, bench.timeout_s), c, bench)
+        for c in cfg.concurrency
+    ]
+
+
+def _level(drive, c: int, bench) -> dict:
+    """One concurrency level: a warm-up, then the measured run, as the report keeps it."""
+    drive(c, bench.warmup_s)
+    result = drive(c, bench.duration_s)
+    return {
+        "concurrency": c,
+        "throughput_rps": result["throughput_rps"],
+        "p50_ms": result["latency"].get("median_ms"),
+        "p99_ms": result["latency"].get("p99_ms"),
+        "errors": result["errors"],
+        "ok": result["ok"],
+    }
 
 
 def phase_http(cfg, log, deadline: float) -> dict:
@@ -63,11 +81,12 @@ def phase_http(cfg, log, deadline: float) -> dict:
         data = repo / model / "golden.npz"
         layouts = []
         for layout in cfg.layouts:
-            needed = 25 + 2 * len(cfg.concurrency) * (cfg.http_s + 0.5)
+            needed = 25 + 3 * len(cfg.concurrency) * (cfg.http_s + 0.5)
             if deadline - time.monotonic() < needed:
                 layouts.append({"layout": layout, "ran": False, "why": "the budget was spent"})
                 continue
             args = [] if layout == "default" else ["--workers", layout]
+            grpc_port = free_ports(1)[0]
             cmd = [
                 _prelu_deploy(),
                 "serve",
@@ -77,7 +96,7 @@ def phase_http(cfg, log, deadline: float) -> dict:
                 "--log-level",
                 "warning",
                 "--grpc-port",
-                "0",
+                str(grpc_port),
                 *args,
             ]
             log(f"http: serve {' '.join(args) or '(default layout)'} …")
@@ -92,6 +111,7 @@ def phase_http(cfg, log, deadline: float) -> dict:
                     "start_s": started_s,
                     "model": _drive(url, model, data, cfg),
                     "floor": _drive(url, floor, data, cfg),
+                    "grpc": _drive_grpc(f"127.0.0.1:{grpc_port}", model, data, cfg),
                 }
             except Exception as err:
                 result = {"layout": layout, "ran": False, "why": f"{type(err).__name__}: {str(err)[:300]}"}

@@ -19,6 +19,7 @@ GOALS = {
     "kernel": "the PReLU kernel moves ≥ 0.85× the bytes/s of a device-to-device copy at 256 MiB, exactly",
     "http_floor": "HTTP: the model's requests/s ≥ 0.8× the floor model's, at every concurrency, on every layout",
     "http_default": "HTTP: the default layout within 10 % of the best layout's requests/s at every concurrency",
+    "grpc_http": "gRPC: the model's requests/s ≥ HTTP binary's (1.0×), at every concurrency, on every layout",
 }
 BASELINE = "torch:cuda"
 
@@ -70,6 +71,14 @@ def http_goals(http: dict) -> dict:
     ]
     worst = min(ratios, key=lambda t: t[2])
     out = {"http_floor": {"met": worst[2] >= 0.8, "numbers": f"lowest: {worst[2]:.2f} (--workers {worst[0]}, C={worst[1]})"}}
+    grpc = [
+        (x["layout"], h["concurrency"], g["throughput_rps"] / h["throughput_rps"] if h["throughput_rps"] else 0.0)
+        for x in runs
+        for h, g in zip(x["model"], x.get("grpc", []))
+    ]
+    if grpc:
+        worst = min(grpc, key=lambda t: t[2])
+        out["grpc_http"] = {"met": worst[2] >= 1.0, "numbers": f"lowest: {worst[2]:.2f}× (--workers {worst[0]}, C={worst[1]})"}
     default = next((x for x in runs if x["layout"] == "default"), None)
     if default:
         gaps = []
@@ -187,18 +196,28 @@ def _http_md(h: dict) -> list[str]:
     out = [
         f"`{h['model']}` beside `{h['floor']}` (no work), binary FP32 tensors of the model's golden rows.",
         "",
-        "| layout | C | model req/s | p50 ms | p99 ms | floor req/s | model / floor | errors | log noise |",
-        "|---" * 9 + "|",
+        "The model over gRPC on the same server: its requests/s, p50 and its ratio to HTTP binary's.",
+        "",
+        "| layout | C | model req/s | p50 ms | p99 ms | floor req/s | model / floor | gRPC req/s | gRPC p50 ms "
+        "| gRPC / HTTP | errors | log noise |",
+        "|---" * 12 + "|",
     ]
     for x in h["layouts"]:
         if not x.get("ran"):
-            out.append(f"| {x['layout']} | – | not run: {x.get('why')} |  |  |  |  |  |  |")
+            out.append(f"| {x['layout']} | – | not run: {x.get('why')} |" + "  |" * 9)
             continue
-        for m, f in zip(x["model"], x["floor"]):
+        grpc = x.get("grpc") or [None] * len(x["model"])
+        for m, f, g in zip(x["model"], x["floor"], grpc):
             ratio = m["throughput_rps"] / f["throughput_rps"] if f["throughput_rps"] else 0.0
+            by_grpc = (
+                f"{g['throughput_rps']:,.0f} | {g['p50_ms'] or 0:.2f} | {g['throughput_rps'] / m['throughput_rps']:.2f}×"
+                if g and m["throughput_rps"]
+                else "– | – | –"
+            )
+            errors = {**(m["errors"] or {}), **{f"gRPC {k}": v for k, v in ((g or {}).get("errors") or {}).items()}}
             out.append(
                 f"| {x['layout']} | {m['concurrency']} | {m['throughput_rps']:,.0f} | {m['p50_ms'] or 0:.2f} | "
-                f"{m['p99_ms'] or 0:.2f} | {f['throughput_rps']:,.0f} | {ratio:.2f} | {m['errors'] or 0} | "
+                f"{m['p99_ms'] or 0:.2f} | {f['throughput_rps']:,.0f} | {ratio:.2f} | {by_grpc} | {errors or 0} | "
                 f"{x['log_noise']} |"
             )
     return out

@@ -28,7 +28,7 @@ def test_the_tests_phase_counts_from_junit(tmp_path):
         assert t["skipped"] == 16 and any("needs an NVIDIA GPU" in why for why in t["skips"])
 
 
-def test_the_http_phase_drives_model_and_floor_and_stops_its_servers(tmp_path):
+def test_the_http_phase_drives_model_floor_and_grpc_and_stops_its_servers(tmp_path):
     cfg = gpu_check.GpuCheck(arch="digits_prelu", device="cpu", layouts=("1",), concurrency=(1, 4), http_s=0.3)
     from prelu_deploy.bench.gpu_http import phase_http
 
@@ -37,10 +37,14 @@ def test_the_http_phase_drives_model_and_floor_and_stops_its_servers(tmp_path):
     assert layout["ran"], layout.get("why")
     assert [m["concurrency"] for m in layout["model"]] == [1, 4] and all(m["ok"] > 0 and not m["errors"] for m in layout["model"])
     assert all(f["ok"] > 0 for f in layout["floor"]) and layout["log_noise"] == 0
+    assert [g["concurrency"] for g in layout["grpc"]] == [1, 4] and all(g["ok"] > 0 and not g["errors"] for g in layout["grpc"])
     report = {"gpu": None, "phases": {"http": {"ran": True, "seconds": 1.0, **result}}}
     paths = gpu_report.write(report, tmp_path)
-    md = paths[1].read_text()
-    assert "| 1 | 4 |" in md and "http_floor" in json.loads(paths[0].read_text())["goals"]
+    md, goals = paths[1].read_text(), json.loads(paths[0].read_text())["goals"]
+    assert "| 1 | 4 |" in md and "http_floor" in goals
+    ratios = [g["throughput_rps"] / m["throughput_rps"] for m, g in zip(layout["model"], layout["grpc"])]
+    assert goals["grpc_http"]["met"] == (min(ratios) >= 1.0) and f"{min(ratios):.2f}×" in goals["grpc_http"]["numbers"]
+    assert f"{ratios[1]:.2f}×" in md.split("| 1 | 4 |")[1].splitlines()[0]
 
 
 def _row(batch, label, precision, ms, diff=0.0):
