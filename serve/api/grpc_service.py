@@ -24,7 +24,7 @@ from prelu_deploy.errors import ListenError
 from prelu_deploy.serve.api.auth import Guard
 from prelu_deploy.serve.api.deps import find_model, require_ready
 from prelu_deploy.serve.errors import ApiError
-from prelu_deploy.serve.repository.control import held
+from prelu_deploy.serve.repository.holds import held
 from prelu_deploy.serve.api.protocol import check_finite, check_tensor
 from prelu_deploy.serve.repository.versions import ready_versions
 from prelu_deploy.serve.api.routes.v2 import INLINE_DECODE_BYTES, metadata, submit

@@ -9,8 +9,8 @@ A load reads the model directory and runs the same parity gate as a start, off t
 version takes traffic only once it passed — until then the version before keeps serving — and a version
 that fails never takes traffic: the index shows it UNAVAILABLE with the reason, and the version before,
 if any, stays. A version replaced or unloaded is retired once the requests that hold it are answered
-(`held`: taken where a request finds its model, before any await), then its batcher stops and its
-runners close. Under several worker processes a load or unload reaches every worker (serve.repository.relay)."""
+(serve.repository.holds), then its batcher stops and its runners close. Under several worker processes
+a load or unload reaches every worker (serve.repository.relay)."""
 
 import asyncio
 import logging
@@ -20,8 +20,15 @@ from prelu_deploy.atomic import clean_leftovers
 from prelu_deploy.errors import ModelDirError, UsageError
 from prelu_deploy.manifest import read_entry
 from prelu_deploy.serve.errors import ApiError
-from prelu_deploy.serve.repository.loader import (ServedModel, load_repository, load_versions, log_loaded, model_dirs,
-                                                  pinned_versions)
+from prelu_deploy.serve.repository.loader import (
+    ServedModel,
+    load_repository,
+    load_versions,
+    log_loaded,
+    model_dirs,
+    pinned_versions,
+)
+from prelu_deploy.serve.repository.holds import retire
 from prelu_deploy.serve.repository.versions import ModelTable, pins_of, selected
 
 log = logging.getLogger("prelu_deploy.serve")
@@ -36,44 +43,6 @@ class Refused(ApiError):
 
     def __init__(self, message: str):
         super().__init__(400, message)
-
-
-_HOLDS: dict[int, int] = {}  # id(ServedModel) → requests holding it
-_DRAINED: dict[int, asyncio.Event] = {}  # set once a retiring version's last request let it go
-
-
-class held:
-    """`with held(served):` around all a request does with its model after finding it — entered with no
-    await in between, so that a version swapped out can tell when nothing uses it any more."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, served: ServedModel):
-        self.key = id(served)
-
-    def __enter__(self):
-        _HOLDS[self.key] = _HOLDS.get(self.key, 0) + 1
-
-    def __exit__(self, *exc) -> None:
-        left = _HOLDS.pop(self.key) - 1
-        if left:
-            _HOLDS[self.key] = left
-        elif self.key in _DRAINED:
-            _DRAINED.pop(self.key).set()
-
-
-async def retire(served: ServedModel, timeout_s: float) -> None:
-    """After the requests holding `served` are answered (at most `timeout_s`): its batcher stopped, runners closed."""
-    if _HOLDS.get(id(served)):
-        drained = _DRAINED.setdefault(id(served), asyncio.Event())
-        try:
-            await asyncio.wait_for(drained.wait(), timeout_s)
-        except TimeoutError:
-            log.warning("model %s: requests still held the retired version after %g s; stopping it", served.name, timeout_s)
-        _DRAINED.pop(id(served), None)
-    if served.engine is not None:
-        await served.engine.stop()
-    served.close()
 
 
 def options(mode: str, load: list[str], ray: bool, repo=None, poll_interval: float | None = None) -> dict:
@@ -92,10 +61,15 @@ def options(mode: str, load: list[str], ray: bool, repo=None, poll_interval: flo
     if bad := [name for name in load if not NAME.fullmatch(name)]:
         raise UsageError(f"--load-model {bad[0]!r}: not a model name")
     if repo is not None and (missing := [name for name in load if name not in model_dirs(repo)]):
-        raise UsageError(f"--load-model {missing[0]!r}: no model directory of that name in {repo} (it holds: "
-                         f"{', '.join(model_dirs(repo)) or 'none'})")
-    return {"model_control": mode, "load_models": list(dict.fromkeys(load)),
-            **({"poll_interval_s": poll_interval} if poll_interval is not None else {})}
+        raise UsageError(
+            f"--load-model {missing[0]!r}: no model directory of that name in {repo} (it holds: "
+            f"{', '.join(model_dirs(repo)) or 'none'})"
+        )
+    return {
+        "model_control": mode,
+        "load_models": list(dict.fromkeys(load)),
+        **({"poll_interval_s": poll_interval} if poll_interval is not None else {}),
+    }
 
 
 def unloaded(name: str) -> str:
@@ -163,8 +137,14 @@ class ModelControl:
             numbers = sorted({*versions, *self.refused.get(name, {}), *(n for m, n in self.loading if m == name)})
             for n in numbers:
                 if (served := versions.get(n)) is not None:
-                    rows.append({"name": name, "version": str(n), "state": "READY" if served.ready else "UNAVAILABLE",
-                                 **({"reason": served.reason} if served.reason else {})})
+                    rows.append(
+                        {
+                            "name": name,
+                            "version": str(n),
+                            "state": "READY" if served.ready else "UNAVAILABLE",
+                            **({"reason": served.reason} if served.reason else {}),
+                        }
+                    )
                 if (name, n) in self.loading:
                     rows.append({"name": name, "version": str(n), "state": "LOADING"})
                 if n in self.refused.get(name, {}):
@@ -175,11 +155,14 @@ class ModelControl:
 
     def check(self, name: str) -> None:
         if self.settings.model_control != "explicit":
-            why = ("--model-control poll loads and unloads what the repository holds as it changes (each --poll-interval)"
-                   if self.settings.model_control == "poll" else
-                   "--model-control none (the default) serves what the repository held at start")
-            raise Refused(f"load and unload are refused: {why}; start the server with --model-control explicit to "
-                          "load and unload models")
+            why = (
+                "--model-control poll loads and unloads what the repository holds as it changes (each --poll-interval)"
+                if self.settings.model_control == "poll"
+                else "--model-control none (the default) serves what the repository held at start"
+            )
+            raise Refused(
+                f"load and unload are refused: {why}; start the server with --model-control explicit to load and unload models"
+            )
         if not NAME.fullmatch(name):
             raise ApiError(400, f"{name!r} is not a model name (letters, digits, '_', '.', '-'; not hidden)")
 
@@ -245,8 +228,9 @@ class ModelControl:
         if not any(s.ready for s in new.values()):  # nothing named passed: what served before keeps serving
             new.update({n: s for n, s in current.items() if s.ready and n not in new})
         self.models.put(name, new)
-        self.refused[name] = {n: f"a new version failed to load: {s.reason}; the version loaded before keeps serving"
-                              for n, s in refused.items()}
+        self.refused[name] = {
+            n: f"a new version failed to load: {s.reason}; the version loaded before keeps serving" for n, s in refused.items()
+        }
         for served in current.values():
             if all(served is not s for s in new.values()):
                 self._retire(served)
@@ -256,8 +240,10 @@ class ModelControl:
         if failed:
             serving = any(s.ready for s in new.values())
             why = "; ".join(f"{'' if n == 1 else f'version {n}: '}{s.reason}" for n, s in failed.items())
-            raise Refused(f"failed to load {name!r}: {why}"
-                          + ("; the version loaded before keeps serving" if serving else "; it is not served"))
+            raise Refused(
+                f"failed to load {name!r}: {why}"
+                + ("; the version loaded before keeps serving" if serving else "; it is not served")
+            )
         log.info("model %s: serving versions %s", name, ", ".join(str(n) for n, s in new.items() if s.ready))
         return new
 

@@ -19,7 +19,7 @@ from prelu_deploy.serve.api.protocol import VERSION_HEADER
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.api.hot_path import HotRequest
 from prelu_deploy.serve.api.images import Header, decode, header
-from prelu_deploy.serve.repository.control import held
+from prelu_deploy.serve.repository.holds import held
 from prelu_deploy.serve.api.openapi import MAX_TOP_K
 from prelu_deploy.serve.api.routes.v2 import submit
 

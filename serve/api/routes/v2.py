@@ -12,7 +12,7 @@ from prelu_deploy.serve.engine.batcher import BatcherStopped, QueueFull
 from prelu_deploy.serve.api.deps import AnyModel, Models, find_model, require_ready
 from prelu_deploy.serve.errors import ApiError
 from prelu_deploy.serve.api.hot_path import HotRequest
-from prelu_deploy.serve.repository.control import held
+from prelu_deploy.serve.repository.holds import held
 from prelu_deploy.serve.api.openapi import errors
 from prelu_deploy.serve.api.protocol import HEADER_LENGTH, decode_request, encode_response
 from prelu_deploy.serve.repository.loader import ServedModel
