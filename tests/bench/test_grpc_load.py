@@ -4,8 +4,15 @@ the refusals."""
 
 import json
 import re
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+import tritonclient.grpc as tg
+
+from prelu_deploy.bench import grpc_load
+from prelu_deploy.bench.http_load import HttpBench
 
 from ..server import Server, free_port
 
@@ -117,3 +124,28 @@ def test_bad_arguments_are_refused(cli, server, tmp_path, url, extra, rc, messag
         check_rc=rc,
     )
     assert message in proc.stderr and not list(tmp_path.glob("*.json"))
+
+
+def test_the_grpc_floor_answers_the_generator_with_the_models_shape(repo):
+    """bench/grpc_floor.py (docs/grpc.sh's measure of grpcio alone): a real process the load generator
+    drives like the server, zeros of the model's output shape for every call, its metadata the model's."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "prelu_deploy.bench.grpc_floor", str(repo / "digits"), "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("grpc floor on"), proc.poll()
+        client = tg.InferenceServerClient(f"127.0.0.1:{port}")
+        meta = client.get_model_metadata("digits")
+        assert [list(t.shape) for t in (*meta.inputs, *meta.outputs)] == [[-1, 1, 8, 8], [-1, 10]]
+        x = tg.InferInput("images", [3, 1, 8, 8], "FP32")
+        x.set_data_from_numpy(np.ones((3, 1, 8, 8), np.float32))
+        y = client.infer("digits", [x]).as_numpy(meta.outputs[0].name)
+        assert y.shape == (3, 10) and not y.any()
+        bench = HttpBench(model="digits", concurrency=(2,), duration_s=0.3)
+        _, gmeta = grpc_load.model_metadata(f"127.0.0.1:{port}", "digits", 5)
+        bodies, _ = grpc_load.requests(bench, gmeta)
+        level = grpc_load.drive(f"127.0.0.1:{port}", bodies, 1, 2, 0.3, 1000, 5)
+        assert level["ok"] > 0 and not level["errors"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
