@@ -1,5 +1,5 @@
 """Versions and --model-control poll against real `prelu-deploy serve` processes: a new version written
-into the repository goes live only after its parity gate, under load from several clients with no
+into the repository goes live only after its parity gate, under load from 64 clients with no
 failed request, the switch visible in x-model-version and the body's model_version; a bad version (a
 wrong slope with its hashes rewritten, a tampered artifact) never takes traffic and shows UNAVAILABLE
 with its reason while the old one serves, and the next good one is picked up; a version still being
@@ -115,10 +115,10 @@ def test_poll_takes_a_good_version_under_load_without_a_failed_request_then_a_re
     srv = Server(live, *POLL)
     try:
         assert index(srv) == [{"name": "digits", "version": "1", "state": "READY"}]
-        with Clients(srv, golden) as clients:
-            clients.wait_for(20)
+        with Clients(srv, golden, clients=64) as clients:  # the issue's load: 64 clients for the whole swap
+            clients.wait_for(64)
             add_version(live / "digits", repo / "digits")
-            clients.wait_for(20, version="2")
+            clients.wait_for(64, version="2", timeout=120)
         answers = clients.all()
         assert {a[0] for a in answers} == {200}, [a for a in answers if a[0] != 200][:5]  # none failed, none wrong
         assert all(in_order(c) == ["1", "2"] for c in clients.answers), [in_order(c) for c in clients.answers]
@@ -126,8 +126,8 @@ def test_poll_takes_a_good_version_under_load_without_a_failed_request_then_a_re
         assert srv.json("GET", "/v2/models/digits")[1]["versions"] == ["2"]
 
         removed = "model 'digits' was removed from the repository"
-        with Clients(srv, golden) as clients:  # the folder removed under load: what was accepted finishes, then 404
-            clients.wait_for(20)
+        with Clients(srv, golden, clients=64) as clients:  # the folder removed under load: accepted ones finish, then 404
+            clients.wait_for(64)
             (live / "digits").rename(live / ".digits.gone")
             clients.wait_for(20, timeout=30)
             while not all(c and c[-1] == (404, removed) for c in clients.answers):
@@ -145,8 +145,8 @@ def test_poll_takes_a_good_version_under_load_without_a_failed_request_then_a_re
 def test_a_bad_version_never_takes_traffic_and_the_next_good_one_is_picked_up(repo, live, golden):
     srv = Server(live, *POLL)
     try:
-        with Clients(srv, golden) as clients:
-            clients.wait_for(20)
+        with Clients(srv, golden, clients=64) as clients:
+            clients.wait_for(64)
             for number, kind, why in (
                 (2, "slope", "parity gate: golden outputs disagree with PyTorch"),
                 (3, "tampered", "3/model.onnx sha256 differs from the manifest"),
@@ -160,7 +160,7 @@ def test_a_bad_version_never_takes_traffic_and_the_next_good_one_is_picked_up(re
                 assert status == 503 and why in body["error"]  # asked for by name, it says why it does not serve
                 clients.wait_for(20)
             add_version(live / "digits", repo / "digits", "good", 4)  # after failed ones, a good one goes live
-            clients.wait_for(20, version="4")
+            clients.wait_for(64, version="4", timeout=120)
         answers = clients.all()
         assert {a[0] for a in answers} == {200} and {a[1] for a in answers} == {"1", "4"}, [a for a in answers if a[0] != 200][:5]
         assert index(srv) == [{"name": "digits", "version": "4", "state": "READY"}]
