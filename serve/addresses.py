@@ -6,12 +6,24 @@ import ipaddress
 import socket
 
 
-def exposure_warning(host: str) -> str | None:
+def exposure_warning(host: str, auth: str = "management", token: bool = False) -> str | None:
     """What to say when `host` is not a loopback address: anyone who can reach it can use the server
     over plain HTTP, and — unless --auth all is given with a token (serve.api.auth) — every model and its
-    queues without one. None for loopback (and for a name that does not resolve: listen() says why)."""
+    queues without one; with a `token`, what it guards under `auth`, what it leaves open, and that it
+    travels in clear. None for loopback (and for a name that does not resolve: listen() says why)."""
     if is_loopback(host) is not False:
         return None
+    if token:
+        guards = (
+            "every route but /v2/health/* needs the API token"
+            if auth == "all"
+            else "the API token guards the management API; anyone who can reach this address can run inference "
+            "and read metadata (--auth all: every route)"
+        )
+        return (
+            f"listening on {host} (beyond loopback): {guards}; over plain HTTP (no TLS) the token travels "
+            "in clear: put the server behind a TLS proxy, or keep --host 127.0.0.1"
+        )
     return (
         f"listening on {host} (beyond loopback): anyone who can reach this address can use the server, over plain "
         f"HTTP (no TLS) and without a token unless --auth all is given with one; put it behind a TLS proxy, or "

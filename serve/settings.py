@@ -1,7 +1,7 @@
 """The server's one settings object: every knob of `prelu-deploy serve` in one place, with its default.
 A field left out when Settings is made comes from the environment variable PRELU_DEPLOY_<FIELD> (e.g.
 PRELU_DEPLOY_MAX_QUEUE=1024, PRELU_DEPLOY_MAX_BODY_BYTES), else its default here; `serve`'s options take
-their defaults from the same place (serve.cli.FIELDS), and an option given on the command line wins."""
+their defaults from the same place (serve.option_fields.FIELDS), and an option given on the command line wins."""
 
 from pathlib import Path
 

@@ -1,6 +1,6 @@
 """The settings of `serve --ray` (replicas, autoscaling, per-replica resources, back-pressure and the
 ingress: what carries HTTP from clients to the replicas), kept apart from serve/ray/app.py so that
-the CLI checks them without importing ray."""
+the CLI checks them (from_cli) without importing ray."""
 
 import importlib.util
 import os
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prelu_deploy import usable_cores
+from prelu_deploy.errors import UsageError
 from prelu_deploy.serve.addresses import free_ports
 
 # What carries a request from the client to a replica (docs/scale-out.md, "Where the time goes"):
@@ -115,3 +116,48 @@ def local_cluster_env(host: str) -> dict[str, str]:
     from prelu_deploy.serve.addresses import is_loopback
 
     return {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"} if is_loopback(host) else {}
+
+
+def from_cli(ray: bool, replicas, autoscale, address, max_ongoing, cpus, gpus, max_queue: int, ingress=None) -> RayOptions | None:
+    """The RayOptions of --ray and its options, or None without --ray; UsageError (exit 2) for a bad combination."""
+    given = [
+        name
+        for name, value in (
+            ("--replicas", replicas),
+            ("--autoscale", autoscale),
+            ("--ray-address", address),
+            ("--max-ongoing-requests", max_ongoing),
+            ("--ray-cpus-per-replica", cpus),
+            ("--ray-gpus-per-replica", gpus),
+            ("--ray-ingress", ingress),
+        )
+        if value is not None
+    ]
+    if not ray:
+        if given:
+            raise UsageError(f"{', '.join(given)}: only with --ray")
+        return None
+    if replicas is not None and autoscale is not None:
+        raise UsageError("--replicas and --autoscale: choose one (a fixed number of replicas, or MIN,MAX for Ray to scale)")
+    bounds = None
+    if autoscale is not None:
+        parts = autoscale.split(",")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or not 1 <= int(parts[0]) <= int(parts[1]):
+            raise UsageError(f"--autoscale {autoscale!r}: give MIN,MAX replicas with 1 ≤ MIN ≤ MAX (e.g. 1,4)")
+        bounds = (int(parts[0]), int(parts[1]))
+    try:
+        from prelu_deploy.serve.ray import app  # noqa: F401  (imports ray: seconds, and only under --ray)
+    except ImportError as err:
+        raise UsageError(f"--ray needs Ray Serve, which is not installed ({err}): pip install 'prelu-deploy[ray]'") from None
+    options = RayOptions(replicas=replicas or 1, autoscale=bounds, max_queued_requests=max_queue)
+    if max_ongoing is not None:
+        options.max_ongoing_requests = max_ongoing
+    if cpus is not None:
+        options.cpus_per_replica = cpus
+    if gpus is not None:
+        options.gpus_per_replica = gpus
+    if ingress is not None:
+        if ingress not in INGRESSES:
+            raise UsageError(f"--ray-ingress {ingress!r}: choose one of {', '.join(INGRESSES)}")
+        options.ingress = ingress
+    return options

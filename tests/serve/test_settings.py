@@ -1,14 +1,14 @@
 """Settings (serve/settings.py) is the one source of the server's defaults. The `serve` command cannot read
 them at import time (the console script starts without the serve extra's pydantic), so this test holds
 every option's default to the field it sets, in the field's units; an option left out takes the field's
-environment variable (serve.cli.EnvironmentDefaults)."""
+environment variable (serve.option_fields.EnvironmentDefaults)."""
 
 import inspect
 import json
 
 import pytest
 
-from prelu_deploy.serve import cli
+from prelu_deploy.serve import cli, option_fields
 from prelu_deploy.serve.settings import Settings
 from ..server import Server
 
@@ -16,9 +16,9 @@ from ..server import Server
 NOT_OPTIONS = {"lone_threads", "api_token_sha256", "load_models", "control_dir", "top_k"}
 
 
-@pytest.mark.parametrize("option", sorted(cli.FIELDS))
+@pytest.mark.parametrize("option", sorted(option_fields.FIELDS))
 def test_each_serve_option_defaults_to_its_setting(option):
-    field, in_field_units, in_option_units = cli.FIELDS[option]
+    field, in_field_units, in_option_units = option_fields.FIELDS[option]
     default = inspect.signature(cli.serve).parameters[option].default.default  # the typer.Option's
     if default is None:  # worked out at start (the cores, gRPC's port) unless given or set in the environment
         return
@@ -27,7 +27,7 @@ def test_each_serve_option_defaults_to_its_setting(option):
 
 
 def test_every_setting_is_an_option_or_chosen_at_start():
-    assert set(Settings.model_fields) == {field for field, *_ in cli.FIELDS.values()} | NOT_OPTIONS
+    assert set(Settings.model_fields) == {field for field, *_ in option_fields.FIELDS.values()} | NOT_OPTIONS
 
 
 def test_an_option_left_out_takes_its_environment_variable_and_one_given_wins(repo, monkeypatch):
