@@ -143,10 +143,10 @@ class InferenceService(pbg.GRPCInferenceServiceServicer):
     async def _infer(self, served, request):
         args = (request, served.entry.input, served.entry.output, self.app.state.settings.max_queue)
         x = decode(*args) if request.ByteSize() <= INLINE_DECODE_BYTES else await run_in_threadpool(decode, *args)
-        # never run inline on the event loop, as a lone HTTP request may be: a call that runs without an
-        # await is over before grpc hands the next one in, so "one call in flight" is true under any load,
-        # and inline runs would serialize every call (no batch would ever form)
-        y = await submit(served, x)
+        # not inline when alone, as a lone HTTP request may be (a call that runs without an await is over
+        # before grpc hands the next one in: "one call in flight" is true under any load); inline only when
+        # the run is briefer than the batch's hand-offs, whatever the load
+        y = await submit(served, x, brief=True)
         out = pb.ModelInferResponse.InferOutputTensor(name=served.entry.output.name, datatype="FP32", shape=y.shape)
         return pb.ModelInferResponse(
             model_name=served.name,

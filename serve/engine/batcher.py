@@ -11,11 +11,14 @@ limits a server of a small model, so the loop does no batching work). One except
 request while the server has a single client connection (`alone`, injected by the app: HTTP/1.1
 brings that connection's requests one at a time, so nobody else can be waiting) runs at once on the
 event loop's own thread when the batcher is idle and the run is short (INLINE_MAX_S), as a
-hand-written server would. A lone runner with more threads (serve.workers.processes.plan) takes
-turns with the first instance on the first lone requests and is kept only when faster (LONE_GAIN):
-timed on real lone requests, not at startup, while other workers may still be loading. Each caller gets
-exactly its own rows back. The queue is bounded: when full, `submit` raises QueueFull at once (the
-HTTP layer answers 503 with Retry-After)."""
+hand-written server would. A gRPC call cannot be known to be alone (a call that runs without an await
+is over before grpcio hands in the next), but a run briefer than the hand-offs a batch adds
+(INLINE_BRIEF_S) runs inline whenever the batcher is idle, alone or not: for such a model the batch's
+thread hand-offs and grpcio's suspended call cost more than the run they would share. A lone runner
+with more threads (serve.workers.processes.plan) takes turns with the first instance on the first
+lone requests and is kept only when faster (LONE_GAIN): timed on real lone requests, not at startup,
+while other workers may still be loading. Each caller gets exactly its own rows back. The queue is
+bounded: when full, `submit` raises QueueFull at once (the HTTP layer answers 503 with Retry-After)."""
 
 import asyncio
 import statistics
@@ -28,6 +31,8 @@ from typing import Callable
 import numpy as np
 
 INLINE_MAX_S = 0.01  # an inline run holds the event loop: only for models that run a request within this
+# a run this brief costs less than a batch's hand-offs over gRPC (docs/grpc.md: 0.3–0.4 ms at one client)
+INLINE_BRIEF_S = 0.0002
 LONE_TRIALS = 12  # lone requests timed on each of the lone runner and the first instance before one is kept
 # the lone runner is kept when its median time per row is at least this much faster (a margin for
 # noise): speed decides, since a lone request leaves the other cores idle, but a runner that is not
@@ -63,7 +68,8 @@ class DynamicBatcher:
         on_lone_verdict: Callable[[bool, float], None] | None = None,
         alone: Callable[[], bool] = lambda: False,
     ):
-        self.inline_run = runs[0]  # the first instance's, unless a lone runner (more threads) wins its trial
+        self.instance_run = runs[0]  # the first instance's: a brief run inline (never the lone runner's trial)
+        self.inline_run = runs[0]  # a lone request's: the first instance's, unless a lone runner (more threads) wins its trial
         # lone runner's and the instance's seconds per row on lone requests, until one is kept (then None)
         self._trial = ((lone_run, []), (runs[0], [])) if lone_run else None
         self.on_lone_verdict = on_lone_verdict  # on_lone_verdict(kept, gain): after the trial, on the loop
@@ -105,12 +111,14 @@ class DynamicBatcher:
             if thread.is_alive():
                 await asyncio.to_thread(thread.join)
 
-    async def submit(self, x: np.ndarray, inline: bool = False) -> np.ndarray:
-        """The runner's output rows for `x`, computed in some batch with other callers' rows — or, when
-        the caller allows it (`inline`: an HTTP request), nobody else can be waiting (`alone()`), the
-        batcher is idle and the run is short, at once on the calling thread."""
-        short = len(x) * self.row_seconds <= INLINE_MAX_S
-        if inline and self.inline_ok and self.alone() and short and (y := self._run_inline(x)) is not None:
+    async def submit(self, x: np.ndarray, inline: bool = False, brief: bool = False) -> np.ndarray:
+        """The runner's output rows for `x`, computed in some batch with other callers' rows — or at once
+        on the calling thread when the batcher is idle and either the caller allows it (`inline`: an HTTP
+        request), nobody else can be waiting (`alone()`) and the run is short, or the caller asks for it
+        (`brief`: a gRPC call) and the run is briefer than a batch's hand-offs."""
+        seconds = len(x) * self.row_seconds
+        lone = inline and seconds <= INLINE_MAX_S and self.alone()
+        if self.inline_ok and (lone or brief and seconds <= INLINE_BRIEF_S) and (y := self._run_inline(x, lone)) is not None:
             return y
         loop = self._loop
         items = [_Item(x[i : i + self.max_batch], loop.create_future()) for i in range(0, len(x), self.max_batch)]
@@ -126,18 +134,18 @@ class DynamicBatcher:
             return await items[0].future
         return np.concatenate(await asyncio.gather(*(i.future for i in items)))
 
-    def _run_inline(self, x: np.ndarray) -> np.ndarray | None:
-        """x run on this thread (by `inline_run`, or during the lone runner's trial by the candidate
-        whose turn it is), if nothing is queued or running (then no runner thread can start a batch
-        until this returns: only the caller's thread queues, and the first instance is free — or the
-        lone runner has the cores to itself); None otherwise. Saves the two thread hand-offs of a
-        batch."""
+    def _run_inline(self, x: np.ndarray, lone: bool) -> np.ndarray | None:
+        """x run on this thread (a lone request by `inline_run`, or during the lone runner's trial by the
+        candidate whose turn it is; a brief one by the first instance), if nothing is queued or running
+        (then no runner thread can start a batch until this returns: only the caller's thread queues,
+        and the first instance is free — or the lone runner has the cores to itself); None otherwise.
+        Saves the two thread hand-offs of a batch."""
         with self._changed:
             if self._stopping or self._queue or self.running or len(x) > self.max_batch:
                 return None
             self.running += 1
-        run, times = self.inline_run, None
-        if self._trial:  # the one with fewer timings goes next: they take turns
+        run, times = (self.inline_run if lone else self.instance_run), None
+        if lone and self._trial:  # the one with fewer timings goes next: they take turns
             run, times = min(self._trial, key=lambda candidate: len(candidate[1]))
         try:
             out, seconds = self._timed(run, [_Item(x, None)])

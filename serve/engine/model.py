@@ -62,8 +62,8 @@ class Engine:
     def alive(self) -> bool:
         return self.batcher is not None and self.batcher.alive()
 
-    async def submit(self, x: np.ndarray, inline: bool = False) -> np.ndarray:
-        return await self.batcher.submit(x, inline)
+    async def submit(self, x: np.ndarray, inline: bool = False, brief: bool = False) -> np.ndarray:
+        return await self.batcher.submit(x, inline, brief)
 
     async def stop(self) -> None:
         """After the batches in progress; what is still queued fails (serve.engine.batcher)."""

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from prelu_deploy.serve.engine import batcher as batcher_module
-from prelu_deploy.serve.engine.batcher import LONE_GAIN, LONE_TRIALS, BatcherStopped, DynamicBatcher, QueueFull
+from prelu_deploy.serve.engine.batcher import (
+    INLINE_BRIEF_S,
+    LONE_GAIN,
+    LONE_TRIALS,
+    BatcherStopped,
+    DynamicBatcher,
+    QueueFull,
+)
 from prelu_deploy.serve.api.hot_path import match
 
 
@@ -260,6 +267,41 @@ def test_a_batcher_not_inline_ok_never_runs_on_the_callers_thread():
 
     asyncio.run(_with(batcher, body))
     assert run.threads == {"runner-0"}
+
+
+def test_a_brief_run_is_inline_whenever_idle_not_alone_and_never_on_the_lone_runner(clock):
+    """A gRPC call (`brief`): inline on the caller's thread when the batcher is idle and the measured run is
+    briefer than INLINE_BRIEF_S, though the server is not alone; queued behind a busy runner; on a runner
+    thread once the run is measured slower; always by the first instance, never a lone runner's turn."""
+    run, lone = Recorder(delay=INLINE_BRIEF_S / 2, clock=clock), Recorder(clock=clock)
+    batcher = DynamicBatcher([run], max_batch=8, max_delay_s=0, max_queue=100, lone_run=lone, alone=lambda: False)
+    where = []
+
+    async def body():
+        await batcher.submit(rows(1), brief=True)  # its run time is not known yet: a runner thread
+        where.append(set(run.threads))
+        run.threads = set()
+        for i in range(3):
+            np.testing.assert_array_equal(await batcher.submit(rows(1, i), brief=True), rows(1, i) * 2)
+        where.append(set(run.threads))
+        run.threads, run.gate = set(), threading.Event()
+        running = await busy(batcher, run, rows(1))  # a runner thread is busy with this one
+        asked = asyncio.ensure_future(batcher.submit(rows(2, 5), brief=True))
+        await asyncio.sleep(0)  # its first step: queued behind the busy runner, not run here
+        assert batcher.pending_rows == 2
+        run.gate.set()
+        np.testing.assert_array_equal(await asked, rows(2, 5) * 2)
+        await running
+        where.append(set(run.threads))
+        run.threads, run.gate, run.delay = set(), None, INLINE_BRIEF_S * 2
+        await batcher.submit(rows(1), brief=True)  # measured slower than the hand-offs now: a runner thread
+        run.threads = set()
+        await batcher.submit(rows(1), brief=True)
+        where.append(set(run.threads))
+
+    asyncio.run(_with(batcher, body))
+    assert where == [{"runner-0"}, {"MainThread"}, {"runner-0"}, {"runner-0"}]
+    assert not lone.batches and batcher._trial is not None  # no lone turn taken: its trial is for lone requests
 
 
 @pytest.mark.parametrize("lone_delay, instance_delay, kept", [(0.001, 0.002, True), (0.002, 0.001, False)])

@@ -103,11 +103,12 @@ async def model_ready(served: AnyModel) -> JSONResponse:
     return JSONResponse(body, status_code=200 if served.ready else 503)
 
 
-async def submit(served: ServedModel, x, inline: bool = False):
+async def submit(served: ServedModel, x, inline: bool = False, brief: bool = False):
     """The model's output rows for `x`; a full queue is a 503, a failing runner a JSON 500 that says why.
-    `inline`: an HTTP request, which the batcher may run on this thread when it is alone on the server."""
+    `inline`: an HTTP request, which the batcher may run on this thread when it is alone on the server;
+    `brief`: a gRPC call, which it may run on this thread whenever the run is brief (serve.engine.batcher)."""
     try:
-        return await served.engine.submit(x, inline)
+        return await served.engine.submit(x, inline, brief)
     except QueueFull as err:
         raise ApiError(503, f"model {served.name!r} is overloaded: {err}; retry shortly", {"Retry-After": "1"}) from None
     except BatcherStopped as err:
