@@ -31,7 +31,7 @@ from prelu_deploy.errors import PreluDeployError, UsageError
 from prelu_deploy.manifest import ModelEntry
 from prelu_deploy.plugins.onnxruntime_lib import new_session
 from prelu_deploy.runners.buckets import Buckets
-from prelu_deploy.runners.device import GPU_INSTALL, ort_cuda_missing
+from prelu_deploy.runners.cuda import GPU_INSTALL, ort_cuda_missing
 from prelu_deploy.runners.runner import BaseRunner
 
 log = logging.getLogger("prelu_deploy.runners")

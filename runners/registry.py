@@ -1,18 +1,23 @@
-"""The backends, found through one registry (Polygraphy's split of loader and runner). Per backend, its
-loader: what of a model entry it loads (the ONNX graph, the TensorRT plan, or the source checkpoint),
-on which devices, by which runner class (imported only when asked for; the class builds the session
-or engine), and whether it has a CPU thread pool to size. The precisions each may compute in are the
-one table's (prelu_deploy.precisions), checked by every runner as it is made.
+"""The backends, found through one registry (Polygraphy's split of loader and runner).
+
+A backend's record is its loader's facts: what of a model entry it loads (the ONNX graph, the TensorRT
+plan, or the source checkpoint), on which devices, the function that says why CUDA device N is not
+there for it (checked before any model is loaded: runners.device), whether its CPU thread pool is its
+session's own, and its runner class per device kind (imported only when asked for). The runner class
+builds the session or engine from the entry and runs it. Below them, plugins/onnxruntime_lib.new_session
+is the documented lower-level helper; export's own ONNX Runtime sessions use it too. The precisions
+each may compute in are the one table's (prelu_deploy.precisions), checked by every runner as it is made.
 
 `get_runner` is the one door: parity, bench, classify and the server all come through it."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 
 from prelu_deploy.errors import ModelDirError, UsageError
 from prelu_deploy.manifest import ModelEntry, read_entry
-from prelu_deploy.runners.device import parse_device
+from prelu_deploy.runners.cuda import ort_cuda_missing, parse_device, torch_cuda_missing
 from prelu_deploy.runners.runner import Runner
 
 __all__ = ["BACKENDS", "Backend", "backends", "default_backend", "get_runner"]
@@ -25,7 +30,11 @@ class Backend:
     name: str
     loads: str  # "onnx" | "plan" | "checkpoint" (the source checkpoint the entry names: any entry)
     runners: dict[str, str]  # device kind (cpu | cuda) → "module:Class"
+    # why CUDA device N is not there for this backend, or None when it is (runners.device.check_device);
+    # None for a backend whose runner checks that itself as it is made
+    cuda_missing: Callable[[int], str | None] | None
     gpu_only: bool = False  # --device cpu means the default GPU, cuda:0
+    own_pool: bool = False  # its CPU thread pool is its session's: a second runner may have another size
 
     def refusal(self, entry: ModelEntry) -> str | None:
         """Why this backend cannot load `entry`, or None."""
@@ -50,6 +59,10 @@ class Backend:
         return getattr(import_module(f"prelu_deploy.runners.{module}"), cls)(entry, device=device, **options)
 
 
+def _ort_cuda_missing(index: int) -> str | None:
+    return ort_cuda_missing()  # its CUDA provider serves every GPU; the session checks it took the provider
+
+
 _TORCH = {"cpu": "torch_runner:TorchRunner", "cuda": "torch_runner:TorchRunner"}
 _COMPILED = {"cpu": "torch_runner:CompiledTorchRunner", "cuda": "torch_runner:CompiledTorchRunner"}
 BACKENDS = {
@@ -59,10 +72,13 @@ BACKENDS = {
             "onnxruntime",
             "onnx",
             {"cpu": "onnxruntime_runner:OnnxRuntimeRunner", "cuda": "onnxruntime_cuda:OnnxRuntimeCudaRunner"},
+            _ort_cuda_missing,
+            own_pool=True,
         ),
-        Backend("tensorrt", "plan", {"cuda": "tensorrt_runner:TensorRTRunner"}, gpu_only=True),
-        Backend("torch", "checkpoint", _TORCH),
-        Backend("torch-compile", "checkpoint", _COMPILED),
+        # its runner checks CuPy, the GPU and TensorRT's support matrix itself
+        Backend("tensorrt", "plan", {"cuda": "tensorrt_runner:TensorRTRunner"}, None, gpu_only=True),
+        Backend("torch", "checkpoint", _TORCH, torch_cuda_missing),  # torch's threads are process-wide
+        Backend("torch-compile", "checkpoint", _COMPILED, torch_cuda_missing),
     )
 }
 
@@ -71,9 +87,10 @@ def backends() -> list[str]:
     return list(BACKENDS)
 
 
-def default_backend(entry: ModelEntry) -> str:
-    """What an entry's artifact runs on: a plan on TensorRT, an ONNX graph on ONNX Runtime."""
-    loads = "plan" if entry.is_plan else "onnx"
+def default_backend(entry: ModelEntry | None = None) -> str:
+    """What "auto" means for an entry: a plan on TensorRT, an ONNX graph on ONNX Runtime (no entry yet,
+    as when --device is checked before loading: an ONNX graph's)."""
+    loads = "plan" if entry is not None and entry.is_plan else "onnx"
     return next(b.name for b in BACKENDS.values() if b.loads == loads)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from prelu_deploy.manifest import BatchProfile, ModelEntry, TensorSpec
 from prelu_deploy.precisions import run_precision
-from prelu_deploy.runners.device import parse_device
+from prelu_deploy.runners.cuda import parse_device
 
 __all__ = ["BaseRunner", "Runner", "TensorSpec", "run_batched"]
 

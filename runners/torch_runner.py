@@ -18,7 +18,7 @@ import numpy as np
 from prelu_deploy.errors import ModelDirError, UsageError
 from prelu_deploy.manifest import ModelEntry, sha256_file
 from prelu_deploy.runners.buckets import Buckets
-from prelu_deploy.runners.device import torch_cuda_missing
+from prelu_deploy.runners.cuda import torch_cuda_missing
 from prelu_deploy.runners.runner import BaseRunner
 
 

@@ -25,7 +25,7 @@ from prelu_deploy.errors import ModelDirError, PreluDeployError
 from prelu_deploy.manifest import ModelEntry, load_entry
 from prelu_deploy.versions import is_model_folder
 from prelu_deploy.models.preprocess import Preprocess
-from prelu_deploy.runners.registry import default_backend, get_runner
+from prelu_deploy.runners.registry import BACKENDS, default_backend, get_runner
 from prelu_deploy.runners.runner import Runner, run_batched
 from prelu_deploy.serve.engine.model import Engine
 from prelu_deploy.serve.repository.versions import ModelTable, manifest_shas, pin_key, pins_of, selected
@@ -115,7 +115,8 @@ def load_model(path: Path, settings: Settings, pinned: str | None = None, number
             _gate(served, engine.runners[-1])
             if not served.ready:
                 break
-        if served.ready and settings.lone_threads and served.backend == "onnxruntime" and settings.device == "cpu":
+        # a lone request's own runner, where the CPU pool is the session's (torch's threads are process-wide)
+        if served.ready and settings.lone_threads and settings.device == "cpu" and BACKENDS[served.backend].own_pool:
             engine.lone = get_runner(served.backend, entry, settings.device, threads=settings.lone_threads)
             _gate(served, engine.lone)
     except (PreluDeployError, ImportError, RuntimeError, ValueError, OSError, KeyError, TypeError) as err:

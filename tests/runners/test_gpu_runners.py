@@ -1,6 +1,7 @@
 """`--device cuda[:N]`: the option checks, the CUDA-absent errors and the tf32 plumbing run anywhere
 (here: no GPU, the CPU onnxruntime); the GPU runners themselves are tested on a GPU only (marked gpu)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,7 +12,7 @@ from prelu_deploy.manifest import read_entry
 from prelu_deploy.runners.device import GPU_INSTALL, check_device, ort_cuda_missing, parse_device
 from prelu_deploy.precisions import run_precision, run_precisions
 from prelu_deploy.runners.onnxruntime_cuda import graph_for, provider_options
-from prelu_deploy.runners.registry import get_runner
+from prelu_deploy.runners.registry import BACKENDS, Backend, default_backend, get_runner
 from prelu_deploy.tolerances import TOLERANCES, judge
 
 NO_ORT_CUDA = ort_cuda_missing() is not None
@@ -29,6 +30,32 @@ def test_device_strings(device, parsed):
 def test_bad_device_strings_are_refused(device):
     with pytest.raises(UsageError, match="choose cpu, cuda or cuda:N"):
         parse_device(device)
+
+
+def test_every_backend_declares_its_device_check():
+    """The device check is part of each backend's record: a record without one cannot be made, and only
+    a backend whose runner checks CUDA itself as it is made (tensorrt) names none."""
+    field = next(f for f in dataclasses.fields(Backend) if f.name == "cuda_missing")
+    assert field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+    with pytest.raises(TypeError, match="cuda_missing"):
+        Backend("new", "onnx", {"cpu": "onnxruntime_runner:OnnxRuntimeRunner"})
+    assert all(b.cuda_missing is None or callable(b.cuda_missing) for b in BACKENDS.values())
+    assert {name for name, b in BACKENDS.items() if b.cuda_missing is None} == {"tensorrt"}
+
+
+@pytest.mark.parametrize("backend", ["auto", *BACKENDS])
+def test_check_device_asks_the_backends_record(backend, monkeypatch):
+    """check_device consults the record ("auto": the one an ONNX entry runs on), with the GPU's index;
+    on the CPU it asks nothing; a record that names no check lets every GPU through to its runner."""
+    name = default_backend() if backend == "auto" else backend
+    record = BACKENDS[name]
+    monkeypatch.setitem(BACKENDS, name, dataclasses.replace(record, cuda_missing=lambda i: f"no cuda:{i} for {name}"))
+    with pytest.raises(UsageError, match=f"^no cuda:2 for {name}$"):
+        check_device(backend, "cuda:2")
+    check_device(backend, "cpu")
+    monkeypatch.setitem(BACKENDS, name, dataclasses.replace(record, cuda_missing=None))
+    check_device(backend, "cuda:2")
+    assert default_backend() == "onnxruntime"
 
 
 def test_provider_options_keep_tf32_off_unless_asked():
