@@ -3,7 +3,7 @@ baseline (bench/baseline_server.py: FastAPI calling ONNX Runtime inline, no batc
 here on free loopback ports over the same model directory, driven by the same requests at each
 concurrency level (ours, then the baseline, level by level, so drift hits both alike), with the
 in-process rates of the same ONNX graph measured first (nothing else running): batch-1 latency and
-batch-32 images/s, the ceilings a server is judged against."""
+batch-32 images/s, the ceilings a server is judged against (bench.serving_report)."""
 
 import os
 import shlex
@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from prelu_deploy.bench import http_load, load_generator
-from prelu_deploy.bench.report import machine_line, ms
+from prelu_deploy.bench.serving_report import goals
 from prelu_deploy.bench.timing import interleaved, summary
 from prelu_deploy.errors import BenchError, UsageError
 from prelu_deploy.manifest import read_entry
 from prelu_deploy.serve.addresses import free_ports
 
-SERVERS = ("ours", "baseline")
 START_TIMEOUT_S = 120.0
 
 
@@ -57,8 +56,9 @@ class _Servers:
                 port = free_ports(1)[0]
                 self.urls[name] = f"http://127.0.0.1:{port}"
                 self.logs[name] = tempfile.TemporaryFile("w+")
-                self.procs[name] = subprocess.Popen([*cmd, "--port", str(port)], stdout=subprocess.DEVNULL,
-                                                    stderr=self.logs[name], text=True)
+                self.procs[name] = subprocess.Popen(
+                    [*cmd, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=self.logs[name], text=True
+                )
             for name in commands:
                 self._wait_ready(name, model)
         except BaseException:
@@ -157,12 +157,20 @@ def run(repo: Path, cfg: ServingBench, log=print) -> tuple[dict, dict]:
             rounds = {name: [] for name in eps}
             for k in range(cfg.rounds):
                 for name, ep in eps.items():
-                    log(f"concurrency {c}, {name}{f', round {k + 1} of {cfg.rounds}' if cfg.rounds > 1 else ''}: "
-                        f"{cfg.http.duration_s:g} s …")
+                    log(
+                        f"concurrency {c}, {name}{f', round {k + 1} of {cfg.rounds}' if cfg.rounds > 1 else ''}: "
+                        f"{cfg.http.duration_s:g} s …"
+                    )
                     if cfg.http.warmup_s and k == 0:
                         load_generator.drive(ep, work, c, cfg.http.warmup_s, cfg.http.max_requests, cfg.http.timeout_s)
-                    rounds[name].append(_measured(servers.procs[name].pid, lambda: load_generator.drive(
-                        ep, work, c, cfg.http.duration_s, cfg.http.max_requests, cfg.http.timeout_s)))
+                    rounds[name].append(
+                        _measured(
+                            servers.procs[name].pid,
+                            lambda: load_generator.drive(
+                                ep, work, c, cfg.http.duration_s, cfg.http.max_requests, cfg.http.timeout_s
+                            ),
+                        )
+                    )
             level = {"concurrency": c, "ratio": paired_ratio(rounds["ours"], rounds["baseline"])}
             for name, done in rounds.items():
                 raw[f"{name}@{c}"] = [x for r in done for x in r["_samples"]]
@@ -173,12 +181,20 @@ def run(repo: Path, cfg: ServingBench, log=print) -> tuple[dict, dict]:
     log(f"in process again: {cfg.reference_s:g} s per batch size …")
     after = in_process(model_dir, cfg.reference_s)
     reference = {k: min(before[k], after[k], key=lambda v: v["median_ms"]) for k in before}
-    report = {"kind": "serving", "model": cfg.http.model, "target": str(repo), "endpoint": work.method_path,
-              "workload": work.description, "servers": {n: shlex.join(c) for n, c in commands.items()},
-              "in_process": reference, "in_process_runs": [before, after],
-              "settings": {**asdict(cfg.http), "serve_args": cfg.serve_args, "rounds": cfg.rounds},
-              "levels": levels, "goals": goals(levels, reference),
-              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    report = {
+        "kind": "serving",
+        "model": cfg.http.model,
+        "target": str(repo),
+        "endpoint": work.method_path,
+        "workload": work.description,
+        "servers": {n: shlex.join(c) for n, c in commands.items()},
+        "in_process": reference,
+        "in_process_runs": [before, after],
+        "settings": {**asdict(cfg.http), "serve_args": cfg.serve_args, "rounds": cfg.rounds},
+        "levels": levels,
+        "goals": goals(levels, reference),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     return report, raw
 
 
@@ -202,13 +218,21 @@ def merge_rounds(rounds: list[dict], items: int) -> dict:
             errors[status] = errors.get(status, 0) + n
     wall = sum(r["wall_s"] for r in rounds)
     cvs = [r["throughput_cv"] for r in rounds if r["throughput_cv"] is not None]
-    return {"concurrency": rounds[0]["concurrency"], "requests": sum(r["requests"] for r in rounds),
-            "ok": sum(r["ok"] for r in rounds), "errors": dict(sorted(errors.items())), "wall_s": wall,
-            "client_cpu": sum(r["client_cpu"] * r["wall_s"] for r in rounds) / wall,
-            **_server_cpu(rounds, wall),
-            "throughput_rps": float(np.median(rps)), "images_per_s": float(np.median(rps)) * items, "rounds_rps": rps,
-            "throughput_cv": max(cvs) if cvs else None, "stable": all(r["stable"] for r in rounds),
-            "latency": summary([x for r in rounds for x in r["_samples"]], items=items)}
+    return {
+        "concurrency": rounds[0]["concurrency"],
+        "requests": sum(r["requests"] for r in rounds),
+        "ok": sum(r["ok"] for r in rounds),
+        "errors": dict(sorted(errors.items())),
+        "wall_s": wall,
+        "client_cpu": sum(r["client_cpu"] * r["wall_s"] for r in rounds) / wall,
+        **_server_cpu(rounds, wall),
+        "throughput_rps": float(np.median(rps)),
+        "images_per_s": float(np.median(rps)) * items,
+        "rounds_rps": rps,
+        "throughput_cv": max(cvs) if cvs else None,
+        "stable": all(r["stable"] for r in rounds),
+        "latency": summary([x for r in rounds for x in r["_samples"]], items=items),
+    }
 
 
 def _server_cpu(rounds: list[dict], wall: float) -> dict:
@@ -217,76 +241,3 @@ def _server_cpu(rounds: list[dict], wall: float) -> dict:
         return {"server_cpu_s": None, "server_cpu": None, "server_cpu_ms": None}
     cpu, ok = sum(r["server_cpu_s"] for r in rounds), sum(r["ok"] for r in rounds)
     return {"server_cpu_s": cpu, "server_cpu": cpu / wall, "server_cpu_ms": cpu / ok * 1e3 if ok else None}
-
-
-# What a `bench serving` run is judged by, named once (README and docs/benchmarks.md point here): a lone
-# client must not pay for the server's batching, and under load the server must beat the hand-written
-# baseline and keep most of what the runtime does in process.
-LONE_P50_SLACK_MS = 0.5  # at 1 client: p50 within in-process batch-1 latency plus this
-LOADED_VS_BASELINE = 1.15  # above 1 client: requests/s at least this × the baseline's
-LOADED_VS_IN_PROCESS = 0.85  # above 1 client: at least this share of in-process batched images/s
-GOALS = {
-    "lone": f"req/s ≥ baseline; p50 ≤ in-process batch 1 + {LONE_P50_SLACK_MS} ms; 0 errors",
-    "loaded": f"req/s ≥ {LOADED_VS_BASELINE}× baseline and ≥ {LOADED_VS_IN_PROCESS} of in-process batch-32 images/s; "
-              "p99 ≤ baseline's; 0 errors",
-}
-
-
-def goals(levels: list[dict], ref: dict) -> list[dict]:
-    """Each level judged by GOALS, with its numbers and whether this run met it."""
-    batch1 = ref["batch_1"]["median_ms"]
-    batched = max((v["throughput"] for k, v in ref.items() if k != "batch_1"), default=ref["batch_1"]["throughput"])
-    out = []
-    for lv in levels:
-        ours, base, c = lv["ours"], lv["baseline"], lv["concurrency"]
-        ok = not ours["errors"]
-        ratio = lv["ratio"]
-        if c == 1:
-            p50 = ours["latency"].get("median_ms", float("inf"))
-            out.append({"concurrency": c, "goal": GOALS["lone"],
-                        "numbers": f"{ratio:.2f}× baseline; p50 {p50:.2f} ms vs {batch1:.2f} + {LONE_P50_SLACK_MS} ms",
-                        "met": ok and ratio >= 1 and p50 <= batch1 + LONE_P50_SLACK_MS})
-        else:
-            share = ours["throughput_rps"] / batched
-            p99, base99 = ours["latency"].get("p99_ms", float("inf")), base["latency"].get("p99_ms", float("inf"))
-            out.append({"concurrency": c, "goal": GOALS["loaded"],
-                        "numbers": f"{ratio:.2f}× baseline; {share:.2f} of {batched:.0f} images/s; p99 {p99:.1f} vs "
-                                   f"{base99:.1f} ms",
-                        "met": ok and ratio >= LOADED_VS_BASELINE and share >= LOADED_VS_IN_PROCESS and p99 <= base99})
-    return out
-
-
-def markdown(r: dict) -> str:
-    ref = r["in_process"]
-    rows = [f"## `prelu-deploy bench serving`: {r['model']} in {r['target']}", "", machine_line(r) +
-            " Servers and load generator share the machine; each one's CPU use is a column "
-            "(1.0 = one core; a server's counts its worker processes).", "", f"Command: `{r['command']}`", "",
-            *(f"- {n}: `{cmd} --port PORT`" for n, cmd in r["servers"].items()), "",
-            "In process (ONNX Runtime defaults, nothing else running; the faster of a measurement before and one "
-            "after the servers ran): "
-            + "; ".join(f"{k.replace('_', ' ')}: p50 {ms(v['median_ms'])} ms, {v['throughput']:.0f} images/s"
-                        for k, v in ref.items()) + ".", "",
-            f"Workload: POST {r['endpoint']}, {r['workload']}; {r['settings']['warmup_s']:g} s warm-up, then "
-            f"{r['settings']['duration_s']:g} s per server and level"
-            + (f", in {r['settings']['rounds']} alternating rounds (requests/s: the median round's; ours / baseline: "
-               "the median of the rounds' ratios)"
-               if r["settings"].get("rounds", 1) > 1 else "") + ".", "",
-            "| concurrency | server | ok | errors | p50 ms | p99 ms | requests/s | ours / baseline | server CPU | "
-            "server CPU ms / request | generator CPU |",
-            "|" + "---|" * 11]
-    for lv in r["levels"]:
-        ratio = f"{lv['ratio']:.2f}×"
-        for name in SERVERS:
-            s = lv[name]
-            errors = ", ".join(f"{k} ×{v}" for k, v in s["errors"].items()) or "0"
-            rows.append(f"| {lv['concurrency']} | {name} | {s['ok']} | {errors} | {ms(s['latency'].get('median_ms'))} | "
-                        f"{ms(s['latency'].get('p99_ms'))} | {s['throughput_rps']:.0f} | "
-                        f"{'' if name == 'ours' else ratio} | {two_decimals(s.get('server_cpu'))} | "
-                        f"{two_decimals(s.get('server_cpu_ms'))} | {s['client_cpu']:.2f} |")
-    rows += ["", "| concurrency | goal | this run | met |", "|---|---|---|---|",
-             *(f"| {g['concurrency']} | {g['goal']} | {g['numbers']} | {'yes' if g['met'] else '**no**'} |" for g in r["goals"])]
-    return "\n".join(rows) + "\n"
-
-
-def two_decimals(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
