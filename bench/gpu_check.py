@@ -24,6 +24,7 @@ from prelu_deploy.bench import gpu_report
 from prelu_deploy.bench.runners import Candidate, RunnerBench
 from prelu_deploy.bench.runners import run as run_sweep
 from prelu_deploy.errors import UsageError
+from prelu_deploy.runners.registry import BACKENDS
 
 PHASES = ("tests", "sweep", "kernel", "http")
 ROOT = Path(__file__).resolve().parents[1]  # the checkout (an editable install); a wheel has no tests/
@@ -150,7 +151,7 @@ def phase_sweep(cfg: GpuCheck, log) -> dict:
         device="cuda",
     )
     cands = [
-        Candidate(label, backend, None if backend.startswith("torch") else cfg.lowering, precision, options=opts)
+        Candidate(label, backend, None if BACKENDS[backend].loads == "checkpoint" else cfg.lowering, precision, options=opts)
         for label, backend, precision, opts in SWEEP
     ]
     report, _ = run_sweep(cfg.arch, bench, log=log, cands=cands)

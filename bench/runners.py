@@ -18,7 +18,7 @@ from prelu_deploy.errors import UsageError
 from prelu_deploy.manifest import LOWERINGS, read_entry
 from prelu_deploy.precisions import BUILD_PRECISIONS, RUN_PRECISIONS, run_precisions
 from prelu_deploy.runners.device import check_device, parse_device
-from prelu_deploy.runners.registry import backends, get_runner
+from prelu_deploy.runners.registry import BACKENDS, backends, get_runner
 
 
 @dataclass
@@ -78,23 +78,24 @@ def candidates(cfg: RunnerBench, own_lowering: str) -> list[Candidate]:
     on, kind = ("", "cpu") if not gpu else (f":{cfg.device}", "cuda")
     out = []
     for backend in cfg.backends:
-        if backend.startswith("torch"):  # the source checkpoint: fp32 whatever the lowering (and more on a GPU)
+        loads = BACKENDS[backend].loads
+        if loads == "checkpoint":  # the source checkpoint: fp32 whatever the lowering (and more on a GPU)
             runs = run_precisions(backend, kind, "fp32")
             out += [
                 Candidate(f"{backend}{on}" + ("" if p == "fp32" else f":{p}"), backend, None, p)
                 for p in ("fp32", *(p for p in cfg.precisions if p in runs and p != "fp32"))
             ]
-        elif backend == "onnxruntime":  # the fp32 entry as the table allows, and the int8 one quantize makes of it
+        elif loads == "onnx":  # the fp32 entry as the table allows, and the int8 one quantize makes of it
             kept = (*run_precisions(backend, kind, "fp32"), "int8")
             out += [
-                Candidate(f"onnxruntime{on}:{lo}" + ("" if p == "fp32" else f":{p}"), backend, lo, p)
+                Candidate(f"{backend}{on}:{lo}" + ("" if p == "fp32" else f":{p}"), backend, lo, p)
                 for lo in lowerings
                 for p in cfg.precisions
                 if p in kept
             ]
-        else:
+        else:  # a plan per lowering and build precision (on the GPU of --device)
             out += [
-                Candidate(f"tensorrt:{lo}:{p}", backend, lo, p)
+                Candidate(f"{backend}:{lo}:{p}", backend, lo, p)
                 for lo in lowerings
                 for p in cfg.precisions
                 if p in BUILD_PRECISIONS
@@ -103,7 +104,19 @@ def candidates(cfg: RunnerBench, own_lowering: str) -> list[Candidate]:
 
 
 def _on_gpu(c: Candidate) -> bool:
-    return c.backend == "tensorrt" or ":cuda" in c.label
+    return BACKENDS[c.backend].gpu_only or ":cuda" in c.label
+
+
+def _backend_options(cfg: RunnerBench, c: Candidate) -> dict:
+    """What the candidate's backend is told beyond the common options, as its record says."""
+    b, out = BACKENDS[c.backend], {}
+    if b.spins:  # a pool spinning after each call steals the cores of the candidate that runs next: off
+        out["spinning"] = False  # while interleaving, so each candidate's tail is its own
+    if b.graph_buckets and cfg.device != "cpu":
+        out["buckets"] = tuple(cfg.batches)  # a CUDA graph per batch measured
+    if b.loads != "plan":  # a plan computes in what it was built in
+        out["precision"] = c.precision
+    return out
 
 
 def _baseline(cfg: RunnerBench, labels: list[str]) -> str:
@@ -178,21 +191,8 @@ def run(target: str, cfg: RunnerBench, log=print, cands: list[Candidate] | None 
         for c in cands:
             c.model_dir = src.model_dir(c)
         options = {"threads": cfg.threads} if cfg.threads else {}
-        # ONNX Runtime's pool spins after each call by default, stealing the cores of the candidate
-        # that runs next: off while interleaving, so each candidate's tail is its own
-        per_backend = {"onnxruntime": {"spinning": False}}
-        for backend in ("onnxruntime", "torch-compile") if cfg.device != "cpu" else ():  # a CUDA graph per batch measured
-            per_backend.setdefault(backend, {})["buckets"] = tuple(cfg.batches)
         runners = {
-            c.label: get_runner(
-                c.backend,
-                c.model_dir,
-                cfg.device,
-                **options,
-                **per_backend.get(c.backend, {}),
-                **({} if c.backend == "tensorrt" else {"precision": c.precision}),
-                **c.options,
-            )
+            c.label: get_runner(c.backend, c.model_dir, cfg.device, **options, **_backend_options(cfg, c), **c.options)
             for c in cands
         }
         flops = entry_flops(cands[0].model_dir)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from prelu_deploy.errors import UsageError
 from prelu_deploy.manifest import ModelEntry, read_entry
+from prelu_deploy.runners.registry import BACKENDS
 
 if TYPE_CHECKING:
     from prelu_deploy.bench.runners import Candidate
@@ -92,8 +93,9 @@ class Sources:
         )
 
     def model_dir(self, c: Candidate) -> Path:
-        if c.backend == "onnxruntime":
+        loads = BACKENDS[c.backend].loads
+        if loads == "onnx":
             return self.int8(c.lowering) if c.precision == "int8" else self.onnx(c.lowering)
-        if c.backend == "tensorrt":
+        if loads == "plan":
             return self.plan(c.lowering, c.precision)
-        return self.given.path if self.given else self.onnx(self.own_lowering)  # torch: the source checkpoint
+        return self.given.path if self.given else self.onnx(self.own_lowering)  # the entry naming the source checkpoint

@@ -3,22 +3,29 @@
 A backend's record is its loader's facts: what of a model entry it loads (the ONNX graph, the TensorRT
 plan, or the source checkpoint), on which devices, the function that says why CUDA device N is not
 there for it (checked before any model is loaded: runners.device), whether its CPU thread pool is its
-session's own, and its runner class per device kind (imported only when asked for). The runner class
+session's own, which runner options it takes beyond the common ones (a spinning CPU pool, CUDA graphs per
+batch bucket), and its runner class per device kind (imported only when asked for). The runner class
 builds the session or engine from the entry and runs it. Below them, plugins/onnxruntime_lib.new_session
 is the documented lower-level helper; export's own ONNX Runtime sessions use it too. The precisions
 each may compute in are the one table's (prelu_deploy.precisions), checked by every runner as it is made.
 
-`get_runner` is the one door: parity, bench, classify and the server all come through it."""
+`get_runner` is the one door: parity, bench, classify and the server all come through it. Importing
+this module imports neither numpy nor the manifest (get_runner does): the CLI's --help lists backends()."""
+
+from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prelu_deploy.errors import ModelDirError, UsageError
-from prelu_deploy.manifest import ModelEntry, read_entry
 from prelu_deploy.runners.cuda import ort_cuda_missing, parse_device, torch_cuda_missing
-from prelu_deploy.runners.runner import Runner
+
+if TYPE_CHECKING:
+    from prelu_deploy.manifest import ModelEntry
+    from prelu_deploy.runners.runner import Runner
 
 __all__ = ["BACKENDS", "Backend", "backends", "default_backend", "get_runner"]
 
@@ -35,6 +42,8 @@ class Backend:
     cuda_missing: Callable[[int], str | None] | None
     gpu_only: bool = False  # --device cpu means the default GPU, cuda:0
     own_pool: bool = False  # its CPU thread pool is its session's: a second runner may have another size
+    spins: bool = False  # its CPU pool spins after each call unless made with spinning=False
+    graph_buckets: bool = False  # on a GPU, a CUDA graph per batch-size bucket (the option buckets: which sizes)
 
     def refusal(self, entry: ModelEntry) -> str | None:
         """Why this backend cannot load `entry`, or None."""
@@ -74,11 +83,13 @@ BACKENDS = {
             {"cpu": "onnxruntime_runner:OnnxRuntimeRunner", "cuda": "onnxruntime_cuda:OnnxRuntimeCudaRunner"},
             _ort_cuda_missing,
             own_pool=True,
+            spins=True,
+            graph_buckets=True,
         ),
         # its runner checks CuPy, the GPU and TensorRT's support matrix itself
         Backend("tensorrt", "plan", {"cuda": "tensorrt_runner:TensorRTRunner"}, None, gpu_only=True),
         Backend("torch", "checkpoint", _TORCH, torch_cuda_missing),  # torch's threads are process-wide
-        Backend("torch-compile", "checkpoint", _COMPILED, torch_cuda_missing),
+        Backend("torch-compile", "checkpoint", _COMPILED, torch_cuda_missing, graph_buckets=True),
     )
 }
 
@@ -99,6 +110,8 @@ def get_runner(backend: str | None, model: ModelEntry | str | Path, device: str 
     `device` (cpu | cuda | cuda:N). `precision` (an option) asks for a runtime precision the table
     allows (tf32 or fp16 of an fp32 ONNX entry on the GPU, tf32 for torch on the GPU); by default the
     entry's own. Other options go to the backend's runner class."""
+    from prelu_deploy.manifest import ModelEntry, read_entry
+
     parse_device(device)  # a bad --device is refused before anything is read
     entry = model if isinstance(model, ModelEntry) else read_entry(model)
     backend = default_backend(entry) if backend in (None, "auto") else backend
