@@ -11,10 +11,11 @@ import typer
 
 from prelu_deploy import usable_cores
 from prelu_deploy.errors import UsageError
+from prelu_deploy.runners.registry import backends
 from prelu_deploy.serve.option_fields import EnvironmentDefaults, field_value
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+BACKENDS = ("auto", *backends())  # the registry's, every one (its import is light: no numpy)
 
 
 def register(app: typer.Typer) -> None:
@@ -60,7 +61,7 @@ def serve(
         None, "--load-model", help="--model-control explicit: a model (its folder in REPO) to load at start; repeat for more."
     ),
     backend: str = typer.Option(
-        "auto", "--backend", help="auto (tensorrt for plan entries, else onnxruntime) | onnxruntime | tensorrt | torch"
+        "auto", "--backend", help=f"auto (tensorrt for plan entries, else onnxruntime) | {' | '.join(BACKENDS[1:])}"
     ),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ONNX Runtime's CUDA provider: the gpu extra)."),
     max_batch_size: int = typer.Option(
@@ -173,7 +174,7 @@ def serve(
     ),
 ) -> None:
     """Serve every model directory in REPO over the Open Inference Protocol v2 and /v1/classify.
-    torch is never imported unless --backend torch is chosen."""
+    torch is never imported unless --backend torch or torch-compile is chosen."""
     if ray and ray_address is None:  # a local cluster, on loopback when the server is: set before ray is imported
         from prelu_deploy.serve.ray.options import local_cluster_env
 

@@ -15,7 +15,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
     repo: Path | None = None  # None: the bundled digits model, exported into a cache on first use
-    backend: str = "auto"  # auto | onnxruntime | torch
+    backend: str = "auto"  # auto | a backend of runners.registry (serve.cli checks it)
     device: str = "cpu"  # cpu | cuda | cuda:N: where every runner runs
     max_batch_size: int = Field(32, ge=1)  # rows gathered into one runner call
     max_queue_delay_ms: float = Field(0.0, ge=0)  # under load only: the longest a batch waits for more rows

@@ -196,7 +196,11 @@ def test_a_killed_swap_is_restored_at_the_next_start(repo, tmp_path):
 @pytest.mark.parametrize(
     "args, rc, message",
     [
-        (["--backend", "onnxrunitme"], 2, "--backend 'onnxrunitme': choose one of auto, onnxruntime, tensorrt, torch"),
+        (
+            ["--backend", "onnxrunitme"],
+            2,
+            "--backend 'onnxrunitme': choose one of auto, onnxruntime, tensorrt, torch, torch-compile",
+        ),
         (["--log-level", "verbose"], 2, "--log-level 'verbose': choose one of critical"),
         (["--host", "no.such.host.invalid"], 2, "--host 'no.such.host.invalid': not an address"),
     ],

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from prelu_deploy.runners import registry
 from prelu_deploy.serve import cli, option_fields
 from prelu_deploy.serve.settings import Settings
 from ..server import Server
@@ -28,6 +29,13 @@ def test_each_serve_option_defaults_to_its_setting(option):
 
 def test_every_setting_is_an_option_or_chosen_at_start():
     assert set(Settings.model_fields) == {field for field, *_ in option_fields.FIELDS.values()} | NOT_OPTIONS
+
+
+def test_serve_offers_every_backend_of_the_registry():
+    """--backend's choices and its help are the registry's: a backend added there is one serve takes."""
+    assert cli.BACKENDS == ("auto", *registry.backends())
+    help_text = inspect.signature(cli.serve).parameters["backend"].default.help
+    assert help_text.endswith(" | ".join(registry.backends())), help_text
 
 
 def test_an_option_left_out_takes_its_environment_variable_and_one_given_wins(repo, monkeypatch):
