@@ -7,10 +7,9 @@ from typing import Optional
 
 import click
 import typer
-from rich.table import Table
 from typer.core import TyperGroup
 
-from prelu_deploy.bench.cli_common import JsonOpt, OutOpt, PlotOpt, comma_list, console, err_console, finish, report_dir
+from prelu_deploy.bench.cli_common import JsonOpt, OutOpt, PlotOpt, comma_list, console, finish, log, report_dir, table
 from prelu_deploy.bench.cli_load import http, serving
 from prelu_deploy.errors import BenchError
 
@@ -63,7 +62,7 @@ def gpu_check(
         console.print(check.no_gpu_message(), highlight=False, markup=False)
         return
     out = report_dir(out, False)
-    report, paths = check.run(cfg, log=lambda msg: err_console.print(msg, highlight=False))
+    report, paths = check.run(cfg, log=log)
     for key, goal in report["goals"].items():
         if key != "fastest":
             console.print(f"{'[green]met[/]' if goal['met'] else '[yellow]not met[/]'} {key}: {goal['numbers']}", highlight=False)
@@ -141,10 +140,9 @@ def runners(
     )
     cfg.check()
     out = report_dir(out, plot)
-    report, raw = bench_runners.run(target, cfg, log=lambda msg: err_console.print(msg, highlight=False))
-    t = Table(title=f"{report['model']}: speed-up vs {report['baseline']}")
-    for col in ("batch", "candidate", "median ms", "p99 ms", "images/s", "speed-up", "GFLOP/s", "of GEMM", "max abs diff", "CV"):
-        t.add_column(col, justify="left" if col == "candidate" else "right")
+    report, raw = bench_runners.run(target, cfg, log=log)
+    columns = ("batch", "candidate", "median ms", "p99 ms", "images/s", "speed-up", "GFLOP/s", "of GEMM", "max abs diff", "CV")
+    t = table(f"{report['model']}: speed-up vs {report['baseline']}", columns, left=("candidate",))
     for r in report["results"]:
         t.add_row(
             str(r["batch"]),

@@ -1,5 +1,6 @@
-"""What bench's commands share (bench.cli, bench.cli_load): the consoles, comma-list options, the report
-folder checked before a run and the reports written after it, and the options of more than one command."""
+"""What bench's commands share (bench.cli, bench.cli_load): the consoles and the progress log, comma-list
+options, the report folder checked before a run, the table (its columns, a level's error counts) and the
+reports written after it, and the options of more than one command."""
 
 import json
 import os
@@ -26,6 +27,11 @@ def comma_list(option: str, value: str, kind=str) -> list:
     return list(dict.fromkeys(items))
 
 
+def log(msg: str) -> None:
+    """A run's progress, on stderr: stdout holds the table or the JSON report."""
+    err_console.print(msg, highlight=False)
+
+
 def report_dir(out: Path, plot: bool) -> Path:
     """Refuse before the run, not after it: an unwritable report folder, or --plot without matplotlib."""
     from prelu_deploy.bench.report import check_plotting
@@ -38,7 +44,26 @@ def report_dir(out: Path, plot: bool) -> Path:
     return out
 
 
-def finish(report: dict, raw: dict, out: Path, plot: bool, as_json: bool, table: Table, markdown=None) -> None:
+def table(title: str, columns: tuple[str, ...], left: tuple[str, ...] = ()) -> Table:
+    """A command's table: its columns right-aligned (numbers), but those in `left`."""
+    t = Table(title=title)
+    for col in columns:
+        t.add_column(col, justify="left" if col in left else "right")
+    return t
+
+
+def error_counts(errors: dict, none: str = "0") -> str:
+    """A level's failed requests by status, e.g. "503 ×2, timeout ×1"; `none` where there were none."""
+    return ", ".join(f"{k} ×{v}" for k, v in errors.items()) or none
+
+
+def error_cell(errors: dict) -> str:
+    """error_counts in a table: red where there were any."""
+    return f"[red]{error_counts(errors)}[/]" if errors else error_counts(errors)
+
+
+def finish(report: dict, raw: dict, out: Path, plot: bool, as_json: bool, shown: Table, markdown=None) -> None:
+    """The reports written (JSON, Markdown, with `plot` PNG), then `shown` (a table) or with `as_json` the JSON."""
     from prelu_deploy.bench.report import environment, write
 
     report.update(environment())
@@ -46,7 +71,7 @@ def finish(report: dict, raw: dict, out: Path, plot: bool, as_json: bool, table:
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
-        console.print(table)
+        console.print(shown)
         for p in paths:
             console.print(f"wrote {p}", highlight=False)
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from prelu_deploy.bench.cli_common import (
     ConcurrencyOpt,
@@ -16,9 +15,12 @@ from prelu_deploy.bench.cli_common import (
     PlotOpt,
     comma_list,
     console,
-    err_console,
+    error_cell,
+    error_counts,
     finish,
+    log,
     report_dir,
+    table,
 )
 from prelu_deploy.errors import BenchError, UsageError
 
@@ -68,30 +70,30 @@ def http(
     out = report_dir(out, plot)
     if protocol == "grpc":
         from prelu_deploy.bench import grpc_load as bench_http  # noqa: F811 (the same run(), over gRPC)
-    report, raw = bench_http.run(url, cfg, log=lambda msg: err_console.print(msg, highlight=False))
-    t = Table(title=f"{model} at {url}: {report['workload']}")
-    for col in (
-        "concurrency",
-        "requests",
-        "ok",
-        "errors",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "requests/s",
-        "images/s",
-        "thr. CV",
-        "gen. CPU",
-    ):
-        t.add_column(col, justify="right")
+    report, raw = bench_http.run(url, cfg, log=log)
+    t = table(
+        f"{model} at {url}: {report['workload']}",
+        (
+            "concurrency",
+            "requests",
+            "ok",
+            "errors",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "requests/s",
+            "images/s",
+            "thr. CV",
+            "gen. CPU",
+        ),
+    )
     for lv in report["levels"]:
         lat = lv["latency"]
-        errors = ", ".join(f"{k} ×{v}" for k, v in lv["errors"].items()) or "0"
         t.add_row(
             str(lv["concurrency"]),
             str(lv["requests"]),
             str(lv["ok"]),
-            f"[red]{errors}[/]" if lv["errors"] else errors,
+            error_cell(lv["errors"]),
             *(f"{lat[k]:.2f}" if k in lat else "–" for k in ("median_ms", "p90_ms", "p99_ms")),
             f"{lv['throughput_rps']:.0f}",
             f"{lv['images_per_s']:.0f}",
@@ -105,7 +107,7 @@ def http(
         first = next(lv for lv in report["levels"] if lv["ok"] == 0)
         raise BenchError(
             f"no request succeeded at concurrency {', '.join(map(str, failed))} "
-            f"({', '.join(f'{k} ×{v}' for k, v in first['errors'].items()) or 'none sent'}); report written"
+            f"({error_counts(first['errors'], 'none sent')}); report written"
         )
 
 
@@ -159,29 +161,18 @@ def serving(
     )
     cfg.http.check()
     out = report_dir(out, False)
-    report, raw = bench_serving.run(repo, cfg, log=lambda msg: err_console.print(msg, highlight=False))
-    t = Table(title=f"{model}: prelu-deploy serve {serve_args} beside the hand-written baseline")
-    for col in (
-        "concurrency",
-        "server",
-        "errors",
-        "p50 ms",
-        "p99 ms",
-        "requests/s",
-        "ours / baseline",
-        "CPU",
-        "CPU ms/req",
-        "gen. CPU",
-    ):
-        t.add_column(col, justify="right")
+    report, raw = bench_serving.run(repo, cfg, log=log)
+    t = table(
+        f"{model}: prelu-deploy serve {serve_args} beside the hand-written baseline",
+        ("concurrency", "server", "errors", "p50 ms", "p99 ms", "requests/s", "ours / baseline", "CPU", "CPU ms/req", "gen. CPU"),
+    )
     for lv in report["levels"]:
         for name in serving_report.SERVERS:
             s = lv[name]
-            errors = ", ".join(f"{k} ×{v}" for k, v in s["errors"].items()) or "0"
             t.add_row(
                 str(lv["concurrency"]),
                 name,
-                f"[red]{errors}[/]" if s["errors"] else errors,
+                error_cell(s["errors"]),
                 *(f"{s['latency'][k]:.2f}" if k in s["latency"] else "–" for k in ("median_ms", "p99_ms")),
                 f"{s['throughput_rps']:.0f}",
                 "" if name == "ours" else f"{lv['ratio']:.2f}×",
