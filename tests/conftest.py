@@ -2,9 +2,11 @@ import os
 import shutil
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from prelu_deploy.export.model_dir import export_model_dir
 
@@ -92,10 +94,63 @@ def cli():
     return run
 
 
+@pytest.fixture
+def cli_in_process(monkeypatch, capsys):
+    """The console script's own entry point, main(), called in this process with the same arguments,
+    environment and answer (exit status, stdout, stderr) as `cli`; an exception main() lets through is a
+    traceback on stderr and status 1, as the script's. For tests of argument handling and refusals:
+    the decision is the same code, without a new interpreter importing torch again (3 s of CPU each)."""
+    from prelu_deploy.cli.main import main
+
+    def run(*args, check_rc: int | None = 0):
+        argv = ["prelu-deploy", *map(str, args)]
+        monkeypatch.setattr(sys, "argv", argv)
+        monkeypatch.setenv("COLUMNS", "200")
+        capsys.readouterr()
+        try:
+            main()
+            rc = 0
+        except SystemExit as stop:
+            rc = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+            if isinstance(stop.code, str):
+                print(stop.code, file=sys.stderr)
+        except Exception:
+            traceback.print_exc()
+            rc = 1
+        out, err = capsys.readouterr()
+        proc = subprocess.CompletedProcess(argv, rc, out, err)
+        if check_rc is not None:
+            assert proc.returncode == check_rc, f"rc {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        return proc
+
+    return run
+
+
 @pytest.fixture(scope="session")
-def repo(tmp_path_factory, shipped):
+def exported(tmp_path_factory, shipped):
+    """`exported(dest, name, mode="leaky", max_batch=32)`: the shipped checkpoint exported as `dest/name`,
+    a copy of one export made once for the whole run: under xdist the first worker to ask exports it (under
+    a file lock) into the run's shared temporary folder, and every caller gets a copy of its own."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, above each worker's own
+    cache = shared / "exports"
+    cache.mkdir(exist_ok=True)
+
+    def copy(dest: Path, name: str, mode: str = "leaky", max_batch: int = 32) -> Path:
+        key = cache / f"{name}-{mode}-{max_batch}"
+        with FileLock(str(key) + ".lock"):
+            if not (key / name).is_dir():
+                export_model_dir(shipped, name, key, mode=mode, max_batch=max_batch)
+        return Path(shutil.copytree(key / name, Path(dest) / name))
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory, exported):
     """A model repository holding the bundled digits model (leaky lowering) as `digits`; read-only for
     the tests that share it (a module that needs another defines its own `repo`)."""
     root = tmp_path_factory.mktemp("repo")
-    export_model_dir(shipped, "digits", root, mode="leaky")
+    exported(root, "digits")
     return root

@@ -141,8 +141,8 @@ def test_bench_a_model_directory_uses_it_and_reexports_other_lowerings(cli, tmp_
         (["digits_prelu", "--device", "tpu"], "--device 'tpu': choose cpu, cuda or cuda:N"),
     ],
 )
-def test_bad_arguments_are_refused(cli, tmp_path, args, message):
-    proc = cli("bench", *FAST, *args, "--out", tmp_path, check_rc=2)
+def test_bad_arguments_are_refused(cli_in_process, tmp_path, args, message):
+    proc = cli_in_process("bench", *FAST, *args, "--out", tmp_path, check_rc=2)
     assert message in proc.stderr and not list(tmp_path.iterdir())  # refused before anything was written
 
 
@@ -153,32 +153,32 @@ def test_torch_compile_is_a_candidate(cli, tmp_path, digits_dir):
     assert compiled["max_abs_diff_vs_baseline"] < 1e-4 * max(1.0, compiled["logit_scale"])
 
 
-def test_a_batch_over_the_directorys_limit_and_an_unwritable_out_are_refused(cli, tmp_path, digits_dir):
-    assert "--batch 16 is over" in cli("bench", digits_dir, "--batch", "16", "--out", tmp_path, check_rc=2).stderr
+def test_a_batch_over_the_directorys_limit_and_an_unwritable_out_are_refused(cli_in_process, tmp_path, digits_dir):
+    assert "--batch 16 is over" in cli_in_process("bench", digits_dir, "--batch", "16", "--out", tmp_path, check_rc=2).stderr
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert "cannot create the report folder" in cli("bench", digits_dir, "--out", blocker / "sub", check_rc=2).stderr
+    assert "cannot create the report folder" in cli_in_process("bench", digits_dir, "--out", blocker / "sub", check_rc=2).stderr
 
 
-def test_torch_on_a_missing_gpu_says_so(cli, tmp_path, digits_dir):
+def test_torch_on_a_missing_gpu_says_so(cli_in_process, tmp_path, digits_dir):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("checks the message given where torch has no CUDA")
-    proc = cli(
+    proc = cli_in_process(
         "bench", digits_dir, "--backend", "torch", "--device", "cuda", "--batch", "1", *FAST, "--out", tmp_path, check_rc=2
     )
     assert "torch device 'cuda' is not available here" in proc.stderr
 
 
-def test_tensorrt_without_a_gpu_says_so(cli, tmp_path, digits_dir):
+def test_tensorrt_without_a_gpu_says_so(cli_in_process, tmp_path, digits_dir):
     from ..conftest import _gpu_present, tensorrt_or_skip
 
     tensorrt_or_skip()
 
     if _gpu_present():
         pytest.skip("checks the message given where there is no GPU")
-    proc = cli("bench", digits_dir, "--backend", "tensorrt", "--batch", "1", *FAST, "--out", tmp_path, check_rc=1)
+    proc = cli_in_process("bench", digits_dir, "--backend", "tensorrt", "--batch", "1", *FAST, "--out", tmp_path, check_rc=1)
     assert "the TensorRT runner needs CuPy and an NVIDIA GPU" in proc.stderr
 
 

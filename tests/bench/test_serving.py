@@ -97,8 +97,8 @@ def test_images_drive_the_classify_route_of_both(cli, repo, tmp_path):
         (["--model", "digits", "--concurrency", "0"], "--concurrency: levels must be 1"),
     ],
 )
-def test_refusals(cli, repo, tmp_path, args, message):
-    assert message in cli("bench", "serving", repo, *args, "--out", tmp_path, check_rc=2).stderr
+def test_refusals(cli_in_process, repo, tmp_path, args, message):
+    assert message in cli_in_process("bench", "serving", repo, *args, "--out", tmp_path, check_rc=2).stderr
     assert not list(tmp_path.glob("*.json"))
 
 

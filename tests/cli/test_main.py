@@ -83,15 +83,16 @@ def test_a_torch_free_install_names_the_extra_for_every_command_that_needs_torch
     assert proc.returncode == 0 and '"lowering": "leaky"' in proc.stdout, proc.stderr
 
 
-def test_a_pickled_model_is_refused_in_one_plain_line(cli, tmp_path):
+def test_a_pickled_model_is_refused_in_one_plain_line(cli_in_process, tmp_path):
     """torch's own refusal is paragraphs of advice with terminal colour codes; ours is one plain line that
-    names what the file holds and what to save instead, whole."""
+    names what the file holds and what to save instead, whole (the script's main() in this process: the
+    refusal is the same code, without importing torch again)."""
     import torch
 
     from prelu_deploy.models import create_model
 
     torch.save(create_model("digits_prelu"), tmp_path / "model.pt")
-    err = cli("inspect", tmp_path / "model.pt", check_rc=3).stderr.strip()
+    err = cli_in_process("inspect", tmp_path / "model.pt", check_rc=3).stderr.strip()
     assert "\x1b" not in err and "\n" not in err, err
     assert "a pickled torch.nn.modules" in err and "never unpickled" in err
     assert err.endswith(
@@ -99,7 +100,7 @@ def test_a_pickled_model_is_refused_in_one_plain_line(cli, tmp_path):
     ), err
 
 
-def test_export_takes_the_arch_and_preprocessing_a_bare_state_dict_needs(cli, tmp_path, shipped):
+def test_export_takes_the_arch_and_preprocessing_a_bare_state_dict_needs(cli_in_process, tmp_path, shipped):
     """`export sd.safetensors` advises --arch NAME; export has it, and the preprocessing and labels such a
     checkpoint does not record, written to the manifest with where they came from."""
     import json
@@ -111,11 +112,13 @@ def test_export_takes_the_arch_and_preprocessing_a_bare_state_dict_needs(cli, tm
     model, _ = load_checkpoint(shipped)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "sd.safetensors")
     args = ("export", tmp_path / "sd.safetensors", "--name", "d", "--repo", tmp_path / "repo")
-    assert "name its architecture (--arch NAME)" in cli(*args, check_rc=3).stderr
-    assert "--mean 'x'" in cli(*args, "--arch", "digits_prelu", "--mean", "x", check_rc=2).stderr
-    assert "fit must be one of" in cli(*args, "--arch", "digits_prelu", "--fit", "squash", check_rc=2).stderr
+    assert "name its architecture (--arch NAME)" in cli_in_process(*args, check_rc=3).stderr
+    assert "--mean 'x'" in cli_in_process(*args, "--arch", "digits_prelu", "--mean", "x", check_rc=2).stderr
+    assert "fit must be one of" in cli_in_process(*args, "--arch", "digits_prelu", "--fit", "squash", check_rc=2).stderr
     names = [f"n{i}" for i in range(10)]
-    cli(*args, "--arch", "digits_prelu", "--fit", "ink_box", "--mean", "0.2", "--std", "0.3", "--labels", ",".join(names))
+    cli_in_process(
+        *args, "--arch", "digits_prelu", "--fit", "ink_box", "--mean", "0.2", "--std", "0.3", "--labels", ",".join(names)
+    )
     m = json.loads((tmp_path / "repo" / "d" / "manifest.json").read_text())
     assert m["source"]["arch"] == "digits_prelu" and m["labels"] == names
     assert (m["preprocess"]["fit"], m["preprocess"]["mean"], m["preprocess"]["std"]) == ("ink_box", [0.2], [0.3])

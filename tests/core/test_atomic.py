@@ -2,6 +2,7 @@
 cleaned (or its backup restored) by the next writer."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,8 +92,9 @@ POINTS = ("filling", "swap")
 
 
 def _write(argv: list[str]) -> None:
-    """The command run whole, in this process: the writes before and after the killed ones (the same
-    code as the console script's, without paying its imports again)."""
+    """The command run whole, in this process: the write after the killed ones (the same code as the
+    console script's, without paying its imports again). What they replace, written before them, is a copy
+    of the run's one export (conftest's `exported`) or of the shipped checkpoint."""
     from typer.testing import CliRunner
 
     from prelu_deploy.cli.main import app
@@ -122,9 +124,9 @@ def _kill_inside_the_write(argv: list[str], tmp_path: Path, check) -> None:
 
 
 @pytest.mark.slow
-def test_export_force_killed_inside_its_write_leaves_old_or_new(shipped, tmp_path):
+def test_export_force_killed_inside_its_write_leaves_old_or_new(shipped, exported, tmp_path):
     argv = ["export", str(shipped), "--name", "digits", "--repo", str(tmp_path), "--force"]
-    _write(argv)
+    exported(tmp_path, "digits")
 
     def check():
         assert read_entry(tmp_path / "digits").verify() == []  # complete, under its real name
@@ -135,9 +137,9 @@ def test_export_force_killed_inside_its_write_leaves_old_or_new(shipped, tmp_pat
 
 
 @pytest.mark.slow
-def test_export_of_a_next_version_killed_inside_its_write_leaves_the_versions_before(shipped, tmp_path):
+def test_export_of_a_next_version_killed_inside_its_write_leaves_the_versions_before(shipped, exported, tmp_path):
     argv = ["export", str(shipped), "--name", "digits", "--repo", str(tmp_path), "--version", "next"]
-    _write(argv)
+    exported(tmp_path, "digits")  # version 1
     model = tmp_path / "digits"
     first = {p: p.read_bytes() for p in (model / "manifest.json", model / "golden.npz", model / "1" / "model.onnx")}
 
@@ -153,12 +155,12 @@ def test_export_of_a_next_version_killed_inside_its_write_leaves_the_versions_be
 
 
 @pytest.mark.slow
-def test_train_force_killed_inside_its_write_leaves_old_or_new(tmp_path):
+def test_train_force_killed_inside_its_write_leaves_old_or_new(shipped, tmp_path):
     from prelu_deploy.models import load_checkpoint
 
     out = tmp_path / "c.safetensors"
     argv = ["train", "--arch", "digits_prelu", "--dataset", "digits", "--epochs", "1", "--out", str(out), "--force"]
-    _write(argv)
+    shutil.copyfile(shipped, out)
     _kill_inside_the_write(argv, tmp_path, lambda: load_checkpoint(out))
     _write(argv)
     assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]

@@ -10,7 +10,6 @@ from tritonclient.grpc import model_config_pb2
 from prelu_deploy.errors import ExportError, ModelDirError, UsageError
 from prelu_deploy.export.build import build_plan
 from prelu_deploy.export.lowering import LOWERINGS
-from prelu_deploy.export.model_dir import export_model_dir
 from prelu_deploy.manifest import BatchProfile, read_entry, sha256_file
 
 from ..conftest import tensorrt_or_skip  # noqa: E402
@@ -20,10 +19,10 @@ RTX = FLAVOUR == "tensorrt_rtx"
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, shipped):
+def repo(tmp_path_factory, exported):
     root = tmp_path_factory.mktemp("repo")
     for mode in LOWERINGS:
-        export_model_dir(shipped, f"d_{mode}", root, mode=mode)
+        exported(root, f"d_{mode}", mode)
     return root
 
 

@@ -7,7 +7,6 @@ import onnx
 import pytest
 
 from prelu_deploy.errors import UsageError
-from prelu_deploy.export.model_dir import export_model_dir
 from prelu_deploy.export.quantize import quantize_entry
 from prelu_deploy.manifest import read_entry
 from prelu_deploy.serve.repository.loader import load_model
@@ -16,11 +15,10 @@ from .test_onnx_file import assert_readable
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, shipped):
+def repo(tmp_path_factory, exported):
     root = tmp_path_factory.mktemp("q")
     for mode in ("leaky", "native"):
-        export_model_dir(shipped, f"d_{mode}", root, mode=mode)
-        quantize_entry(root / f"d_{mode}", n=256)
+        quantize_entry(exported(root, f"d_{mode}", mode), n=256)
     return root
 
 
@@ -74,7 +72,7 @@ def test_auto_exclude_keeps_the_drifting_modules_in_float(repo, tmp_path):
     assert auto["held_out"]["accuracy_int8"] > plain["held_out"]["accuracy_int8"] + 0.3
 
 
-def test_an_entry_without_real_golden_images_is_not_quantized(cli, tmp_path):
+def test_an_entry_without_real_golden_images_is_not_quantized(cli_in_process, tmp_path):
     """A checkpoint that records no dataset exports with crafted golden inputs only, and says so; INT8 is
     judged on real images only, so `quantize` refuses such an entry instead of judging it on noise."""
     import torch
@@ -86,9 +84,9 @@ def test_an_entry_without_real_golden_images_is_not_quantized(cli, tmp_path):
     ckpt = save_checkpoint(
         create_model("digits_prelu"), tmp_path / "d.safetensors", preprocess=Preprocess((8, 8), 1, (0.5,), (0.25,))
     )
-    said = cli("export", ckpt, "--name", "d", "--repo", tmp_path / "repo").stdout
+    said = cli_in_process("export", ckpt, "--name", "d", "--repo", tmp_path / "repo").stdout
     assert "note: no held-out images in the golden I/O (the checkpoint records no dataset)" in said, said
     assert read_entry(tmp_path / "repo" / "d").golden["no_held_out"] == "the checkpoint records no dataset"
-    err = cli("quantize", tmp_path / "repo" / "d", "--calibration", "digits", check_rc=2).stderr
+    err = cli_in_process("quantize", tmp_path / "repo" / "d", "--calibration", "digits", check_rc=2).stderr
     assert "INT8 is judged on real images, and this entry's golden I/O holds none (the checkpoint records no dataset)" in err
     assert not (tmp_path / "repo" / "d_int8").exists()

@@ -1,6 +1,7 @@
 """`export/quantize --version N|next`: a new version is written into N/ beside the model's others, which
 stay byte for byte (the operator's config.pbtxt too), the whole folder swapped in at once; a version that
-exists is replaced only with --force; without --version nothing changes."""
+exists is replaced only with --force; without --version nothing changes. The commands are run by the console
+script's main() in this process (the script itself, as a process, in tests/runners/test_parity_cli.py)."""
 
 import shutil
 
@@ -26,9 +27,11 @@ def model(repo, tmp_path):
     return tmp_path / "digits"
 
 
-def test_export_next_writes_version_2_beside_version_1_in_triton_s_layout(model, shipped, cli):
+def test_export_next_writes_version_2_beside_version_1_in_triton_s_layout(model, shipped, cli_in_process):
     before, inode = files(model), model.stat().st_ino
-    out = cli("export", shipped, "--name", "digits", "--repo", model.parent, "--prelu-mode", "native", "--version", "next")
+    out = cli_in_process(
+        "export", shipped, "--name", "digits", "--repo", model.parent, "--prelu-mode", "native", "--version", "next"
+    )
     assert f"{model} version 2 (lowering native" in out.stdout
     after = files(model)
     assert sorted(after) == [
@@ -49,27 +52,29 @@ def test_export_next_writes_version_2_beside_version_1_in_triton_s_layout(model,
     assert v1.verify() == [] and v2.verify() == [] and set(v2.artifacts) == {"2/model.onnx", "2/golden.npz"}
 
 
-def test_an_existing_version_is_replaced_only_with_force(model, shipped, cli):
-    refused = cli("export", shipped, "--name", "digits", "--repo", model.parent, "--version", "1", check_rc=2)
+def test_an_existing_version_is_replaced_only_with_force(model, shipped, cli_in_process):
+    refused = cli_in_process("export", shipped, "--name", "digits", "--repo", model.parent, "--version", "1", check_rc=2)
     assert f"{model} has a version 1; pass --force to replace it, or --version next" in refused.stderr
-    bad = cli("export", shipped, "--name", "digits", "--repo", model.parent, "--version", "two", check_rc=2)
+    bad = cli_in_process("export", shipped, "--name", "digits", "--repo", model.parent, "--version", "two", check_rc=2)
     assert "--version 'two': a version number (1, 2, …) or 'next'" in bad.stderr
     before = files(model)
-    cli("export", shipped, "--name", "digits", "--repo", model.parent, "--prelu-mode", "native", "--version", "1", "--force")
+    cli_in_process(
+        "export", shipped, "--name", "digits", "--repo", model.parent, "--prelu-mode", "native", "--version", "1", "--force"
+    )
     assert version_numbers(model) == [1] and read_entry(model).lowering == "native" and read_entry(model).verify() == []
     assert files(model)["config.pbtxt"] == before["config.pbtxt"] and files(model)["1/model.onnx"] != before["1/model.onnx"]
 
 
-def test_a_new_model_s_first_version_is_today_s_layout(repo, shipped, cli, tmp_path):
-    cli("export", shipped, "--name", "digits", "--repo", tmp_path, "--version", "next")
+def test_a_new_model_s_first_version_is_today_s_layout(repo, shipped, cli_in_process, tmp_path):
+    cli_in_process("export", shipped, "--name", "digits", "--repo", tmp_path, "--version", "next")
     assert files(tmp_path / "digits") == files(repo / "digits") | {"manifest.json": files(tmp_path / "digits")["manifest.json"]}
-    cli("export", shipped, "--name", "later", "--repo", tmp_path, "--version", "3")
+    cli_in_process("export", shipped, "--name", "later", "--repo", tmp_path, "--version", "3")
     assert sorted(files(tmp_path / "later")) == ["3/golden.npz", "3/manifest.json", "3/model.onnx", "config.pbtxt"]
     assert version_numbers(tmp_path / "later") == [3] and load_entry(tmp_path / "later").verify() == []
 
 
-def test_quantize_writes_its_next_version_from_the_source_s_newest(model, shipped, cli):
-    cli("export", shipped, "--name", "digits", "--repo", model.parent, "--prelu-mode", "native", "--version", "next")
+def test_quantize_writes_its_next_version_from_the_source_s_newest(model, shipped, cli_in_process):
+    cli_in_process("export", shipped, "--name", "digits", "--repo", model.parent, "--prelu-mode", "native", "--version", "next")
     dest = model.parent / "q"
     for _ in range(2):
         quantize_entry(model, n=16, dest=dest, version="next")

@@ -1,4 +1,4 @@
-"""The real console script, run as a user runs it."""
+"""The real console script, run as a user runs it (its refusals of bad input by its main() in this process)."""
 
 import json
 
@@ -62,10 +62,10 @@ def test_train_then_eval_an_image_folder(cli, tmp_path):
         (["train", "--arch", "digits_prelu", "--epochs", "0", "--out", "{tmp}/x.safetensors"], 2, "epochs"),
     ],
 )
-def test_bad_input_gets_one_line_and_its_exit_code(cli, tmp_path, shipped, args, rc, message):
+def test_bad_input_gets_one_line_and_its_exit_code(cli_in_process, tmp_path, shipped, args, rc, message):
     (tmp_path / "notes.txt").write_text("not a model")
     args = [a.format(tmp=tmp_path, shipped=shipped) for a in args]
-    proc = cli(*args, check_rc=rc)
+    proc = cli_in_process(*args, check_rc=rc)
     assert message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "x.safetensors").exists()

@@ -1,4 +1,5 @@
-"""`prelu-deploy export` and `prelu-deploy parity`, run as a user runs them."""
+"""`prelu-deploy export` and `prelu-deploy parity`, run as a user runs them (their refusals of bad input by the
+console script's main() in this process)."""
 
 import json
 
@@ -17,22 +18,22 @@ def repo(tmp_path_factory):
 
 
 @pytest.mark.parametrize("mode", ["native", "plugin", "leaky"])
-def test_export_then_parity_passes(cli, shipped, repo, mode):
-    out = cli("export", shipped, "--name", f"d_{mode}", "--repo", repo, "--prelu-mode", mode).stdout
+def test_export_then_parity_passes(cli, cli_in_process, shipped, repo, mode):
+    run = cli if mode == "leaky" else cli_in_process  # the console script as a process once, its main() here for the others
+    out = run("export", shipped, "--name", f"d_{mode}", "--repo", repo, "--prelu-mode", mode).stdout
     assert f"lowering {mode}" in out
-    report = json.loads(cli("parity", repo / f"d_{mode}", "--json", "--n", "100").stdout)
+    report = json.loads(run("parity", repo / f"d_{mode}", "--json", "--n", "100").stdout)
     o = report["outputs"]["logits"]
     assert report["passed"] and o["max_abs"] <= 1e-4 * o["logit_scale"] and o["top1_agreement"] == 1.0
     assert report["inputs"] == {"held_out": 100, "golden": 8} and report["accuracy"]["runner"] >= 0.98
     assert all(f > 0 for f in report["negative_fraction"].values())
-    text = cli("parity", repo / f"d_{mode}", "--n", "20").stdout
+    text = run("parity", repo / f"d_{mode}", "--n", "20").stdout
     assert "fp32 tolerance" in text and "max abs ≤ 0.0001 × logit scale" in text and "PASS" in text
 
 
-def test_parity_fails_on_a_wrong_graph(cli, shipped, repo):
+def test_parity_fails_on_a_wrong_graph(cli, cli_in_process, exported, tmp_path):
     """A lowering bug (a wrong slope) with a consistent manifest: parity must catch it, exit 7."""
-    export_model_dir(shipped, "broken", repo, mode="leaky")  # in process: the console script's export is tested above
-    md = read_entry(repo / "broken")
+    md = read_entry(exported(tmp_path, "d_leaky"))  # made once for the run: the console script's export is tested above
     graph = onnx.load(md.artifact)
     leaky = [n for n in graph.graph.node if n.op_type == "LeakyRelu"][2]  # the third PReLU: conv3_act
     leaky.attribute[0].f += 0.5
@@ -40,12 +41,12 @@ def test_parity_fails_on_a_wrong_graph(cli, shipped, repo):
     edit_manifest(md.path, lambda m: m["artifacts"].update({"1/model.onnx": sha256_file(md.artifact)}))
     proc = cli("parity", md.path, check_rc=7)
     assert "onnxruntime disagrees with PyTorch: max abs error" in proc.stderr and "FAIL" in proc.stdout
-    # per layer: every layer before it within tolerance, and it named as the first beyond
-    report = json.loads(cli("parity", md.path, "--per-layer", "--json", check_rc=7).stdout)["per_layer"]
+    # per layer (the script's main() in this process): every layer before it within tolerance, and it named as the first beyond
+    report = json.loads(cli_in_process("parity", md.path, "--per-layer", "--json", check_rc=7).stdout)["per_layer"]
     names = [r["layer"] for r in report["layers"]]
     assert report["first_beyond_tolerance"] == "conv3_act" and names[:5] == ["conv1", "conv1_act", "conv2", "conv2_act", "pool1"]
     assert not any(r["beyond"] for r in report["layers"][: names.index("conv3_act")])
-    assert "first layer beyond tolerance: conv3_act" in cli("parity", md.path, "--per-layer", check_rc=7).stdout
+    assert "first layer beyond tolerance: conv3_act" in cli_in_process("parity", md.path, "--per-layer", check_rc=7).stdout
 
 
 def test_per_layer_matches_folded_batch_norms(cli, tmp_path):
@@ -69,11 +70,11 @@ def test_per_layer_matches_folded_batch_norms(cli, tmp_path):
     assert len(bns) >= 4 and not [layer for layer in pairs if layer.startswith("conv") and layer[5:] == ""], pairs
 
 
-def test_parity_refuses_a_tampered_artifact(cli, shipped, repo):
-    export_model_dir(shipped, "tampered", repo)
-    with open(repo / "tampered" / "golden.npz", "ab") as f:
+def test_parity_refuses_a_tampered_artifact(cli, exported, tmp_path):
+    tampered = exported(tmp_path, "d_leaky")
+    with open(tampered / "golden.npz", "ab") as f:
         f.write(b"\0")
-    proc = cli("parity", repo / "tampered", check_rc=6)
+    proc = cli("parity", tampered, check_rc=6)
     assert "golden.npz sha256 differs from the manifest" in proc.stderr
 
 
@@ -90,8 +91,8 @@ def test_parity_refuses_a_tampered_artifact(cli, shipped, repo):
         (["parity", "{tmp}", "--backend", "tvm"], 6, "not a model directory"),
     ],
 )
-def test_bad_input(cli, tmp_path, shipped, args, rc, message):
-    proc = cli(*[a.format(tmp=tmp_path, shipped=shipped) for a in args], check_rc=rc)
+def test_bad_input(cli_in_process, tmp_path, shipped, args, rc, message):
+    proc = cli_in_process(*[a.format(tmp=tmp_path, shipped=shipped) for a in args], check_rc=rc)
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()
 

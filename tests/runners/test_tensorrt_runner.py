@@ -1,13 +1,13 @@
 """The TensorRT runner: its refusals run anywhere; running a plan needs a GPU (marked gpu)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from prelu_deploy.errors import ModelDirError, PreluDeployError
 from prelu_deploy.export.lowering import LOWERINGS
-from prelu_deploy.export.model_dir import export_model_dir
 from prelu_deploy.runners.registry import get_runner
 
 from ..conftest import _gpu_present, tensorrt_gpu_or_skip, tensorrt_or_skip  # noqa: E402
@@ -17,14 +17,25 @@ from prelu_deploy.export.build import build_plan  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, shipped):
+def repo(tmp_path_factory, exported):
     root = tmp_path_factory.mktemp("repo")
     for mode in LOWERINGS:
-        export_model_dir(shipped, f"d_{mode}", root, mode=mode)
-        for precision in ("fp32", "fp16"):
-            entry = build_plan(root / f"d_{mode}", precision)
-            entry.rename(root / f"d_{mode}_{precision}_trt")
+        exported(root, f"d_{mode}", mode)
     return root
+
+
+@pytest.fixture(scope="module")
+def plan(repo):
+    """plan(mode, precision): `d_{mode}_{precision}_trt`, the plan built the first time a test asks for it
+    (a machine without a GPU runs the tests of one plan, not the six)."""
+
+    def get(mode: str, precision: str) -> Path:
+        entry = repo / f"d_{mode}_{precision}_trt"
+        if not entry.is_dir():
+            build_plan(repo / f"d_{mode}", precision).rename(entry)
+        return entry
+
+    return get
 
 
 def test_an_onnx_entry_has_no_plan(repo):
@@ -32,11 +43,11 @@ def test_an_onnx_entry_has_no_plan(repo):
         get_runner("tensorrt", repo / "d_native")
 
 
-def test_a_plan_from_another_tensorrt_is_refused(repo, tmp_path):
+def test_a_plan_from_another_tensorrt_is_refused(plan, tmp_path):
     import shutil
 
     entry = tmp_path / "old"
-    shutil.copytree(repo / "d_native_fp32_trt", entry)
+    shutil.copytree(plan("native", "fp32"), entry)
     manifest = json.loads((entry / "manifest.json").read_text())
     manifest["tensorrt"]["version"] = "10.0.0"
     (entry / "manifest.json").write_text(json.dumps(manifest))
@@ -44,30 +55,30 @@ def test_a_plan_from_another_tensorrt_is_refused(repo, tmp_path):
         get_runner("tensorrt", entry)
 
 
-def test_a_corrupt_plan_is_refused(repo, tmp_path):
+def test_a_corrupt_plan_is_refused(plan, tmp_path):
     import shutil
 
     entry = tmp_path / "corrupt"
-    shutil.copytree(repo / "d_native_fp32_trt", entry)
+    shutil.copytree(plan("native", "fp32"), entry)
     (entry / "1" / "model.plan").write_bytes(b"not a plan")
     with pytest.raises(ModelDirError, match="1/model.plan sha256 differs from the manifest"):
         get_runner("tensorrt", entry)
 
 
 @pytest.mark.skipif(_gpu_present(), reason="checks the message given where there is no GPU")
-def test_without_a_gpu_says_so(repo):
+def test_without_a_gpu_says_so(plan):
     with pytest.raises(PreluDeployError, match="the TensorRT runner needs CuPy and an NVIDIA GPU"):
-        get_runner("tensorrt", repo / "d_native_fp32_trt")
+        get_runner("tensorrt", plan("native", "fp32"))
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("mode", LOWERINGS)
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_gpu_parity_of_every_lowering_and_precision(repo, mode, precision):
+def test_gpu_parity_of_every_lowering_and_precision(plan, mode, precision):
     tensorrt_gpu_or_skip()
     from prelu_deploy.tolerances import judge
 
-    runner = get_runner("tensorrt", repo / f"d_{mode}_{precision}_trt")
+    runner = get_runner("tensorrt", plan(mode, precision))
     golden = runner.entry.golden_io()
     for n in (1, 7, 32):
         x = np.resize(golden["inputs"], (n, *golden["inputs"].shape[1:]))
@@ -76,9 +87,9 @@ def test_gpu_parity_of_every_lowering_and_precision(repo, mode, precision):
         assert report["passed"], report["failures"]
 
 
-def test_parity_on_a_plan_entry_says_what_it_needs(cli, repo):
+def test_parity_on_a_plan_entry_says_what_it_needs(cli, plan):
     """A plan entry goes to the TensorRT runner (its own backend), never to ONNX Runtime on a missing file."""
-    entry = repo / "d_native_fp32_trt"
+    entry = plan("native", "fp32")
     proc = cli("parity", entry, "--backend", "onnxruntime", check_rc=6)
     assert "holds a TensorRT plan, not an ONNX graph: use --backend tensorrt" in proc.stderr
     assert "Traceback" not in proc.stderr and "NoSuchFile" not in proc.stderr
