@@ -14,7 +14,8 @@ event loop's own thread when the batcher is idle and the run is short (INLINE_MA
 hand-written server would. A gRPC call cannot be known to be alone (a call that runs without an await
 is over before grpcio hands in the next), but a run briefer than the hand-offs a batch adds
 (INLINE_BRIEF_S) runs inline whenever the batcher is idle, alone or not: for such a model the batch's
-thread hand-offs and grpcio's suspended call cost more than the run they would share. A lone runner
+thread hand-offs and grpcio's suspended call cost more than the run they would share. Not when the
+operator set a queue delay: that asks for batches under load. A lone runner
 with more threads (serve.workers.processes.plan) takes turns with the first instance on the first
 lone requests and is kept only when faster (LONE_GAIN): timed on real lone requests, not at startup,
 while other workers may still be loading. Each caller gets exactly its own rows back. The queue is
@@ -115,10 +116,11 @@ class DynamicBatcher:
         """The runner's output rows for `x`, computed in some batch with other callers' rows — or at once
         on the calling thread when the batcher is idle and either the caller allows it (`inline`: an HTTP
         request), nobody else can be waiting (`alone()`) and the run is short, or the caller asks for it
-        (`brief`: a gRPC call) and the run is briefer than a batch's hand-offs."""
+        (`brief`: a gRPC call), the run is briefer than a batch's hand-offs and no queue delay is set."""
         seconds = len(x) * self.row_seconds
         lone = inline and seconds <= INLINE_MAX_S and self.alone()
-        if self.inline_ok and (lone or brief and seconds <= INLINE_BRIEF_S) and (y := self._run_inline(x, lone)) is not None:
+        brief = brief and seconds <= INLINE_BRIEF_S and not self.max_delay_s
+        if self.inline_ok and (lone or brief) and (y := self._run_inline(x, lone)) is not None:
             return y
         loop = self._loop
         items = [_Item(x[i : i + self.max_batch], loop.create_future()) for i in range(0, len(x), self.max_batch)]

@@ -304,6 +304,18 @@ def test_a_brief_run_is_inline_whenever_idle_not_alone_and_never_on_the_lone_run
     assert not lone.batches and batcher._trial is not None  # no lone turn taken: its trial is for lone requests
 
 
+def test_a_brief_run_is_never_inline_when_a_queue_delay_asks_for_batches(clock):
+    run = Recorder(clock=clock)
+    batcher = DynamicBatcher([run], max_batch=8, max_delay_s=0.05, max_queue=100)
+
+    async def body():
+        for _ in range(3):  # the first measures the run time; the others would be inline without the delay
+            await batcher.submit(rows(1), brief=True)
+
+    asyncio.run(_with(batcher, body))
+    assert run.threads == {"runner-0"}
+
+
 @pytest.mark.parametrize("lone_delay, instance_delay, kept", [(0.001, 0.002, True), (0.002, 0.001, False)])
 def test_the_lone_runner_is_tried_in_turns_with_the_instance_and_kept_only_when_faster(clock, lone_delay, instance_delay, kept):
     lone, instance = Recorder(delay=lone_delay, clock=clock), Recorder(delay=instance_delay, clock=clock)
