@@ -64,20 +64,21 @@ def train(
     force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
 ) -> None:
     """Train an architecture on the digits or an image folder; writes a checkpoint with its metrics."""
+    from prelu_deploy.models.preprocess import FITS, Preprocess
+
+    check_destination(out, force)  # refusals that need no torch come before importing it: they answer at once
+    if fit not in FITS:
+        raise UsageError(f"--fit {fit!r}: choose one of {', '.join(FITS)}")
     import torch
 
     from prelu_deploy.models import create_model, model_config, save_checkpoint
     from prelu_deploy.models.data import load_dataset
-    from prelu_deploy.models.preprocess import FITS, Preprocess
     from prelu_deploy.models.train import TrainConfig
     from prelu_deploy.models.train import evaluate as run_eval
     from prelu_deploy.models.train import train as run_train
 
-    check_destination(out, force)
     kwargs = {k: v for k, v in {"act": act, "width": width, "input_size": input_size}.items() if v is not None}
     cfg = model_config(arch, **kwargs)
-    if fit not in FITS:
-        raise UsageError(f"--fit {fit!r}: choose one of {', '.join(FITS)}")
     data = load_dataset(dataset, (cfg.input_size, cfg.input_size), cfg.in_chans, fit)
     kwargs["num_classes"] = len(data.labels)
     data.train = _augmented(data, warp_copies, glyphs, seed)
@@ -160,8 +161,10 @@ def evaluate(
     as_json: bool = JsonOpt,
 ) -> None:
     """Accuracy of a checkpoint on a dataset split."""
+    from prelu_deploy.models.data import check_split, load_dataset
+
+    check_split(split)  # before torch is imported and the checkpoint read
     from prelu_deploy.models import load_checkpoint
-    from prelu_deploy.models.data import load_dataset
     from prelu_deploy.models.train import evaluate as run_eval
 
     model, meta = load_checkpoint(ckpt, arch=arch)

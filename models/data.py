@@ -40,13 +40,17 @@ class Dataset:
     test: Split
 
     def split(self, which: str) -> Split:
+        check_split(which)
         if which == "all":
             return Split(
                 np.concatenate([self.train.images, self.test.images]), np.concatenate([self.train.labels, self.test.labels])
             )
-        if which not in ("train", "test"):
-            raise DatasetError(f"unknown split {which!r}; choose train, test or all")
         return getattr(self, which)
+
+
+def check_split(which: str) -> None:
+    if which not in ("train", "test", "all"):
+        raise DatasetError(f"unknown split {which!r}; choose train, test or all")
 
 
 def _holdout(n: int) -> np.ndarray:
