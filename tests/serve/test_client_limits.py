@@ -12,7 +12,7 @@ import pytest
 
 from ..server import Server
 
-pytestmark = pytest.mark.xdist_group("client_limits")  # one server for the module: its log counts every refusal
+# one server for the module, on one xdist worker (--dist loadscope): its log counts every refusal
 REFUSED = []  # the requests refused with 431 so far
 
 

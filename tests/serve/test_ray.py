@@ -1,6 +1,8 @@
 """`serve --ray`, really run: one local Ray cluster for the module (loopback, 2 CPUs, no dashboard),
 the app deployed on it as a Ray Serve application, every request through Ray's HTTP proxy. Nothing of
-Ray or of the server is mocked. The tests run in file order on one xdist worker (one cluster)."""
+Ray or of the server is mocked. The tests run in file order on one xdist worker (`--dist loadscope`:
+a module is one unit of work), on one cluster; `serve --ray` with a cluster of its own is in
+test_ray_own_cluster.py, free to run on the other worker meanwhile."""
 
 import http.client
 import json
@@ -30,7 +32,6 @@ from ..server import Endpoint, free_port  # noqa: E402
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.xdist_group("ray"),
     pytest.mark.filterwarnings("ignore:The `metrics_interval_s` field:DeprecationWarning"),
 ]
 SAMPLES = Path(__file__).resolve().parents[2] / "models" / "samples"
@@ -76,7 +77,11 @@ def cluster(tmp_path_factory):
         log_to_driver=False,
         configure_logging=False,
         _metrics_export_port=metrics_port,  # Ray's Prometheus export of this node
-        _system_config={"metrics_report_interval_ms": 2000},  # exported every 2 s (Ray's default: 10 s)
+        _system_config={
+            "metrics_report_interval_ms": 2000,  # exported every 2 s (Ray's default: 10 s)
+            "health_check_period_ms": 1000,  # a node whose raylet died is dead after 3 failed checks 1 s apart
+            "health_check_failure_threshold": 3,  # (Ray's default: 5, 3 s apart)
+        },
         resources={SLOT: 1},
     )  # one replica of the second-node test here, one on the second node
     workdir = tempfile.mkdtemp(prefix="pdray-", dir="/tmp")  # short: HAProxy's socket path must fit 97 bytes
@@ -455,49 +460,6 @@ def test_the_cli_joins_a_running_cluster_and_leaves_it_as_it_was(cluster, repo):
         reader.join(10)
     assert proc.returncode == 0, "".join(lines)
     assert APP_NAME not in serve.status().applications and ray.is_initialized()
-
-
-def test_the_cli_with_a_cluster_of_its_own_and_direct_ingress(repo):
-    """`serve --ray --ray-ingress direct` with no --ray-address: its own local cluster (beside the module's),
-    the replica's own HTTP server named in the "serving" line and answering there; SIGTERM stops it all."""
-    exe = Path(sys.executable).with_name("prelu-deploy")
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # not the module's cluster
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "serve",
-            str(repo),
-            "--ray",
-            "--ray-ingress",
-            "direct",
-            "--ray-cpus-per-replica",
-            "0.5",
-            "--port",
-            str(free_port()),
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    try:
-        _wait_for(lambda: proc.poll() is not None or any(line.startswith("serving") for line in lines), 180)
-        assert proc.poll() is None, "".join(lines)
-        serving = next(line for line in lines if line.startswith("serving"))
-        assert serving.rstrip().endswith("through direct (Ctrl-C to stop)"), serving
-        replica = Endpoint(serving.split(" at ", 1)[1].split(" ", 1)[0])  # http://127.0.0.1:PORT of the replica itself
-        status, headers, body = replica.request("GET", "/v2/models/digits/ready")
-        assert status == 200 and json.loads(body)["ready"] is True and headers["x-replica"], body
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(90)
-        reader.join(10)
-    assert proc.returncode == 0, "".join(lines)
 
 
 class SecondNode:
