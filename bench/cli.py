@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from prelu_deploy.bench.cli_common import JsonOpt, OutOpt, PlotOpt, comma_list, console, finish, log, report_dir, table
 from prelu_deploy.bench.cli_load import http, serving
 from prelu_deploy.errors import BenchError
+from prelu_deploy.runners.registry import backends
 
 
 class _RunnersByDefault(TyperGroup):
@@ -77,7 +78,7 @@ def runners(
         ..., help="A model directory (from export or build), or an architecture name (built He-initialised)."
     ),
     backend: str = typer.Option(
-        "torch,onnxruntime", "--backend", help="Comma list of torch | torch-compile | onnxruntime | tensorrt (needs a GPU)."
+        "torch,onnxruntime", "--backend", help=f"Comma list of {' | '.join(backends())} (tensorrt needs a GPU)."
     ),
     prelu_mode: Optional[str] = typer.Option(
         None,

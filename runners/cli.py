@@ -9,6 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from prelu_deploy.errors import ParityError, UsageError
+from prelu_deploy.runners.registry import backends
+
+CHOICES = " | ".join(backends())  # the registry's (cheap to import: the runners load when asked for)
 
 console = Console()
 
@@ -28,7 +31,7 @@ def classify(
         "serves it (default: digits, the bundled trained digits model).",
     ),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Labels per image."),
-    backend: str = typer.Option("auto", "--backend", help="For a model directory: auto | onnxruntime | tensorrt | torch."),
+    backend: str = typer.Option("auto", "--backend", help=f"For a model directory: auto | {CHOICES}."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runner threads."),
     as_json: bool = typer.Option(False, "--json", help="Print the server's /classify answer as JSON."),
 ) -> None:
@@ -78,8 +81,7 @@ def parity(
     backend: str = typer.Option(
         "auto",
         "--backend",
-        help="auto (the entry's own: tensorrt for a <name>_trt plan entry, else "
-        "onnxruntime) | onnxruntime | tensorrt (GPU) | torch",
+        help=f"auto (the entry's own: tensorrt for a <name>_trt plan entry, else onnxruntime) | {CHOICES} (tensorrt: a GPU)",
     ),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="'digits' or an image folder (default: the checkpoint's)."),
     n: int = typer.Option(256, "--n", min=0, help="Held-out images to compare, besides the golden inputs."),
