@@ -103,12 +103,21 @@ def cli_in_process(monkeypatch, capsys):
     environment and answer (exit status, stdout, stderr) as `cli`; an exception main() lets through is a
     traceback on stderr and status 1, as the script's. For tests of argument handling and refusals:
     the decision is the same code, without a new interpreter importing torch again (3 s of CPU each)."""
+    from rich.console import Console
+
     from prelu_deploy.cli.main import main
+
+    # 200 columns, as `cli` gives its subprocess: the consoles made since (COLUMNS), and those the CLI's modules
+    # made on import, whose width is fixed where COLUMNS was set then (80 in an xdist worker)
+    monkeypatch.setenv("COLUMNS", "200")
+    for name, module in list(sys.modules.items()):
+        if name.startswith("prelu_deploy."):
+            for console in [v for v in vars(module).values() if isinstance(v, Console)]:
+                monkeypatch.setattr(console, "_width", 200)
 
     def run(*args, check_rc: int | None = 0):
         argv = ["prelu-deploy", *map(str, args)]
         monkeypatch.setattr(sys, "argv", argv)
-        monkeypatch.setenv("COLUMNS", "200")
         capsys.readouterr()
         try:
             main()
