@@ -48,6 +48,8 @@ class HttpBench:
             raise UsageError("--duration, --timeout must be > 0; --warmup ≥ 0; --max-requests, --batch ≥ 1")
         if self.encoding not in ("binary", "json"):
             raise UsageError(f"--encoding: binary or json, not {self.encoding!r}")
+        if self.data != "random" and not Path(self.data).exists():  # before any server is asked, or started
+            raise UsageError(f"--data {self.data}: no such file or folder (or 'random')")
 
 
 @dataclass(frozen=True)
@@ -160,8 +162,6 @@ def workload(cfg: HttpBench, meta: dict) -> Workload:
             raise UsageError("--batch applies to tensors; images go one per request")
         bodies = [(f.read_bytes(), {"content-type": "application/octet-stream"}) for f in files]
         return Workload(f"/v1/models/{model}/classify", bodies, 1, f"{len(files)} images from {cfg.data}, one per request")
-    if cfg.data != "random" and not Path(cfg.data).is_file():
-        raise UsageError(f"--data {cfg.data}: no such file or folder (or 'random')")
     inp, out = meta["inputs"][0], meta["outputs"][0]
     if inp.get("datatype") not in ("FP32", "FP16"):
         raise UsageError(f"input {inp.get('name')} is {inp.get('datatype')}; this bench sends FP32/FP16 tensors")
