@@ -139,9 +139,7 @@ def load_dataset(spec: str, size: tuple[int, int] | None = None, channels: int |
     when not given."""
     if spec == "digits":
         data = load_digits()
-        if fit != "stretch" or (size is not None and (tuple(size), channels) != (data.train.images.shape[1:3], 1)):
-            size, channels = tuple(size or data.train.images.shape[1:3]), channels or 1
-            data.train.images, data.test.images = (_refit(s.images, size, channels, fit) for s in (data.train, data.test))
+        _fit_digits([data.train, data.test], size, channels, fit)
         return data
     if size is None or channels is None:
         raise DatasetError("an image folder needs the model's input size and channels")
@@ -151,9 +149,24 @@ def load_dataset(spec: str, size: tuple[int, int] | None = None, channels: int |
 def held_out(dataset: str, pre: Preprocess, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The first n held-out images of `dataset`, preprocessed as `pre` says (float32 NCHW), and their
     labels: the inputs export's golden set and parity's comparison both start from."""
-    split = load_dataset(dataset, pre.size, pre.channels, pre.fit).test
+    if dataset == "digits":  # only the n images asked for are brought to the model's input
+        test = load_digits().test
+        split = Split(test.images[:n], test.labels[:n])
+        _fit_digits([split], pre.size, pre.channels, pre.fit)
+    else:
+        split = load_dataset(dataset, pre.size, pre.channels, pre.fit).test
     return pre.to_tensor(split.images[:n]), split.labels[:n]
 
 
+def _fit_digits(splits: list[Split], size, channels, fit: str) -> None:
+    """Digits (8×8, grey) brought to (size, channels) as `fit` says, in place; each image on its own."""
+    own = splits[0].images.shape[1:3]
+    if fit != "stretch" or (size is not None and (tuple(size), channels) != (own, 1)):
+        size, channels = tuple(size or own), channels or 1
+        for split in splits:
+            split.images = _refit(split.images, size, channels, fit)
+
+
 def _refit(images: np.ndarray, size, channels, fit: str) -> np.ndarray:
-    return np.stack([read_image(Image.fromarray(im[..., 0]), tuple(size), channels, fit=fit) for im in images])
+    fitted = [read_image(Image.fromarray(im[..., 0]), tuple(size), channels, fit=fit) for im in images]
+    return np.stack(fitted) if fitted else np.zeros((0, *size, channels), np.uint8)
