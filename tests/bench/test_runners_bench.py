@@ -1,5 +1,6 @@
 """`prelu-deploy bench` in-process: the statistics on known samples, the measuring loop, and real runs of
-the command (torch and ONNX Runtime, the lowerings, a model directory and an architecture)."""
+the command (torch and ONNX Runtime, the lowerings, a model directory and an architecture): an architecture
+and torch.compile by the console script as a process, a model directory by its main() in this process."""
 
 import json
 import time
@@ -97,8 +98,8 @@ def test_bench_an_architecture_across_backends_and_lowerings(cli, tmp_path):
     assert files[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and files[2].stat().st_size > 10_000
 
 
-def test_bench_a_model_directory_uses_it_and_reexports_other_lowerings(cli, tmp_path, digits_dir):
-    proc = cli(
+def test_bench_a_model_directory_uses_it_and_reexports_other_lowerings(cli_in_process, tmp_path, digits_dir):
+    proc = cli_in_process(
         "bench",
         digits_dir,
         "--backend",
@@ -120,7 +121,7 @@ def test_bench_a_model_directory_uses_it_and_reexports_other_lowerings(cli, tmp_
     assert leaky["speedup_vs_baseline"] == 1.0 and native["max_abs_diff_vs_baseline"] < 1e-4
     assert r["flops_per_image"] == json.loads((digits_dir / "manifest.json").read_text())["flops_per_image"]
     # the table on stdout without --json
-    table = cli("bench", digits_dir, "--backend", "onnxruntime", "--batch", "1", *FAST, "--out", tmp_path).stdout
+    table = cli_in_process("bench", digits_dir, "--backend", "onnxruntime", "--batch", "1", *FAST, "--out", tmp_path).stdout
     assert "onnxruntime:leaky" in table and "wrote" in table
 
 
@@ -222,10 +223,10 @@ def test_without_torch_the_torch_runner_says_how_to_get_it(digits_dir):
     assert out.startswith("ModuleNotFoundError") and "torch" in out  # the console script names the extra (tests/cli)
 
 
-def test_int8_is_a_candidate_beside_fp32(cli, tmp_path, digits_dir):
+def test_int8_is_a_candidate_beside_fp32(cli_in_process, tmp_path, digits_dir):
     """--precision fp32,int8: the directory's graph and a QDQ graph quantized on demand, interleaved;
     the INT8 answers stay close to fp32's (same top-1 on the golden held-out rows)."""
-    proc = cli(
+    proc = cli_in_process(
         "bench",
         digits_dir,
         "--backend",
