@@ -1,4 +1,6 @@
-"""The real console script, run as a user runs it (its refusals of bad input by its main() in this process)."""
+"""The real console script, run as a user runs it: each command once as a process; again, other output
+formats and its refusals of bad input by its main() in this process (the same code, without importing
+torch once more)."""
 
 import json
 
@@ -18,18 +20,18 @@ def test_inspect_shipped_json(cli, shipped):
     assert info["gflops_per_image"] > 0 and info["preprocess"]["size"] == [8, 8]
 
 
-def test_inspect_tables(cli, shipped):
-    out = cli("inspect", shipped).stdout
+def test_inspect_tables(cli_in_process, shipped):
+    out = cli_in_process("inspect", shipped).stdout
     assert "learned PReLU slopes" in out and "conv1_act" in out and "channel-shared" in out
 
 
-def test_eval_shipped(cli, shipped):
+def test_eval_shipped(cli, cli_in_process, shipped):
     result = json.loads(cli("eval", shipped, "--dataset", "digits", "--json").stdout)
     assert result["n"] == 360 and result["accuracy"] >= 0.98
-    assert "accuracy" in cli("eval", shipped).stdout  # the dataset defaults to the one it was trained on
+    assert "accuracy" in cli_in_process("eval", shipped).stdout  # the dataset defaults to the one it was trained on
 
 
-def test_train_then_eval_an_image_folder(cli, tmp_path):
+def test_train_then_eval_an_image_folder(cli, cli_in_process, tmp_path):
     from PIL import Image
 
     from prelu_deploy.models.data import load_digits
@@ -43,9 +45,9 @@ def test_train_then_eval_an_image_folder(cli, tmp_path):
         "train", "--arch", "digits_prelu", "--dataset", tmp_path / "imgs", "--epochs", "10", "--width", "0.5", "--out", out
     ).stdout
     assert "epoch  10" in log and out.exists()
-    result = json.loads(cli("eval", out, "--dataset", tmp_path / "imgs", "--split", "all", "--json").stdout)
+    result = json.loads(cli_in_process("eval", out, "--dataset", tmp_path / "imgs", "--split", "all", "--json").stdout)
     assert result["n"] == 300 and result["accuracy"] > 0.5
-    info = json.loads(cli("inspect", out, "--json").stdout)
+    info = json.loads(cli_in_process("inspect", out, "--json").stdout)
     assert info["labels"] == [f"d{i}" for i in range(10)] and info["kwargs"]["width"] == 0.5
 
 
