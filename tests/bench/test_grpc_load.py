@@ -1,6 +1,6 @@
 """`prelu-deploy bench http --protocol grpc` against a real `prelu-deploy serve --grpc-port`: the same report
 as over HTTP, every call accounted for by the server's own counters, failures by gRPC status code, and
-the refusals."""
+the refusals (by the console script's main() in this process)."""
 
 import json
 import re
@@ -106,9 +106,9 @@ def test_failures_are_counted_by_status_code(cli, repo, tmp_path):
         ("{server}", ["--model", "nope"], 8, "NOT_FOUND: unknown model 'nope'; served: digits"),
     ],
 )
-def test_bad_arguments_are_refused(cli, server, tmp_path, url, extra, rc, message):
+def test_bad_arguments_are_refused(cli_in_process, server, tmp_path, url, extra, rc, message):
     url = url.format(free=free_port(), server=server.grpc_url)
-    proc = cli(
+    proc = cli_in_process(
         "bench",
         "http",
         url,

@@ -1,6 +1,6 @@
 """`prelu-deploy bench http` against real `prelu-deploy serve` processes on loopback ports: complete
 reports, failures counted exactly (checked against the server's own Prometheus counters), the bounds
-on requests, and the refusals."""
+on requests, and the refusals (by the console script's main() in this process)."""
 
 import json
 import re
@@ -229,20 +229,20 @@ def test_every_request_failing_writes_the_report_and_exits_8(cli, repo, tmp_path
         ("{server}", ["--data", "/no/such/file.npy"], 2, "--data /no/such/file.npy: no such file or folder"),
     ],
 )
-def test_bad_arguments_are_refused(cli, server, tmp_path, url, extra, rc, message):
+def test_bad_arguments_are_refused(cli_in_process, server, tmp_path, url, extra, rc, message):
     url = url.format(free=free_port(), server=server.url)
-    proc = cli("bench", "http", url, "--model", "digits", "--duration", "0.2", *extra, "--out", tmp_path, check_rc=rc)
+    proc = cli_in_process("bench", "http", url, "--model", "digits", "--duration", "0.2", *extra, "--out", tmp_path, check_rc=rc)
     assert message in proc.stderr and not list(tmp_path.glob("*.json"))
 
 
-def test_unknown_models_and_wrong_tensors_are_refused(cli, server, tmp_path):
+def test_unknown_models_and_wrong_tensors_are_refused(cli_in_process, server, tmp_path):
     assert (
         "GET /v2/models/nope: HTTP 404"
-        in cli("bench", "http", server.url, "--model", "nope", "--out", tmp_path, check_rc=8).stderr
+        in cli_in_process("bench", "http", server.url, "--model", "nope", "--out", tmp_path, check_rc=8).stderr
     )
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, np.zeros((2, 3, 32, 32), np.float32))
-    proc = cli("bench", "http", server.url, "--model", "digits", "--data", wrong, "--out", tmp_path, check_rc=2)
+    proc = cli_in_process("bench", "http", server.url, "--model", "digits", "--data", wrong, "--out", tmp_path, check_rc=2)
     assert "tensors of shape [2, 3, 32, 32]; the model takes [N, 1, 8, 8]" in proc.stderr
 
 
