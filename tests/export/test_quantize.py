@@ -37,8 +37,8 @@ def test_a_qdq_entry_records_how_and_what_it_cost(repo, mode, activation):
     assert ops.count("QuantizeLinear") >= 5 and ops.count("DequantizeLinear") >= 10 and activation in ops
 
 
-def test_parity_and_the_gate_use_the_int8_tolerance(cli, repo):
-    proc = cli("parity", repo / "d_leaky_int8", "--n", "360", "--json")
+def test_parity_and_the_gate_use_the_int8_tolerance(cli_in_process, repo):
+    proc = cli_in_process("parity", repo / "d_leaky_int8", "--n", "360", "--json")
     report = json.loads(proc.stdout)
     out = report["outputs"]["logits"]
     assert report["passed"] and out["precision"] == "int8" and out["tolerance"]["min_top1"] == 0.99

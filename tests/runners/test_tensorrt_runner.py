@@ -87,14 +87,15 @@ def test_gpu_parity_of_every_lowering_and_precision(plan, mode, precision):
         assert report["passed"], report["failures"]
 
 
-def test_parity_on_a_plan_entry_says_what_it_needs(cli, plan):
-    """A plan entry goes to the TensorRT runner (its own backend), never to ONNX Runtime on a missing file."""
+def test_parity_on_a_plan_entry_says_what_it_needs(cli_in_process, plan):
+    """A plan entry goes to the TensorRT runner (its own backend), never to ONNX Runtime on a missing file
+    (the console script's main() in this process)."""
     entry = plan("native", "fp32")
-    proc = cli("parity", entry, "--backend", "onnxruntime", check_rc=6)
+    proc = cli_in_process("parity", entry, "--backend", "onnxruntime", check_rc=6)
     assert "holds a TensorRT plan, not an ONNX graph: use --backend tensorrt" in proc.stderr
     assert "Traceback" not in proc.stderr and "NoSuchFile" not in proc.stderr
     if not _gpu_present():
-        proc = cli("parity", entry, check_rc=1)
+        proc = cli_in_process("parity", entry, check_rc=1)
         assert "the TensorRT runner needs CuPy and an NVIDIA GPU" in proc.stderr and "Traceback" not in proc.stderr
 
 
