@@ -20,6 +20,7 @@ def test_without_a_gpu_it_says_so_and_runs_nothing(cli, tmp_path):
     assert "unknown foo" in cli("gpu-check", "--only", "foo", check_rc=2).stderr
 
 
+@pytest.mark.slow
 def test_the_tests_phase_counts_from_junit(tmp_path):
     cfg = gpu_check.GpuCheck(tests="tests/plugins/test_kernel.py", test_processes=0)
     t = gpu_check.phase_tests(cfg, 120)
@@ -28,6 +29,7 @@ def test_the_tests_phase_counts_from_junit(tmp_path):
         assert t["skipped"] == 16 and any("needs an NVIDIA GPU" in why for why in t["skips"])
 
 
+@pytest.mark.slow
 def test_the_http_phase_drives_model_floor_and_grpc_and_stops_its_servers(tmp_path):
     cfg = gpu_check.GpuCheck(arch="digits_prelu", device="cpu", layouts=("1",), concurrency=(1, 4), http_s=0.3)
     from prelu_deploy.bench.gpu_http import phase_http

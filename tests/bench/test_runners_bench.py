@@ -58,6 +58,7 @@ def digits_dir(tmp_path_factory, shipped):
 FAST = ("--warmup", "2", "--warmup-s", "0", "--runs", "5", "--duration", "0.1")
 
 
+@pytest.mark.slow
 def test_bench_an_architecture_across_backends_and_lowerings(cli, tmp_path):
     out = tmp_path / "reports"
     proc = cli(
@@ -147,6 +148,7 @@ def test_bad_arguments_are_refused(cli_in_process, tmp_path, args, message):
     assert message in proc.stderr and not list(tmp_path.iterdir())  # refused before anything was written
 
 
+@pytest.mark.slow
 def test_torch_compile_is_a_candidate(cli, tmp_path, digits_dir):
     proc = cli("bench", digits_dir, "--backend", "torch,torch-compile", "--batch", "2", *FAST, "--out", tmp_path, "--json")
     eager, compiled = json.loads(proc.stdout)["results"]

@@ -15,6 +15,7 @@ from prelu_deploy.bench.serving import tree_cpu_s
 SAMPLES = Path(__file__).parents[2] / "models" / "samples"  # the bundled digit PNGs
 
 
+@pytest.mark.slow
 def test_ours_beside_the_baseline_in_one_report(cli, repo, tmp_path):
     proc = cli(
         "bench",
@@ -56,6 +57,7 @@ def test_ours_beside_the_baseline_in_one_report(cli, repo, tmp_path):
     assert left.stdout.strip() == ""
 
 
+@pytest.mark.slow
 def test_images_drive_the_classify_route_of_both(cli, repo, tmp_path):
     cli(
         "bench",

@@ -17,6 +17,7 @@ def repo(tmp_path_factory):
     return tmp_path_factory.mktemp("repo")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["native", "plugin", "leaky"])
 def test_export_then_parity_passes(cli, cli_in_process, shipped, repo, mode):
     run = cli if mode == "leaky" else cli_in_process  # the console script as a process once, its main() here for the others

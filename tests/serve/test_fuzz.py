@@ -28,6 +28,7 @@ def server(repo):
     assert "Traceback" not in log, log[-3000:]
 
 
+@pytest.mark.slow
 def test_no_5xx_and_no_undocumented_status(server):
     """Every operation of the document, 40 generated requests each (valid and invalid, Hypothesis)."""
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
