@@ -35,43 +35,45 @@ def _repository(cfg, root: Path) -> tuple[Path, str, str]:
     return root / "repo", model.name, floor.name
 
 
+def _bench(model: str, data: Path, cfg) -> http_load.HttpBench:
+    return http_load.HttpBench(model=model, concurrency=cfg.concurrency, duration_s=cfg.http_s, warmup_s=0.5, data=str(data))
+
+
 def _drive(url: str, model: str, data: Path, cfg) -> list[dict]:
-    bench = http_load.HttpBench(model=model, concurrency=cfg.concurrency, duration_s=cfg.http_s, warmup_s=0.5, data=str(data))
+    bench = _bench(model, data, cfg)
     ep = http_load.parse_url(url, False)
     meta = http_load.model_metadata(ep, model, bench.timeout_s)
     work = http_load.workload(bench, meta)
     http_load.check_response(ep, work, meta, bench)
-    return [
-        _level(lambda c, s: load_generator.drive(ep, work, c, s, bench.max_requests, bench.timeout_s), c, bench)
-        for c in cfg.concurrency
-    ]
+    return _levels(lambda c, s: load_generator.drive(ep, work, c, s, bench.max_requests, bench.timeout_s), bench)
 
 
 def _drive_grpc(where: str, model: str, data: Path, cfg) -> list[dict]:
     """The model over gRPC, as _drive drives it over HTTP: the same rows, levels and seconds."""
-    bench = http_load.HttpBench(model=model, concurrency=cfg.concurrency, duration_s=cfg.http_s, warmup_s=0.5, data=str(data))
+    bench = _bench(model, data, cfg)
     _, meta = grpc_load.model_metadata(where, model, bench.timeout_s)
     bodies, _ = grpc_load.requests(bench, meta)
     grpc_load.check_response(where, bodies[0], meta, bench)
-    drive = grpc_load.drive
-    return [
-        _level(lambda c, s: drive(where, bodies, bench.batch, c, s, bench.max_requests, bench.timeout_s), c, bench)
-        for c in cfg.concurrency
-    ]
+    return _levels(lambda c, s: grpc_load.drive(where, bodies, bench.batch, c, s, bench.max_requests, bench.timeout_s), bench)
 
 
-def _level(drive, c: int, bench) -> dict:
-    """One concurrency level: a warm-up, then the measured run, as the report keeps it."""
-    drive(c, bench.warmup_s)
-    result = drive(c, bench.duration_s)
-    return {
-        "concurrency": c,
-        "throughput_rps": result["throughput_rps"],
-        "p50_ms": result["latency"].get("median_ms"),
-        "p99_ms": result["latency"].get("p99_ms"),
-        "errors": result["errors"],
-        "ok": result["ok"],
-    }
+def _levels(drive, bench: http_load.HttpBench) -> list[dict]:
+    """Each concurrency level: a warm-up, then the measured run, as the report keeps it."""
+    levels = []
+    for c in bench.concurrency:
+        drive(c, bench.warmup_s)
+        result = drive(c, bench.duration_s)
+        levels.append(
+            {
+                "concurrency": c,
+                "throughput_rps": result["throughput_rps"],
+                "p50_ms": result["latency"].get("median_ms"),
+                "p99_ms": result["latency"].get("p99_ms"),
+                "errors": result["errors"],
+                "ok": result["ok"],
+            }
+        )
+    return levels
 
 
 def phase_http(cfg, log, deadline: float) -> dict:

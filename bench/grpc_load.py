@@ -5,7 +5,6 @@ worker processes would not share the load) making its next ModelInfer call when 
 answered; the requests are serialized once, so a client only writes and reads bytes; all clients are
 coroutines on one event loop (uvloop where installed), whose CPU use is reported per level."""
 
-import asyncio
 import time
 from dataclasses import asdict
 from urllib.parse import urlsplit
@@ -16,8 +15,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pbg
 
 from prelu_deploy.bench.http_load import DISTINCT_BODIES, HttpBench, _tensors, parse_url
-from prelu_deploy.bench.load_generator import _Level, _loop_factory, stability
-from prelu_deploy.bench.timing import summary
+from prelu_deploy.bench.load_generator import _Level, measure
 from prelu_deploy.errors import BenchError, UsageError
 
 INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -114,43 +112,17 @@ async def _client(where: str, bodies: list[bytes], level: _Level, first: int, ti
             start = time.perf_counter()
             try:
                 await call(body, timeout=timeout)
-                status = "OK"
+                failure = None
             except grpc.aio.AioRpcError as err:
-                status = err.code().name
-            if status == "OK":
-                level.finished.append(time.perf_counter())
-                level.latencies.append(level.finished[-1] - start)
-            else:
-                level.errors[status] = level.errors.get(status, 0) + 1
-
-
-async def _drive(where: str, bodies: list[bytes], level: _Level, concurrency: int, timeout: float) -> None:
-    await asyncio.gather(*(_client(where, bodies, level, k, timeout) for k in range(concurrency)))
+                failure = err.code().name
+            level.record(start, failure)
 
 
 def drive(
     where: str, bodies: list[bytes], items: int, concurrency: int, duration_s: float, max_requests: int, timeout: float
 ) -> dict:
     """A level, as bench.load_generator.drive measures one over HTTP; failures by gRPC status code."""
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        cpu, start = time.process_time(), time.perf_counter()
-        level = _Level(max_requests, start + duration_s)
-        runner.run(_drive(where, bodies, level, concurrency, timeout))
-        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    ok = len(level.latencies)
-    return {
-        "concurrency": concurrency,
-        "requests": ok + sum(level.errors.values()),
-        "ok": ok,
-        "errors": dict(sorted(level.errors.items())),
-        "wall_s": wall,
-        "client_cpu": cpu / wall,
-        "throughput_rps": ok / wall,
-        "images_per_s": ok * items / wall,
-        **stability(level.finished, start, wall),
-        "latency": summary(level.latencies, items=items),
-        "_samples": level.latencies,
-    }
+    return measure(lambda level, k: _client(where, bodies, level, k, timeout), items, concurrency, duration_s, max_requests)
 
 
 def run(url: str, cfg: HttpBench, log=print) -> tuple[dict, dict]:

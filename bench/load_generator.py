@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,6 +35,14 @@ class _Level:
             return False
         self.budget -= 1
         return True
+
+    def record(self, start: float, failure: str | None) -> None:
+        """One request sent at `start`: its latency when it succeeded, else a count of its `failure`."""
+        if failure is None:
+            self.finished.append(time.perf_counter())
+            self.latencies.append(self.finished[-1] - start)
+        else:
+            self.errors[failure] = self.errors.get(failure, 0) + 1
 
 
 def _raw_requests(ep: Endpoint, work: Workload) -> list[bytes]:
@@ -86,20 +95,12 @@ async def _client(ep: Endpoint, requests: list[bytes], level: _Level, first: int
             status, keep = "timeout", False
         except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             status, keep = "connection error", False
-        if status == 200:
-            level.finished.append(time.perf_counter())
-            level.latencies.append(level.finished[-1] - start)
-        else:
-            level.errors[str(status)] = level.errors.get(str(status), 0) + 1
+        level.record(start, None if status == 200 else str(status))
         if not keep and writer is not None:
             writer.close()
             reader = writer = None
     if writer is not None:
         writer.close()
-
-
-async def _drive(ep: Endpoint, requests: list[bytes], level: _Level, concurrency: int, timeout: float) -> None:
-    await asyncio.gather(*(_client(ep, requests, level, k, timeout) for k in range(concurrency)))
 
 
 def drive(ep: Endpoint, work: Workload, concurrency: int, duration_s: float, max_requests: int, timeout: float) -> dict:
@@ -108,10 +109,22 @@ def drive(ep: Endpoint, work: Workload, concurrency: int, duration_s: float, max
     so the generator costs little CPU; what it did cost is reported (`client_cpu`: cores it kept busy),
     so a reader can tell whether it, rather than the server, was the limit."""
     requests = _raw_requests(ep, work)
+    return measure(lambda level, k: _client(ep, requests, level, k, timeout), work.items, concurrency, duration_s, max_requests)
+
+
+def measure(
+    client: Callable[[_Level, int], Awaitable[None]], items: int, concurrency: int, duration_s: float, max_requests: int
+) -> dict:
+    """A level of `concurrency` coroutines `client(level, k)` on one event loop, as `drive` runs its
+    HTTP clients (bench.grpc_load runs its gRPC ones here too): the level's report and raw latencies."""
+
+    async def clients() -> None:
+        await asyncio.gather(*(client(level, k) for k in range(concurrency)))
+
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         cpu, start = time.process_time(), time.perf_counter()
         level = _Level(max_requests, start + duration_s)
-        runner.run(_drive(ep, requests, level, concurrency, timeout))
+        runner.run(clients())
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     ok = len(level.latencies)
     return {
@@ -122,9 +135,9 @@ def drive(ep: Endpoint, work: Workload, concurrency: int, duration_s: float, max
         "wall_s": wall,
         "client_cpu": cpu / wall,
         "throughput_rps": ok / wall,
-        "images_per_s": ok * work.items / wall,
+        "images_per_s": ok * items / wall,
         **stability(level.finished, start, wall),
-        "latency": summary(level.latencies, items=work.items),
+        "latency": summary(level.latencies, items=items),
         "_samples": level.latencies,
     }
 
