@@ -90,7 +90,7 @@ class Server(Endpoint):
                 urllib.request.urlopen(f"{self.url}/v2/health/live", timeout=1)
                 return
             except (urllib.error.URLError, OSError):  # refused, or accepted but not answered while models load
-                time.sleep(0.2)
+                time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"server did not start within {start_timeout:g} s")
 
