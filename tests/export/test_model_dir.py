@@ -11,6 +11,7 @@ from tritonclient.grpc import model_config_pb2
 
 from prelu_deploy.errors import CheckpointError, ExportError, ModelDirError, UsageError
 from prelu_deploy.export.model_dir import export_model_dir
+from prelu_deploy.export.onnx_export import to_onnx
 from prelu_deploy.manifest import read_entry
 from prelu_deploy.models import create_model, save_checkpoint
 from prelu_deploy.models.preprocess import Preprocess
@@ -20,6 +21,9 @@ from prelu_deploy.runners.registry import get_runner
 
 @pytest.fixture(scope="module")
 def digits_dir(tmp_path_factory, shipped):
+    from prelu_deploy.export import model_dir
+
+    model_dir._traced.clear()  # traced here, whatever this process exported before
     return export_model_dir(shipped, "digits", tmp_path_factory.mktemp("repo"), mode="plugin")
 
 
@@ -59,6 +63,25 @@ def test_manifest_and_golden(digits_dir, shipped):
     golden = md.golden_io()
     out = get_runner("onnxruntime", digits_dir).run(golden["inputs"])
     np.testing.assert_allclose(out, golden["logits_fp64"], atol=1e-4 * np.abs(golden["logits_fp64"]).max())
+
+
+def test_another_lowering_or_name_of_an_exported_checkpoint_reuses_its_trace(digits_dir, shipped, tmp_path, monkeypatch):
+    """The trace (seconds; most of an export) is made once per checkpoint: bench's re-exported lowerings and a
+    checkpoint exported under several names reuse it, and write what a fresh trace writes."""
+    from prelu_deploy.export import model_dir
+
+    traced = []
+    monkeypatch.setattr(model_dir, "to_onnx", lambda *args: traced.append(args) or to_onnx(*args))
+    again = export_model_dir(shipped, "again", tmp_path, mode="plugin")
+    native = export_model_dir(shipped, "native", tmp_path, mode="native")
+    assert traced == []  # digits_dir's export traced it (this test runs before test_existing_directory_needs_force replaces it)
+    assert (again / "1" / "model.onnx").read_bytes() == (digits_dir / "1" / "model.onnx").read_bytes()
+    ops = [n.op_type for n in onnx.load(native / "1" / "model.onnx").graph.node]  # the kept graph was not lowered in place
+    assert ops.count("PRelu") == 5 and "ChannelSharedPReLU" not in ops and read_entry(native).verify() == []
+    kept = dict(model_dir._traced)
+    monkeypatch.setattr(model_dir, "TRACED_BYTES", 0)  # a graph over the bound is not kept
+    export_model_dir(shipped, "opset17", tmp_path, mode="leaky", opset=17)  # another opset: another graph, traced
+    assert len(traced) == 1 and model_dir._traced == kept
 
 
 def test_tampered_artifact_is_detected(digits_dir, tmp_path):
