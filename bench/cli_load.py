@@ -134,6 +134,13 @@ def serving(
         min=1,
         help="Rounds per level, the servers alternating (ours, baseline, ours, …); requests/s is the median round's.",
     ),
+    reference: float = typer.Option(
+        3.0,
+        "--reference",
+        min=0.0,
+        help="Seconds of in-process timing of the graph per batch size (1 and 32), before the servers start and "
+        "after they stop (at least 50 calls): the rates the goals are judged against.",
+    ),
     out: Path = OutOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -158,6 +165,7 @@ def serving(
         serve_args=shlex.split(serve_args),
         baseline_threads=baseline_threads,
         rounds=rounds,
+        reference_s=reference,
     )
     cfg.http.check()
     out = report_dir(out, False)

@@ -190,7 +190,7 @@ def run(repo: Path, cfg: ServingBench, log=print) -> tuple[dict, dict]:
         "servers": {n: shlex.join(c) for n, c in commands.items()},
         "in_process": reference,
         "in_process_runs": [before, after],
-        "settings": {**asdict(cfg.http), "serve_args": cfg.serve_args, "rounds": cfg.rounds},
+        "settings": {**asdict(cfg.http), "serve_args": cfg.serve_args, "rounds": cfg.rounds, "reference_s": cfg.reference_s},
         "levels": levels,
         "goals": goals(levels, reference),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -65,7 +65,7 @@ def markdown(r: dict) -> str:
         *(f"- {n}: `{cmd} --port PORT`" for n, cmd in r["servers"].items()),
         "",
         "In process (ONNX Runtime defaults, nothing else running; the faster of a measurement before and one "
-        "after the servers ran): "
+        f"after the servers ran{_seconds(r)}): "
         + "; ".join(f"{k.replace('_', ' ')}: p50 {ms(v['median_ms'])} ms, {v['throughput']:.0f} images/s" for k, v in ref.items())
         + ".",
         "",
@@ -101,6 +101,11 @@ def markdown(r: dict) -> str:
         *(f"| {g['concurrency']} | {g['goal']} | {g['numbers']} | {'yes' if g['met'] else '**no**'} |" for g in r["goals"]),
     ]
     return "\n".join(rows) + "\n"
+
+
+def _seconds(r: dict) -> str:
+    """How long each in-process measurement ran (reports before --reference do not say)."""
+    return f", {s:g} s per batch size each" if (s := r["settings"].get("reference_s")) is not None else ""
 
 
 def two_decimals(value: float | None) -> str:

@@ -31,6 +31,8 @@ def test_ours_beside_the_baseline_in_one_report(cli, repo, tmp_path):
         "0.6",
         "--warmup",
         "0.2",
+        "--reference",
+        "0.2",
         "--data",
         repo / "digits" / "golden.npz",
         "--out",
@@ -38,6 +40,7 @@ def test_ours_beside_the_baseline_in_one_report(cli, repo, tmp_path):
     )
     r = json.loads(next(tmp_path.glob("bench-serving-digits-*.json")).read_text())
     assert r["kind"] == "serving" and r["endpoint"] == "/v2/models/digits/infer"
+    assert r["settings"]["reference_s"] == 0.2 and "in process again: 0.2 s per batch size" in proc.stderr
     assert "--workers 1 --max-batch-size 8" in r["servers"]["ours"] and "baseline_server" in r["servers"]["baseline"]
     assert r["in_process"]["batch_1"]["median_ms"] > 0 and r["in_process"]["batch_32"]["throughput"] > 0
     runs = r["in_process_runs"]  # before the servers started and after they stopped: the faster is the reference
@@ -58,8 +61,9 @@ def test_ours_beside_the_baseline_in_one_report(cli, repo, tmp_path):
 
 
 @pytest.mark.slow
-def test_images_drive_the_classify_route_of_both(cli, repo, tmp_path):
-    cli(
+def test_images_drive_the_classify_route_of_both(cli_in_process, repo, tmp_path):
+    """By the script's main() in this process (bench serving as a process: above); the servers are processes."""
+    cli_in_process(
         "bench",
         "serving",
         repo,
@@ -75,6 +79,8 @@ def test_images_drive_the_classify_route_of_both(cli, repo, tmp_path):
         "0.1",
         "--rounds",
         "2",
+        "--reference",
+        "0",
         "--data",
         SAMPLES,
         "--out",
@@ -88,7 +94,9 @@ def test_images_drive_the_classify_route_of_both(cli, repo, tmp_path):
         assert s["throughput_rps"] == pytest.approx(sum(s["rounds_rps"]) / 2)  # the median of two rounds
     lv = r["levels"][0]  # ours / baseline: the median of the rounds' pairs (two: their mean)
     assert lv["ratio"] == pytest.approx(sum(o / b for o, b in zip(lv["ours"]["rounds_rps"], lv["baseline"]["rounds_rps"])) / 2)
-    assert "2 alternating rounds" in next(tmp_path.glob("bench-serving-digits-*.md")).read_text()
+    md = next(tmp_path.glob("bench-serving-digits-*.md")).read_text()
+    assert "2 alternating rounds" in md and "the servers ran, 0 s per batch size each)" in md
+    assert all(run[k]["n"] >= 50 for run in r["in_process_runs"] for k in run)  # --reference 0: the 50 calls at least
 
 
 @pytest.mark.parametrize(
@@ -97,6 +105,7 @@ def test_images_drive_the_classify_route_of_both(cli, repo, tmp_path):
         (["--model", "nope"], "no model directory named 'nope'"),
         (["--model", "digits", "--data", "nowhere"], "--data nowhere: no such file or folder"),
         (["--model", "digits", "--concurrency", "0"], "--concurrency: levels must be 1"),
+        (["--model", "digits", "--reference", "-1"], "Invalid value for '--reference'"),
     ],
 )
 def test_refusals(cli_in_process, repo, tmp_path, args, message):
