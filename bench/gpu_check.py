@@ -59,6 +59,7 @@ class GpuCheck:
     sweep_s: float = 0.6  # measured seconds per batch size (all candidates interleaved)
     concurrency: tuple[int, ...] = (1, 8, 64)
     http_s: float = 2.0  # measured seconds per level
+    http_warmup_s: float = 0.5  # unmeasured seconds of load before each level
     layouts: tuple[str, ...] = ("1", "2", "4", "default")  # --workers N, or serve's own choice
     budget_s: float = 345.0  # the whole check; each phase gets what is left (goal: ≤ 6 minutes on an H200)
     device: str = "cuda"  # the HTTP phase's --device (its tests run it on the CPU)

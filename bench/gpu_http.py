@@ -36,7 +36,9 @@ def _repository(cfg, root: Path) -> tuple[Path, str, str]:
 
 
 def _bench(model: str, data: Path, cfg) -> http_load.HttpBench:
-    return http_load.HttpBench(model=model, concurrency=cfg.concurrency, duration_s=cfg.http_s, warmup_s=0.5, data=str(data))
+    return http_load.HttpBench(
+        model=model, concurrency=cfg.concurrency, duration_s=cfg.http_s, warmup_s=cfg.http_warmup_s, data=str(data)
+    )
 
 
 def _drive(url: str, model: str, data: Path, cfg) -> list[dict]:
@@ -83,7 +85,7 @@ def phase_http(cfg, log, deadline: float) -> dict:
         data = repo / model / "golden.npz"
         layouts = []
         for layout in cfg.layouts:
-            needed = 25 + 3 * len(cfg.concurrency) * (cfg.http_s + 0.5)
+            needed = 25 + 3 * len(cfg.concurrency) * (cfg.http_s + cfg.http_warmup_s)
             if deadline - time.monotonic() < needed:
                 layouts.append({"layout": layout, "ran": False, "why": "the budget was spent"})
                 continue

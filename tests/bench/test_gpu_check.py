@@ -13,15 +13,16 @@ from ..conftest import _gpu_present
 
 
 @pytest.mark.skipif(_gpu_present(), reason="checks the message given where there is no GPU")
-def test_without_a_gpu_it_says_so_and_runs_nothing(cli, tmp_path):
+def test_without_a_gpu_it_says_so_and_runs_nothing(cli, cli_in_process, tmp_path):
     proc = cli("gpu-check", "--out", tmp_path / "r")
     assert "no NVIDIA GPU here" in proc.stdout and "pip install -e '.[export,serve,gpu,dev]'" in proc.stdout
     assert not (tmp_path / "r").exists()
-    assert "unknown foo" in cli("gpu-check", "--only", "foo", check_rc=2).stderr
+    assert "unknown foo" in cli_in_process("gpu-check", "--only", "foo", check_rc=2).stderr  # its main() in this process
 
 
 @pytest.mark.slow
-def test_the_tests_phase_counts_from_junit(tmp_path):
+def test_the_tests_phase_counts_from_junit(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # its pytest is a user's, not one of this run's workers
     cfg = gpu_check.GpuCheck(tests="tests/plugins/test_kernel.py", test_processes=0)
     t = gpu_check.phase_tests(cfg, 120)
     assert t["ran"] and t["failed"] == 0 and t["passed"] + t["skipped"] == 16  # -m gpu: the 16 kernel cases only
@@ -31,7 +32,7 @@ def test_the_tests_phase_counts_from_junit(tmp_path):
 
 @pytest.mark.slow
 def test_the_http_phase_drives_model_floor_and_grpc_and_stops_its_servers(tmp_path):
-    cfg = gpu_check.GpuCheck(arch="digits_prelu", device="cpu", layouts=("1",), concurrency=(1, 4), http_s=0.3)
+    cfg = gpu_check.GpuCheck(arch="digits_prelu", device="cpu", layouts=("1",), concurrency=(1, 4), http_s=0.3, http_warmup_s=0.1)
     from prelu_deploy.bench.gpu_http import phase_http
 
     result = phase_http(cfg, print, time.monotonic() + 120)
