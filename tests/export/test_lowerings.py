@@ -6,6 +6,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from onnx import numpy_helper
 
 from prelu_deploy.export.lowering import LOWERINGS, lower, prelu_layers
 from prelu_deploy.export.onnx_export import check, to_onnx
@@ -32,32 +33,51 @@ def _with_extreme_slopes(model):
     return model.eval()
 
 
-@pytest.fixture(
-    scope="module",
-    params=[(n, act) for n in list_models() for act in ("prelu_shared", "prelu_channel")],
-    ids=lambda p: f"{p[0]}-{p[1]}",
-)
+BATCHES = (1, 7, 32)
+
+
+class _BothKinds(torch.nn.Module):
+    """One architecture twice, channel-shared and channel-wise PReLUs, in one graph: every layer of the
+    architecture exported in both kinds by one export (each export is seconds of tracing), two outputs."""
+
+    def __init__(self, shared, channel):
+        super().__init__()
+        self.shared, self.channel = shared, channel
+        self.arch, self.config = shared.arch, shared.config  # what to_onnx reads of a zoo model
+
+    def forward(self, x):
+        return self.shared(x), self.channel(x)
+
+
+@pytest.fixture(scope="module", params=list_models())
 def exported(request):
-    name, act = request.param
-    torch.manual_seed(0)
-    model = _with_extreme_slopes(create_model(name, act=act, **SMALL[name]))
-    return model, to_onnx(model)
+    """(the two models, their graph, [(inputs, fp32 and fp64 PyTorch logits of each model)] per batch in
+    BATCHES): the references computed once, for every lowering."""
+    name = request.param
+    models = []
+    for seed, act in enumerate(("prelu_shared", "prelu_channel")):  # other weights: nothing the two could share
+        torch.manual_seed(seed)
+        models.append(_with_extreme_slopes(create_model(name, act=act, **SMALL[name])))
+    cfg, rng = models[0].config, np.random.default_rng(0)
+    cases = []
+    for batch in BATCHES:
+        x = rng.standard_normal((batch, cfg.in_chans, cfg.input_size, cfg.input_size)).astype(np.float32)
+        cases.append((x, [reference_logits(model, x) for model in models]))
+    return models, to_onnx(_BothKinds(*models)), cases
 
 
 @pytest.mark.parametrize("mode", LOWERINGS)
 def test_parity_every_batch(exported, mode):
-    model, native = exported
+    models, native, cases = exported
     graph = check(lower(native, mode))
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-    cfg = model.config
-    rng = np.random.default_rng(0)
-    for batch in (1, 7, 32):
-        x = rng.standard_normal((batch, cfg.in_chans, cfg.input_size, cfg.input_size)).astype(np.float32)
-        out = session.run(None, {"images": x})[0]
-        ref32, ref64 = reference_logits(model, x)
-        report = judge(out, ref32, ref64)
-        assert report["passed"], (batch, report["failures"])
-        assert report["max_abs"] <= 1e-4 * report["logit_scale"]
+    for x, refs in cases:
+        outs = session.run(None, {"images": x})
+        assert len(outs) == len(refs) == 2
+        for model, out, (ref32, ref64) in zip(models, outs, refs):
+            report = judge(out, ref32, ref64)
+            assert report["passed"], (model.arch_kwargs["act"], len(x), report["failures"])
+            assert report["max_abs"] <= 1e-4 * report["logit_scale"]
 
 
 def _ops(graph: onnx.ModelProto) -> list[str]:
@@ -65,11 +85,12 @@ def _ops(graph: onnx.ModelProto) -> list[str]:
 
 
 def test_lowerings_rewrite_only_channel_shared_layers(exported):
-    model, native = exported
+    models, native, _ = exported
     layers = prelu_layers(native)
-    n_prelu = sum(isinstance(m, PReLU) for m in model.modules())
+    n_prelu = sum(isinstance(m, PReLU) for model in models for m in model.modules())
     shared = sum(layer["shared"] for layer in layers)
-    assert len(layers) == n_prelu
+    assert len(layers) == n_prelu and 0 < shared < n_prelu  # both kinds in the graph
+    assert shared == sum(isinstance(m, PReLU) for m in models[0].modules())  # the channel-shared model's, no more
     assert _ops(native).count("PRelu") == n_prelu
     leaky, plugin = lower(native, "leaky"), lower(native, "plugin")
     assert _ops(leaky).count("PRelu") == n_prelu - shared  # channel-wise layers untouched
@@ -77,9 +98,26 @@ def test_lowerings_rewrite_only_channel_shared_layers(exported):
     assert _ops(plugin).count("PRelu") == n_prelu - shared
     custom = [n for n in plugin.graph.node if n.domain == csp.DOMAIN]
     assert len(custom) == shared and all(n.op_type == csp.OP_TYPE for n in custom)
-    assert [f.name for f in plugin.functions] == ([csp.OP_TYPE] if shared else [])
+    assert [f.name for f in plugin.functions] == [csp.OP_TYPE]
     slopes = [a.f for n in custom for a in n.attribute if a.name == "slope"]
     assert slopes == pytest.approx([layer["slope"] for layer in layers if layer["shared"]])
+
+
+def test_a_graph_without_channel_shared_layers_is_left_as_it_was():
+    """Nothing to rewrite (its one PReLU channel-wise): in every lowering no custom node, function or opset."""
+    value = onnx.helper.make_tensor_value_info
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("PRelu", ["x", "slope"], ["y"], name="p")],
+        "g",
+        [value("x", onnx.TensorProto.FLOAT, [1, 3, 2, 2])],
+        [value("y", onnx.TensorProto.FLOAT, [1, 3, 2, 2])],
+        [numpy_helper.from_array(np.array([-0.5, 0.0, 1.7], np.float32).reshape(3, 1, 1), "slope")],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
+    for mode in LOWERINGS:
+        lowered = check(lower(model, mode))
+        assert _ops(lowered) == ["PRelu"] and not lowered.functions, mode
+        assert [o.domain for o in lowered.opset_import] == [""] and len(lowered.graph.initializer) == 1, mode
 
 
 def test_plugin_reference_matches_the_function_body():
