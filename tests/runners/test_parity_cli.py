@@ -1,5 +1,6 @@
-"""`prelu-deploy export` and `prelu-deploy parity`, run as a user runs them (their refusals of bad input by the
-console script's main() in this process)."""
+"""`prelu-deploy export`, `parity` and `classify`, run as a user runs them: each once as the console script's
+process; again, its other outputs and its refusals by the script's main() in this process (the same code,
+without a new interpreter importing torch: 3-5 s of CPU each)."""
 
 import json
 
@@ -28,11 +29,11 @@ def test_export_then_parity_passes(cli, cli_in_process, shipped, repo, mode):
     assert report["passed"] and o["max_abs"] <= 1e-4 * o["logit_scale"] and o["top1_agreement"] == 1.0
     assert report["inputs"] == {"held_out": 100, "golden": 8} and report["accuracy"]["runner"] >= 0.98
     assert all(f > 0 for f in report["negative_fraction"].values())
-    text = run("parity", repo / f"d_{mode}", "--n", "20").stdout
+    text = cli_in_process("parity", repo / f"d_{mode}", "--n", "20").stdout
     assert "fp32 tolerance" in text and "max abs ≤ 0.0001 × logit scale" in text and "PASS" in text
 
 
-def test_parity_fails_on_a_wrong_graph(cli, cli_in_process, exported, tmp_path):
+def test_parity_fails_on_a_wrong_graph(cli_in_process, exported, tmp_path):
     """A lowering bug (a wrong slope) with a consistent manifest: parity must catch it, exit 7."""
     md = read_entry(exported(tmp_path, "d_leaky"))  # made once for the run: the console script's export is tested above
     graph = onnx.load(md.artifact)
@@ -40,9 +41,9 @@ def test_parity_fails_on_a_wrong_graph(cli, cli_in_process, exported, tmp_path):
     leaky.attribute[0].f += 0.5
     onnx.save(graph, md.artifact)
     edit_manifest(md.path, lambda m: m["artifacts"].update({"1/model.onnx": sha256_file(md.artifact)}))
-    proc = cli("parity", md.path, check_rc=7)
+    proc = cli_in_process("parity", md.path, check_rc=7)
     assert "onnxruntime disagrees with PyTorch: max abs error" in proc.stderr and "FAIL" in proc.stdout
-    # per layer (the script's main() in this process): every layer before it within tolerance, and it named as the first beyond
+    # per layer: every layer before it within tolerance, and it named as the first beyond
     report = json.loads(cli_in_process("parity", md.path, "--per-layer", "--json", check_rc=7).stdout)["per_layer"]
     names = [r["layer"] for r in report["layers"]]
     assert report["first_beyond_tolerance"] == "conv3_act" and names[:5] == ["conv1", "conv1_act", "conv2", "conv2_act", "pool1"]
@@ -50,7 +51,7 @@ def test_parity_fails_on_a_wrong_graph(cli, cli_in_process, exported, tmp_path):
     assert "first layer beyond tolerance: conv3_act" in cli_in_process("parity", md.path, "--per-layer", check_rc=7).stdout
 
 
-def test_per_layer_matches_folded_batch_norms(cli, tmp_path):
+def test_per_layer_matches_folded_batch_norms(tmp_path):
     """cifar_prelu's convolutions carry their batch norms after export: the fused tensor is matched to
     the batch norm's output (never to the bare convolution's), and every layer holds."""
     import torch
@@ -71,11 +72,11 @@ def test_per_layer_matches_folded_batch_norms(cli, tmp_path):
     assert len(bns) >= 4 and not [layer for layer in pairs if layer.startswith("conv") and layer[5:] == ""], pairs
 
 
-def test_parity_refuses_a_tampered_artifact(cli, exported, tmp_path):
+def test_parity_refuses_a_tampered_artifact(cli_in_process, exported, tmp_path):
     tampered = exported(tmp_path, "d_leaky")
     with open(tampered / "golden.npz", "ab") as f:
         f.write(b"\0")
-    proc = cli("parity", tampered, check_rc=6)
+    proc = cli_in_process("parity", tampered, check_rc=6)
     assert "golden.npz sha256 differs from the manifest" in proc.stderr
 
 
@@ -98,15 +99,15 @@ def test_bad_input(cli_in_process, tmp_path, shipped, args, rc, message):
     assert not (tmp_path / "r").exists()
 
 
-def test_classify_without_a_server(cli, shipped):
-    """The samples through `prelu-deploy classify`, on the bundled model directory and on its checkpoint:
-    the server's answer format, the right digit for each."""
+def test_classify_without_a_server(cli, cli_in_process, shipped):
+    """The samples through `prelu-deploy classify`, on the bundled model directory (the script as a process)
+    and on its checkpoint (its main() here): the server's answer format, the right digit for each."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    for model in (root / "models" / "bundled" / "digits", shipped):
-        answer = json.loads(cli("classify", root / "models" / "samples", "--model", model, "--top-k", "3", "--json").stdout)
+    for run, model in ((cli, root / "models" / "bundled" / "digits"), (cli_in_process, shipped)):
+        answer = json.loads(run("classify", root / "models" / "samples", "--model", model, "--top-k", "3", "--json").stdout)
         assert len(answer["predictions"]) == 10
         for p in answer["predictions"]:
             assert len(p["top_k"]) == 3 and p["top_k"][0]["label"] == Path(p["filename"]).stem[-1]
-    assert "no such image file or folder" in cli("classify", "nope.png", "--model", shipped, check_rc=2).stderr
+    assert "no such image file or folder" in cli_in_process("classify", "nope.png", "--model", shipped, check_rc=2).stderr
