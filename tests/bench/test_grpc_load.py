@@ -1,6 +1,7 @@
 """`prelu-deploy bench http --protocol grpc` against a real `prelu-deploy serve --grpc-port`: the same report
 as over HTTP, every call accounted for by the server's own counters, failures by gRPC status code, and
-the refusals (by the console script's main() in this process)."""
+the refusals: the report by the console script as a process, the failures and refusals by its main() in
+this process."""
 
 import json
 import re
@@ -65,10 +66,10 @@ def test_a_grpc_report_from_a_live_server(cli, server, repo, tmp_path):
     assert "wrote" in proc.stdout
 
 
-def test_failures_are_counted_by_status_code(cli, repo, tmp_path):
+def test_failures_are_counted_by_status_code(cli_in_process, repo, tmp_path):
     srv = Server(repo, "--max-queue", "4", "--max-batch-size", "2", "--max-queue-delay-ms", "50", "--threads", "1", grpc=True)
     try:
-        proc = cli(
+        proc = cli_in_process(
             "bench",
             "http",
             srv.grpc_url,

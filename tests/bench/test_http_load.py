@@ -1,6 +1,8 @@
 """`prelu-deploy bench http` against real `prelu-deploy serve` processes on loopback ports: complete
 reports, failures counted exactly (checked against the server's own Prometheus counters), the bounds
-on requests, and the refusals (by the console script's main() in this process)."""
+on requests, and the refusals. The command runs once as the console script's process (the complete
+report); the other runs and the refusals by its main() in this process (the same code, without a new
+interpreter's imports)."""
 
 import json
 import re
@@ -77,8 +79,8 @@ def test_stability_across_windows():
     assert not burst["stable"] and stability([], 0.0, 1.0)["throughput_cv"] is None
 
 
-def test_requests_are_bounded(cli, server, tmp_path):
-    proc = cli(
+def test_requests_are_bounded(cli_in_process, server, tmp_path):
+    proc = cli_in_process(
         "bench",
         "http",
         server.url,
@@ -100,10 +102,10 @@ def test_requests_are_bounded(cli, server, tmp_path):
     assert lv["requests"] == lv["ok"] == 9 and lv["wall_s"] < 30
 
 
-def test_real_inputs_json_encoding_and_images(cli, server, repo, tmp_path):
+def test_real_inputs_json_encoding_and_images(cli_in_process, server, repo, tmp_path):
     golden = repo / "digits" / "golden.npz"
     r = json.loads(
-        cli(
+        cli_in_process(
             "bench",
             "http",
             server.url,
@@ -134,7 +136,7 @@ def test_real_inputs_json_encoding_and_images(cli, server, repo, tmp_path):
         for i, x in enumerate(z["inputs"][:4]):
             Image.fromarray((np.clip(x[0] * 4 + 8, 0, 16) * 15).astype(np.uint8)).save(images / f"{i}.png")
     r = json.loads(
-        cli(
+        cli_in_process(
             "bench",
             "http",
             server.url,
@@ -156,11 +158,11 @@ def test_real_inputs_json_encoding_and_images(cli, server, repo, tmp_path):
     assert r["endpoint"] == "/v1/models/digits/classify" and r["levels"][0]["ok"] > 0 and r["levels"][0]["errors"] == {}
 
 
-def test_overload_errors_are_counted_exactly(cli, repo, tmp_path):
+def test_overload_errors_are_counted_exactly(cli_in_process, repo, tmp_path):
     # a queue of 4 rows that waits 50 ms for company: 8 clients sending 2 rows each overflow it at once
     srv = Server(repo, "--max-queue", "4", "--max-batch-size", "2", "--max-queue-delay-ms", "50", "--threads", "1")
     try:
-        proc = cli(
+        proc = cli_in_process(
             "bench",
             "http",
             srv.url,
@@ -187,10 +189,10 @@ def test_overload_errors_are_counted_exactly(cli, repo, tmp_path):
         srv.stop()
 
 
-def test_every_request_failing_writes_the_report_and_exits_8(cli, repo, tmp_path):
+def test_every_request_failing_writes_the_report_and_exits_8(cli_in_process, repo, tmp_path):
     srv = Server(repo, "--max-body-mb", "0.001")  # 1048 bytes: every request of 8 images (2 KiB) is over it (413)
     try:
-        proc = cli(
+        proc = cli_in_process(
             "bench",
             "http",
             srv.url,
@@ -246,7 +248,7 @@ def test_unknown_models_and_wrong_tensors_are_refused(cli_in_process, server, tm
     assert "tensors of shape [2, 3, 32, 32]; the model takes [N, 1, 8, 8]" in proc.stderr
 
 
-def test_the_hand_written_baseline_answers_what_the_runner_computes(repo, cli, tmp_path):
+def test_the_hand_written_baseline_answers_what_the_runner_computes(repo, cli_in_process, tmp_path):
     """bench/baseline_server.py, the HTTP benchmark's comparison: bench http drives it like ours, and
     its answers are the runner's."""
     import subprocess
@@ -268,7 +270,7 @@ def test_the_hand_written_baseline_answers_what_the_runner_computes(repo, cli, t
             except OSError:
                 time.sleep(0.2)
         out = tmp_path / "reports"
-        cli(
+        cli_in_process(
             "bench",
             "http",
             f"http://127.0.0.1:{port}",
@@ -277,9 +279,9 @@ def test_the_hand_written_baseline_answers_what_the_runner_computes(repo, cli, t
             "--concurrency",
             "1,4",
             "--duration",
-            "1",
+            "0.3",
             "--warmup",
-            "0.2",
+            "0.1",
             "--data",
             repo / "digits" / "golden.npz",
             "--out",
