@@ -189,22 +189,27 @@ def test_cuda_absent_is_said_with_the_way_to_install(repo):
 @pytest.mark.parametrize(
     "command", [["serve", "{repo}"], ["parity", "{repo}/digits"], ["bench", "{repo}/digits", "--backend", "onnxruntime"]]
 )
-def test_the_cli_says_cuda_is_absent(cli, repo, tmp_path, command):
-    """serve, parity and bench: exit 2 at once, naming onnxruntime-gpu and how to install it."""
+def test_the_cli_says_cuda_is_absent(cli, cli_in_process, repo, tmp_path, command):
+    """serve, parity and bench: exit 2 at once, naming onnxruntime-gpu and how to install it. parity and bench
+    by the console script's main() in this process (as processes: tests/runners/test_parity_cli.py,
+    tests/bench); serve as a process, where a refusal that went missing would serve instead of hanging here."""
     args = [a.format(repo=repo) for a in command]
     extra = ["--out", tmp_path] if command[0] == "bench" else ["--port", "0"] if command[0] == "serve" else []
-    proc = cli(*args, "--device", "cuda", *extra, check_rc=2)
+    run = cli if command[0] == "serve" else cli_in_process
+    proc = run(*args, "--device", "cuda", *extra, check_rc=2)
     assert "CUDAExecutionProvider" in proc.stderr and "pip install 'prelu-deploy[gpu]'" in proc.stderr
     assert "pip uninstall -y onnxruntime" in proc.stderr and "Traceback" not in proc.stderr
-    proc = cli(*args, "--device", "cuda:x", *extra, check_rc=2)
+    proc = run(*args, "--device", "cuda:x", *extra, check_rc=2)
     assert "--device 'cuda:x': choose cpu, cuda or cuda:N" in proc.stderr
 
 
-def test_parity_precision_option(cli, repo):
-    refused = cli("parity", repo / "digits", "--precision", "bf16", check_rc=2).stderr
+def test_parity_precision_option(cli_in_process, repo):
+    """By the console script's main() in this process (parity as a process: tests/runners/test_parity_cli.py)."""
+    run, digits = cli_in_process, repo / "digits"
+    refused = run("parity", digits, "--precision", "bf16", check_rc=2).stderr
     assert "--precision 'bf16': choose one of fp32, tf32, fp16, int8" in refused
-    assert "need --device cuda" in cli("parity", repo / "digits", "--precision", "fp16", "--n", "8", check_rc=2).stderr
-    report = json.loads(cli("parity", repo / "digits", "--device", "cpu", "--precision", "fp32", "--n", "8", "--json").stdout)
+    assert "need --device cuda" in run("parity", digits, "--precision", "fp16", "--n", "8", check_rc=2).stderr
+    report = json.loads(run("parity", digits, "--device", "cpu", "--precision", "fp32", "--n", "8", "--json").stdout)
     assert report["passed"] and report["outputs"]["logits"]["precision"] == "fp32"
 
 
