@@ -2,7 +2,10 @@
 (rich would otherwise read `[export]` as markup and swallow it)."""
 
 import io
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -29,7 +32,7 @@ def test_every_install_hint_is_printed_literally():
 
 
 REFUSE = """
-import sys
+import contextlib, io, json, sys, traceback
 
 class Refuse:  # a meta-path finder that answers for these modules as an install without them would
     def find_spec(self, name, path=None, target=None):
@@ -37,19 +40,31 @@ class Refuse:  # a meta-path finder that answers for these modules as an install
             raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
 
 sys.meta_path.insert(0, Refuse())
-sys.argv = ["prelu-deploy", *{argv!r}]
 from prelu_deploy.cli.main import main
-main()
+
+for argv in {argvs!r}:  # each command as the console script runs it: its exit status, stdout and stderr
+    sys.argv, out, err = ["prelu-deploy", *argv], io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main()
+            code = 0
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+        except BaseException:
+            traceback.print_exc()  # what the interpreter prints of an exception main() lets through
+            code = 1
+    print(json.dumps([code, out.getvalue(), err.getvalue()]))
 """
 
 
-def _without(modules: list[str], *argv: str):
-    """The console script with `modules` not importable (as in `pip install 'prelu-deploy[serve]'`, no torch)."""
-    import subprocess
-    import sys
-
-    code = REFUSE.format(modules=list(modules), argv=list(argv))
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+def _without(modules: list[str], *argvs: list[str]) -> list[subprocess.CompletedProcess]:
+    """The console script's commands `argvs` with `modules` not importable (as in `pip install
+    'prelu-deploy[serve]'`, no torch), one after another in one interpreter (a new one imports the CLI again)."""
+    code = REFUSE.format(modules=list(modules), argvs=[list(map(str, a)) for a in argvs])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    answers = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("[")]
+    assert proc.returncode == 0 and len(answers) == len(argvs), proc.stderr[-3000:]
+    return [subprocess.CompletedProcess(["prelu-deploy", *a], *answer) for a, answer in zip(argvs, answers)]
 
 
 def test_a_torch_free_install_names_the_extra_for_every_command_that_needs_torch(tmp_path):
@@ -58,29 +73,36 @@ def test_a_torch_free_install_names_the_extra_for_every_command_that_needs_torch
     ckpt = str(ROOT / "models" / "weights" / "digits_prelu.safetensors")
     sample = str(ROOT / "models" / "samples" / "digit_3.png")
     bundled = str(ROOT / "models" / "bundled" / "digits")
-    cases = [
-        (["torch"], ["train", "--arch", "digits_prelu", "--out", str(tmp_path / "x.safetensors")], "torch", "export"),
-        (["torch"], ["inspect", ckpt], "torch", "export"),
-        (["torch"], ["eval", ckpt], "torch", "export"),
-        (["torch"], ["classify", sample, "--model", ckpt], "torch", "export"),
-        (["torch"], ["parity", bundled], "torch", "export"),
-        (["onnx"], ["export", ckpt, "--name", "d", "--repo", str(tmp_path / "repo")], "onnx", "export"),
-        (["torch", "onnx"], ["quantize", bundled, "--force"], "onnx", "export"),
-        (["torch", "onnx"], ["build", bundled, "--force"], "onnx", "export"),
-        (["onnxruntime"], ["classify", sample], "onnxruntime", "serve"),
-        (["torch"], ["bench", bundled, "--backend", "torch", "--out", str(tmp_path / "out")], "torch", "export"),
-    ]
-    for blocked, argv, module, extra in cases:
-        proc = _without(blocked, *argv)
-        assert proc.returncode == 2, (argv, proc.stderr)
-        said = f"needs {module}, which is not installed here: pip install 'prelu-deploy[{extra}]'"
-        assert said in proc.stderr, (argv, proc.stderr)
-        assert "Traceback" not in proc.stderr and f"prelu-deploy {argv[0]}" in proc.stderr
-    # and what needs no torch runs without it
-    proc = _without(["torch", "onnx"], "classify", sample, "--json")
-    assert proc.returncode == 0 and '"label": "3"' in proc.stdout, proc.stderr
-    proc = _without(["torch", "onnx"], "inspect", bundled, "--json")
-    assert proc.returncode == 0 and '"lowering": "leaky"' in proc.stdout, proc.stderr
+    cases = {  # what is not installed: [(command, the module it names, the extra that brings it)]
+        ("torch",): [
+            (["train", "--arch", "digits_prelu", "--out", tmp_path / "x.safetensors"], "torch", "export"),
+            (["inspect", ckpt], "torch", "export"),
+            (["eval", ckpt], "torch", "export"),
+            (["classify", sample, "--model", ckpt], "torch", "export"),
+            (["parity", bundled], "torch", "export"),
+            (["bench", bundled, "--backend", "torch", "--out", tmp_path / "out"], "torch", "export"),
+        ],
+        ("onnx",): [(["export", ckpt, "--name", "d", "--repo", tmp_path / "repo"], "onnx", "export")],
+        ("torch", "onnx"): [
+            (["quantize", bundled, "--force"], "onnx", "export"),
+            (["build", bundled, "--force"], "onnx", "export"),
+        ],
+        ("onnxruntime",): [(["classify", sample], "onnxruntime", "serve")],
+    }
+    # and what needs no torch runs without it (after the refusals, in the same interpreter)
+    runs = [["classify", sample, "--json"], ["inspect", bundled, "--json"]]
+    for blocked, refused in cases.items():
+        extra_runs = runs if blocked == ("torch", "onnx") else []
+        answers = _without(list(blocked), *(argv for argv, _, _ in refused), *extra_runs)
+        for (argv, module, extra), proc in zip(refused, answers):
+            assert proc.returncode == 2, (argv, proc.stderr)
+            said = f"needs {module}, which is not installed here: pip install 'prelu-deploy[{extra}]'"
+            assert said in proc.stderr, (argv, proc.stderr)
+            assert "Traceback" not in proc.stderr and f"prelu-deploy {argv[0]}" in proc.stderr
+        if extra_runs:
+            classified, inspected = answers[len(refused) :]
+            assert classified.returncode == 0 and '"label": "3"' in classified.stdout, classified.stderr
+            assert inspected.returncode == 0 and '"lowering": "leaky"' in inspected.stdout, inspected.stderr
 
 
 def test_a_pickled_model_is_refused_in_one_plain_line(cli_in_process, tmp_path):
@@ -103,8 +125,6 @@ def test_a_pickled_model_is_refused_in_one_plain_line(cli_in_process, tmp_path):
 def test_export_takes_the_arch_and_preprocessing_a_bare_state_dict_needs(cli_in_process, tmp_path, shipped):
     """`export sd.safetensors` advises --arch NAME; export has it, and the preprocessing and labels such a
     checkpoint does not record, written to the manifest with where they came from."""
-    import json
-
     from safetensors.torch import save_file
 
     from prelu_deploy.models import load_checkpoint
@@ -125,26 +145,24 @@ def test_export_takes_the_arch_and_preprocessing_a_bare_state_dict_needs(cli_in_
     assert m["preprocess_origin"] == "architecture defaults (the checkpoint has no record), with --fit, --mean, --std given"
 
 
-def test_classify_defaults_to_the_bundled_model_and_takes_its_served_name(cli):
-    """As `serve` does: no --model is the bundled digits model, and --model digits names it."""
-    import json
-
+def test_classify_defaults_to_the_bundled_model_and_takes_its_served_name(cli, cli_in_process):
+    """As `serve` does: no --model is the bundled digits model (the console script as a process), and
+    --model digits names it (its main() in this process)."""
     sample = ROOT / "models" / "samples" / "digit_7.png"
-    for args in ((), ("--model", "digits")):
-        answer = json.loads(cli("classify", sample, *args, "--json").stdout)
+    for run, args in ((cli, ()), (cli_in_process, ("--model", "digits"))):
+        answer = json.loads(run("classify", sample, *args, "--json").stdout)
         assert answer["predictions"][0]["top_k"][0]["label"] == "7", args
-    assert "nor a bundled model (digits)" in cli("classify", sample, "--model", "nope", check_rc=2).stderr
+    assert "nor a bundled model (digits)" in cli_in_process("classify", sample, "--model", "nope", check_rc=2).stderr
 
 
-def test_inspect_a_model_directory(cli, shipped):
-    """`inspect DIR`: the entry (platform, precision, lowering) and its provenance, as tables or JSON."""
-    import json
-
+def test_inspect_a_model_directory(cli_in_process, shipped):
+    """`inspect DIR`: the entry (platform, precision, lowering) and its provenance, as tables or JSON (by the
+    console script's main() in this process; inspect as a process: tests/models/test_cli.py)."""
     from prelu_deploy.manifest import sha256_file
 
     bundled = ROOT / "models" / "bundled" / "digits"
-    info = json.loads(cli("inspect", bundled, "--json").stdout)
+    info = json.loads(cli_in_process("inspect", bundled, "--json").stdout)
     assert (info["platform"], info["precision"], info["lowering"]) == ("onnxruntime_onnx", "fp32", "leaky")
     assert info["provenance"]["arch"] == "digits_prelu" and info["provenance"]["sha256"] == sha256_file(shipped)
-    text = cli("inspect", bundled).stdout
+    text = cli_in_process("inspect", bundled).stdout
     assert all(word in text for word in ("precision", "lowering", "leaky", "provenance", "digits_prelu")), text
