@@ -38,9 +38,12 @@ def test_config_record(name):
 
 
 def test_model_a_full_size_gives_1000_logits():
-    model = create_model("model_a").eval()
-    with torch.inference_mode():
-        assert model(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
+    """Built and run on torch's meta device: the layers and every shape as on the CPU, without drawing and
+    multiplying 200 M weights (what is computed is tested at small sizes above)."""
+    with torch.device("meta"):
+        model = create_model("model_a").eval()
+        with torch.inference_mode():
+            assert model(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     fcs = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert len(convs) + len(fcs) == 19  # "19 weight layers"
@@ -54,7 +57,8 @@ def test_model_a_full_size_gives_1000_logits():
     "name,convs,widths", [("model_a", 5, (256, 512, 512)), ("model_b", 6, (256, 512, 512)), ("model_c", 6, (384, 768, 896))]
 )
 def test_paper_table3_layouts(name, convs, widths):
-    model = create_model(name, input_size=64)  # full widths; a small input keeps fc1 affordable
+    with torch.device("meta"):  # the layout only: no weights drawn
+        model = create_model(name, input_size=64)  # full widths; a small input keeps fc1 small
     outs = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert outs == [96] + [w for w in widths for _ in range(convs)]
     pools = [(m.kernel_size, m.stride) for m in model.features if isinstance(m, nn.MaxPool2d)]
