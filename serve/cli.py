@@ -252,7 +252,7 @@ def serve(
     )
     control_options(model_control, load_model or [], ray, common["repo"])  # each --load-model is there
     if ray_options is not None:  # each replica is one process: its threads default to the CPUs Ray reserves for it
-        from prelu_deploy.serve.ray.app import serve_on_ray
+        from prelu_deploy.serve.ray.driver import serve_on_ray
 
         settings = Settings(**common, instances=instances, threads=threads)
         return serve_on_ray(settings.repo, settings, ray_options, host, port, ray_address, log_level)

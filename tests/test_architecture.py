@@ -62,7 +62,7 @@ def test_an_upward_import_breaks_the_contract(installed_layout, tmp_path):
 
 
 def test_ray_outside_serve_ray_app_breaks_the_contract(installed_layout, tmp_path):
-    """Only serve/ray/app.py may import ray: the plain server must start without it."""
+    """Only serve/ray/app.py and serve/ray/driver.py may import ray: the plain server must start without it."""
     site = _copy(installed_layout, tmp_path)
     (site / "prelu_deploy" / "serve" / "api" / "app.py").write_text("import ray  # noqa\n", encoding="utf-8")
     proc = _lint(site)

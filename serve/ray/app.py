@@ -21,9 +21,7 @@ never imports ray.
 
 import json
 import logging
-import os
 import shutil
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -31,17 +29,16 @@ from pathlib import Path
 import ray
 from ray import serve
 from ray.serve.config import AutoscalingConfig, BackpressureConfig
-from ray.serve.context import _get_global_client
 
-from prelu_deploy.errors import PreluDeployError, UsageError
 from prelu_deploy.serve.api.app import create_app
 from prelu_deploy.serve.ray.packing import pack_repository, unpack_repository
-from prelu_deploy.serve.ray.options import REPLICA_ENV, RayOptions, haproxy_binary, ingress_env
+from prelu_deploy.serve.ray.options import REPLICA_ENV, RayOptions
 from prelu_deploy.serve.settings import Settings
 
 log = logging.getLogger("prelu_deploy.serve")
 APP_NAME, DEPLOYMENT = "prelu-deploy", "PreluDeploy"
 STATUS_TTL_S = 1.0  # readiness answers ask Ray's controller at most this often per replica
+GRACE_S = 30.0  # a stopping replica finishes its requests within this, or Ray kills it
 
 
 class _ReplicaHeaders:
@@ -170,8 +167,8 @@ def build(repo: Path, settings: Settings, options: RayOptions, inline: bool = Fa
         logging_config={"log_level": log_level.upper(), "enable_access_log": log_level in ("info", "debug")},
         health_check_period_s=options.health_check_period_s,
         health_check_timeout_s=30,
-        max_constructor_retry_count=3,
-        graceful_shutdown_timeout_s=30,
+        max_constructor_retry_count=options.start_attempts,
+        graceful_shutdown_timeout_s=GRACE_S,
     )
     return deployment.bind(blob, settings.model_dump(mode="json", exclude={"repo"}))
 
@@ -196,94 +193,3 @@ def deploy(
 ):
     """Deploy (or update) the application on the connected Ray cluster; returns once every replica is ready."""
     serve.run(build(repo, settings, options, log_level=log_level), name=name, route_prefix="/", blocking=blocking)
-
-
-def running_ingress() -> str | None:
-    """The ingress of the Serve instance running on the connected cluster (its controller decided it
-    when it started: `ingress_env`): a Ray without these switches (before 2.60) has only its proxy;
-    None when the controller does not answer."""
-    controller = _get_global_client()._controller
-    try:
-        haproxy, direct = ray.get(
-            controller.__ray_call__.remote(
-                lambda self: (getattr(self, "_ha_proxy_enabled", False), getattr(self, "_direct_ingress_enabled", False))
-            ),
-            timeout=30,
-        )
-    except ray.exceptions.RayError:
-        return None
-    return "haproxy" if haproxy else "direct" if direct else "proxy"
-
-
-def replica_addresses(name: str = APP_NAME) -> list[str]:
-    """host:port of each running replica's own HTTP server (direct ingress and HAProxy modes)."""
-    controller = _get_global_client()._controller
-    groups = ray.get(controller.get_target_groups.remote(name, True), timeout=30)
-    return sorted({f"{t.ip}:{t.port}" for g in groups if g.protocol == "HTTP" and g.app_name == name for t in g.targets})
-
-
-def serve_on_ray(
-    repo: Path, settings: Settings, options: RayOptions, host: str, port: int, address: str | None, log_level: str = "info"
-) -> None:
-    """`prelu-deploy serve --ray`: join (or start) a Ray cluster, start Serve with `options.ingress`,
-    deploy, serve until SIGTERM or Ctrl-C; then delete the application (and stop the cluster when it was ours)."""
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt  # SIGTERM (an orchestrator) and SIGINT (even where a shell ignored it) alike
-
-    if options.ingress == "haproxy" and haproxy_binary() is None:
-        raise UsageError(
-            "--ray-ingress haproxy: no HAProxy for Ray Serve here (ray[serve] >= 2.60 brings one on Linux; or "
-            "`apt-get install haproxy`, or RAY_SERVE_HAPROXY_BINARY_PATH); choose --ray-ingress proxy or direct"
-        )
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, stop)
-    # HAProxy's files, for a cluster of ours; short: its admin socket's path (Ray adds a 57-character folder) must fit 97 bytes
-    workdir = None if address else tempfile.mkdtemp(prefix="pdray-", dir="/tmp" if os.path.isdir("/tmp") else None)
-    try:
-        local = {} if address else {"include_dashboard": False}  # a cluster we start: no dashboard
-        try:
-            ray.init(address=address, log_to_driver=log_level in ("info", "debug"), **local)
-        except ConnectionError as err:
-            raise UsageError(f"--ray-address {address}: no Ray cluster to join there ({err})") from None
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, stop)  # again: ray.init sets its own
-        env = ingress_env(options.ingress, workdir)  # applied by a controller this process starts, not by one running
-        serve.start(
-            http_options={"host": host, "port": port}, controller_options={"runtime_env": {"env_vars": env}} if env else None
-        )
-        ingress = running_ingress() or options.ingress
-        if ingress != options.ingress:
-            log.warning(
-                "Serve already runs on this cluster with the %s ingress, not %s: its controller chose it when it "
-                "started (docs/scale-out.md)",
-                ingress,
-                options.ingress,
-            )
-        try:
-            deploy(repo, settings, options, log_level=log_level)
-        except RuntimeError as err:  # DEPLOY_FAILED: the replicas' own reasons are in the status
-            app = serve.status().applications.get(APP_NAME)
-            why = "; ".join(d.message for d in app.deployments.values() if d.message) if app else ""
-            raise PreluDeployError(f"the Ray Serve application did not start: {why or err}") from None
-        where = f"http://{host}:{port}"
-        if ingress == "direct":
-            where = ", ".join(f"http://{a}" for a in replica_addresses()) + f" (each replica; Ray's proxy on {where})"
-        print(f"serving {repo} on Ray at {where} through {ingress} (Ctrl-C to stop)", flush=True)
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the shutdown short
-        try:
-            if ray.is_initialized():
-                print("stopping: the Ray Serve application" + ("" if address else ", then the local Ray cluster"), flush=True)
-                try:
-                    serve.delete(APP_NAME) if address else serve.shutdown()
-                finally:
-                    ray.shutdown()
-        finally:
-            if workdir:
-                shutil.rmtree(workdir, ignore_errors=True)

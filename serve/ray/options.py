@@ -44,6 +44,7 @@ class RayOptions:
     metrics_interval_s: float = 1.0  # autoscaling: how often replicas report their load (Ray: deprecated field)
     look_back_period_s: float = 5.0
     health_check_period_s: float = 2.0
+    start_attempts: int = 3  # a replica's failed starts (its constructor or first health check) before the deployment fails
     ingress: str = "haproxy"  # one of INGRESSES
     resources: dict[str, float] | None = None  # custom resources each replica needs: places replicas on the nodes that offer them
 
