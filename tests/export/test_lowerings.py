@@ -10,7 +10,7 @@ from onnx import numpy_helper
 
 from prelu_deploy.export.lowering import LOWERINGS, lower, prelu_layers
 from prelu_deploy.export.onnx_export import check, to_onnx
-from prelu_deploy.models import create_model, list_models
+from prelu_deploy.models import create_model, list_models, model_config
 from prelu_deploy.models.prelu import PReLU
 from prelu_deploy.models.reference import reference_logits
 from prelu_deploy.plugins import channel_shared_prelu as csp
@@ -34,36 +34,46 @@ def _with_extreme_slopes(model):
 
 
 BATCHES = (1, 7, 32)
+KINDS = ("prelu_shared", "prelu_channel")
 
 
-class _BothKinds(torch.nn.Module):
-    """One architecture twice, channel-shared and channel-wise PReLUs, in one graph: every layer of the
-    architecture exported in both kinds by one export (each export is seconds of tracing), two outputs."""
+def _by_input() -> list[list[str]]:
+    """The zoo's architectures grouped by the input they take (model_a, b and c: 3×64×64)."""
+    groups: dict[tuple, list[str]] = {}
+    for name in list_models():
+        cfg = model_config(name, **SMALL[name])
+        groups.setdefault((cfg.in_chans, cfg.input_size), []).append(name)
+    return list(groups.values())
 
-    def __init__(self, shared, channel):
+
+class _Together(torch.nn.Module):
+    """Models that take the same input side by side in one graph, an output each: one export (each is
+    seconds of tracing) for every layer of those architectures, in both PReLU kinds."""
+
+    def __init__(self, models):
         super().__init__()
-        self.shared, self.channel = shared, channel
-        self.arch, self.config = shared.arch, shared.config  # what to_onnx reads of a zoo model
+        self.models = torch.nn.ModuleList(models)
+        self.arch, self.config = models[0].arch, models[0].config  # what to_onnx reads of a zoo model
 
     def forward(self, x):
-        return self.shared(x), self.channel(x)
+        return tuple(model(x) for model in self.models)
 
 
-@pytest.fixture(scope="module", params=list_models())
+@pytest.fixture(scope="module", params=_by_input(), ids="+".join)
 def exported(request):
-    """(the two models, their graph, [(inputs, fp32 and fp64 PyTorch logits of each model)] per batch in
-    BATCHES): the references computed once, for every lowering."""
-    name = request.param
+    """(the group's models, each architecture channel-shared and channel-wise; their graph; [(inputs, fp32
+    and fp64 PyTorch logits of each model)] per batch in BATCHES): the references computed once, for every lowering."""
     models = []
-    for seed, act in enumerate(("prelu_shared", "prelu_channel")):  # other weights: nothing the two could share
-        torch.manual_seed(seed)
-        models.append(_with_extreme_slopes(create_model(name, act=act, **SMALL[name])))
+    for name in request.param:
+        for act in KINDS:
+            torch.manual_seed(len(models))  # other weights for each: nothing in the graph that two could share
+            models.append(_with_extreme_slopes(create_model(name, act=act, **SMALL[name])))
     cfg, rng = models[0].config, np.random.default_rng(0)
     cases = []
     for batch in BATCHES:
         x = rng.standard_normal((batch, cfg.in_chans, cfg.input_size, cfg.input_size)).astype(np.float32)
         cases.append((x, [reference_logits(model, x) for model in models]))
-    return models, to_onnx(_BothKinds(*models)), cases
+    return models, to_onnx(_Together(models)), cases
 
 
 @pytest.mark.parametrize("mode", LOWERINGS)
@@ -73,10 +83,10 @@ def test_parity_every_batch(exported, mode):
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
     for x, refs in cases:
         outs = session.run(None, {"images": x})
-        assert len(outs) == len(refs) == 2
+        assert len(outs) == len(refs) == len(models)
         for model, out, (ref32, ref64) in zip(models, outs, refs):
             report = judge(out, ref32, ref64)
-            assert report["passed"], (model.arch_kwargs["act"], len(x), report["failures"])
+            assert report["passed"], (model.arch, model.arch_kwargs["act"], len(x), report["failures"])
             assert report["max_abs"] <= 1e-4 * report["logit_scale"]
 
 
@@ -90,7 +100,9 @@ def test_lowerings_rewrite_only_channel_shared_layers(exported):
     n_prelu = sum(isinstance(m, PReLU) for model in models for m in model.modules())
     shared = sum(layer["shared"] for layer in layers)
     assert len(layers) == n_prelu and 0 < shared < n_prelu  # both kinds in the graph
-    assert shared == sum(isinstance(m, PReLU) for m in models[0].modules())  # the channel-shared model's, no more
+    kinds = [model.arch_kwargs["act"] for model in models]
+    assert kinds == list(KINDS) * (len(models) // 2)
+    assert shared == sum(isinstance(m, PReLU) for model in models[::2] for m in model.modules())  # the channel-shared models'
     assert _ops(native).count("PRelu") == n_prelu
     leaky, plugin = lower(native, "leaky"), lower(native, "plugin")
     assert _ops(leaky).count("PRelu") == n_prelu - shared  # channel-wise layers untouched
