@@ -22,9 +22,11 @@ import tritonclient.http as httpclient
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'prelu-deploy[ray]')")
 serve = pytest.importorskip("ray.serve")
+from ray.serve.context import _get_global_client  # noqa: E402
 
 from prelu_deploy.runners.registry import get_runner  # noqa: E402
-from prelu_deploy.serve.ray.app import APP_NAME, DEPLOYMENT, deploy  # noqa: E402
+from prelu_deploy.serve.ray.app import APP_NAME, DEPLOYMENT, build, deploy  # noqa: E402
+from prelu_deploy.serve.ray.driver import STOP_S, delete_app  # noqa: E402
 from prelu_deploy.serve.ray.options import RayOptions, haproxy_binary, ingress_env  # noqa: E402
 from prelu_deploy.serve.settings import Settings  # noqa: E402
 
@@ -50,13 +52,19 @@ def _running() -> int:
     return deployment.replica_states.get("RUNNING", 0) if deployment else 0
 
 
-def _wait_for(condition, timeout_s: float, step_s: float = 0.25) -> float:
+def _wait_for(condition, timeout_s: float, step_s: float = 0.1) -> float:
     """Seconds until `condition()` held; fails the test past `timeout_s`."""
     start = time.monotonic()
     while not condition():
         assert time.monotonic() - start < timeout_s, f"not within {timeout_s} s"
         time.sleep(step_s)
     return time.monotonic() - start
+
+
+def _delete(name: str) -> None:
+    """Delete an application and wait until the controller holds it no more (what serve.delete does,
+    polling every 0.2 s instead of every second: serve --ray's own way, serve/ray/driver.py)."""
+    assert delete_app(name, 60), f"application {name} still there after 60 s"
 
 
 SLOT = "prelu_replica_slot"  # a custom resource: one on each node of the second-node test
@@ -81,6 +89,7 @@ def cluster(tmp_path_factory):
             "metrics_report_interval_ms": 2000,  # exported every 2 s (Ray's default: 10 s)
             "health_check_period_ms": 1000,  # a node whose raylet died is dead after 3 failed checks 1 s apart
             "health_check_failure_threshold": 3,  # (Ray's default: 5, 3 s apart)
+            "enable_worker_prestart": False,  # no idle workers booted ahead: replicas and Serve's actors each get their own
         },
         resources={SLOT: 1},
     )  # one replica of the second-node test here, one on the second node
@@ -106,8 +115,24 @@ def cluster(tmp_path_factory):
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _deploy(repo, options: RayOptions) -> None:
-    deploy(repo, SETTINGS, options)
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A copy of the bundled digits model's repository (the shipped checkpoint exported with the leaky
+    lowering, as conftest's `repo`; `make bundled`): this module serves it without an export (torch)."""
+    from prelu_deploy.serve.repository.bundled import bundled_repository
+
+    root = tmp_path_factory.mktemp("repo")
+    shutil.copytree(bundled_repository() / "digits", root / "digits")
+    return root
+
+
+def _deploy(repo, options: RayOptions, wait: bool = True) -> None:
+    """The app with `options`, deployed as serve --ray does; `wait=False`: returned once Ray's controller has
+    it, its replicas starting (serve.run would wait for them)."""
+    if wait:
+        deploy(repo, SETTINGS, options)
+    else:
+        serve.run_many([serve.RunTarget(build(repo, SETTINGS, options), name=APP_NAME)], wait_for_applications_running=False)
     deployed["options"] = options
 
 
@@ -263,7 +288,7 @@ def test_rays_prometheus_export_counts_every_replica(proxy, golden):
             after.get(r, 0) > before.get(r, 0) for r in _replica_ids()
         )
 
-    _wait_for(counted, 60, step_s=1)  # Ray exports what replicas report every few seconds
+    _wait_for(counted, 60, step_s=0.5)  # Ray exports what replicas report every 2 s (the cluster's metrics_report_interval_ms)
 
 
 def _answered_or_closed(failures) -> bool:
@@ -315,10 +340,10 @@ def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(clus
         max_ongoing_requests=2,
         max_queued_requests=2,
         target_ongoing_requests=1,
-        upscale_delay_s=1,
-        downscale_delay_s=3,
+        upscale_delay_s=0.5,
+        downscale_delay_s=1,
         metrics_interval_s=0.5,
-        look_back_period_s=2,
+        look_back_period_s=1,
         health_check_period_s=1,
     )
     _deploy(repo, options)
@@ -347,50 +372,62 @@ def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(clus
     )
 
 
-def test_a_replica_refuses_a_blob_whose_sha256_differs(cluster):
-    """A real replica sent bytes that are not what their digest says: it refuses to start, with the reason."""
-    from prelu_deploy.serve.ray.app import PreluDeploy
+@pytest.fixture(scope="module")
+def side_apps(cluster, repo, tmp_path_factory):
+    """Three applications beside the main one, deployed at once so that their replicas start side by side
+    (each test below waits for its own, as serve.run does, and deletes it): `tampered`, `gated`, `built`."""
+    from prelu_deploy.serve.ray.app import PreluDeploy, app_builder
 
     bad = serve.deployment(PreluDeploy, name="Tampered").options(max_constructor_retry_count=1, ray_actor_options={"num_cpus": 0})
-    blob = {"ref": ray.put(b"not the repository"), "sha256": "0" * 64}
+    blob = {"ref": ray.put(b"not the repository"), "sha256": "0" * 64}  # this process owns it: held while the module runs
+    changed = tmp_path_factory.mktemp("gated")
+    shutil.copytree(repo / "digits", changed / "digits")
+    onnx = changed / "digits" / "1" / "model.onnx"
+    onnx.write_bytes(onnx.read_bytes() + b"\0")
+    apps = {
+        "tampered": bad.bind(blob, SETTINGS.model_dump(mode="json", exclude={"repo"})),
+        # one start: the two more that serve --ray allows a replica would fail alike
+        "gated": build(changed, SETTINGS, RayOptions(cpus_per_replica=0.5, start_attempts=1)),
+        "built": app_builder({"repo": str(repo), "threads": 1}),
+    }
+    serve.run_many(
+        [serve.RunTarget(app, name=name, route_prefix=f"/{name}") for name, app in apps.items()],
+        wait_for_applications_running=False,
+    )
+    yield _get_global_client()._wait_for_application_running  # serve.run's own wait: RuntimeError if DEPLOY_FAILED
+
+
+def test_a_replica_refuses_a_blob_whose_sha256_differs(side_apps):
+    """A real replica sent bytes that are not what their digest says: it refuses to start, with the reason."""
     try:
         with pytest.raises(RuntimeError, match="Deploying application tampered failed"):
-            serve.run(
-                bad.bind(blob, SETTINGS.model_dump(mode="json", exclude={"repo"})), name="tampered", route_prefix="/tampered"
-            )
+            side_apps("tampered")
         assert "differs from the sender's" in serve.status().applications["tampered"].deployments["Tampered"].message
     finally:
-        serve.delete("tampered")
+        _delete("tampered")
 
 
-def test_a_replica_whose_models_all_fail_the_gate_never_counts_as_ready(cluster, repo, tmp_path):
+def test_a_replica_whose_models_all_fail_the_gate_never_counts_as_ready(side_apps):
     """The gate runs in every replica before Ray's first health check: with the one model's ONNX file
     changed, no replica becomes ready and the deployment fails with the model's reason."""
-    from prelu_deploy.serve.ray.app import build
-
-    shutil.copytree(repo / "digits", tmp_path / "digits")
-    onnx = tmp_path / "digits" / "1" / "model.onnx"
-    onnx.write_bytes(onnx.read_bytes() + b"\0")
     try:
         with pytest.raises(RuntimeError, match="Deploying application gated failed"):
-            serve.run(build(tmp_path, SETTINGS, RayOptions(cpus_per_replica=0.5)), name="gated", route_prefix="/gated")
+            side_apps("gated")
         message = serve.status().applications["gated"].deployments[DEPLOYMENT].message
         assert "no model passed its parity gate" in message and "sha256" in message, message
     finally:
-        serve.delete("gated")
+        _delete("gated")
 
 
-def test_the_config_file_builder_serves_with_the_repository_inline(cluster, repo):
+def test_the_config_file_builder_serves_with_the_repository_inline(cluster, side_apps):
     """`import_path: prelu_deploy.serve.ray.app:app_builder` (Ray Serve config files, KubeRay): the bytes
     travel in the deployment's arguments; here beside the main app under its own route prefix."""
-    from prelu_deploy.serve.ray.app import app_builder
-
     try:
-        serve.run(app_builder({"repo": str(repo), "threads": 1}), name="built", route_prefix="/built")
+        side_apps("built")
         status, headers, body = cluster.request("GET", "/built/v2/models/digits/ready")
         assert status == 200 and json.loads(body)["ready"] is True, body
     finally:
-        serve.delete("built")
+        serve.delete("built", _blocking=False)  # its replica drains while the next test starts `serve run`
 
 
 def test_the_documented_config_file_deploys_with_rays_serve_run(cluster):
@@ -398,8 +435,8 @@ def test_the_documented_config_file_deploys_with_rays_serve_run(cluster):
     (replacing the app of the same name): app_builder builds it, the replica passes its gate and
     answers through the ingress, with the config file's settings (1 CPU per replica)."""
     config = Path(__file__).resolve().parents[2] / "docs" / "scale-out-serve.yaml"
-    serve.delete(APP_NAME)
     deployed["options"] = None
+    before = time.time()
     args = [
         str(Path(sys.executable).with_name("serve")),
         "run",
@@ -410,7 +447,13 @@ def test_the_documented_config_file_deploys_with_rays_serve_run(cluster):
     ]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    _wait_for(lambda: _running() >= 1, 120)
+
+    def replaced() -> bool:  # the file's application runs, and no replica of the one it replaced is left
+        app = serve.status().applications.get(APP_NAME)
+        return app is not None and app.last_deployed_time_s >= before and app.status == "RUNNING"
+
+    _wait_for(replaced, 120)
+    assert _running() >= 1
     status, headers, body = cluster.request("GET", "/v2/models/digits/ready")
     assert status == 200 and json.loads(body)["ready"] is True, body
     png = SAMPLES / "digit_7.png"
@@ -423,7 +466,8 @@ def test_the_documented_config_file_deploys_with_rays_serve_run(cluster):
 
 def test_the_cli_joins_a_running_cluster_and_leaves_it_as_it_was(cluster, repo):
     """`prelu-deploy serve --ray --ray-address ADDR` deploys onto this module's cluster (replacing the app
-    of the same name), serves through its proxy, and on SIGTERM deletes its app and leaves the cluster up."""
+    of the same name), serves through its proxy, and on SIGTERM deletes its app and leaves the cluster up,
+    within its bound (STOP_S, serve/ray/driver.py: it exits then whatever Ray does)."""
     exe = Path(sys.executable).with_name("prelu-deploy")
     args = [
         str(exe),
@@ -443,7 +487,6 @@ def test_the_cli_joins_a_running_cluster_and_leaves_it_as_it_was(cluster, repo):
         "--log-level",
         "warning",
     ]
-    serve.delete(APP_NAME)
     deployed["options"] = None
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -456,20 +499,28 @@ def test_the_cli_joins_a_running_cluster_and_leaves_it_as_it_was(cluster, repo):
         assert status == 200 and headers["x-ready-replicas"] == "1" and _running() == 1
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-        reader.join(10)
-    assert proc.returncode == 0, "".join(lines)
+        signalled = time.monotonic()
+        try:
+            proc.wait(STOP_S + 10)  # past STOP_S its watchdog prints every thread's stack and exits 1
+        finally:
+            proc.kill()  # none left behind, whatever failed
+            reader.join(10)
+    stopped_s = time.monotonic() - signalled
+    print(f"the CLI stopped {stopped_s:.1f} s after SIGTERM")
+    assert proc.returncode == 0 and stopped_s < STOP_S, "".join(lines)
     assert APP_NAME not in serve.status().applications and ray.is_initialized()
 
 
 class SecondNode:
     """A second Ray node on this machine joined to the module's cluster (`ray start --address … --block`):
     1 CPU, its own object store (100 MB) and temporary folder (where `ray start` also records the
-    cluster's address, not in /tmp/ray where every `ray.init()` on this machine would find it), and the
-    custom resources {SLOT: 1, "node2": 1}. Stopped (SIGTERM to `ray start`, which stops its raylet and
-    workers) whatever happens."""
+    cluster's address, not in /tmp/ray where every `ray.init()` on this machine would find it), its own
+    dashboard agent's port (the default one is the first node's: its agent retried it for 3.4 s before
+    the node could join), and the custom resources {SLOT: 1, "node2": 1}. Stopped (SIGTERM to `ray start`,
+    which stops its raylet and workers at once: no drain, RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0)
+    whatever happens."""
 
-    def __init__(self):
+    def __init__(self, wait: bool = True):
         self.tmp = tempfile.mkdtemp(prefix="pdr2-", dir="/tmp")  # short: the plasma store's socket path lives in it
         exe = Path(sys.executable).with_name("ray")
         self.proc = subprocess.Popen(
@@ -486,17 +537,28 @@ class SecondNode:
                 str(100 << 20),
                 "--temp-dir",
                 self.tmp,
+                "--dashboard-agent-listen-port",
+                str(free_port()),
+                "--include-log-monitor",
+                "False",  # the module's driver takes no logs (log_to_driver=False)
                 "--disable-usage-stats",
                 "--block",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"},
         )  # its logs: under self.tmp
+        if wait:
+            self.joined()
+
+    def joined(self) -> str:
+        """Its node id, once it joined the cluster (within 90 s, else it is stopped and the test fails)."""
         try:
             _wait_for(lambda: self.proc.poll() is None and self.node_id() is not None, 90)
         except AssertionError:
             self.stop()
             raise
+        return self.node_id()
 
     def node_id(self) -> str | None:
         return next((n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("node2")), None)
@@ -524,13 +586,16 @@ class SecondNode:
 
 
 def _replica_nodes() -> dict[str, str]:
-    """Each live replica of the app: the node it runs on."""
+    """Each replica of the app that Ray's controller holds RUNNING: the node it runs on, as the replica itself
+    says. Only those are asked: a call to the actor of a replica lost with its node waited out its timeout."""
+    app = _get_global_client().get_serve_details()["applications"].get(APP_NAME)
+    replicas = app["deployments"][DEPLOYMENT]["replicas"] if app else []
     nodes = {}
-    for replica in _replica_ids():
-        handle = ray.get_actor(f"SERVE_REPLICA::{APP_NAME}#{DEPLOYMENT}#{replica}", namespace="serve")
+    for replica in (r["replica_id"] for r in replicas if r["state"] == "RUNNING"):
         try:
+            handle = ray.get_actor(f"SERVE_REPLICA::{APP_NAME}#{DEPLOYMENT}#{replica}", namespace="serve")
             nodes[replica] = ray.get(handle.__ray_call__.remote(lambda self: ray.get_runtime_context().get_node_id()), timeout=10)
-        except ray.exceptions.RayError:  # died meanwhile
+        except (ValueError, ray.exceptions.RayError):  # died meanwhile
             pass
     return nodes
 
@@ -541,10 +606,10 @@ def test_a_replica_on_a_second_node_gets_the_repository_through_the_object_store
     node), passed its gate and answers through HAProxy. Its node's raylet SIGKILLed at 8 clients: no wrong
     answer, at most 1 % failed (each at once), the replica on this node serves on; once a node with a
     slot joins again, Ray places the replacement there and 2 replicas are ready again."""
-    node = SecondNode()
+    node = SecondNode(wait=False)  # it boots while the replica on this node starts
     try:
-        node2 = node.node_id()
-        _deploy(repo, RayOptions(replicas=2, cpus_per_replica=0.5, resources={SLOT: 1}, health_check_period_s=1))
+        _deploy(repo, RayOptions(replicas=2, cpus_per_replica=0.5, resources={SLOT: 1}, health_check_period_s=1), wait=False)
+        node2 = node.joined()
         _wait_for(lambda: _running() == 2, 120)
         placed = _replica_nodes()
         remote = next(r for r, n in placed.items() if n == node2)
@@ -570,6 +635,8 @@ def test_a_replica_on_a_second_node_gets_the_repository_through_the_object_store
         assert node.node_id() in _replica_nodes().values()
         print(f"a new second node: 2 ready replicas again after {back_s:.1f} s")
     finally:
-        node.stop()
-        serve.delete(APP_NAME)
-        deployed["options"] = None
+        try:
+            _delete(APP_NAME)  # first: a replica on the node would otherwise be replaced when the node goes
+            deployed["options"] = None
+        finally:
+            node.stop()

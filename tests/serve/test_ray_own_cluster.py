@@ -4,6 +4,7 @@ among its tests): under `--dist loadscope` it runs on the other xdist worker mea
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,17 @@ pytest.importorskip("ray", reason="the ray extra is not installed (pip install '
 from ..server import Endpoint, free_port, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A copy of the bundled digits model's repository (the shipped checkpoint exported with the leaky
+    lowering, as conftest's `repo`; `make bundled`): this module serves it without an export (torch)."""
+    from prelu_deploy.serve.repository.bundled import bundled_repository
+
+    root = tmp_path_factory.mktemp("repo")
+    shutil.copytree(bundled_repository() / "digits", root / "digits")
+    return root
 
 
 def test_the_cli_with_a_cluster_of_its_own_and_direct_ingress(repo):
