@@ -1,6 +1,8 @@
 """`prelu-deploy bench` in-process: the statistics on known samples, the measuring loop, and real runs of
-the command (torch and ONNX Runtime, the lowerings, a model directory and an architecture): an architecture
-by the console script as a process, a model directory and torch.compile by its main() in this process."""
+the command (torch and ONNX Runtime, the lowerings, a model directory and an architecture): a model directory
+on ONNX Runtime (its table) by the console script as a process, which imports no torch; the other runs by
+its main() in this process, where torch and the exporter are imported already (a new interpreter spent
+~8 s of CPU importing them again)."""
 
 import json
 import time
@@ -58,9 +60,9 @@ FAST = ("--warmup", "2", "--warmup-s", "0", "--runs", "5", "--duration", "0.1")
 
 
 @pytest.mark.slow
-def test_bench_an_architecture_across_backends_and_lowerings(cli, tmp_path):
+def test_bench_an_architecture_across_backends_and_lowerings(cli_in_process, tmp_path):
     out = tmp_path / "reports"
-    proc = cli(
+    proc = cli_in_process(
         "bench",
         "digits_prelu",
         "--backend",
@@ -98,7 +100,7 @@ def test_bench_an_architecture_across_backends_and_lowerings(cli, tmp_path):
     assert files[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and files[2].stat().st_size > 10_000
 
 
-def test_bench_a_model_directory_uses_it_and_reexports_other_lowerings(cli_in_process, tmp_path, digits_dir):
+def test_bench_a_model_directory_uses_it_and_reexports_other_lowerings(cli, cli_in_process, tmp_path, digits_dir):
     proc = cli_in_process(
         "bench",
         digits_dir,
@@ -120,8 +122,8 @@ def test_bench_a_model_directory_uses_it_and_reexports_other_lowerings(cli_in_pr
     assert leaky["model_dir"] == str(digits_dir) and native["model_dir"] != str(digits_dir)  # re-exported
     assert leaky["speedup_vs_baseline"] == 1.0 and native["max_abs_diff_vs_baseline"] < 1e-4
     assert r["flops_per_image"] == json.loads((digits_dir / "manifest.json").read_text())["flops_per_image"]
-    # the table on stdout without --json
-    table = cli_in_process("bench", digits_dir, "--backend", "onnxruntime", "--batch", "1", *FAST, "--out", tmp_path).stdout
+    # the table on stdout without --json, by the console script as a process
+    table = cli("bench", digits_dir, "--backend", "onnxruntime", "--batch", "1", *FAST, "--out", tmp_path).stdout
     assert "onnxruntime:leaky" in table and "wrote" in table
 
 
@@ -149,8 +151,6 @@ def test_bad_arguments_are_refused(cli_in_process, tmp_path, args, message):
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # its compiler's import
 def test_torch_compile_is_a_candidate(cli_in_process, tmp_path, digits_dir):
-    """By the script's main() in this process (bench as a process: above), where torch is imported already
-    (and torch._dynamo, where this process exported): a new interpreter spent ~8 s of CPU on those imports."""
     args = ("--backend", "torch,torch-compile", "--batch", "2", *FAST, "--out", tmp_path, "--json")
     proc = cli_in_process("bench", digits_dir, *args)
     eager, compiled = json.loads(proc.stdout)["results"]
