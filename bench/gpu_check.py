@@ -69,7 +69,7 @@ class GpuCheck:
     def check(self) -> None:
         if bad := [p for p in self.phases if p not in PHASES]:
             raise UsageError(f"--only: unknown {', '.join(bad)}; choose from {', '.join(PHASES)}")
-        if bad := [x for x in self.layouts if x != "default" and not (x.isdigit() and int(x) >= 1)]:
+        if bad := [x for x in self.layouts if x != "default" and not (x.isdecimal() and int(x) >= 1)]:
             raise UsageError(f"--layouts: {', '.join(bad)} is neither a worker count nor 'default'")
 
 

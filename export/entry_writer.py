@@ -99,7 +99,7 @@ def check_version(folder: Path, version: int | str, force: bool, dest: Path | No
     if version == "next":
         return version
     if (
-        not (isinstance(version, int) and not isinstance(version, bool) or str(version).isdigit())
+        not (isinstance(version, int) and not isinstance(version, bool) or str(version).isdecimal())
         or not 1 <= int(version) <= 999_999_999
     ):
         raise UsageError(f"--version {version!r}: a version number (1, 2, …) or 'next'")

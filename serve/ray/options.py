@@ -143,7 +143,7 @@ def from_cli(ray: bool, replicas, autoscale, address, max_ongoing, cpus, gpus, m
     bounds = None
     if autoscale is not None:
         parts = autoscale.split(",")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or not 1 <= int(parts[0]) <= int(parts[1]):
+        if len(parts) != 2 or not all(p.strip().isdecimal() for p in parts) or not 1 <= int(parts[0]) <= int(parts[1]):
             raise UsageError(f"--autoscale {autoscale!r}: give MIN,MAX replicas with 1 ≤ MIN ≤ MAX (e.g. 1,4)")
         bounds = (int(parts[0]), int(parts[1]))
     try:

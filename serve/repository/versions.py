@@ -51,7 +51,7 @@ def versions_of(models: dict, name: str) -> dict:
 def find_version(models: dict, name: str, version: str):
     """The version `version` of the served model `name` (find_model found it); 404 naming those there are."""
     versions = versions_of(models, name)
-    if version.isdigit() and int(version) in versions:
+    if version.isdecimal() and int(version) in versions:  # not isdigit(): '¹' is a digit that int() refuses
         return versions[int(version)]
     raise ApiError(404, f"model {name!r} has no version {version!r}; it has {', '.join(map(repr, map(str, versions)))}")
 

@@ -18,6 +18,8 @@ def test_without_a_gpu_it_says_so_and_runs_nothing(cli, cli_in_process, tmp_path
     assert "no NVIDIA GPU here" in proc.stdout and "pip install -e '.[export,serve,gpu,dev]'" in proc.stdout
     assert not (tmp_path / "r").exists()
     assert "unknown foo" in cli_in_process("gpu-check", "--only", "foo", check_rc=2).stderr  # its main() in this process
+    refused = cli_in_process("gpu-check", "--layouts", "1,²", check_rc=2).stderr  # '²': a digit to str.isdigit(), not to int()
+    assert "--layouts: ² is neither a worker count nor 'default'" in refused
 
 
 @pytest.mark.slow

@@ -57,6 +57,8 @@ def test_an_existing_version_is_replaced_only_with_force(model, shipped, cli_in_
     assert f"{model} has a version 1; pass --force to replace it, or --version next" in refused.stderr
     bad = cli_in_process("export", shipped, "--name", "digits", "--repo", model.parent, "--version", "two", check_rc=2)
     assert "--version 'two': a version number (1, 2, …) or 'next'" in bad.stderr
+    bad = cli_in_process("export", shipped, "--name", "digits", "--repo", model.parent, "--version", "²", check_rc=2)
+    assert "--version '²': a version number (1, 2, …) or 'next'" in bad.stderr  # a digit to str.isdigit(), not to int()
     before = files(model)
     cli_in_process(
         "export", shipped, "--name", "digits", "--repo", model.parent, "--prelu-mode", "native", "--version", "1", "--force"

@@ -79,6 +79,8 @@ CASES = [
     # unknown things
     ("GET", "/v2/models/nope", None, {}, 404),
     ("GET", "/v2/models/digits/versions/2", None, {}, 404),
+    ("GET", "/v2/models/digits/versions/%C2%B9", None, {}, 404),  # '¹': str.isdigit() says yes, int() refuses it
+    ("GET", "/v2/models/digits/ready?version=%C2%B2", None, {}, 404),  # found by the fuzz test (was a 500)
     ("POST", "/v2/models/nope/infer", _body(_tensor()), JSON, 404),
     ("POST", "/v2/models/digits/versions/7/infer", _body(_tensor()), JSON, 404),
     ("POST", "/v1/models/nope/classify", _png(), {"content-type": "image/png"}, 404),

@@ -35,6 +35,7 @@ REFUSALS = [
     (["--ray", "--autoscale", "0,2"], "1 ≤ MIN ≤ MAX"),
     (["--ray", "--autoscale", "2"], "give MIN,MAX"),
     (["--ray", "--autoscale", "a,b"], "give MIN,MAX"),
+    (["--ray", "--autoscale", "¹,²"], "give MIN,MAX"),  # digits to str.isdigit(), not to int()
     (["--ray", "--workers", "2"], "--workers: not with --ray"),
     (["--ray-ingress", "direct"], "--ray-ingress: only with --ray"),
     (["--ray", "--ray-ingress", "nginx"], "--ray-ingress 'nginx': choose one of haproxy, direct, proxy"),
