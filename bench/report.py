@@ -243,6 +243,14 @@ def _save(plt, fig, path: Path) -> None:
     write_bytes(path, buf.getvalue())
 
 
+def _horizontal(ax) -> dict:
+    """boxplot's horizontal boxes: orientation= (Matplotlib ≥ 3.10), where vert=False is deprecated (3.11) and
+    goes in 3.13; vert=False before 3.10."""
+    import inspect
+
+    return {"orientation": "horizontal"} if "orientation" in inspect.signature(ax.boxplot).parameters else {"vert": False}
+
+
 def plot_runners(r: dict, raw: dict, path: Path) -> None:
     """Latency distribution per candidate, one panel per batch size (boxes: quartiles; whiskers: p1–p99)."""
     batches = sorted({b for b, _ in raw})
@@ -250,7 +258,11 @@ def plot_runners(r: dict, raw: dict, path: Path) -> None:
     for ax, batch in zip(axes[:, 0], batches):
         labels = r["candidates"]
         ax.boxplot(
-            [[t * 1e3 for t in raw[(batch, c)]] for c in labels], vert=False, whis=(1, 99), showfliers=False, tick_labels=labels
+            [[t * 1e3 for t in raw[(batch, c)]] for c in labels],
+            **_horizontal(ax),
+            whis=(1, 99),
+            showfliers=False,
+            tick_labels=labels,
         )
         ax.set_title(f"{r['model']}, batch {batch}")
         ax.set_xlabel("latency per call, ms")

@@ -60,6 +60,7 @@ FAST = ("--warmup", "2", "--warmup-s", "0", "--runs", "5", "--duration", "0.1")
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("error::matplotlib.MatplotlibDeprecationWarning")  # the plot keeps working with the next Matplotlib
 def test_bench_an_architecture_across_backends_and_lowerings(cli_in_process, tmp_path):
     out = tmp_path / "reports"
     proc = cli_in_process(
