@@ -34,7 +34,7 @@ def log(msg: str) -> None:
 
 def report_dir(out: Path, plot: bool) -> Path:
     """Refuse before the run, not after it: an unwritable report folder, or --plot without matplotlib."""
-    from prelu_deploy.bench.report import check_plotting
+    from prelu_deploy.bench.plots import check_plotting
 
     existing = next(p for p in [out, *out.absolute().parents] if p.exists())  # made when the reports are written
     if not existing.is_dir() or not os.access(existing, os.W_OK):
