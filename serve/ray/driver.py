@@ -95,7 +95,9 @@ def serve_on_ray(
     # HAProxy's files, for a cluster of ours; short: its admin socket's path (Ray adds a 57-character folder) must fit 97 bytes
     workdir = None if address else tempfile.mkdtemp(prefix="pdray-", dir="/tmp" if os.path.isdir("/tmp") else None)
     try:
-        local = {} if address else {"include_dashboard": False}  # a cluster we start: no dashboard
+        # A cluster we start: no dashboard, and no idle worker per CPU booted ahead for tasks (each costs a second
+        # of CPU and ~80 MB): Serve's actors and the replicas all have a runtime env, so none would take one
+        local = {} if address else {"include_dashboard": False, "_system_config": {"prestart_worker_first_driver": False}}
         try:
             ray.init(address=address, log_to_driver=log_level in ("info", "debug"), **local)
         except ConnectionError as err:

@@ -89,7 +89,8 @@ def cluster(tmp_path_factory):
             "metrics_report_interval_ms": 2000,  # exported every 2 s (Ray's default: 10 s)
             "health_check_period_ms": 1000,  # a node whose raylet died is dead after 3 failed checks 1 s apart
             "health_check_failure_threshold": 3,  # (Ray's default: 5, 3 s apart)
-            "enable_worker_prestart": False,  # no idle workers booted ahead: replicas and Serve's actors each get their own
+            "prestart_worker_first_driver": False,  # no idle workers booted ahead: Serve's actors and the replicas, each
+            "enable_worker_prestart": False,  # with a runtime env of its own, get workers of their own anyway
         },
         resources={SLOT: 1},
     )  # one replica of the second-node test here, one on the second node
@@ -188,11 +189,13 @@ def test_classify_the_sample_digits(proxy):
 
 class Load:
     """`concurrency` clients, each a thread with one keep-alive connection, sending JSON infer requests
-    of golden rows until stopped; every answer is checked against the runner's. Timeouts bound a hang."""
+    of golden rows until stopped; every answer is checked against the runner's. Timeouts bound a hang.
+    `polite`: a client answered 503 waits what its Retry-After says, then asks again on a new connection,
+    as a client that honours back-pressure does (else it asks again at once)."""
 
-    def __init__(self, url: str, golden, concurrency: int, timeout_s: float = 10.0):
+    def __init__(self, url: str, golden, concurrency: int, timeout_s: float = 10.0, polite: bool = False):
         self.host, self.port = url[len("http://") :].split(":")
-        self.x, self.expected, self.timeout_s = *golden, timeout_s
+        self.x, self.expected, self.timeout_s, self.polite = *golden, timeout_s, polite
         self.stop, self.lock = threading.Event(), threading.Lock()
         self.ok, self.wrong, self.failures, self.replicas, self.retry_after = 0, 0, [], set(), []
         self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(concurrency)]
@@ -239,6 +242,9 @@ class Load:
                 else:
                     self.failures.append((status, data.decode(errors="replace")[:200]))
                     self.retry_after.append(resp.getheader("retry-after"))
+            if self.polite and status == 503 and (wait := resp.getheader("retry-after")):
+                self.stop.wait(float(wait))
+                conn = conn.close()  # the next request on a new connection: the server may close an idle one meanwhile
 
 
 def test_two_replicas_share_the_load(proxy, golden):
@@ -333,7 +339,9 @@ def test_a_killed_replica_costs_at_most_1_percent_and_comes_back(proxy, golden):
 
 def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(cluster, repo, golden):
     """Redeploys with MIN,MAX = 1,2 and short delays. One replica holds 2 requests and Ray's proxy
-    queues 2 more, so 8 clients also meet Ray's back-pressure: a 503 with Retry-After, never a hang."""
+    queues 2 more, so 8 clients also meet Ray's back-pressure: a 503 with Retry-After, never a hang
+    (the clients that scale it up honour Retry-After, as polite clients do: not a storm of 503s on the 2
+    cores while the second replica starts)."""
     options = RayOptions(
         autoscale=(1, 2),
         cpus_per_replica=0.5,
@@ -348,7 +356,7 @@ def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(clus
     )
     _deploy(repo, options)
     _wait_for(lambda: _running() == 1, 60)
-    with Load(cluster.url, golden, concurrency=8) as load:
+    with Load(cluster.url, golden, concurrency=8, polite=True) as load:
         up_s = _wait_for(lambda: _running() == 2, 60)
         _wait_for(lambda: load.ok >= 200, 60)
     # Ray's proxy's router back-pressure, on its own: beside clients that reach the replicas straight through
