@@ -92,3 +92,22 @@ def test_unknown_keyword_and_bad_values_are_refused():
         create_model("cifar_prelu", input_size=4)
     with pytest.raises(UsageError, match="too small"):
         create_model("model_a", input_size=16)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_flops_are_what_torchs_counter_counts(name):
+    """inspect's and the manifest's FLOPs (forward hooks) equal torch's FlopCounterMode, at full size (on
+    the meta device: shapes only) and at the small size."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from prelu_deploy.models.summary import flops_per_image
+
+    for kwargs in ({}, SMALL[name]):
+        with torch.device("meta"):
+            model = create_model(name, **kwargs).eval()
+        cfg = model.config
+        shape = (cfg.in_chans, cfg.input_size, cfg.input_size)
+        counter = FlopCounterMode(display=False)
+        with torch.inference_mode(), counter:
+            model(torch.zeros(1, *shape, device="meta"))
+        assert flops_per_image(model, shape) == counter.get_total_flops() > 0
