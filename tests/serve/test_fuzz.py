@@ -30,12 +30,15 @@ def server(repo):
 
 @pytest.mark.slow
 def test_no_5xx_and_no_undocumented_status(server):
-    """Every operation of the document, 40 generated requests each (valid and invalid, Hypothesis)."""
+    """Every operation of the document, 40 generated requests each (valid and invalid, Hypothesis); those
+    that name a model, 40 more to the model that is served."""
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 10
     statuses = Counter()
-    for op, served in [(op, served) for op in operations for served in (False, True)]:
+    runs = [(op, served) for op in operations for served in ((False, True) if "{name}" in op.path else (False,))]
+    assert len(runs) > len(operations)
+    for op, served in runs:
 
         @given(case=op.as_strategy())
         @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
