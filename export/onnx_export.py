@@ -1,5 +1,6 @@
 """A zoo model → an ONNX graph: dynamic batch, fixed spatial size, inputs named for what they are."""
 
+import contextlib
 import logging
 import re
 import warnings
@@ -14,6 +15,38 @@ INPUT, OUTPUT = "images", "logits"
 DEFAULT_OPSET = 18
 
 
+_REGISTRIES: dict = {}  # from_torchlib's arguments (the opset) → the exporter's ATen → ONNX table, built once a process
+
+
+@contextlib.contextmanager
+def _translations_built_once():
+    """torch.onnx.export builds its table of ATen → ONNX translations (torchlib's) anew on every call, about
+    as much CPU as tracing a small model; with no custom translations (we pass none) the table is the same
+    each time and the export only reads it. So within this block the table of an opset is built once per
+    process. torch's private hook (torch.onnx._internal.exporter._registration): where it is not there as
+    expected, the export builds the table as before."""
+    try:
+        from torch.onnx._internal.exporter._registration import ONNXRegistry
+
+        original = ONNXRegistry.__dict__["from_torchlib"]
+        build = original.__func__
+    except (ImportError, KeyError, AttributeError):
+        yield
+        return
+
+    def built_once(cls, *args, **kwargs):
+        key = (args, tuple(sorted(kwargs.items())))  # the opset asked for
+        if key not in _REGISTRIES:
+            _REGISTRIES[key] = build(cls, *args, **kwargs)
+        return _REGISTRIES[key]
+
+    ONNXRegistry.from_torchlib = classmethod(built_once)
+    try:
+        yield
+    finally:
+        ONNXRegistry.from_torchlib = original
+
+
 def to_onnx(model: nn.Module, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """torch.export-based ONNX export (the maintained exporter) of a model in eval mode. Batch norm is
     folded into the convolutions by the exporter's optimizer."""
@@ -21,7 +54,7 @@ def to_onnx(model: nn.Module, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     example = torch.zeros(2, cfg.in_chans, cfg.input_size, cfg.input_size)  # batch 1 would specialise
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # its registry notes are not ours to print
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _translations_built_once():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 model.eval(),

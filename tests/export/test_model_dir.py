@@ -84,6 +84,25 @@ def test_another_lowering_or_name_of_an_exported_checkpoint_reuses_its_trace(dig
     assert len(traced) == 1 and model_dir._traced == kept
 
 
+def test_the_exporters_translation_table_is_built_once_and_the_graph_is_the_same(monkeypatch):
+    """torch.onnx.export builds its ATen → ONNX table on every call: to_onnx builds it once per process (and
+    opset), and the graph exported with the kept table is the one a freshly built table gives."""
+    from torch.onnx._internal.exporter._registration import ONNXRegistry
+
+    from prelu_deploy.export import onnx_export
+
+    build = ONNXRegistry.__dict__["from_torchlib"].__func__
+    built = []
+    counted = classmethod(lambda cls, *args, **kwargs: built.append(args or kwargs) or build(cls, *args, **kwargs))
+    monkeypatch.setattr(ONNXRegistry, "from_torchlib", counted)
+    monkeypatch.setattr(onnx_export, "_REGISTRIES", {})
+    torch.manual_seed(0)
+    model = create_model("digits_prelu", width=0.25)
+    fresh, kept = (to_onnx(model).SerializeToString() for _ in range(2))
+    assert len(built) == 1 and fresh == kept
+    assert ONNXRegistry.__dict__["from_torchlib"] is counted  # torch's own method back after each export
+
+
 def test_tampered_artifact_is_detected(digits_dir, tmp_path):
     import shutil
 
