@@ -136,6 +136,30 @@ def cli_in_process(monkeypatch, capsys):
     return run
 
 
+@pytest.fixture
+def serve_in_process(cli_in_process, monkeypatch):
+    """`cli_in_process` for `serve` refusals: should an option not be refused, the test fails at the point
+    where the server would start serving (instead of serving in this process); and this process's
+    environment is left as it was (`serve --ray` with no --ray-address sets Ray's local-cluster switch
+    before it refuses the options)."""
+    import types
+
+    from prelu_deploy.serve.workers import processes
+
+    def not_refused(*args, **kwargs):
+        raise AssertionError("the options were not refused: the server would start serving here")
+
+    monkeypatch.setattr(processes, "run", not_refused)
+    driver = types.ModuleType("prelu_deploy.serve.ray.driver")  # a stand-in: the real one imports ray
+    driver.serve_on_ray = not_refused
+    monkeypatch.setitem(sys.modules, driver.__name__, driver)
+    before = dict(os.environ)
+    yield cli_in_process
+    for name in set(os.environ) - set(before):
+        del os.environ[name]
+    os.environ.update(before)
+
+
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, shipped):
     """`exported(dest, name, mode="leaky", max_batch=32)`: the shipped checkpoint exported as `dest/name`,

@@ -140,8 +140,8 @@ def test_the_token_is_in_no_log_line(repo, tmp_path):
         (["--api-token-file", "/no/such/token"], "--api-token-file /no/such/token: cannot read it (No such file or directory)"),
     ],
 )
-def test_bad_token_options_exit_2_before_listening(cli, repo, args, message):
-    proc = cli("serve", repo, "--port", "0", "--grpc-port", "0", *args, check_rc=2)
+def test_bad_token_options_exit_2_before_listening(serve_in_process, repo, args, message):
+    proc = serve_in_process("serve", repo, "--port", "0", "--grpc-port", "0", *args, check_rc=2)
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -205,8 +205,8 @@ def test_a_killed_swap_is_restored_at_the_next_start(repo, tmp_path):
         (["--host", "no.such.host.invalid"], 2, "--host 'no.such.host.invalid': not an address"),
     ],
 )
-def test_bad_options_exit_2_before_anything_starts(cli, repo, args, rc, message):
-    proc = cli("serve", repo, *args, check_rc=rc)
+def test_bad_options_exit_2_before_anything_starts(serve_in_process, repo, args, rc, message):
+    proc = serve_in_process("serve", repo, *args, check_rc=rc)
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -42,17 +42,6 @@ REFUSALS = [
 ]
 
 
-@pytest.fixture
-def serve_in_process(cli_in_process):
-    """`cli_in_process`, with this process's environment as it was afterwards: `serve --ray` with no
-    --ray-address sets Ray's local-cluster switch (serve/cli.py) before it refuses the options."""
-    before = dict(os.environ)
-    yield cli_in_process
-    for name in set(os.environ) - set(before):
-        del os.environ[name]
-    os.environ.update(before)
-
-
 @pytest.mark.parametrize("args, message", REFUSALS)
 def test_bad_ray_options_exit_2(serve_in_process, args, message):
     """The console script's main(), in this process: the same decision as the script's (one of them, below)."""

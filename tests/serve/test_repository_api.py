@@ -255,8 +255,8 @@ def test_without_a_token_the_management_api_answers_on_loopback_only(repo):
         (["--model-control", "explicit", "--ray"], "--model-control explicit: not with --ray"),
     ],
 )
-def test_bad_model_control_options_exit_2(cli, repo, args, message):
-    proc = cli("serve", repo, "--port", "0", "--grpc-port", "0", *args, check_rc=2)
+def test_bad_model_control_options_exit_2(serve_in_process, repo, args, message):
+    proc = serve_in_process("serve", repo, "--port", "0", "--grpc-port", "0", *args, check_rc=2)
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -63,7 +63,7 @@ def test_an_option_left_out_takes_its_environment_variable_and_one_given_wins(re
         ("PRELU_DEPLOY_MAX_BATCH_SIZE", "0", "PRELU_DEPLOY_MAX_BATCH_SIZE='0': Input should be greater than or equal to 1"),
     ],
 )
-def test_a_bad_environment_variable_exits_2_naming_it(cli, repo, monkeypatch, variable, value, message):
+def test_a_bad_environment_variable_exits_2_naming_it(serve_in_process, repo, monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
-    result = cli("serve", repo, "--port", "0", check_rc=2)
+    result = serve_in_process("serve", repo, "--port", "0", check_rc=2)
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
