@@ -167,7 +167,7 @@ def test_overload_is_unavailable_with_the_http_message(repo):
         assert srv.stop()
 
 
-def test_a_taken_grpc_port_exits_9_before_loading(cli, repo):
+def test_a_taken_grpc_port_exits_9_before_loading(cli, serve_in_process, repo):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -175,7 +175,7 @@ def test_a_taken_grpc_port_exits_9_before_loading(cli, repo):
         proc = cli("serve", repo, "--port", free_port(), "--grpc-port", port, check_rc=9)
     assert f"cannot listen for gRPC on 127.0.0.1:{port}" in proc.stderr and "--grpc-port (0: no gRPC)" in proc.stderr
     assert "model digits" not in proc.stderr  # refused before any model loaded
-    proc = cli("serve", repo, "--ray", "--grpc-port", "8001", check_rc=2)
+    proc = serve_in_process("serve", repo, "--ray", "--grpc-port", "8001", check_rc=2)
     assert "--grpc-port: not with --ray" in proc.stderr
 
 
