@@ -46,10 +46,18 @@ needs_haproxy = pytest.mark.skipif(
 )
 
 
+def _app_details(name: str = APP_NAME) -> dict | None:
+    """What Ray's controller holds of application `name` (the dict serve.status() is made from: serve.status()
+    also validates it into pydantic models, cloudpickling each deployment's config — ~20 ms of CPU a call,
+    too much for a condition polled every 0.1 s)."""
+    return _get_global_client().get_serve_details()["applications"].get(name)
+
+
 def _running() -> int:
-    status = serve.status().applications.get(APP_NAME)
-    deployment = status and status.deployments.get(DEPLOYMENT)  # none yet while an app is being deployed
-    return deployment.replica_states.get("RUNNING", 0) if deployment else 0
+    """RUNNING replicas of the app (serve.status()'s replica_states["RUNNING"], counted from the same dict)."""
+    app = _app_details()
+    deployment = app and app["deployments"].get(DEPLOYMENT)  # none yet while an app is being deployed
+    return sum(r["state"] == "RUNNING" for r in deployment["replicas"]) if deployment else 0
 
 
 def _wait_for(condition, timeout_s: float, step_s: float = 0.1) -> float:
@@ -72,19 +80,31 @@ TWO = RayOptions(replicas=2, cpus_per_replica=0.5, health_check_period_s=1)
 deployed = {"options": None}  # what the app runs now: tests that redeploy say so, tests that need 2 replicas restore them
 
 
+def _start_node(head: bool, **params):
+    """A Ray node on this machine, its processes started from this process and their death tied to it: a
+    Node of Ray's, as ray.init and `ray start` make, but with no log monitor (this module's drivers take
+    no logs: log_to_driver=False), which neither lets one turn off (Ray's own multi-node tests make
+    nodes this way: ray.cluster_utils.Cluster.add_node)."""
+    from ray._private.node import Node
+    from ray._private.parameter import RayParams
+
+    return Node(RayParams(include_log_monitor=False, **params), head=head, shutdown_at_exit=False, spawn_reaper=True)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A local Ray cluster with Serve's default ingress of `serve --ray` (HAProxy in front of the replicas'
     own HTTP servers) on a free loopback port, HAProxy's files and side ports its own; shut down whatever
     happens. Where no HAProxy binary exists, Ray's Python proxy instead (the HAProxy tests skip)."""
     port, metrics_port = free_port(), free_port()
-    ray.init(
+    head = _start_node(
+        head=True,
         num_cpus=2,
         include_dashboard=False,
+        dashboard_port=None,  # 8265 or the next free port, as ray.init: another cluster on this machine may hold 8265
+        no_monitor=True,  # no autoscaler's monitor: this cluster has no autoscaler (ray.init starts one anyway)
         object_store_memory=200 << 20,
-        log_to_driver=False,
-        configure_logging=False,
-        _metrics_export_port=metrics_port,  # Ray's Prometheus export of this node
+        metrics_export_port=metrics_port,  # Ray's Prometheus export of this node
         _system_config={
             "metrics_report_interval_ms": 2000,  # exported every 2 s (Ray's default: 10 s)
             "health_check_period_ms": 1000,  # a node whose raylet died is dead after 3 failed checks 1 s apart
@@ -92,10 +112,11 @@ def cluster(tmp_path_factory):
             "prestart_worker_first_driver": False,  # no idle workers booted ahead: Serve's actors and the replicas, each
             "enable_worker_prestart": False,  # with a runtime env of its own, get workers of their own anyway
         },
-        resources={SLOT: 1},
-    )  # one replica of the second-node test here, one on the second node
+        resources={SLOT: 1},  # one replica of the second-node test here, one on the second node
+    )
     workdir = tempfile.mkdtemp(prefix="pdray-", dir="/tmp")  # short: HAProxy's socket path must fit 97 bytes
     try:
+        ray.init(address=head.address, log_to_driver=False, configure_logging=False)
         env = ingress_env(INGRESS, workdir)
         # the ingress on this node only: a second node on this machine would start a second HAProxy on the same ports
         serve.start(
@@ -110,9 +131,11 @@ def cluster(tmp_path_factory):
         yield endpoint
     finally:
         try:
-            serve.shutdown()
+            if ray.is_initialized():
+                serve.shutdown()
         finally:
             ray.shutdown()
+            head.kill_all_processes(check_alive=False, allow_graceful=True, wait=True)  # what ray.shutdown does to its own
             shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -457,8 +480,8 @@ def test_the_documented_config_file_deploys_with_rays_serve_run(cluster):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
     def replaced() -> bool:  # the file's application runs, and no replica of the one it replaced is left
-        app = serve.status().applications.get(APP_NAME)
-        return app is not None and app.last_deployed_time_s >= before and app.status == "RUNNING"
+        app = _app_details()
+        return app is not None and app["last_deployed_time_s"] >= before and app["status"] == "RUNNING"
 
     _wait_for(replaced, 120)
     assert _running() >= 1
@@ -520,49 +543,31 @@ def test_the_cli_joins_a_running_cluster_and_leaves_it_as_it_was(cluster, repo):
 
 
 class SecondNode:
-    """A second Ray node on this machine joined to the module's cluster (`ray start --address … --block`):
-    1 CPU, its own object store (100 MB) and temporary folder (where `ray start` also records the
-    cluster's address, not in /tmp/ray where every `ray.init()` on this machine would find it), its own
-    dashboard agent's port (the default one is the first node's: its agent retried it for 3.4 s before
-    the node could join), and the custom resources {SLOT: 1, "node2": 1}. Stopped (SIGTERM to `ray start`,
-    which stops its raylet and workers at once: no drain, RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0)
-    whatever happens."""
+    """A second Ray node on this machine joined to the module's cluster (_start_node: no `ray start` process
+    of its own, importing Ray and watching the node's): 1 CPU, its own object store (100 MB) and temporary
+    folder, its own dashboard agent's port (the default one is the first node's: its agent retried it for
+    3.4 s before the node could join), and the custom resources {SLOT: 1, "node2": 1}. Stopped (every
+    process of the node SIGKILLed: no drain) whatever happens."""
 
-    def __init__(self, wait: bool = True):
+    def __init__(self):
         self.tmp = tempfile.mkdtemp(prefix="pdr2-", dir="/tmp")  # short: the plasma store's socket path lives in it
-        exe = Path(sys.executable).with_name("ray")
-        self.proc = subprocess.Popen(
-            [
-                str(exe),
-                "start",
-                "--address",
-                ray.get_runtime_context().gcs_address,
-                "--num-cpus",
-                "1",
-                "--resources",
-                json.dumps({SLOT: 1, "node2": 1}),
-                "--object-store-memory",
-                str(100 << 20),
-                "--temp-dir",
-                self.tmp,
-                "--dashboard-agent-listen-port",
-                str(free_port()),
-                "--include-log-monitor",
-                "False",  # the module's driver takes no logs (log_to_driver=False)
-                "--disable-usage-stats",
-                "--block",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"},
-        )  # its logs: under self.tmp
-        if wait:
-            self.joined()
+        self.node = _start_node(
+            head=False,
+            gcs_address=ray.get_runtime_context().gcs_address,
+            num_cpus=1,
+            resources={SLOT: 1, "node2": 1},
+            object_store_memory=100 << 20,
+            temp_dir=self.tmp,  # its logs there too
+            dashboard_agent_listen_port=0,  # a free one
+            min_worker_port=0,  # workers' ports: free ones, not the first node's range
+            max_worker_port=0,
+        )
+        self.id = self.joined()
 
     def joined(self) -> str:
         """Its node id, once it joined the cluster (within 90 s, else it is stopped and the test fails)."""
         try:
-            _wait_for(lambda: self.proc.poll() is None and self.node_id() is not None, 90)
+            _wait_for(lambda: self.node_id() is not None, 90)
         except AssertionError:
             self.stop()
             raise
@@ -571,25 +576,18 @@ class SecondNode:
     def node_id(self) -> str | None:
         return next((n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("node2")), None)
 
-    def raylet_pid(self) -> int:
-        """The raylet `ray start` runs for this node (its child process)."""
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-            except OSError:
-                continue
-            if stat.split(") ", 1)[1].split()[1] == str(self.proc.pid) and "(raylet)" in stat:
-                return int(pid)
-        raise LookupError("no raylet under ray start")
+    def kill_raylet(self) -> int:
+        """SIGKILL to its raylet, reaped at once (its parent is this process: unreaped, a zombie raylet
+        passes its workers' liveness check of it, and they serve on); returns the raylet's pid."""
+        from ray._private import ray_constants
+
+        raylet = self.node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process
+        raylet.send_signal(signal.SIGKILL)
+        raylet.wait()
+        return raylet.pid
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.node.kill_all_processes(check_alive=False, allow_graceful=False, wait=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -614,18 +612,19 @@ def test_a_replica_on_a_second_node_gets_the_repository_through_the_object_store
     node), passed its gate and answers through HAProxy. Its node's raylet SIGKILLed at 8 clients: no wrong
     answer, at most 1 % failed (each at once), the replica on this node serves on; once a node with a
     slot joins again, Ray places the replacement there and 2 replicas are ready again."""
-    node = SecondNode(wait=False)  # it boots while the replica on this node starts
+    node = None
     try:
+        # the replica on this node starts while the second node boots
         _deploy(repo, RayOptions(replicas=2, cpus_per_replica=0.5, resources={SLOT: 1}, health_check_period_s=1), wait=False)
-        node2 = node.joined()
+        node = SecondNode()
+        node2 = node.id
         _wait_for(lambda: _running() == 2, 120)
         placed = _replica_nodes()
         remote = next(r for r, n in placed.items() if n == node2)
         assert sorted(placed.values()) == sorted([node2, ray.get_runtime_context().get_node_id()]), placed
         with Load(cluster.url, golden, concurrency=8) as load:
             _wait_for(lambda: remote in load.replicas and load.ok >= 100, 60)  # it answers through the ingress
-            raylet = node.raylet_pid()
-            os.kill(raylet, signal.SIGKILL)
+            raylet = node.kill_raylet()
             dead_s = _wait_for(lambda: node2 not in {n["NodeID"] for n in ray.nodes() if n["Alive"]}, 90)
             killed_at = load.total
             _wait_for(lambda: load.total >= killed_at + 500 and load.total >= 1000, 90)
@@ -647,4 +646,5 @@ def test_a_replica_on_a_second_node_gets_the_repository_through_the_object_store
             _delete(APP_NAME)  # first: a replica on the node would otherwise be replaced when the node goes
             deployed["options"] = None
         finally:
-            node.stop()
+            if node is not None:
+                node.stop()
