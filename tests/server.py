@@ -63,9 +63,6 @@ class Server(Endpoint):
         exe = Path(sys.executable).with_name("prelu-deploy")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         workers = () if "--workers" in args else ("--workers", "1")  # one process unless a test is about workers
-        # and one thread, as each worker of the default layout has (one per core): a second thread in ONNX Runtime's
-        # pool spins after each request, on the core the other xdist worker runs on (about twice the CPU a request)
-        threads = () if {"--workers", "--threads", "--device"} & set(args) else ("--threads", "1")
         self.proc = subprocess.Popen(
             [
                 str(exe),
@@ -78,7 +75,6 @@ class Server(Endpoint):
                 "--grpc-port",
                 str(self.grpc_port),
                 *workers,
-                *threads,
                 *args,
             ],
             stdout=subprocess.PIPE,
