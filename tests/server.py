@@ -12,6 +12,8 @@ from pathlib import Path
 
 from prelu_deploy.serve.addresses import free_ports
 
+from .zygote import Zygote, zygote_can_start
+
 
 def free_port() -> int:
     return free_ports(1)[0]
@@ -55,7 +57,11 @@ class Endpoint:
 
 
 class Server(Endpoint):
-    def __init__(self, repo: Path, *args: str, start_timeout: float = 60, grpc: bool = False):
+    """`prelu-deploy serve REPO ARGS` on a free port, started when made (ready to answer /v2/health/live).
+    Forked from the test servers' zygote (tests/zygote.py), or — `fresh=True`, or an environment that
+    the zygote cannot give it — started as a new interpreter running the console script."""
+
+    def __init__(self, repo: Path, *args: str, start_timeout: float = 60, grpc: bool = False, fresh: bool = False):
         self.port = free_port()
         self.grpc_port = free_port() if grpc else 0  # gRPC (serve --grpc-port) only where a test asks for it
         self.grpc_url = f"127.0.0.1:{self.grpc_port}"
@@ -63,25 +69,23 @@ class Server(Endpoint):
         exe = Path(sys.executable).with_name("prelu-deploy")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         workers = () if "--workers" in args else ("--workers", "1")  # one process unless a test is about workers
-        self.proc = subprocess.Popen(
-            [
-                str(exe),
-                "serve",
-                str(repo),
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-                "--grpc-port",
-                str(self.grpc_port),
-                *workers,
-                *args,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
+        argv = [
+            str(exe),
+            "serve",
+            str(repo),
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            "--grpc-port",
+            str(self.grpc_port),
+            *workers,
+            *args,
+        ]
+        if not fresh and zygote_can_start(env):
+            self.proc = Zygote.get().start(argv, env)
+        else:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         deadline = time.monotonic() + start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

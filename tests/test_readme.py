@@ -32,7 +32,8 @@ def test_the_readme_has_server_examples():
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_every_readme_curl_example_works(repo):
-    srv = Server(repo, "--model-control", "explicit", "--load-model", "digits")  # the swap example loads over HTTP
+    # the swap example loads over HTTP; a new interpreter running the console script, as the README's reader starts it
+    srv = Server(repo, "--model-control", "explicit", "--load-model", "digits", fresh=True)
     try:
         for line in _curl_lines():
             if " | " in line:  # a pipeline (`| grep x-model-version`): run by the shell, it must find what it looks for

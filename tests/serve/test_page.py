@@ -1,7 +1,6 @@
 """GET / in a real headless Chromium (Debian's chromium + chromium-driver, driven by selenium): pick a
 sample image, read the label the page shows."""
 
-import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +18,6 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def browser():
-    os.environ.setdefault("SE_OFFLINE", "true")  # selenium must not try to download a driver
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -36,7 +34,9 @@ def browser():
         "--disable-sync",
     ):
         opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    with pytest.MonkeyPatch.context() as env:  # for selenium only: a server's environment is the tests' own
+        env.setenv("SE_OFFLINE", "true")  # selenium must not try to download a driver
+        driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
     yield driver
     driver.quit()
 

@@ -1,0 +1,41 @@
+"""The test servers' zygote (tests/zygote.py) answers as a new interpreter running the console script
+does: the same output and exit status for the same command, in the start's own environment; and a start
+whose environment differs in what is read on start is not forked from it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .zygote import BASE_ENV, Zygote, zygote_can_start
+
+EXE = str(Path(sys.executable).with_name("prelu-deploy"))
+
+
+@pytest.mark.parametrize(
+    "args, env, rc",
+    [
+        (["--version"], {}, 0),
+        (["serve", "no/such/repository"], {}, 2),
+        (["serve", "--workers", "0"], {}, 2),
+        (["serve"], {"PRELU_DEPLOY_MAX_BODY_BYTES": "lots"}, 2),  # the start's environment, read by main()
+    ],
+    ids=["version", "missing-repository", "bad-option", "bad-environment"],
+)
+def test_a_forked_start_answers_as_a_new_interpreter(args, env, rc):
+    env = {**BASE_ENV, **env}
+    assert zygote_can_start(env)
+    new = subprocess.run([EXE, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+    forked = Zygote.get().start([EXE, *args], env)
+    assert forked.wait(60) == new.returncode == rc
+    assert forked.stdout.read() == new.stdout and new.stdout
+    assert forked.pid != os.getpid() and forked.poll() == rc
+
+
+def test_what_is_read_on_start_gets_a_new_interpreter():
+    assert not zygote_can_start({**BASE_ENV, "PYTHONPATH": "/elsewhere"})  # a sitecustomize, say
+    assert not zygote_can_start({**BASE_ENV, "OMP_NUM_THREADS": "4"})
+    assert not zygote_can_start({k: v for k, v in BASE_ENV.items() if k != "PATH"})
+    assert zygote_can_start({**BASE_ENV, "PRELU_DEPLOY_API_TOKEN": "t", "RAY_CLIENT_MODE": "0", "PYTHONBREAKPOINT": "0"})

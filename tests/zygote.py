@@ -1,0 +1,210 @@
+"""Test servers forked from a process that has imported the serving code once (a zygote), instead of a
+new interpreter for each: a `prelu-deploy serve` spent ~1 s of CPU on its imports before it read its
+arguments, and the suite starts about fifty.
+
+Each server is still a process of its own, running the console script's main() with its own argv,
+environment, working directory, stdout and stderr (a pipe the test reads), signals and exit status:
+only the interpreter's start and the imports happen before the fork. The zygote stays single-threaded
+(checked before each fork; onnxruntime is not imported there, as loading it starts a thread) and
+holds nothing else open. A start whose environment differs from the one the zygote was started with
+in a variable read on start (PYTHONPATH, a sitecustomize, thread counts, the terminal's width) gets a
+new interpreter instead (`zygote_can_start`); so does `Server(fresh=True)`.
+
+The protocol, over a socketpair of datagrams: the test sends {argv, env, cwd} with the write end of
+the child's output pipe attached; the zygote forks and answers {"started": pid}; when a child ends it
+reaps it and sends {"exited": pid, "status": Popen's returncode}."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+# Read by pytest's process at import (collection), before any test changes the environment.
+BASE_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+# What is read while the interpreter starts or the zygote's modules are imported (the interpreter's own
+# PYTHON* but PYTHONBREAKPOINT, read when called; the C library and loader; OpenBLAS's threads; the
+# locale; rich's terminal; prometheus_client's multiprocess mode; gRPC; pydantic; typer; the temporary
+# folder, cached once asked; PATH): a start that differs from the zygote's environment in one of these
+# gets a new interpreter. Other variables are read when the code runs, and the child's environment is
+# the start's own — among them those that torch or Ray put in the test process's environment.
+READ_ON_START = (
+    "PYTHON", "LD_", "MALLOC_", "GLIBC_", "OMP_", "OPENBLAS_", "GOTO", "NUMPY_", "LC_", "LANG", "TZ", "TERM",
+    "COLORTERM", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "PROMETHEUS", "prometheus_multiproc_dir",
+    "GRPC_", "PYDANTIC_", "TYPER_", "_TYPER", "TMP", "TEMP", "PATH",
+)  # fmt: skip
+READ_WHEN_CALLED = ("PYTHONBREAKPOINT",)
+
+ZYGOTE = r"""
+import json, os, select, signal, socket, sys
+
+import prelu_deploy.cli.main
+import prelu_deploy.serve.api.app
+import prelu_deploy.serve.repository.control
+import prelu_deploy.serve.repository.loader
+import prelu_deploy.serve.workers.processes
+import PIL.Image
+import tritonclient.grpc
+import uvicorn.protocols.http.httptools_impl
+import uvicorn.lifespan.on
+
+sock = socket.socket(fileno=int(sys.argv[1]))
+wake_r, wake_w = os.pipe()
+os.set_blocking(wake_w, False)
+signal.set_wakeup_fd(wake_w)
+signal.signal(signal.SIGCHLD, lambda *_: None)
+children = set()
+
+
+def reap():
+    while children:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            return
+        children.discard(pid)
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        sock.send(json.dumps({"exited": pid, "status": code}).encode())
+
+
+def become(request, out):
+    # the child: nothing of the zygote's own left open, then the console script's `sys.exit(main())`
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.close(wake_r)
+    os.close(wake_w)
+    sock.close()
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = request["argv"]
+    sys.exit(prelu_deploy.cli.main.main())
+
+
+while True:
+    ready = select.select([sock, wake_r], [], [])[0]
+    if wake_r in ready:
+        os.read(wake_r, 4096)
+        reap()
+    if sock in ready:
+        message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 1)
+        if not message:  # the test process has gone: so do the servers it left
+            for pid in children:
+                os.kill(pid, signal.SIGKILL)
+            break
+        tasks = os.listdir("/proc/self/task")
+        assert tasks == [str(os.getpid())], f"{len(tasks)} threads: forking here would not be safe"
+        pid = os.fork()
+        if pid == 0:
+            become(json.loads(message), fds[0])  # never returns: the child exits as the script would
+        os.close(fds[0])
+        children.add(pid)
+        sock.send(json.dumps({"started": pid}).encode())
+"""
+
+
+def zygote_can_start(env: dict) -> bool:
+    """Whether a server with `env` can be forked from the zygote: its environment differs from the
+    zygote's in no variable read on start (READ_ON_START)."""
+    keys = {k for k in env.keys() | BASE_ENV.keys() if k.startswith(READ_ON_START) and k not in READ_WHEN_CALLED}
+    return all(env.get(k) == BASE_ENV.get(k) for k in keys)
+
+
+class ForkedProcess:
+    """The part of subprocess.Popen that tests use, for a child of the zygote: `pid`, `stdout` (text),
+    `returncode`, poll(), wait(), send_signal(), terminate(), kill()."""
+
+    def __init__(self, args: list[str], pid: int, stdout):
+        self.args, self.pid, self.stdout, self.returncode = args, pid, stdout, None
+        self._ended = threading.Event()
+
+    def _exited(self, status: int) -> None:
+        self.returncode = status
+        self._ended.set()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._ended.wait(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:  # as Popen: never a signal to a pid that may have been reused
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class Zygote:
+    """The zygote of this pytest process, started at its first use; it ends with this process."""
+
+    _one = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def get(cls) -> "Zygote":
+        with cls._lock:
+            if cls._one is None or cls._one.proc.poll() is not None:
+                cls._one = cls()
+            return cls._one
+
+    def __init__(self):
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ZYGOTE, str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            env=BASE_ENV,
+        )
+        theirs.close()
+        self.sock, self.lock = mine, threading.Lock()
+        self.children: dict[int, ForkedProcess] = {}
+        self.early: dict[int, int] = {}  # statuses of children that ended before their handle was made
+        self.started: list[int] = []
+        self.answer = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while message := self.sock.recv(4096):
+            event = json.loads(message)
+            with self.answer:
+                if "started" in event:
+                    self.started.append(event["started"])
+                    self.answer.notify_all()
+                elif child := self.children.pop(event["exited"], None):
+                    child._exited(event["status"])
+                else:
+                    self.early[event["exited"]] = event["status"]
+        with self.answer:  # the zygote died: no answer will come
+            self.answer.notify_all()
+
+    def start(self, argv: list[str], env: dict) -> ForkedProcess:
+        """argv[0] the console script, run as by subprocess.Popen(argv, env=env, stdout=PIPE, stderr=STDOUT, text=True)."""
+        read, write = os.pipe()
+        with self.lock:  # one start at a time: the answer is this start's pid
+            try:
+                socket.send_fds(self.sock, [json.dumps({"argv": argv, "env": env, "cwd": os.getcwd()}).encode()], [write])
+            finally:
+                os.close(write)
+            with self.answer:
+                if not self.answer.wait_for(lambda: self.started or self.proc.poll() is not None, 60) or not self.started:
+                    os.close(read)
+                    raise RuntimeError(f"the test servers' zygote did not fork (exit status {self.proc.poll()})")
+                pid = self.started.pop()
+                child = ForkedProcess(argv, pid, open(read, encoding=None))
+                if pid in self.early:
+                    child._exited(self.early.pop(pid))
+                else:
+                    self.children[pid] = child
+        return child
