@@ -92,9 +92,9 @@ while True:
         reap()
     if sock in ready:
         message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 1)
-        if not message:  # the test process has gone: so do the servers it left
+        if not message:  # the test process has gone: so do the servers it left (SIGTERM: a supervisor stops its workers)
             for pid in children:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGTERM)
             break
         tasks = os.listdir("/proc/self/task")
         assert tasks == [str(os.getpid())], f"{len(tasks)} threads: forking here would not be safe"
