@@ -3,6 +3,7 @@ does: the same output and exit status for the same command, in the start's own e
 whose environment differs in what is read on start is not forked from it."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from .zygote import BASE_ENV, Zygote, zygote_can_start
+
+REPO = Path(__file__).resolve().parents[1] / "models" / "bundled"
 
 EXE = str(Path(sys.executable).with_name("prelu-deploy"))
 
@@ -38,3 +41,19 @@ def test_what_is_read_on_start_gets_a_new_interpreter():
     assert not zygote_can_start({**BASE_ENV, "OMP_NUM_THREADS": "4"})
     assert not zygote_can_start({k: v for k, v in BASE_ENV.items() if k != "PATH"})
     assert zygote_can_start({**BASE_ENV, "PRELU_DEPLOY_API_TOKEN": "t", "RAY_CLIENT_MODE": "0", "PYTHONBREAKPOINT": "0"})
+
+
+def test_a_zygote_that_dies_leaves_no_wait_hanging():
+    """Its children live on (as a server started by Popen outlives the test process); their exit status
+    is lost with it: poll() and wait() say so at once."""
+    zygote = Zygote()  # one of this test's own
+    child = zygote.start([EXE, "serve", str(REPO), "--port", "0", "--workers", "1"], dict(BASE_ENV))
+    try:
+        zygote.proc.kill()
+        with pytest.raises(RuntimeError, match="zygote died"):
+            child.wait(30)
+        with pytest.raises(RuntimeError, match="zygote died"):
+            child.poll()
+        os.kill(child.pid, 0)  # still running
+    finally:
+        os.kill(child.pid, signal.SIGKILL)

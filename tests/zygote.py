@@ -116,23 +116,30 @@ def zygote_can_start(env: dict) -> bool:
 
 class ForkedProcess:
     """The part of subprocess.Popen that tests use, for a child of the zygote: `pid`, `stdout` (text),
-    `returncode`, poll(), wait(), send_signal(), terminate(), kill()."""
+    `returncode`, poll(), wait(), send_signal(), terminate(), kill(). Should the zygote die first, its
+    exit status cannot be known: poll() and wait() raise instead of answering "still running" forever."""
 
     def __init__(self, args: list[str], pid: int, stdout):
         self.args, self.pid, self.stdout, self.returncode = args, pid, stdout, None
-        self._ended = threading.Event()
+        self._ended, self._lost = threading.Event(), False
 
-    def _exited(self, status: int) -> None:
-        self.returncode = status
+    def _exited(self, status: int | None) -> None:
+        """Its exit status; None: the zygote died before it could tell."""
+        self.returncode, self._lost = status, status is None
         self._ended.set()
 
-    def poll(self) -> int | None:
+    def _known(self) -> int | None:
+        if self._lost:
+            raise RuntimeError(f"the test servers' zygote died: the exit status of {self.pid} is unknown")
         return self.returncode
+
+    def poll(self) -> int | None:
+        return self._known()
 
     def wait(self, timeout: float | None = None) -> int:
         if not self._ended.wait(timeout):
             raise subprocess.TimeoutExpired(self.args, timeout)
-        return self.returncode
+        return self._known()
 
     def send_signal(self, sig: int) -> None:
         if self.returncode is None:  # as Popen: never a signal to a pid that may have been reused
@@ -187,6 +194,9 @@ class Zygote:
                 else:
                     self.early[event["exited"]] = event["status"]
         with self.answer:  # the zygote died: no answer will come
+            for child in self.children.values():
+                child._exited(None)
+            self.children.clear()
             self.answer.notify_all()
 
     def start(self, argv: list[str], env: dict) -> ForkedProcess:
