@@ -83,7 +83,7 @@ class Server(Endpoint):
             *args,
         ]
         if not fresh and zygote_can_start(env):
-            self.proc = Zygote.get().start(argv, env)
+            self.proc = Zygote.get(env).start(argv, env)
         else:
             self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         deadline = time.monotonic() + start_timeout

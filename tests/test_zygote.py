@@ -29,14 +29,16 @@ EXE = str(Path(sys.executable).with_name("prelu-deploy"))
 def test_a_forked_start_answers_as_a_new_interpreter(args, env, rc):
     env = {**BASE_ENV, **env}
     assert zygote_can_start(env)
-    new = subprocess.run([EXE, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
-    forked = Zygote.get().start([EXE, *args], env)
-    assert forked.wait(60) == new.returncode == rc
-    assert forked.stdout.read() == new.stdout and new.stdout
-    assert forked.pid != os.getpid() and forked.poll() == rc
+    new = subprocess.run([EXE, *args], env=env, capture_output=True, text=True, timeout=60)
+    forked = Zygote.get(env).start([EXE, *args], env, stderr=True)
+    assert forked.communicate(60) == (new.stdout, new.stderr) and new.stdout + new.stderr
+    assert forked.returncode == new.returncode == rc and forked.poll() == rc and forked.pid != os.getpid()
+    merged = Zygote.get(env).start([EXE, *args], env)  # stderr into stdout, as a test server's
+    assert merged.wait(60) == rc and merged.stdout.read() == new.stdout + new.stderr and merged.stderr is None
 
 
 def test_what_is_read_on_start_gets_a_new_interpreter():
+    assert zygote_can_start({**BASE_ENV, "COLUMNS": "200"})  # a zygote of that width
     assert not zygote_can_start({**BASE_ENV, "PYTHONPATH": "/elsewhere"})  # a sitecustomize, say
     assert not zygote_can_start({**BASE_ENV, "OMP_NUM_THREADS": "4"})
     assert not zygote_can_start({k: v for k, v in BASE_ENV.items() if k != "PATH"})

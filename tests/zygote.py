@@ -1,18 +1,20 @@
-"""Test servers forked from a process that has imported the serving code once (a zygote), instead of a
-new interpreter for each: a `prelu-deploy serve` spent ~1 s of CPU on its imports before it read its
-arguments, and the suite starts about fifty.
+"""Test servers and console-script runs forked from a process that has imported the serving code and
+the CLI once (a zygote), instead of a new interpreter for each: a `prelu-deploy serve` spent ~1 s of
+CPU on its imports before it read its arguments, and the suite starts about fifty (tests/server.py),
+besides the `cli` fixture's runs (tests/conftest.py).
 
-Each server is still a process of its own, running the console script's main() with its own argv,
-environment, working directory, stdout and stderr (a pipe the test reads), signals and exit status:
-only the interpreter's start and the imports happen before the fork. The zygote stays single-threaded
+Each is still a process of its own, running the console script's main() with its own argv,
+environment, working directory, stdout and stderr (pipes the test reads), signals and exit status:
+only the interpreter's start and the imports happen before the fork. A zygote stays single-threaded
 (checked before each fork; onnxruntime is not imported there, as loading it starts a thread) and
-holds nothing else open. A start whose environment differs from the one the zygote was started with
-in a variable read on start (PYTHONPATH, a sitecustomize, thread counts, the terminal's width) gets a
-new interpreter instead (`zygote_can_start`); so does `Server(fresh=True)`.
+holds nothing else open. There is one per terminal width asked for (COLUMNS: rich's consoles made on
+import read it). A start whose environment differs from the tests' in another variable read on start
+(PYTHONPATH, a sitecustomize, thread counts, the locale) gets a new interpreter instead
+(`zygote_can_start`); so does `Server(fresh=True)`.
 
-The protocol, over a socketpair of datagrams: the test sends {argv, env, cwd} with the write end of
-the child's output pipe attached; the zygote forks and answers {"started": pid}; when a child ends it
-reaps it and sends {"exited": pid, "status": Popen's returncode}."""
+The protocol, over a socketpair of datagrams: the test sends {argv, env, cwd} with the write ends of
+the child's stdout (and stderr) pipes attached; the zygote forks and answers {"started": pid}; when a
+child ends it reaps it and sends {"exited": pid, "status": Popen's returncode}."""
 
 import json
 import os
@@ -27,15 +29,18 @@ BASE_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # What is read while the interpreter starts or the zygote's modules are imported (the interpreter's own
 # PYTHON* but PYTHONBREAKPOINT, read when called; the C library and loader; OpenBLAS's threads; the
 # locale; rich's terminal; prometheus_client's multiprocess mode; gRPC; pydantic; typer; the temporary
-# folder, cached once asked; PATH): a start that differs from the zygote's environment in one of these
-# gets a new interpreter. Other variables are read when the code runs, and the child's environment is
-# the start's own — among them those that torch or Ray put in the test process's environment.
+# folder, cached once asked; PATH): a start that differs from the tests' environment in one of these
+# (but the width, which has zygotes of its own) gets a new interpreter. Other variables are read when
+# the code runs, and the child's environment is the start's own — among them those that torch or Ray
+# put in the test process's environment.
 READ_ON_START = (
     "PYTHON", "LD_", "MALLOC_", "GLIBC_", "OMP_", "OPENBLAS_", "GOTO", "NUMPY_", "LC_", "LANG", "TZ", "TERM",
     "COLORTERM", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "PROMETHEUS", "prometheus_multiproc_dir",
     "GRPC_", "PYDANTIC_", "TYPER_", "_TYPER", "TMP", "TEMP", "PATH",
 )  # fmt: skip
 READ_WHEN_CALLED = ("PYTHONBREAKPOINT",)
+# The terminal's width is read on import too (rich's consoles made then): a zygote for each width asked for.
+WIDTH = "COLUMNS"
 
 ZYGOTE = r"""
 import json, os, select, signal, socket, sys
@@ -68,7 +73,7 @@ def reap():
         sock.send(json.dumps({"exited": pid, "status": code}).encode())
 
 
-def become(request, out):
+def become(request, out, err):
     # the child: nothing of the zygote's own left open, then the console script's `sys.exit(main())`
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -76,8 +81,10 @@ def become(request, out):
     os.close(wake_w)
     sock.close()
     os.dup2(out, 1)
-    os.dup2(out, 2)
+    os.dup2(err, 2)
     os.close(out)
+    if err != out:
+        os.close(err)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -91,7 +98,7 @@ while True:
         os.read(wake_r, 4096)
         reap()
     if sock in ready:
-        message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 1)
+        message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
         if not message:  # the test process has gone: so do the servers it left (SIGTERM: a supervisor stops its workers)
             for pid in children:
                 os.kill(pid, signal.SIGTERM)
@@ -100,27 +107,29 @@ while True:
         assert tasks == [str(os.getpid())], f"{len(tasks)} threads: forking here would not be safe"
         pid = os.fork()
         if pid == 0:
-            become(json.loads(message), fds[0])  # never returns: the child exits as the script would
-        os.close(fds[0])
+            become(json.loads(message), fds[0], fds[-1])  # never returns: the child exits as the script would
+        for fd in fds:
+            os.close(fd)
         children.add(pid)
         sock.send(json.dumps({"started": pid}).encode())
 """
 
 
 def zygote_can_start(env: dict) -> bool:
-    """Whether a server with `env` can be forked from the zygote: its environment differs from the
-    zygote's in no variable read on start (READ_ON_START)."""
-    keys = {k for k in env.keys() | BASE_ENV.keys() if k.startswith(READ_ON_START) and k not in READ_WHEN_CALLED}
+    """Whether a start with `env` can be forked from a zygote: its environment differs from the tests'
+    in no variable read on start (READ_ON_START) but the terminal's width (the zygote's own)."""
+    keys = {k for k in env.keys() | BASE_ENV.keys() if k.startswith(READ_ON_START) and k not in READ_WHEN_CALLED and k != WIDTH}
     return all(env.get(k) == BASE_ENV.get(k) for k in keys)
 
 
 class ForkedProcess:
-    """The part of subprocess.Popen that tests use, for a child of the zygote: `pid`, `stdout` (text),
-    `returncode`, poll(), wait(), send_signal(), terminate(), kill(). Should the zygote die first, its
-    exit status cannot be known: poll() and wait() raise instead of answering "still running" forever."""
+    """The part of subprocess.Popen that tests use, for a child of the zygote: `pid`, `stdout` and
+    `stderr` (text; stderr None when it goes to stdout), `returncode`, poll(), wait(), communicate(),
+    send_signal(), terminate(), kill(). Should the zygote die first, its exit status cannot be known:
+    poll() and wait() raise instead of answering "still running" forever."""
 
-    def __init__(self, args: list[str], pid: int, stdout):
-        self.args, self.pid, self.stdout, self.returncode = args, pid, stdout, None
+    def __init__(self, args: list[str], pid: int, stdout, stderr=None):
+        self.args, self.pid, self.stdout, self.stderr, self.returncode = args, pid, stdout, stderr, None
         self._ended, self._lost = threading.Event(), False
 
     def _exited(self, status: int | None) -> None:
@@ -141,6 +150,24 @@ class ForkedProcess:
             raise subprocess.TimeoutExpired(self.args, timeout)
         return self._known()
 
+    def communicate(self, timeout: float | None = None) -> tuple[str, str | None]:
+        """(stdout, stderr) read to their ends, both at once (as Popen's: neither pipe fills and blocks the
+        child), once it has exited; subprocess.TimeoutExpired past `timeout`."""
+        outputs = {}
+        readers = [
+            threading.Thread(target=lambda f=f: outputs.__setitem__(f, f.read()), daemon=True)
+            for f in (self.stdout, self.stderr)
+            if f is not None
+        ]
+        for reader in readers:
+            reader.start()
+        self.wait(timeout)
+        for reader in readers:
+            reader.join(timeout)
+        if any(reader.is_alive() for reader in readers):  # a grandchild holds the pipes open
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return outputs.get(self.stdout), outputs.get(self.stderr)
+
     def send_signal(self, sig: int) -> None:
         if self.returncode is None:  # as Popen: never a signal to a pid that may have been reused
             os.kill(self.pid, sig)
@@ -153,26 +180,30 @@ class ForkedProcess:
 
 
 class Zygote:
-    """The zygote of this pytest process, started at its first use; it ends with this process."""
+    """A zygote of this pytest process for one terminal width, started at its first use; it ends with
+    this process."""
 
-    _one = None
+    _started: dict[str | None, "Zygote"] = {}
     _lock = threading.Lock()
 
     @classmethod
-    def get(cls) -> "Zygote":
+    def get(cls, env: dict) -> "Zygote":
+        """The zygote for a start with `env` (see zygote_can_start)."""
+        width = env.get(WIDTH)
         with cls._lock:
-            if cls._one is None or cls._one.proc.poll() is not None:
-                cls._one = cls()
-            return cls._one
+            if width not in cls._started or cls._started[width].proc.poll() is not None:
+                cls._started[width] = cls(width)
+            return cls._started[width]
 
-    def __init__(self):
+    def __init__(self, width: str | None = BASE_ENV.get(WIDTH)):
+        env = {k: v for k, v in BASE_ENV.items() if k != WIDTH} | ({WIDTH: width} if width is not None else {})
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.proc = subprocess.Popen(
             [sys.executable, "-c", ZYGOTE, str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            env=BASE_ENV,
+            env=env,
         )
         theirs.close()
         self.sock, self.lock = mine, threading.Lock()
@@ -199,20 +230,24 @@ class Zygote:
             self.children.clear()
             self.answer.notify_all()
 
-    def start(self, argv: list[str], env: dict) -> ForkedProcess:
-        """argv[0] the console script, run as by subprocess.Popen(argv, env=env, stdout=PIPE, stderr=STDOUT, text=True)."""
-        read, write = os.pipe()
+    def start(self, argv: list[str], env: dict, stderr: bool = False) -> ForkedProcess:
+        """argv[0] the console script, run as by subprocess.Popen(argv, env=env, stdout=PIPE, text=True) with
+        stderr=STDOUT, or with stderr=PIPE where `stderr` is true."""
+        pipes = [os.pipe() for _ in range(2 if stderr else 1)]
         with self.lock:  # one start at a time: the answer is this start's pid
             try:
-                socket.send_fds(self.sock, [json.dumps({"argv": argv, "env": env, "cwd": os.getcwd()}).encode()], [write])
+                request = json.dumps({"argv": argv, "env": env, "cwd": os.getcwd()}).encode()
+                socket.send_fds(self.sock, [request], [write for _, write in pipes])
             finally:
-                os.close(write)
+                for _, write in pipes:
+                    os.close(write)
             with self.answer:
                 if not self.answer.wait_for(lambda: self.started or self.proc.poll() is not None, 60) or not self.started:
-                    os.close(read)
+                    for read, _ in pipes:
+                        os.close(read)
                     raise RuntimeError(f"the test servers' zygote did not fork (exit status {self.proc.poll()})")
                 pid = self.started.pop()
-                child = ForkedProcess(argv, pid, open(read, encoding=None))
+                child = ForkedProcess(argv, pid, *(open(read, encoding=None) for read, _ in pipes))
                 if pid in self.early:
                     child._exited(self.early.pop(pid))
                 else:
