@@ -392,7 +392,8 @@ def test_autoscaling_from_1_to_2_and_back_with_503_retry_after_at_the_proxy(clus
     assert set(through_rays_proxy.retry_after) == {"1"}
     assert all("num_queued_requests" in json.loads(why)["error"] for _, why in through_rays_proxy.failures)
     assert load.wrong == 0 and load.ok > 0
-    assert load.failures and all(s == 503 for s, _ in load.failures), load.failures[:5]
+    others = [f for f in load.failures if f[0] != 503]  # in the message: what failed other than a 503
+    assert load.failures and not others, (others[:5], len(load.failures))
     assert set(load.retry_after) == {"1"}
     # Ray answers these itself (the replica through HAProxy; Ray's proxy for a request HAProxy sent to its backup,
     # or with --ray-ingress proxy), in text: serve.ray.ingress makes them JSON, as the app's own errors
