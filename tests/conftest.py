@@ -86,23 +86,21 @@ def cli():
     CompletedProcess. Forked from a zygote (tests/zygote.py: the console script's main(), its argv,
     environment, stdout, stderr and exit status its own), or a new interpreter where the environment
     differs in what is read on start."""
-    from .zygote import Zygote, zygote_can_start
+    from .zygote import popen
 
     exe = Path(sys.executable).with_name("prelu-deploy")
 
     def run(*args, check_rc: int | None = 0):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
         argv = [str(exe), *map(str, args)]
-        if zygote_can_start(env):
-            child = Zygote.get(env).start(argv, env, stderr=True)
-            try:
-                out, err = child.communicate(300)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                raise
-            proc = subprocess.CompletedProcess(argv, child.returncode, out, err)
-        else:
-            proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+        child = popen(argv, env, stderr=True)
+        try:
+            out, err = child.communicate(timeout=300)
+        except subprocess.TimeoutExpired:  # as subprocess.run: killed, waited for, then raised
+            child.kill()
+            child.wait()
+            raise
+        proc = subprocess.CompletedProcess(argv, child.returncode, out, err)
         if check_rc is not None:
             assert proc.returncode == check_rc, f"rc {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         return proc

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prelu_deploy.serve.addresses import free_ports
 
-from .zygote import Zygote, zygote_can_start
+from .zygote import popen
 
 
 def free_port() -> int:
@@ -82,10 +82,7 @@ class Server(Endpoint):
             *workers,
             *args,
         ]
-        if not fresh and zygote_can_start(env):
-            self.proc = Zygote.get(env).start(argv, env)
-        else:
-            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.proc = popen(argv, env, fresh=fresh)
         deadline = time.monotonic() + start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

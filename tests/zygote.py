@@ -122,6 +122,17 @@ def zygote_can_start(env: dict) -> bool:
     return all(env.get(k) == BASE_ENV.get(k) for k in keys)
 
 
+def popen(argv: list[str], env: dict, stderr: bool = False, fresh: bool = False):
+    """argv (the console script and its arguments) as subprocess.Popen(argv, env=env, stdout=PIPE, text=True)
+    runs it, with stderr=STDOUT, or stderr=PIPE where `stderr` is true: forked from a zygote where it can
+    be (zygote_can_start), else — or `fresh` — in a new interpreter. A ForkedProcess or a Popen."""
+    if not fresh and zygote_can_start(env):
+        return Zygote.get(env).start(argv, env, stderr=stderr)
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE if stderr else subprocess.STDOUT, text=True, env=env
+    )
+
+
 class ForkedProcess:
     """The part of subprocess.Popen that tests use, for a child of the zygote: `pid`, `stdout` and
     `stderr` (text; stderr None when it goes to stdout), `returncode`, poll(), wait(), communicate(),
