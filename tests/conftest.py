@@ -80,6 +80,9 @@ def shipped() -> Path:
     return SHIPPED
 
 
+TORCH_COMMANDS = ("export", "parity", "train", "eval", "inspect")  # the console script's commands that import torch
+
+
 @pytest.fixture
 def cli():
     """Run the `prelu-deploy` console script as a process of its own, 200 columns wide; returns the
@@ -93,7 +96,8 @@ def cli():
     def run(*args, check_rc: int | None = 0):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
         argv = [str(exe), *map(str, args)]
-        child = popen(argv, env, stderr=True)
+        # torch imported by the zygote at the first command that imports it: not again by each later one
+        child = popen(argv, env, stderr=True, preload=("torch",) if args and args[0] in TORCH_COMMANDS else ())
         try:
             out, err = child.communicate(timeout=300)
         except subprocess.TimeoutExpired:  # as subprocess.run: killed, waited for, then raised

@@ -45,13 +45,27 @@ def test_what_is_read_on_start_gets_a_new_interpreter():
     assert zygote_can_start({**BASE_ENV, "PRELU_DEPLOY_API_TOKEN": "t", "RAY_CLIENT_MODE": "0", "PYTHONBREAKPOINT": "0"})
 
 
+def test_a_preloaded_module_is_the_zygotes_own_from_then_on():
+    """The cli fixture's torch: imported by the zygote before the fork, once, and the start answers as a
+    new interpreter does."""
+    env = {**BASE_ENV, "COLUMNS": "200"}  # the cli fixture's zygote: torch is imported there in any case
+    new = subprocess.run([EXE, "--version"], env=env, capture_output=True, text=True, timeout=60)
+    zygote = Zygote.get(env)
+    forked = zygote.start([EXE, "--version"], env, stderr=True, preload=("torch",))
+    assert forked.communicate(60) == (new.stdout, new.stderr) and forked.returncode == new.returncode == 0
+    assert "libtorch_cpu" in Path(f"/proc/{zygote.proc.pid}/maps").read_text()
+
+
 def test_a_zygote_that_dies_leaves_no_wait_hanging():
     """Its children live on (as a server started by Popen outlives the test process); their exit status
-    is lost with it: poll() and wait() say so at once."""
+    is lost with it: poll() and wait() say so at once. Here it dies as it refuses a fork that would not be
+    safe: a start asked it to import onnxruntime first, whose import starts a thread."""
     zygote = Zygote()  # one of this test's own
     child = zygote.start([EXE, "serve", str(REPO), "--port", "0", "--workers", "1"], dict(BASE_ENV))
     try:
-        zygote.proc.kill()
+        with pytest.raises(RuntimeError, match="did not fork"):
+            zygote.start([EXE, "--version"], dict(BASE_ENV), preload=("onnxruntime",))
+        assert zygote.proc.wait(30) != 0
         with pytest.raises(RuntimeError, match="zygote died"):
             child.wait(30)
         with pytest.raises(RuntimeError, match="zygote died"):

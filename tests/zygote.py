@@ -10,7 +10,9 @@ only the interpreter's start and the imports happen before the fork. A zygote st
 holds nothing else open. There is one per terminal width asked for (COLUMNS: rich's consoles made on
 import read it). A start whose environment differs from the tests' in another variable read on start
 (PYTHONPATH, a sitecustomize, thread counts, the locale) gets a new interpreter instead
-(`zygote_can_start`); so does `Server(fresh=True)`.
+(`zygote_can_start`); so does `Server(fresh=True)`. A start may name modules for the zygote to import
+before its fork (`preload`: the `cli` fixture's torch, for the commands that import it), so that each
+later start finds them imported.
 
 The protocol, over a socketpair of datagrams: the test sends {argv, env, cwd} with the write ends of
 the child's stdout (and stderr) pipes attached; the zygote forks and answers {"started": pid}; when a
@@ -27,23 +29,24 @@ import threading
 # Read by pytest's process at import (collection), before any test changes the environment.
 BASE_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # What is read while the interpreter starts or the zygote's modules are imported (the interpreter's own
-# PYTHON* but PYTHONBREAKPOINT, read when called; the C library and loader; OpenBLAS's threads; the
-# locale; rich's terminal; prometheus_client's multiprocess mode; gRPC; pydantic; typer; the temporary
+# PYTHON* but PYTHONBREAKPOINT, read when called; the C library and loader; OpenBLAS's and OpenMP's threads;
+# the locale; rich's terminal; prometheus_client's multiprocess mode; gRPC; pydantic; typer; torch, where
+# preloaded (TORCH_*, not the TORCHINDUCTOR_CACHE_DIR torch.compile sets in the test process); the temporary
 # folder, cached once asked; PATH): a start that differs from the tests' environment in one of these
 # (but the width, which has zygotes of its own) gets a new interpreter. Other variables are read when
 # the code runs, and the child's environment is the start's own — among them those that torch or Ray
 # put in the test process's environment.
 READ_ON_START = (
-    "PYTHON", "LD_", "MALLOC_", "GLIBC_", "OMP_", "OPENBLAS_", "GOTO", "NUMPY_", "LC_", "LANG", "TZ", "TERM",
-    "COLORTERM", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "PROMETHEUS", "prometheus_multiproc_dir",
-    "GRPC_", "PYDANTIC_", "TYPER_", "_TYPER", "TMP", "TEMP", "PATH",
+    "PYTHON", "LD_", "MALLOC_", "GLIBC_", "OMP_", "KMP_", "MKL_", "OPENBLAS_", "GOTO", "NUMPY_", "LC_", "LANG",
+    "TZ", "TERM", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "PROMETHEUS",
+    "prometheus_multiproc_dir", "GRPC_", "PYDANTIC_", "TYPER_", "_TYPER", "TORCH_", "TMP", "TEMP", "PATH",
 )  # fmt: skip
 READ_WHEN_CALLED = ("PYTHONBREAKPOINT",)
 # The terminal's width is read on import too (rich's consoles made then): a zygote for each width asked for.
 WIDTH = "COLUMNS"
 
 ZYGOTE = r"""
-import json, os, select, signal, socket, sys
+import importlib, json, os, select, signal, socket, sys
 
 import prelu_deploy.cli.main
 import prelu_deploy.serve.api.app
@@ -103,11 +106,14 @@ while True:
             for pid in children:
                 os.kill(pid, signal.SIGTERM)
             break
+        request = json.loads(message)
+        for name in request["preload"]:  # what this start and the next will import (once here: torch is 2 s of CPU)
+            importlib.import_module(name)
         tasks = os.listdir("/proc/self/task")
         assert tasks == [str(os.getpid())], f"{len(tasks)} threads: forking here would not be safe"
         pid = os.fork()
         if pid == 0:
-            become(json.loads(message), fds[0], fds[-1])  # never returns: the child exits as the script would
+            become(request, fds[0], fds[-1])  # never returns: the child exits as the script would
         for fd in fds:
             os.close(fd)
         children.add(pid)
@@ -122,12 +128,13 @@ def zygote_can_start(env: dict) -> bool:
     return all(env.get(k) == BASE_ENV.get(k) for k in keys)
 
 
-def popen(argv: list[str], env: dict, stderr: bool = False, fresh: bool = False):
+def popen(argv: list[str], env: dict, stderr: bool = False, fresh: bool = False, preload: tuple[str, ...] = ()):
     """argv (the console script and its arguments) as subprocess.Popen(argv, env=env, stdout=PIPE, text=True)
     runs it, with stderr=STDOUT, or stderr=PIPE where `stderr` is true: forked from a zygote where it can
-    be (zygote_can_start), else — or `fresh` — in a new interpreter. A ForkedProcess or a Popen."""
+    be (zygote_can_start), else — or `fresh` — in a new interpreter. A ForkedProcess or a Popen.
+    `preload`: modules the command imports, for the zygote to import first (see Zygote.start)."""
     if not fresh and zygote_can_start(env):
-        return Zygote.get(env).start(argv, env, stderr=stderr)
+        return Zygote.get(env).start(argv, env, stderr=stderr, preload=preload)
     return subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE if stderr else subprocess.STDOUT, text=True, env=env
     )
@@ -221,6 +228,7 @@ class Zygote:
         self.children: dict[int, ForkedProcess] = {}
         self.early: dict[int, int] = {}  # statuses of children that ended before their handle was made
         self.started: list[int] = []
+        self.gone = False  # its end of the socket closed: it died (its exit status may come a moment later)
         self.answer = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -236,27 +244,34 @@ class Zygote:
                 else:
                     self.early[event["exited"]] = event["status"]
         with self.answer:  # the zygote died: no answer will come
+            self.gone = True
             for child in self.children.values():
                 child._exited(None)
             self.children.clear()
             self.answer.notify_all()
 
-    def start(self, argv: list[str], env: dict, stderr: bool = False) -> ForkedProcess:
+    def start(self, argv: list[str], env: dict, stderr: bool = False, preload: tuple[str, ...] = ()) -> ForkedProcess:
         """argv[0] the console script, run as by subprocess.Popen(argv, env=env, stdout=PIPE, text=True) with
-        stderr=STDOUT, or with stderr=PIPE where `stderr` is true."""
+        stderr=STDOUT, or with stderr=PIPE where `stderr` is true. `preload`: modules the zygote imports
+        before this fork, if it has not yet (a module that starts a thread there is refused: onnxruntime),
+        so that this start and every later one of this zygote find them imported."""
         pipes = [os.pipe() for _ in range(2 if stderr else 1)]
         with self.lock:  # one start at a time: the answer is this start's pid
             try:
-                request = json.dumps({"argv": argv, "env": env, "cwd": os.getcwd()}).encode()
+                request = json.dumps({"argv": argv, "env": env, "cwd": os.getcwd(), "preload": list(preload)}).encode()
                 socket.send_fds(self.sock, [request], [write for _, write in pipes])
             finally:
                 for _, write in pipes:
                     os.close(write)
             with self.answer:
-                if not self.answer.wait_for(lambda: self.started or self.proc.poll() is not None, 60) or not self.started:
+                if not self.answer.wait_for(lambda: self.started or self.gone, 60) or not self.started:
                     for read, _ in pipes:
                         os.close(read)
-                    raise RuntimeError(f"the test servers' zygote did not fork (exit status {self.proc.poll()})")
+                    try:
+                        status = self.proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        status = "none: still running"
+                    raise RuntimeError(f"the test servers' zygote did not fork (exit status {status})")
                 pid = self.started.pop()
                 child = ForkedProcess(argv, pid, *(open(read, encoding=None) for read, _ in pipes))
                 if pid in self.early:
