@@ -13,8 +13,10 @@ from .test_workers import _children, _listening
 
 
 def _open_connections(srv: Server) -> int:
-    text = srv.request("GET", "/metrics")[2].decode()
-    return int(float(re.search(r"^prelu_open_connections (\S+)$", text, re.M).group(1)))
+    status, _, body = srv.request("GET", "/metrics")
+    found = re.search(r"^prelu_open_connections (\S+)$", body.decode(), re.M)
+    assert status == 200 and found, (status, body[-1000:])  # what came instead (one run, once, had no such line)
+    return int(float(found.group(1)))
 
 
 def test_sigterm_with_a_stopped_worker_exits_within_its_deadline_and_frees_the_port(repo):
