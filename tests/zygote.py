@@ -31,15 +31,15 @@ BASE_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # What is read while the interpreter starts or the zygote's modules are imported (the interpreter's own
 # PYTHON* but PYTHONBREAKPOINT, read when called; the C library and loader; OpenBLAS's and OpenMP's threads;
 # the locale; rich's terminal; prometheus_client's multiprocess mode; gRPC; pydantic; typer; torch, where
-# preloaded (TORCH_*, not the TORCHINDUCTOR_CACHE_DIR torch.compile sets in the test process); the temporary
-# folder, cached once asked; PATH): a start that differs from the tests' environment in one of these
-# (but the width, which has zygotes of its own) gets a new interpreter. Other variables are read when
-# the code runs, and the child's environment is the start's own — among them those that torch or Ray
-# put in the test process's environment.
+# preloaded; the temporary folder, cached once asked; PATH): a start that differs from the tests'
+# environment in one of these (but the width, which has zygotes of its own) gets a new interpreter. Other
+# variables are read when the code runs, and the child's environment is the start's own — among them those
+# that torch or Ray put in the test process's environment (torch.compile: TORCHINDUCTOR_CACHE_DIR and
+# KMP_DUPLICATE_LIB_OK; a prefix that caught one of those sent every later start to a new interpreter).
 READ_ON_START = (
-    "PYTHON", "LD_", "MALLOC_", "GLIBC_", "OMP_", "KMP_", "MKL_", "OPENBLAS_", "GOTO", "NUMPY_", "LC_", "LANG",
-    "TZ", "TERM", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "PROMETHEUS",
-    "prometheus_multiproc_dir", "GRPC_", "PYDANTIC_", "TYPER_", "_TYPER", "TORCH_", "TMP", "TEMP", "PATH",
+    "PYTHON", "LD_", "MALLOC_", "GLIBC_", "OMP_", "OPENBLAS_", "GOTO", "NUMPY_", "LC_", "LANG", "TZ", "TERM",
+    "COLORTERM", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "PROMETHEUS", "prometheus_multiproc_dir",
+    "GRPC_", "PYDANTIC_", "TYPER_", "_TYPER", "TORCH_", "TMP", "TEMP", "PATH",
 )  # fmt: skip
 READ_WHEN_CALLED = ("PYTHONBREAKPOINT",)
 # The terminal's width is read on import too (rich's consoles made then): a zygote for each width asked for.
