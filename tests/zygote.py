@@ -14,7 +14,7 @@ import read it). A start whose environment differs from the tests' in another va
 before its fork (`preload`: the `cli` fixture's torch, for the commands that import it), so that each
 later start finds them imported.
 
-The protocol, over a socketpair of datagrams: the test sends {argv, env, cwd} with the write ends of
+The protocol, over a socketpair of datagrams: the test sends {argv, env, cwd, preload} with the write ends of
 the child's stdout (and stderr) pipes attached; the zygote forks and answers {"started": pid}; when a
 child ends it reaps it and sends {"exited": pid, "status": Popen's returncode}."""
 
@@ -107,7 +107,7 @@ while True:
                 os.kill(pid, signal.SIGTERM)
             break
         request = json.loads(message)
-        for name in request["preload"]:  # what this start and the next will import (once here: torch is 2 s of CPU)
+        for name in request["preload"]:  # what this start and later ones import: once here, not in each of them
             importlib.import_module(name)
         tasks = os.listdir("/proc/self/task")
         assert tasks == [str(os.getpid())], f"{len(tasks)} threads: forking here would not be safe"
