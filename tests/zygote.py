@@ -6,7 +6,7 @@ besides the `cli` fixture's runs (tests/conftest.py).
 Each is still a process of its own, running the console script's main() with its own argv,
 environment, working directory, stdout and stderr (pipes the test reads), signals and exit status:
 only the interpreter's start and the imports happen before the fork. A zygote stays single-threaded
-(checked before each fork; onnxruntime is not imported there, as loading it starts a thread) and
+(checked before each fork; onnxruntime is not imported there, as loading it may start a thread) and
 holds nothing else open. There is one per terminal width asked for (COLUMNS: rich's consoles made on
 import read it). A start whose environment differs from the tests' in another variable read on start
 (PYTHONPATH, a sitecustomize, thread counts, the locale) gets a new interpreter instead
@@ -253,7 +253,7 @@ class Zygote:
     def start(self, argv: list[str], env: dict, stderr: bool = False, preload: tuple[str, ...] = ()) -> ForkedProcess:
         """argv[0] the console script, run as by subprocess.Popen(argv, env=env, stdout=PIPE, text=True) with
         stderr=STDOUT, or with stderr=PIPE where `stderr` is true. `preload`: modules the zygote imports
-        before this fork, if it has not yet (a module that starts a thread there is refused: onnxruntime),
+        before this fork, if it has not yet (a module whose import starts a thread is refused: the zygote dies),
         so that this start and every later one of this zygote find them imported."""
         pipes = [os.pipe() for _ in range(2 if stderr else 1)]
         with self.lock:  # one start at a time: the answer is this start's pid
