@@ -1,6 +1,7 @@
-"""`prelu-deploy export`, `parity` and `classify`, run as a user runs them: each once as the console script's
-process; again, its other outputs and its refusals by the script's main() in this process (the same code,
-without a new interpreter importing torch: 3-5 s of CPU each)."""
+"""`prelu-deploy export`, `parity` and `classify`, run as a user runs them: `parity` and `classify` once each as
+the console script's process; `export`, the other outputs and the refusals by the script's main() in this
+process (the same code, without a new interpreter importing torch and setting up its exporter). `export` runs
+as a process of its own in tests/core/test_atomic.py, from an interpreter that imported only the CLI."""
 
 import json
 
@@ -21,9 +22,9 @@ def repo(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["native", "plugin", "leaky"])
 def test_export_then_parity_passes(cli, cli_in_process, shipped, repo, mode):
-    run = cli if mode == "leaky" else cli_in_process  # the console script as a process once, its main() here for the others
-    out = run("export", shipped, "--name", f"d_{mode}", "--repo", repo, "--prelu-mode", mode).stdout
+    out = cli_in_process("export", shipped, "--name", f"d_{mode}", "--repo", repo, "--prelu-mode", mode).stdout
     assert f"lowering {mode}" in out
+    run = cli if mode == "leaky" else cli_in_process  # the console script as a process once, its main() here for the others
     report = json.loads(run("parity", repo / f"d_{mode}", "--json", "--n", "100").stdout)
     o = report["outputs"]["logits"]
     assert report["passed"] and o["max_abs"] <= 1e-4 * o["logit_scale"] and o["top1_agreement"] == 1.0
