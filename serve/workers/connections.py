@@ -9,7 +9,7 @@ other connections for 9 s). This protocol
 - answers 431 and closes when a request head grows past `max_head_bytes` (request line and headers,
   counted as they arrive, not once complete) or one of its lines past `max_line_bytes`, with one
   warning in the log.
-A module-level class: it travels to spawned worker processes by name.
+A module-level class: it travels to the worker processes by name.
 
 It also counts open client connections (COUNT): with one in the whole server, HTTP/1.1 brings its
 requests one at a time, so nothing else can be waiting (serve.api.hot_path runs such a request inline)."""

@@ -7,12 +7,12 @@ The parent binds one listening socket per worker on the same port (SO_REUSEPORT)
 spreads new connections over the workers:
 on one shared socket, whichever worker woke first accepted a whole burst of connections (measured:
 docs/benchmarks.md). Each worker loads the repository itself (its own runners, batchers and parity
-gate); the settings reach it through the environment, as JSON, because workers are spawned, not
-forked. Prometheus counters of all workers are summed at /metrics through prometheus_client's
-multiprocess mode (a folder of per-process files that the parent creates and removes)."""
+gate); the settings reach it through the environment, as JSON, because workers are started from a fork
+server (serve.workers.supervisor), not forked from this process. Prometheus counters of all workers are
+summed at /metrics through prometheus_client's multiprocess mode (a folder of per-process files that the
+parent creates and removes)."""
 
 import logging
-import multiprocessing
 import os
 import shutil
 import socket
@@ -25,7 +25,7 @@ from prelu_deploy.errors import ListenError, UsageError
 from prelu_deploy.serve.workers import connections
 from prelu_deploy.serve.api.metrics import MULTIPROC_ENV
 from prelu_deploy.serve.settings import Settings
-from prelu_deploy.serve.workers.supervisor import Supervisor
+from prelu_deploy.serve.workers.supervisor import CONTEXT, Supervisor
 
 SETTINGS_ENV = "PRELU_DEPLOY_SERVE_SETTINGS"
 LOG_LEVEL_ENV = "PRELU_DEPLOY_LOG_LEVEL"
@@ -75,8 +75,9 @@ def configure_logging(level: str) -> None:
 class ServerConfig(uvicorn.Config):
     """uvicorn's Config plus what serve.workers.connections' protocol enforces (the request-head deadline and
     size limits), the graceful deadline of a shutdown, and under several workers the shared connection
-    count (an array in shared memory: each worker process writes its own `slot`); a module-level
-    class, so it travels to spawned workers by pickling."""
+    count (an array in shared memory: each worker process writes its own `slot`), and the supervisor's
+    environment as of the worker's start (`environ`, set by serve.workers.supervisor); a module-level
+    class, so it travels to the workers by pickling."""
 
     def __init__(
         self,
@@ -91,8 +92,12 @@ class ServerConfig(uvicorn.Config):
         self.header_timeout, self.max_head_bytes = header_timeout, max_head_bytes
         self.max_header_line_bytes = max_header_line_bytes
         self.connection_slots, self.slot = connection_slots, 0
+        self.environ: dict[str, str] | None = None
 
-    def load(self) -> None:  # in the worker process, before it serves
+    def load(self) -> None:  # in the worker process, before it serves (and before the app factory reads the settings)
+        if self.environ is not None:
+            os.environ.clear()
+            os.environ.update(self.environ)
         super().load()
         if self.connection_slots is not None:
             connections.COUNT.share(self.connection_slots, self.slot)
@@ -152,7 +157,7 @@ def _bound(family, kind, proto, addr, reuse_port: bool) -> socket.socket:
 
 def run(settings: Settings, socks: list[socket.socket], workers: int, log_level: str) -> None:
     """Serve `settings` on the bound sockets (serve.workers.processes.listen): in this process when `workers`
-    is 1, else in `workers` spawned processes supervised by this one."""
+    is 1, else in `workers` worker processes supervised by this one."""
     common = dict(
         log_level=log_level,
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
@@ -176,7 +181,7 @@ def run(settings: Settings, socks: list[socket.socket], workers: int, log_level:
 
     pin_versions(settings.repo)  # each model's version now: what every worker serves until SIGHUP (serve.repository.loader)
     try:
-        slots = multiprocessing.get_context("spawn").RawArray("i", 2 * workers)  # two per worker: see Supervisor
+        slots = CONTEXT.RawArray("i", 2 * workers)  # two per worker: see Supervisor
         cfg = ServerConfig(f"{__name__}:app_from_env", factory=True, workers=workers, connection_slots=slots, **common)
         Supervisor(cfg, sockets=socks).run()
     finally:

@@ -1,8 +1,17 @@
 """The supervisor of several worker processes (serve.workers.processes): uvicorn's own, with a socket per worker,
-connection counts that survive a rolling restart, and a shutdown that ends."""
+connection counts that survive a rolling restart, a shutdown that ends, and workers forked from a fork server.
+
+uvicorn spawns each worker: a new interpreter that imports the console script, the web stack and the serving
+code again before it loads a model, at start and for each replacement (docs/benchmarks.md: what it costs).
+Here a multiprocessing fork server imports them once (PRELOAD), when the first worker starts, and forks every
+worker from it; the fork server is a new interpreter too, holding nothing of the supervisor's (Python 3.14
+makes it the default start method on Linux). A worker starts with the supervisor's environment as of its
+own start, as a spawned one did (the fork server's own is that of the first start: see WorkerProcess)."""
 
 import copy
 import logging
+import multiprocessing
+import os
 import pickle
 import signal
 import socket
@@ -14,7 +23,31 @@ from uvicorn.supervisors.multiprocess import Process
 
 KILL_AFTER_S = 2.0  # a worker still alive this long after its --shutdown-timeout is killed
 STARTUP_S = 120.0  # SIGHUP: how long a replacement may take to load its models (and pass their parity gate)
+# What the fork server imports before its first fork: the console script (a worker's __main__, which each
+# would import again otherwise) and what a worker imports before it loads its models. Not onnxruntime, whose
+# import starts a thread on some machines: a process with a second thread is not safe to fork.
+PRELOAD = (
+    "__main__",
+    "prelu_deploy.serve.workers.processes",
+    "prelu_deploy.serve.api.app",
+    "prelu_deploy.serve.repository.loader",
+    "prelu_deploy.serve.repository.control",
+    "tritonclient.grpc",
+)
+CONTEXT = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
 log = logging.getLogger("prelu_deploy.serve")
+
+
+class WorkerProcess(Process):
+    """uvicorn's worker process (its health-check pipe, its target), started by CONTEXT instead of uvicorn's
+    spawn, with the supervisor's environment as of now (config.environ, applied by ServerConfig.load in the
+    worker): the fork server's own environment is that of the first start, and the supervisor's changes
+    after it (a SIGHUP's new version pins) would not reach later workers."""
+
+    def __init__(self, config, sockets: list[socket.socket]):
+        config.environ = dict(os.environ)
+        super().__init__(config, sockets)  # uvicorn's spawn Process, not started: its target and arguments are ours
+        self.process = CONTEXT.Process(target=self.process._target, kwargs=self.process._kwargs)
 
 
 class Supervisor(Multiprocess):
@@ -30,6 +63,8 @@ class Supervisor(Multiprocess):
 
     def __init__(self, config, sockets: list[socket.socket]):
         super().__init__(config, sockets)
+        if CONTEXT.get_start_method() == "forkserver":
+            CONTEXT.set_forkserver_preload(list(PRELOAD))
         self.slot_owner: list[Process | None] = [None] * (len(config.connection_slots) if config.connection_slots else 0)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._stop_signal)
@@ -43,7 +78,7 @@ class Supervisor(Multiprocess):
         if config.connection_slots is not None:
             config.slot = next(i for i, owner in enumerate(self.slot_owner) if owner is None)
             config.connection_slots[config.slot] = 0
-        process = Process(config, [self.sockets[idx % len(self.sockets)]])
+        process = WorkerProcess(config, [self.sockets[idx % len(self.sockets)]])
         process.start()
         if config.connection_slots is not None:
             self.slot_owner[config.slot] = process

@@ -18,6 +18,7 @@ from prelu_deploy.serve.repository.loader import PINS_ENV, load_model, load_repo
 from prelu_deploy.serve.settings import Settings
 
 from ..server import Server, wait_for
+from .test_workers import _children
 
 # Export --force in a loop: versions A and B in turn, each swapped in by the same atomic exchange.
 SWAPPER = """
@@ -96,18 +97,6 @@ def test_a_worker_loading_after_a_swap_refuses_a_version_other_than_the_pinned_o
     assert served.ready and served.entry.lowering == "native"
 
 
-def _workers(pid: int) -> set[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    return {p for p in map(int, out) if "spawn_main" in _cmdline(p)}
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return open(f"/proc/{pid}/cmdline").read()
-    except OSError:
-        return ""
-
-
 def _answers(srv: Server, n: int) -> list[tuple]:
     """(ready, lowering or reason) of /v2/models/digits, a new connection each: both workers answer."""
     out = []
@@ -124,19 +113,19 @@ def test_a_replacement_worker_serves_the_version_the_others_do(versions, tmp_pat
     shutil.copytree(versions["A"], live)
     srv = Server(live.parent, "--workers", "2", "--log-level", "info")
     try:
-        first = _workers(srv.proc.pid)
+        first = _children(srv.proc.pid)
         assert len(first) == 2 and set(_answers(srv, 8)) == {(True, "leaky")}
         with staged_dir(live) as tmp:  # export --force of version B while the server runs
             shutil.copytree(versions["B"], tmp, dirs_exist_ok=True)
         os.kill(min(first), signal.SIGKILL)  # a worker dies; the supervisor starts another
-        wait_for(lambda: len(_workers(srv.proc.pid) - first) == 1, 60)
+        wait_for(lambda: len(_children(srv.proc.pid) - first) == 1, 60)
         answers = _answers(srv, 40)
         assert (True, "native") not in answers and (True, "leaky") in answers, answers  # never two versions served
         refused = [a for a in answers if not a[0]]
         assert refused and all("digits changed on disk after the server started" in r for _, r in refused), answers
-        before = _workers(srv.proc.pid)
+        before = _children(srv.proc.pid)
         srv.proc.send_signal(signal.SIGHUP)  # a deliberate reload: every worker replaced, serving what is on disk
-        wait_for(lambda: len(now := _workers(srv.proc.pid)) == 2 and now.isdisjoint(before), 240)
+        wait_for(lambda: len(now := _children(srv.proc.pid)) == 2 and now.isdisjoint(before), 240)
         assert set(_answers(srv, 12)) == {(True, "native")}
     finally:
         assert srv.stop()

@@ -43,15 +43,20 @@ def test_the_layout_fills_the_cores(cores, given, want):
 
 
 def _children(pid: int) -> set[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    workers = set()
-    for child in map(int, out):  # multiprocessing's resource tracker is a child too; workers run uvicorn
-        try:
-            if "spawn_main" in open(f"/proc/{child}/cmdline").read():
-                workers.add(child)
-        except OSError:
-            pass
-    return workers
+    """The worker processes of the server whose supervisor is `pid`: the children of its fork server
+    (serve.workers.supervisor), itself a child of the supervisor beside multiprocessing's resource tracker."""
+    return {worker for child in _kids(pid) if "multiprocessing.forkserver" in _cmdline(child) for worker in _kids(child)}
+
+
+def _kids(pid: int) -> list[int]:
+    return [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/cmdline").read()
+    except OSError:  # ended meanwhile
+        return ""
 
 
 def _listening(port: int) -> int:
