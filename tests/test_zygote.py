@@ -56,19 +56,21 @@ def test_a_preloaded_module_is_the_zygotes_own_from_then_on():
     assert "libtorch_cpu" in Path(f"/proc/{zygote.proc.pid}/maps").read_text()
 
 
-def test_a_zygote_that_dies_leaves_no_wait_hanging(monkeypatch):
+def test_a_zygote_that_dies_leaves_no_wait_hanging(monkeypatch, capfd):
     """Its children live on (as a server started by Popen outlives the test process); their exit status
     is lost with it: poll() and wait() say so at once. Here it dies as it refuses a fork that would not be
     safe: a start asked it to import a module first whose import starts a thread (tests/thread_on_import.py,
     found through the zygote's working directory, which `python -c` puts on its path)."""
     monkeypatch.chdir(Path(__file__).parent)
-    assert Path("thread_on_import.py").is_file()  # so the zygote dies of the thread, not of a failed import
+    assert Path("thread_on_import.py").is_file()
     zygote = Zygote()  # one of this test's own
     child = zygote.start([EXE, "serve", str(REPO), "--port", "0", "--workers", "1"], dict(BASE_ENV))
     try:
         with pytest.raises(RuntimeError, match="did not fork"):
             zygote.start([EXE, "--version"], dict(BASE_ENV), preload=("thread_on_import",))
         assert zygote.proc.wait(30) != 0
+        # it died of the thread, not of a failed import (its stderr is this test's, captured)
+        assert "2 threads: forking here would not be safe" in capfd.readouterr().err
         with pytest.raises(RuntimeError, match="zygote died"):
             child.wait(30)
         with pytest.raises(RuntimeError, match="zygote died"):
