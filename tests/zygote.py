@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 # Read by pytest's process at import (collection), before any test changes the environment.
 BASE_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -179,9 +180,10 @@ class ForkedProcess:
         ]
         for reader in readers:
             reader.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
         self.wait(timeout)
         for reader in readers:
-            reader.join(timeout)
+            reader.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if any(reader.is_alive() for reader in readers):  # a grandchild holds the pipes open
             raise subprocess.TimeoutExpired(self.args, timeout)
         return outputs.get(self.stdout), outputs.get(self.stderr)
